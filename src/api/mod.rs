@@ -1,0 +1,211 @@
+//! The HTTP layer: one file per resource, the router and the OpenAPI
+//! document built from the same `routes!` lists (so they cannot drift),
+//! request ids and one log line per request.
+
+pub mod extract;
+pub mod health;
+pub mod namespaces;
+pub mod releases;
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tracing::Instrument;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::auth::{ApiKeys, require_api_key};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::helm::Helm;
+use crate::kube::ApiProbe;
+use crate::locks::ReleaseLocks;
+use crate::names::ChartPolicy;
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// The request id header, accepted from callers and echoed back.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Everything handlers share.
+pub struct App {
+    pub config: Config,
+    pub helm: Helm,
+    pub client: kube::Client,
+    pub keys: ApiKeys,
+    pub probe: ApiProbe,
+    pub locks: ReleaseLocks,
+    pub chart_policy: ChartPolicy,
+}
+
+/// Cheap-to-clone handle on [`App`].
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "paas-operator", description = "Helm operations over HTTP for the PaaS platform. Send `X-API-Key` on every /api path."),
+    modifiers(&ApiKeyScheme),
+    tags((name = "releases", description = "Helm releases in tenant namespaces"),
+         (name = "namespaces", description = "Tenant namespaces"),
+         (name = "health", description = "Liveness and readiness")),
+)]
+struct ApiDoc;
+
+struct ApiKeyScheme;
+
+impl Modify for ApiKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
+
+fn public_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health::health))
+        .routes(routes!(health::ready))
+}
+
+fn protected_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(releases::install_release))
+        .routes(routes!(
+            releases::get_release,
+            releases::upgrade_release,
+            releases::uninstall_release
+        ))
+        .routes(routes!(releases::rollback_release))
+        .routes(routes!(releases::list_revisions))
+        .routes(routes!(releases::release_status))
+        .routes(routes!(namespaces::create_namespace))
+}
+
+/// The OpenAPI document (also printed by `paas-operator openapi`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+        .merge(public_routes())
+        .merge(protected_routes())
+        .split_for_parts()
+        .1
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    let keys = state.keys.clone();
+    let protected =
+        protected_routes().route_layer(middleware::from_fn_with_state(keys, require_api_key));
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(public_routes())
+        .merge(protected)
+        .split_for_parts();
+    let cors = cors_layer(&state.config.cors_origins);
+    let router = router
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state);
+    let router = match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router.layer(middleware::from_fn(log_request))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("not_found", "No such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "Method not allowed on this endpoint",
+    )
+}
+
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter(|o| !o.trim().is_empty())
+        .filter_map(|o| o.trim().parse().ok())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+            .allow_headers([
+                axum::http::header::CONTENT_TYPE,
+                HeaderName::from_static("x-api-key"),
+                HeaderName::from_static(REQUEST_ID_HEADER),
+            ]),
+    )
+}
+
+/// A caller's request id is kept when it is short and plain; else a new one.
+fn request_id(request: &Request) -> String {
+    let given = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok());
+    match given {
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) =>
+        {
+            id.to_owned()
+        }
+        _ => uuid::Uuid::new_v4().to_string(),
+    }
+}
+
+/// One log line per request (id, method, route template, status, latency);
+/// every log line inside the request carries the id; the id is echoed back.
+async fn log_request(request: Request, next: Next) -> Response {
+    let id = request_id(&request);
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let span = tracing::info_span!("request", request_id = %id);
+    let started = Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    span.in_scope(|| {
+        tracing::info!(method = %method, route, status, latency_ms = started.elapsed().as_secs_f64() * 1000.0, "request");
+    });
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response.into_response()
+}

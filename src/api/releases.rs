@@ -1,0 +1,449 @@
+//! `/api/releases`: install, get, upgrade, uninstall, roll back, list
+//! revisions and report pods of a Helm release.
+//!
+//! Reads come from Helm's storage (no helm process). Every write holds the
+//! release's lock, checks the release exists (or not) first, runs helm, and
+//! emits one audit event.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde_json::{Map, Value};
+
+use super::AppState;
+use super::extract::{ApiJson, ReleasePath};
+use crate::auth::KeyId;
+use crate::error::{ApiError, ErrorBody};
+use crate::helm::{ChartArgs, HelmRelease, ValuesMode};
+use crate::kube::namespace::{TenantQuota, ensure_tenant};
+use crate::kube::pods::{release_pods, workload_selectors};
+use crate::locks::ReleaseGuard;
+use crate::model::{
+    InstallRequest, MessageResponse, ReleaseInfo, ReleaseStatusResponse, RevisionList,
+    RollbackRequest, UpgradeRequest, default_cpu, default_memory, default_storage,
+};
+use crate::names::{ChartRef, ChartVersion, Quantity, ReleaseName, TenantNamespace};
+
+/// Maximum nesting depth of `values`.
+const MAX_VALUES_DEPTH: usize = 32;
+
+/// Install a chart as a new release.
+#[utoipa::path(post, path = "/api/releases", tag = "releases", request_body = InstallRequest,
+    security(("api_key" = [])),
+    responses(
+        (status = 201, description = "Installed", body = ReleaseInfo),
+        (status = 400, description = "Invalid input, unknown chart, or chart failed to render", body = ErrorBody),
+        (status = 401, description = "Invalid or missing API key", body = ErrorBody),
+        (status = 409, description = "Name in use, or another operation runs on it", body = ErrorBody),
+        (status = 500, description = "helm failed", body = ErrorBody),
+    ))]
+pub async fn install_release(
+    State(state): State<AppState>,
+    Extension(key): Extension<KeyId>,
+    ApiJson(request): ApiJson<InstallRequest>,
+) -> Result<(StatusCode, Json<ReleaseInfo>), ApiError> {
+    let namespace = TenantNamespace::parse(&request.namespace, &state.config.namespace_prefix)?;
+    let name = ReleaseName::parse(&request.name)?;
+    let chart = ChartRef::parse(
+        &request.chart,
+        request.repo_url.as_deref(),
+        &state.chart_policy,
+    )?;
+    let version = request
+        .version
+        .as_deref()
+        .map(ChartVersion::parse)
+        .transpose()?;
+    let values = checked_values(request.values)?;
+
+    let outcome = async {
+        let _guard = lock(&state, &namespace, &name).await?;
+        if request.create_namespace {
+            ensure_tenant(&state.client, &namespace, &default_quota()?).await?;
+        }
+        if state.helm.latest(&namespace, &name).await?.is_some() {
+            return Err(ApiError::conflict(
+                "release_exists",
+                format!("Release {namespace}/{name} already exists"),
+            ));
+        }
+        let chart_args = ChartArgs {
+            chart: &chart,
+            version: version.as_ref(),
+            plain_http: chart.plain_http(&state.chart_policy),
+        };
+        Ok(state
+            .helm
+            .install(&namespace, &name, chart_args, &values)
+            .await?)
+    }
+    .await;
+    let release = audit(&key, "install", &namespace, &name, outcome)?;
+    Ok((StatusCode::CREATED, Json(release.to_info(true))))
+}
+
+/// The release at its latest revision, whatever its status.
+#[utoipa::path(get, path = "/api/releases/{namespace}/{name}", tag = "releases",
+    params(("namespace" = String, Path, description = "Tenant namespace"), ("name" = String, Path, description = "Release name")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The release", body = ReleaseInfo),
+        (status = 403, description = "Namespace outside the tenant prefix", body = ErrorBody),
+        (status = 404, description = "No such release", body = ErrorBody),
+    ))]
+pub async fn get_release(
+    State(state): State<AppState>,
+    path: ReleasePath,
+) -> Result<Json<ReleaseInfo>, ApiError> {
+    let release = require_release(&state, &path).await?;
+    Ok(Json(release.to_info(false)))
+}
+
+/// Upgrade a release (new chart version and/or values).
+#[utoipa::path(patch, path = "/api/releases/{namespace}/{name}", tag = "releases", request_body = UpgradeRequest,
+    params(("namespace" = String, Path), ("name" = String, Path)),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Upgraded", body = ReleaseInfo),
+        (status = 400, description = "Invalid input or chart missing", body = ErrorBody),
+        (status = 403, description = "Namespace outside the tenant prefix", body = ErrorBody),
+        (status = 404, description = "No such release", body = ErrorBody),
+        (status = 409, description = "Another operation runs on the release", body = ErrorBody),
+        (status = 500, description = "helm failed", body = ErrorBody),
+    ))]
+pub async fn upgrade_release(
+    State(state): State<AppState>,
+    Extension(key): Extension<KeyId>,
+    path: ReleasePath,
+    ApiJson(request): ApiJson<UpgradeRequest>,
+) -> Result<Json<ReleaseInfo>, ApiError> {
+    let Some(chart) = request.chart.as_deref() else {
+        return Err(ApiError::bad_request(
+            "chart_required",
+            "An upgrade needs `chart` (the chart reference to upgrade to)",
+        ));
+    };
+    let chart = ChartRef::parse(chart, request.repo_url.as_deref(), &state.chart_policy)?;
+    let version = request
+        .version
+        .as_deref()
+        .map(ChartVersion::parse)
+        .transpose()?;
+    let values = checked_values(request.values)?;
+    let mode = if request.reset_values || !request.reuse_values {
+        ValuesMode::Reset
+    } else {
+        ValuesMode::Reuse
+    };
+    let ReleasePath { namespace, name } = &path;
+
+    let outcome = async {
+        let _guard = lock(&state, namespace, name).await?;
+        require_release(&state, &path).await?;
+        let chart_args = ChartArgs {
+            chart: &chart,
+            version: version.as_ref(),
+            plain_http: chart.plain_http(&state.chart_policy),
+        };
+        Ok(state
+            .helm
+            .upgrade(namespace, name, chart_args, mode, &values)
+            .await?)
+    }
+    .await;
+    let release = audit(&key, "upgrade", namespace, name, outcome)?;
+    Ok(Json(release.to_info(true)))
+}
+
+/// Uninstall a release.
+#[utoipa::path(delete, path = "/api/releases/{namespace}/{name}", tag = "releases",
+    params(("namespace" = String, Path), ("name" = String, Path)),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Uninstalled", body = MessageResponse),
+        (status = 403, description = "Namespace outside the tenant prefix", body = ErrorBody),
+        (status = 404, description = "No such release (already gone)", body = ErrorBody),
+        (status = 409, description = "Another operation runs on the release", body = ErrorBody),
+    ))]
+pub async fn uninstall_release(
+    State(state): State<AppState>,
+    Extension(key): Extension<KeyId>,
+    path: ReleasePath,
+) -> Result<Json<MessageResponse>, ApiError> {
+    let ReleasePath { namespace, name } = &path;
+    let outcome = async {
+        let _guard = lock(&state, namespace, name).await?;
+        let release = require_release(&state, &path).await?;
+        state.helm.uninstall(namespace, name).await?;
+        Ok(release)
+    }
+    .await;
+    audit(&key, "uninstall", namespace, name, outcome)?;
+    Ok(Json(MessageResponse {
+        message: format!("Release {name} uninstalled from {namespace}"),
+    }))
+}
+
+/// Roll a release back to an earlier revision (0 or null: the previous one).
+#[utoipa::path(post, path = "/api/releases/{namespace}/{name}/rollback", tag = "releases", request_body = RollbackRequest,
+    params(("namespace" = String, Path), ("name" = String, Path)),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Rolled back", body = MessageResponse),
+        (status = 403, description = "Namespace outside the tenant prefix", body = ErrorBody),
+        (status = 404, description = "No such release or revision", body = ErrorBody),
+        (status = 409, description = "Another operation runs on the release", body = ErrorBody),
+        (status = 500, description = "helm failed", body = ErrorBody),
+    ))]
+pub async fn rollback_release(
+    State(state): State<AppState>,
+    Extension(key): Extension<KeyId>,
+    path: ReleasePath,
+    ApiJson(request): ApiJson<RollbackRequest>,
+) -> Result<Json<MessageResponse>, ApiError> {
+    let ReleasePath { namespace, name } = &path;
+    let wanted = request.revision.filter(|r| *r > 0);
+    let outcome = async {
+        let _guard = lock(&state, namespace, name).await?;
+        let history = state.helm.history(namespace, name).await?;
+        let Some(latest) = history.last() else {
+            return Err(release_not_found(&path));
+        };
+        let target = match wanted {
+            Some(revision) => revision,
+            None => latest
+                .version
+                .checked_sub(1)
+                .filter(|r| *r > 0)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "no_previous_revision",
+                        format!("Release {namespace}/{name} has no previous revision"),
+                    )
+                })?,
+        };
+        if !history.iter().any(|r| r.version == target) {
+            return Err(ApiError::not_found(
+                "revision_not_found",
+                format!("Release {namespace}/{name} has no revision {target}"),
+            ));
+        }
+        let release = state.helm.rollback(namespace, name, Some(target)).await?;
+        Ok((target, release))
+    }
+    .await;
+    let (target, release) = audit(&key, "rollback", namespace, name, outcome)?;
+    Ok(Json(MessageResponse {
+        message: format!(
+            "Release {name} rolled back to revision {target} (now revision {})",
+            release.version
+        ),
+    }))
+}
+
+/// The revisions of a release, oldest first.
+#[utoipa::path(get, path = "/api/releases/{namespace}/{name}/revisions", tag = "releases",
+    params(("namespace" = String, Path), ("name" = String, Path)),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The history", body = RevisionList),
+        (status = 403, description = "Namespace outside the tenant prefix", body = ErrorBody),
+        (status = 404, description = "No such release", body = ErrorBody),
+    ))]
+pub async fn list_revisions(
+    State(state): State<AppState>,
+    path: ReleasePath,
+) -> Result<Json<RevisionList>, ApiError> {
+    let history = state.helm.history(&path.namespace, &path.name).await?;
+    if history.is_empty() {
+        return Err(release_not_found(&path));
+    }
+    Ok(Json(RevisionList {
+        revisions: history.iter().map(HelmRelease::to_revision).collect(),
+    }))
+}
+
+/// The release and its pods. When pods cannot be read the answer is 503
+/// (with `pod_retrieval_error`), never an empty list that looks healthy.
+#[utoipa::path(get, path = "/api/releases/{namespace}/{name}/status", tag = "releases",
+    params(("namespace" = String, Path), ("name" = String, Path)),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Release and pods", body = ReleaseStatusResponse),
+        (status = 403, description = "Namespace outside the tenant prefix", body = ErrorBody),
+        (status = 404, description = "No such release", body = ErrorBody),
+        (status = 503, description = "Pods could not be read", body = ErrorBody),
+    ))]
+pub async fn release_status(
+    State(state): State<AppState>,
+    path: ReleasePath,
+) -> Result<Json<ReleaseStatusResponse>, ApiError> {
+    let release = require_release(&state, &path).await?;
+    let stuck = is_stuck(&state, &path, &release);
+    let selectors = workload_selectors(&release.manifest);
+    let pods = release_pods(
+        &state.client,
+        path.namespace.as_str(),
+        path.name.as_str(),
+        &selectors,
+    )
+    .await;
+    match pods {
+        Ok(pods) => Ok(Json(ReleaseStatusResponse {
+            release: release.to_info(false),
+            pods,
+            pod_retrieval_error: None,
+            stuck,
+        })),
+        Err(error) => {
+            tracing::error!(%error, release = %path.name, namespace = %path.namespace, "cannot read pods");
+            Err(ApiError::unavailable(
+                "pods_unavailable",
+                format!(
+                    "The pods of release {}/{} could not be read; its health is unknown",
+                    path.namespace, path.name
+                ),
+                5,
+            ))
+        }
+    }
+}
+
+/// Pending for longer than helm's timeout with no operation of ours on it:
+/// the helm that set `pending-*` is gone.
+fn is_stuck(state: &AppState, path: &ReleasePath, release: &HelmRelease) -> bool {
+    if !release.status().is_pending()
+        || state
+            .locks
+            .is_held(path.namespace.as_str(), path.name.as_str())
+    {
+        return false;
+    }
+    let limit =
+        state.helm.runner().helm_timeout() + Duration::from_secs(state.config.helm_deadline_margin);
+    release.updated_at().is_some_and(|at| {
+        jiff::Timestamp::now().duration_since(at).as_secs()
+            > i64::try_from(limit.as_secs()).unwrap_or(i64::MAX)
+    })
+}
+
+async fn lock(
+    state: &AppState,
+    namespace: &TenantNamespace,
+    name: &ReleaseName,
+) -> Result<ReleaseGuard, ApiError> {
+    let wait = Duration::from_secs(state.config.release_lock_wait);
+    state.locks.acquire(namespace.as_str(), name.as_str(), wait).await.ok_or_else(|| {
+        ApiError::conflict(
+            "operation_in_progress",
+            format!("Another operation is in progress on {namespace}/{name}; try again when it has finished"),
+        )
+    })
+}
+
+async fn require_release(state: &AppState, path: &ReleasePath) -> Result<HelmRelease, ApiError> {
+    state
+        .helm
+        .latest(&path.namespace, &path.name)
+        .await?
+        .ok_or_else(|| release_not_found(path))
+}
+
+fn release_not_found(path: &ReleasePath) -> ApiError {
+    ApiError::not_found(
+        "release_not_found",
+        format!("Release {}/{} not found", path.namespace, path.name),
+    )
+}
+
+fn default_quota() -> Result<TenantQuota, ApiError> {
+    Ok(TenantQuota {
+        cpu: Quantity::parse("cpu_limit", &default_cpu())?,
+        memory: Quantity::parse("memory_limit", &default_memory())?,
+        storage: Quantity::parse("storage_limit", &default_storage())?,
+    })
+}
+
+/// Values must be an object nested at most [`MAX_VALUES_DEPTH`] deep.
+fn checked_values(values: Option<Map<String, Value>>) -> Result<Map<String, Value>, ApiError> {
+    let values = values.unwrap_or_default();
+    fn depth(value: &Value) -> usize {
+        match value {
+            Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+            Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    let deepest = values.values().map(depth).max().unwrap_or(0);
+    if deepest >= MAX_VALUES_DEPTH {
+        return Err(ApiError::bad_request(
+            "invalid_values",
+            format!("values are nested deeper than {MAX_VALUES_DEPTH} levels"),
+        ));
+    }
+    Ok(values)
+}
+
+/// Outcomes that carry a resulting revision, for the audit line.
+trait HasRevision {
+    fn revision(&self) -> u32;
+}
+
+impl HasRevision for HelmRelease {
+    fn revision(&self) -> u32 {
+        self.version
+    }
+}
+
+impl HasRevision for (u32, HelmRelease) {
+    fn revision(&self) -> u32 {
+        self.1.version
+    }
+}
+
+/// One audit event per mutating request: who (key id), what, where, outcome,
+/// resulting revision. Never values or keys.
+fn audit<T: HasRevision>(
+    key: &KeyId,
+    action: &'static str,
+    namespace: &TenantNamespace,
+    name: &ReleaseName,
+    outcome: Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    match &outcome {
+        Ok(done) => tracing::info!(
+            target: "audit", key = %key.0, action, namespace = %namespace, release = %name,
+            outcome = "success", revision = done.revision(), "audit"
+        ),
+        Err(error) => tracing::info!(
+            target: "audit", key = %key.0, action, namespace = %namespace, release = %name,
+            outcome = "failure", status = error.status.as_u16(), error_type = %error.body.error_type, "audit"
+        ),
+    }
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_depth_is_bounded() {
+        let mut deep = serde_json::json!(1);
+        for _ in 0..40 {
+            deep = serde_json::json!({ "a": deep });
+        }
+        let map = deep.as_object().cloned();
+        assert_eq!(
+            checked_values(map).unwrap_err().body.error_type,
+            "invalid_values"
+        );
+        let shallow = serde_json::json!({"a": {"b": [1, {"c": true}]}})
+            .as_object()
+            .cloned();
+        assert!(checked_values(shallow).is_ok());
+        assert!(checked_values(None).unwrap().is_empty());
+    }
+}

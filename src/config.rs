@@ -1,0 +1,206 @@
+//! All configuration, in one clap `Parser`: every option is also an
+//! environment variable (the earlier operator's names are kept), `.env` is
+//! read first if present. Nothing else in the crate reads the environment.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// paas-operator: performs Helm operations over HTTP for the PaaS platform.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: String,
+
+    /// Port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 8000)]
+    pub port: u16,
+
+    /// The API key callers send in `X-API-Key`.
+    #[arg(long, env = "API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// Several accepted API keys, comma-separated (for rotation).
+    #[arg(long, env = "API_KEYS", hide_env_values = true, value_delimiter = ',')]
+    pub api_keys: Vec<String>,
+
+    /// A file of accepted API keys (one per line); re-read when it changes,
+    /// so keys rotate without a restart.
+    #[arg(long, env = "API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
+
+    /// Serve without any API key (local experiments only). Without a key and
+    /// without this flag the service refuses to start.
+    #[arg(long, env = "INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+
+    /// Tenant namespaces must start with this prefix.
+    #[arg(long, env = "NAMESPACE_PREFIX", default_value = "paas-ws-")]
+    pub namespace_prefix: String,
+
+    /// The helm binary (Helm 3 or Helm 4), a path or a name on PATH.
+    #[arg(long, env = "HELM_BINARY", default_value = "helm")]
+    pub helm_binary: PathBuf,
+
+    /// Seconds passed to helm as `--timeout`.
+    #[arg(long, env = "HELM_TIMEOUT", default_value_t = 300)]
+    pub helm_timeout: u64,
+
+    /// Seconds above HELM_TIMEOUT before the operator stops helm itself (SIGTERM).
+    #[arg(long, env = "HELM_DEADLINE_MARGIN", default_value_t = 15)]
+    pub helm_deadline_margin: u64,
+
+    /// Seconds between SIGTERM and SIGKILL when helm must be stopped.
+    #[arg(long, env = "HELM_KILL_GRACE", default_value_t = 20)]
+    pub helm_kill_grace: u64,
+
+    /// Most helm processes running at once.
+    #[arg(long, env = "MAX_PARALLEL_HELM", default_value_t = 8)]
+    pub max_parallel_helm: usize,
+
+    /// Seconds a request waits for a free helm slot before a 503.
+    #[arg(long, env = "HELM_QUEUE_WAIT", default_value_t = 10)]
+    pub helm_queue_wait: u64,
+
+    /// Seconds a request waits for another operation on the same release before a 409.
+    #[arg(long, env = "RELEASE_LOCK_WAIT", default_value_t = 5)]
+    pub release_lock_wait: u64,
+
+    /// Helm's storage driver (`secret` or `configmap` are read directly).
+    #[arg(long, env = "HELM_DRIVER", default_value = "secret")]
+    pub helm_driver: String,
+
+    /// Chart sources accepted, as comma-separated prefixes (e.g.
+    /// `oci://registry-1.docker.io/bitnamicharts/`); empty = any oci:// or https://.
+    #[arg(long, env = "ALLOWED_CHART_SOURCES", value_delimiter = ',')]
+    pub allowed_chart_sources: Vec<String>,
+
+    /// OCI registries (`host:port`) spoken to over plain HTTP.
+    #[arg(long, env = "PLAIN_HTTP_REGISTRIES", value_delimiter = ',')]
+    pub plain_http_registries: Vec<String>,
+
+    /// Accept `http://` chart and repository URLs.
+    #[arg(long, env = "ALLOW_HTTP_CHARTS")]
+    pub allow_http_charts: bool,
+
+    /// Origins allowed to call from a browser, comma-separated; empty = none.
+    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Log filter, e.g. `info` or `paas_operator=debug`.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Seconds to let in-flight requests finish after SIGTERM.
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value_t = 330)]
+    pub shutdown_grace: u64,
+}
+
+/// Extra commands; with none the service serves.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Print the OpenAPI document and exit.
+    Openapi,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Environment variables helm may see; everything else (API keys included)
+/// is withheld from the child.
+const HELM_ENV_PASSTHROUGH: &[&str] = &[
+    "HOME",
+    "PATH",
+    "TMPDIR",
+    "KUBECONFIG",
+    "KUBERNETES_SERVICE_HOST",
+    "KUBERNETES_SERVICE_PORT",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "NO_PROXY",
+    "https_proxy",
+    "http_proxy",
+    "no_proxy",
+];
+
+impl Config {
+    /// Reads `.env` (if present), then arguments and environment.
+    pub fn load() -> Self {
+        let _ = dotenvy::dotenv();
+        Self::parse()
+    }
+
+    pub fn helm_timeout(&self) -> Duration {
+        Duration::from_secs(self.helm_timeout)
+    }
+
+    /// Every accepted key from API_KEY and API_KEYS (not the file).
+    pub fn static_keys(&self) -> Vec<String> {
+        self.api_key
+            .iter()
+            .chain(self.api_keys.iter())
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty())
+            .collect()
+    }
+
+    /// The environment for helm children: the passthrough list, every
+    /// `HELM_*` variable but HELM_BINARY, and the driver we read.
+    pub fn helm_child_env(&self) -> Vec<(OsString, OsString)> {
+        let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+            .filter(|(key, _)| {
+                let key = key.to_string_lossy();
+                HELM_ENV_PASSTHROUGH.contains(&key.as_ref())
+                    || (key.starts_with("HELM_") && key != "HELM_BINARY" && key != "HELM_DRIVER")
+            })
+            .collect();
+        env.push(("HELM_DRIVER".into(), self.helm_driver.clone().into()));
+        env
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_earlier_operator() {
+        let config = Config::parse_from(["paas-operator"]);
+        assert_eq!(config.port, 8000);
+        assert_eq!(config.namespace_prefix, "paas-ws-");
+        assert_eq!(config.helm_timeout, 300);
+        assert!(config.command.is_none());
+    }
+
+    #[test]
+    fn keys_are_merged_and_trimmed() {
+        let config =
+            Config::parse_from(["paas-operator", "--api-key", "a", "--api-keys", "b, c,,"]);
+        assert_eq!(config.static_keys(), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn help_never_prints_key_values() {
+        let help = <Config as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("API_KEY"));
+        assert!(help.contains("HELM_TIMEOUT"));
+    }
+}

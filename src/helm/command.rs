@@ -1,0 +1,206 @@
+//! Every helm command line the operator runs is built here, as a vector of
+//! arguments (never a shell string). Options always come first and `--` ends
+//! them, so no positional value can ever be read as a flag; values go through
+//! stdin (`--values -`), never `--set`.
+
+use std::time::Duration;
+
+use crate::names::{ChartRef, ChartVersion, ReleaseName, TenantNamespace};
+
+/// The chart part of an install or upgrade.
+#[derive(Debug, Clone, Copy)]
+pub struct ChartArgs<'a> {
+    pub chart: &'a ChartRef,
+    pub version: Option<&'a ChartVersion>,
+    pub plain_http: bool,
+}
+
+/// How an upgrade treats the values of the previous revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValuesMode {
+    /// Merge the new values over the previous revision's (`--reuse-values`).
+    Reuse,
+    /// Start from the chart's defaults (`--reset-values`).
+    Reset,
+}
+
+fn timeout_arg(timeout: Duration) -> String {
+    format!("{}s", timeout.as_secs().max(1))
+}
+
+fn release_target(args: &mut Vec<String>, namespace: &TenantNamespace, timeout: Duration) {
+    args.extend(["--namespace".into(), namespace.as_str().into()]);
+    args.extend(["--timeout".into(), timeout_arg(timeout)]);
+}
+
+/// Adds chart options, then `--`, the release name and the chart positional.
+fn chart_tail(args: &mut Vec<String>, name: &ReleaseName, chart: ChartArgs<'_>) {
+    if let Some(version) = chart.version {
+        args.extend(["--version".into(), version.as_str().into()]);
+    }
+    if chart.plain_http {
+        args.push("--plain-http".into());
+    }
+    let positional = match chart.chart {
+        ChartRef::Oci { url, .. } | ChartRef::Url(url) => url.clone(),
+        ChartRef::Repo { name, repo_url } => {
+            args.extend(["--repo".into(), repo_url.clone()]);
+            name.clone()
+        }
+    };
+    args.extend(["--".into(), name.as_str().into(), positional]);
+}
+
+/// `helm install`, values on stdin, JSON release on stdout.
+pub fn install(
+    namespace: &TenantNamespace,
+    name: &ReleaseName,
+    chart: ChartArgs<'_>,
+    timeout: Duration,
+) -> Vec<String> {
+    let mut args = vec!["install".to_owned()];
+    release_target(&mut args, namespace, timeout);
+    args.extend([
+        "--output".into(),
+        "json".into(),
+        "--values".into(),
+        "-".into(),
+    ]);
+    chart_tail(&mut args, name, chart);
+    args
+}
+
+/// `helm upgrade`, values on stdin, JSON release on stdout.
+pub fn upgrade(
+    namespace: &TenantNamespace,
+    name: &ReleaseName,
+    chart: ChartArgs<'_>,
+    mode: ValuesMode,
+    timeout: Duration,
+) -> Vec<String> {
+    let mut args = vec!["upgrade".to_owned()];
+    release_target(&mut args, namespace, timeout);
+    args.extend([
+        "--output".into(),
+        "json".into(),
+        "--values".into(),
+        "-".into(),
+    ]);
+    args.push(match mode {
+        ValuesMode::Reuse => "--reuse-values".into(),
+        ValuesMode::Reset => "--reset-values".into(),
+    });
+    chart_tail(&mut args, name, chart);
+    args
+}
+
+/// `helm uninstall`.
+pub fn uninstall(
+    namespace: &TenantNamespace,
+    name: &ReleaseName,
+    timeout: Duration,
+) -> Vec<String> {
+    let mut args = vec!["uninstall".to_owned()];
+    release_target(&mut args, namespace, timeout);
+    args.extend(["--".into(), name.as_str().into()]);
+    args
+}
+
+/// `helm rollback`; no revision means the previous one.
+pub fn rollback(
+    namespace: &TenantNamespace,
+    name: &ReleaseName,
+    revision: Option<u32>,
+    timeout: Duration,
+) -> Vec<String> {
+    let mut args = vec!["rollback".to_owned()];
+    release_target(&mut args, namespace, timeout);
+    args.extend(["--".into(), name.as_str().into()]);
+    if let Some(revision) = revision.filter(|r| *r > 0) {
+        args.push(revision.to_string());
+    }
+    args
+}
+
+/// `helm version`, printing only the version (`v3.22.0`).
+pub fn version() -> Vec<String> {
+    vec!["version".into(), "--template".into(), "{{.Version}}".into()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns() -> TenantNamespace {
+        TenantNamespace::parse("paas-ws-3f9a0c1d", "paas-ws-").unwrap()
+    }
+
+    fn name() -> ReleaseName {
+        ReleaseName::parse("svc-1a2b3c4d").unwrap()
+    }
+
+    #[test]
+    fn install_ends_options_before_positionals() {
+        let chart = ChartRef::Oci {
+            url: "oci://127.0.0.1:5000/charts/web".into(),
+            host: "127.0.0.1:5000".into(),
+        };
+        let version = ChartVersion::parse("0.1.0").unwrap();
+        let args = install(
+            &ns(),
+            &name(),
+            ChartArgs {
+                chart: &chart,
+                version: Some(&version),
+                plain_http: true,
+            },
+            Duration::from_secs(300),
+        );
+        assert_eq!(
+            args.join(" "),
+            "install --namespace paas-ws-3f9a0c1d --timeout 300s --output json --values - --version 0.1.0 --plain-http -- svc-1a2b3c4d oci://127.0.0.1:5000/charts/web"
+        );
+        assert!(!args.iter().any(|a| a.starts_with("--set")));
+    }
+
+    #[test]
+    fn upgrade_from_classic_repo() {
+        let chart = ChartRef::Repo {
+            name: "web".into(),
+            repo_url: "https://charts.example.com".into(),
+        };
+        let args = upgrade(
+            &ns(),
+            &name(),
+            ChartArgs {
+                chart: &chart,
+                version: None,
+                plain_http: false,
+            },
+            ValuesMode::Reset,
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            args.join(" "),
+            "upgrade --namespace paas-ws-3f9a0c1d --timeout 60s --output json --values - --reset-values --repo https://charts.example.com -- svc-1a2b3c4d web"
+        );
+    }
+
+    #[test]
+    fn rollback_and_uninstall() {
+        let t = Duration::from_secs(300);
+        assert_eq!(
+            rollback(&ns(), &name(), Some(0), t).last().unwrap(),
+            "svc-1a2b3c4d"
+        );
+        assert_eq!(
+            rollback(&ns(), &name(), None, t).last().unwrap(),
+            "svc-1a2b3c4d"
+        );
+        assert_eq!(rollback(&ns(), &name(), Some(3), t).last().unwrap(), "3");
+        assert_eq!(
+            uninstall(&ns(), &name(), t).join(" "),
+            "uninstall --namespace paas-ws-3f9a0c1d --timeout 300s -- svc-1a2b3c4d"
+        );
+    }
+}

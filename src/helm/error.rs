@@ -1,0 +1,190 @@
+//! Helm failures, classified from helm's stderr so the API can answer with
+//! the right status. The stderr text itself is only logged.
+
+use super::storage::StorageError;
+
+/// Why a helm command failed, as far as its stderr tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Install of a name that already has a release.
+    NameInUse,
+    /// Another install/upgrade/rollback holds the release (`pending-*`).
+    OperationInProgress,
+    /// No such release.
+    ReleaseNotFound,
+    /// Rollback to a revision that does not exist.
+    RevisionNotFound,
+    /// Upgrade of a release that has no deployed revision.
+    NoDeployedRelease,
+    /// The chart or the requested version does not exist at its source.
+    ChartNotFound,
+    /// The chart source could not be reached.
+    ChartSourceUnreachable,
+    /// The chart failed to render with the given values.
+    RenderFailed,
+    /// The values do not satisfy the chart's values.schema.json.
+    ValuesInvalid,
+    /// The Kubernetes API refused objects (quota, admission, RBAC).
+    RejectedByCluster,
+    /// The Kubernetes API could not be reached.
+    ClusterUnreachable,
+    /// Anything else.
+    Other,
+}
+
+/// A failure running helm.
+#[derive(Debug, thiserror::Error)]
+pub enum HelmError {
+    /// helm could not be started (missing or not executable).
+    #[error("cannot run helm for {operation}: {source}")]
+    Spawn {
+        operation: &'static str,
+        source: std::io::Error,
+    },
+    /// helm ran past our deadline and was stopped.
+    #[error("helm {operation} on {target} passed its deadline")]
+    DeadlineExceeded {
+        operation: &'static str,
+        target: String,
+    },
+    /// The caller went away and helm was stopped.
+    #[error("helm stopped because the request was cancelled")]
+    Cancelled,
+    /// No helm slot became free in time.
+    #[error("too many helm operations at once")]
+    Busy,
+    /// helm exited non-zero.
+    #[error("helm {operation} on {target} failed: {kind:?}")]
+    Failed {
+        operation: &'static str,
+        target: String,
+        kind: FailureKind,
+    },
+    /// helm succeeded but printed something we cannot read.
+    #[error("cannot read helm {operation} output: {source}")]
+    Output {
+        operation: &'static str,
+        source: serde_json::Error,
+    },
+    /// Reading release records failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Classifies helm's stderr (Helm 3 and Helm 4 wording, case-insensitive).
+pub fn classify(stderr: &str) -> FailureKind {
+    let text = stderr.to_lowercase();
+    let has = |needle: &str| text.contains(needle);
+    if has("kubernetes cluster unreachable") {
+        FailureKind::ClusterUnreachable
+    } else if has("cannot re-use a name that is still in use") {
+        FailureKind::NameInUse
+    } else if has("another operation (install/upgrade/rollback) is in progress") {
+        FailureKind::OperationInProgress
+    } else if has("has no deployed releases") {
+        FailureKind::NoDeployedRelease
+    } else if has("release: not found") || has("release not loaded") {
+        FailureKind::ReleaseNotFound
+    } else if text.contains("release has no ") && text.contains(" version") {
+        FailureKind::RevisionNotFound
+    } else if has("values don't meet the specifications of the schema") {
+        FailureKind::ValuesInvalid
+    } else if has("parse error")
+        || has("execution error")
+        || has("error converting yaml")
+        || has("template: ")
+        || has("unable to build kubernetes objects from release manifest")
+    {
+        FailureKind::RenderFailed
+    } else if has("connection refused")
+        || has("no such host")
+        || has("i/o timeout")
+        || has("server gave http response to https client")
+        || has("tls: ")
+        || has("could not find protocol handler")
+    {
+        FailureKind::ChartSourceUnreachable
+    } else if has("not found")
+        || has("404")
+        || has("manifest unknown")
+        || has("no chart version found")
+    {
+        FailureKind::ChartNotFound
+    } else if has("forbidden") || has("exceeded quota") || has("admission webhook") {
+        FailureKind::RejectedByCluster
+    } else {
+        FailureKind::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_helm3_and_helm4_messages() {
+        let cases = [
+            (
+                "Error: INSTALLATION FAILED: cannot re-use a name that is still in use",
+                FailureKind::NameInUse,
+            ),
+            (
+                "Error: UPGRADE FAILED: another operation (install/upgrade/rollback) is in progress",
+                FailureKind::OperationInProgress,
+            ),
+            (
+                "Error: uninstall: Release not loaded: svc-x: release: not found",
+                FailureKind::ReleaseNotFound,
+            ),
+            ("Error: release: not found", FailureKind::ReleaseNotFound),
+            (
+                "Error: release has no 7 version",
+                FailureKind::RevisionNotFound,
+            ),
+            (
+                "Error: UPGRADE FAILED: \"svc-x\" has no deployed releases",
+                FailureKind::NoDeployedRelease,
+            ),
+            (
+                "Error: INSTALLATION FAILED: values don't meet the specifications of the schema(s) in the following chart(s):",
+                FailureKind::ValuesInvalid,
+            ),
+            (
+                "Error: INSTALLATION FAILED: execution error at (broken/templates/cm.yaml:4:11): must be set",
+                FailureKind::RenderFailed,
+            ),
+            (
+                "Error: INSTALLATION FAILED: parse error at (broken/templates/x.yaml:1): unexpected",
+                FailureKind::RenderFailed,
+            ),
+            (
+                "Error: INSTALLATION FAILED: Kubernetes cluster unreachable: Get \"https://127.0.0.1:6443/version\": dial tcp 127.0.0.1:6443: connect: connection refused",
+                FailureKind::ClusterUnreachable,
+            ),
+            (
+                "Error: kubernetes cluster unreachable: dial tcp",
+                FailureKind::ClusterUnreachable,
+            ),
+            (
+                "Error: INSTALLATION FAILED: failed to do request: Head \"http://127.0.0.1:5999/v2/charts/web/manifests/0.1.0\": dial tcp 127.0.0.1:5999: connect: connection refused",
+                FailureKind::ChartSourceUnreachable,
+            ),
+            (
+                "Error: INSTALLATION FAILED: 127.0.0.1:5000/charts/nope:0.1.0: not found",
+                FailureKind::ChartNotFound,
+            ),
+            (
+                "Error: INSTALLATION FAILED: chart \"web\" version \"9.9.9\" not found in http://127.0.0.1:8879 repository",
+                FailureKind::ChartNotFound,
+            ),
+            (
+                "Error: INSTALLATION FAILED: pods \"x\" is forbidden: exceeded quota: q",
+                FailureKind::RejectedByCluster,
+            ),
+            ("Error: something else", FailureKind::Other),
+        ];
+        for (stderr, expected) in cases {
+            assert_eq!(classify(stderr), expected, "{stderr}");
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Everything that runs helm or reads helm's storage.
+//!
+//! Writes (install, upgrade, uninstall, rollback) run the helm CLI through
+//! [`runner::HelmRunner`]; reads decode Helm's release records from the
+//! Kubernetes API through [`storage::ReleaseStore`], never spawning helm.
+
+pub mod command;
+pub mod error;
+pub mod release;
+pub mod runner;
+pub mod storage;
+
+use serde_json::{Map, Value};
+
+pub use command::{ChartArgs, ValuesMode};
+pub use error::{FailureKind, HelmError};
+pub use release::HelmRelease;
+pub use runner::{HelmRunner, Invocation, RunnerConfig};
+pub use storage::{ReleaseStore, StorageDriver, StorageError};
+
+use crate::names::{ReleaseName, TenantNamespace};
+
+/// The helm binary's version, detected at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelmVersion {
+    /// As helm prints it, e.g. `v4.3.1`.
+    pub text: String,
+    /// 3 or 4.
+    pub major: u8,
+}
+
+impl HelmVersion {
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        let major: u8 = text.strip_prefix('v')?.split('.').next()?.parse().ok()?;
+        (3..=4).contains(&major).then(|| Self {
+            text: text.to_owned(),
+            major,
+        })
+    }
+}
+
+/// Helm operations on releases.
+#[derive(Clone)]
+pub struct Helm {
+    runner: HelmRunner,
+    store: ReleaseStore,
+    version: HelmVersion,
+}
+
+fn target(namespace: &TenantNamespace, name: &ReleaseName) -> String {
+    format!("{namespace}/{name}")
+}
+
+impl Helm {
+    pub fn new(runner: HelmRunner, store: ReleaseStore, version: HelmVersion) -> Self {
+        Self {
+            runner,
+            store,
+            version,
+        }
+    }
+
+    /// Runs `helm version` and checks it is Helm 3 or 4.
+    pub async fn detect_version(runner: &HelmRunner) -> Result<HelmVersion, HelmError> {
+        let output = runner
+            .run(Invocation {
+                operation: "version",
+                target: String::new(),
+                args: command::version(),
+                stdin: None,
+            })
+            .await?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        HelmVersion::parse(&text).ok_or_else(|| HelmError::Failed {
+            operation: "version",
+            target: text.trim().chars().take(40).collect(),
+            kind: FailureKind::Other,
+        })
+    }
+
+    pub fn version(&self) -> &HelmVersion {
+        &self.version
+    }
+
+    pub fn runner(&self) -> &HelmRunner {
+        &self.runner
+    }
+
+    pub fn store(&self) -> &ReleaseStore {
+        &self.store
+    }
+
+    /// The newest revision of a release (any status), from storage.
+    pub async fn latest(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+    ) -> Result<Option<HelmRelease>, HelmError> {
+        Ok(self.store.latest(namespace.as_str(), name.as_str()).await?)
+    }
+
+    /// All stored revisions, oldest first.
+    pub async fn history(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+    ) -> Result<Vec<HelmRelease>, HelmError> {
+        Ok(self
+            .store
+            .history(namespace.as_str(), name.as_str())
+            .await?)
+    }
+
+    pub async fn install(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        chart: ChartArgs<'_>,
+        values: &Map<String, Value>,
+    ) -> Result<HelmRelease, HelmError> {
+        let args = command::install(namespace, name, chart, self.runner.helm_timeout());
+        self.write("install", namespace, name, args, Some(values))
+            .await
+    }
+
+    pub async fn upgrade(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        chart: ChartArgs<'_>,
+        mode: ValuesMode,
+        values: &Map<String, Value>,
+    ) -> Result<HelmRelease, HelmError> {
+        let args = command::upgrade(namespace, name, chart, mode, self.runner.helm_timeout());
+        self.write("upgrade", namespace, name, args, Some(values))
+            .await
+    }
+
+    pub async fn rollback(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        revision: Option<u32>,
+    ) -> Result<HelmRelease, HelmError> {
+        let args = command::rollback(namespace, name, revision, self.runner.helm_timeout());
+        self.write("rollback", namespace, name, args, None).await
+    }
+
+    pub async fn uninstall(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+    ) -> Result<(), HelmError> {
+        let args = command::uninstall(namespace, name, self.runner.helm_timeout());
+        let invocation = Invocation {
+            operation: "uninstall",
+            target: target(namespace, name),
+            args,
+            stdin: None,
+        };
+        self.runner.run(invocation).await.map(drop)
+    }
+
+    /// Runs a write, then returns the release it produced: parsed from
+    /// helm's JSON output when it prints one, else read back from storage.
+    async fn write(
+        &self,
+        operation: &'static str,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        args: Vec<String>,
+        values: Option<&Map<String, Value>>,
+    ) -> Result<HelmRelease, HelmError> {
+        let stdin = match values {
+            Some(values) => Some(
+                serde_json::to_vec(values)
+                    .map_err(|source| HelmError::Output { operation, source })?,
+            ),
+            None => None,
+        };
+        let invocation = Invocation {
+            operation,
+            target: target(namespace, name),
+            args,
+            stdin,
+        };
+        let output = self.runner.run(invocation).await?;
+        if let Some(release) = parse_release_output(&output.stdout) {
+            return Ok(release);
+        }
+        self.latest(namespace, name)
+            .await?
+            .ok_or(HelmError::Failed {
+                operation,
+                target: target(namespace, name),
+                kind: FailureKind::ReleaseNotFound,
+            })
+    }
+}
+
+/// Parses `-o json` output; `None` when helm printed no release (rollback
+/// prints plain text).
+fn parse_release_output(stdout: &[u8]) -> Option<HelmRelease> {
+    let start = stdout.iter().position(|b| *b == b'{')?;
+    serde_json::from_slice(&stdout[start..]).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert_eq!(HelmVersion::parse("v3.22.0\n").unwrap().major, 3);
+        assert_eq!(HelmVersion::parse("v4.3.1").unwrap().major, 4);
+        assert!(HelmVersion::parse("v2.17.0").is_none());
+        assert!(HelmVersion::parse("garbage").is_none());
+    }
+
+    #[test]
+    fn parses_json_output_and_ignores_text() {
+        let out = br#"{"name":"a","namespace":"n","version":1,"info":{"status":"deployed"}}"#;
+        assert_eq!(parse_release_output(out).unwrap().version, 1);
+        assert!(parse_release_output(b"Rollback was a success! Happy Helming!\n").is_none());
+    }
+}

@@ -1,0 +1,224 @@
+//! Runs the helm binary as a child process without blocking the runtime.
+//!
+//! - argv only, built by [`super::command`]; the environment is cleared and
+//!   only what helm needs is passed on (never our API keys);
+//! - values are written to helm's stdin and never touch the disk;
+//! - at most `max_parallel` helm processes run at once; a caller waits a
+//!   bounded time for a slot, then gets [`HelmError::Busy`];
+//! - helm gets its own `--timeout`; our deadline sits above it. On the
+//!   deadline, or when the caller goes away (its future is dropped), the
+//!   child gets SIGTERM (helm then marks the release failed) and SIGKILL
+//!   only after a grace period, because a SIGKILLed helm leaves the release
+//!   stuck in `pending-*`;
+//! - stderr is logged with the release it belongs to and never returned.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+use tokio::sync::{Semaphore, oneshot};
+
+use super::error::{HelmError, classify};
+
+/// Settings of the runner, from the configuration.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    pub binary: PathBuf,
+    /// Passed to helm as `--timeout`.
+    pub helm_timeout: Duration,
+    /// Extra time above `helm_timeout` before we signal helm ourselves.
+    pub deadline_margin: Duration,
+    /// Time between SIGTERM and SIGKILL.
+    pub kill_grace: Duration,
+    /// Most helm processes at once.
+    pub max_parallel: usize,
+    /// How long a request waits for a free helm slot.
+    pub queue_wait: Duration,
+    /// The child's whole environment.
+    pub env: Vec<(OsString, OsString)>,
+}
+
+/// One helm invocation and what it is about (for logs and errors).
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub operation: &'static str,
+    /// `namespace/name`, or empty for commands about no release.
+    pub target: String,
+    pub args: Vec<String>,
+    pub stdin: Option<Vec<u8>>,
+}
+
+/// What a successful helm run printed on stdout.
+#[derive(Debug)]
+pub struct HelmOutput {
+    pub stdout: Vec<u8>,
+}
+
+/// Spawns helm; cheap to clone.
+#[derive(Clone)]
+pub struct HelmRunner {
+    config: Arc<RunnerConfig>,
+    slots: Arc<Semaphore>,
+}
+
+impl HelmRunner {
+    pub fn new(config: RunnerConfig) -> Self {
+        let slots = Arc::new(Semaphore::new(config.max_parallel.max(1)));
+        Self {
+            config: Arc::new(config),
+            slots,
+        }
+    }
+
+    pub fn helm_timeout(&self) -> Duration {
+        self.config.helm_timeout
+    }
+
+    /// Number of helm processes running now.
+    pub fn in_flight(&self) -> usize {
+        self.config.max_parallel.max(1) - self.slots.available_permits()
+    }
+
+    /// Runs helm to completion, or until the deadline, or until the
+    /// returned future is dropped.
+    pub async fn run(&self, invocation: Invocation) -> Result<HelmOutput, HelmError> {
+        let permit =
+            tokio::time::timeout(self.config.queue_wait, self.slots.clone().acquire_owned())
+                .await
+                .map_err(|_| HelmError::Busy)?
+                .map_err(|_| HelmError::Busy)?;
+        let started = Instant::now();
+        let (done_tx, done_rx) = oneshot::channel();
+        let (cancel_tx, cancel_rx) = oneshot::channel::<()>();
+        let config = self.config.clone();
+        let operation = invocation.operation;
+        let target = invocation.target.clone();
+        tokio::spawn(async move {
+            let outcome = supervise(&config, invocation, cancel_rx).await;
+            drop(permit);
+            let _ = done_tx.send(outcome);
+        });
+        // Dropping `cancel_tx` (when this future is dropped) tells the
+        // supervisor the caller went away.
+        let outcome = done_rx.await.unwrap_or(Err(HelmError::Cancelled));
+        drop(cancel_tx);
+        let elapsed = started.elapsed();
+        match &outcome {
+            Ok(_) => tracing::info!(
+                operation,
+                target,
+                elapsed_ms = elapsed.as_millis() as u64,
+                "helm succeeded"
+            ),
+            Err(error) => {
+                tracing::warn!(operation, target, elapsed_ms = elapsed.as_millis() as u64, %error, "helm failed")
+            }
+        }
+        outcome
+    }
+}
+
+/// Owns the child from spawn to exit, whatever happens to the caller.
+async fn supervise(
+    config: &RunnerConfig,
+    invocation: Invocation,
+    mut cancelled: oneshot::Receiver<()>,
+) -> Result<HelmOutput, HelmError> {
+    let Invocation {
+        operation,
+        target,
+        args,
+        stdin,
+    } = invocation;
+    let mut child = Command::new(&config.binary)
+        .args(&args)
+        .env_clear()
+        .envs(config.env.iter().map(|(k, v)| (k, v)))
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(false)
+        .spawn()
+        .map_err(|source| HelmError::Spawn { operation, source })?;
+
+    let stdin_task = stdin.and_then(|bytes| {
+        let mut pipe = child.stdin.take()?;
+        Some(tokio::spawn(async move {
+            // A write error means helm exited early; its status says why.
+            let _ = pipe.write_all(&bytes).await;
+            let _ = pipe.shutdown().await;
+        }))
+    });
+    let stdout = read_all(child.stdout.take());
+    let stderr = read_all(child.stderr.take());
+
+    let deadline = config.helm_timeout + config.deadline_margin;
+    let status = tokio::select! {
+        status = child.wait() => status,
+        _ = tokio::time::sleep(deadline) => {
+            tracing::error!(operation, target, deadline_s = deadline.as_secs(), "helm passed its deadline; stopping it");
+            terminate(&mut child, config.kill_grace, operation, &target).await;
+            return Err(HelmError::DeadlineExceeded { operation, target });
+        }
+        _ = &mut cancelled => {
+            tracing::warn!(operation, target, "caller went away; stopping helm");
+            terminate(&mut child, config.kill_grace, operation, &target).await;
+            return Err(HelmError::Cancelled);
+        }
+    }
+    .map_err(|source| HelmError::Spawn { operation, source })?;
+
+    if let Some(task) = stdin_task {
+        let _ = task.await;
+    }
+    let stdout = stdout.await.unwrap_or_default();
+    let stderr = String::from_utf8_lossy(&stderr.await.unwrap_or_default()).into_owned();
+    if status.success() {
+        if !stderr.trim().is_empty() {
+            tracing::debug!(operation, target, stderr = %stderr.trim(), "helm stderr");
+        }
+        return Ok(HelmOutput { stdout });
+    }
+    tracing::warn!(operation, target, exit = ?status.code(), stderr = %stderr.trim(), "helm exited with an error");
+    Err(HelmError::Failed {
+        operation,
+        target,
+        kind: classify(&stderr),
+    })
+}
+
+fn read_all<R>(pipe: Option<R>) -> tokio::task::JoinHandle<Vec<u8>>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut buffer = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut buffer).await;
+        }
+        buffer
+    })
+}
+
+/// SIGTERM, wait up to `grace`, then SIGKILL.
+async fn terminate(child: &mut Child, grace: Duration, operation: &'static str, target: &str) {
+    if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+    if tokio::time::timeout(grace, child.wait()).await.is_ok() {
+        return;
+    }
+    tracing::error!(operation, target, "helm ignored SIGTERM; killing it");
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+}

@@ -1,0 +1,94 @@
+//! Kubernetes API use through kube-rs (never a kubectl subprocess):
+//! tenant namespaces and their quota, and the pods of a release.
+
+pub mod namespace;
+pub mod pods;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use kube::Client;
+
+/// A failure talking to the Kubernetes API.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    /// The API answered with an error status.
+    #[error("kubernetes API refused {action}: {source}")]
+    Api {
+        action: &'static str,
+        source: kube::Error,
+    },
+    /// The namespace exists but was not created by this operator.
+    #[error("namespace {0} exists and is not managed by this operator")]
+    NotManaged(String),
+    /// The namespace is being deleted.
+    #[error("namespace {0} is terminating")]
+    Terminating(String),
+}
+
+impl KubeError {
+    pub fn api(action: &'static str) -> impl FnOnce(kube::Error) -> Self {
+        move |source| Self::Api { action, source }
+    }
+
+    /// True when the API could not be reached at all (as opposed to refusing).
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Self::Api { source, .. } => is_unreachable(source),
+            _ => false,
+        }
+    }
+}
+
+/// True for transport failures: connection refused, timeouts, TLS.
+pub fn is_unreachable(error: &kube::Error) -> bool {
+    !matches!(error, kube::Error::Api(_))
+}
+
+/// Tracks whether the Kubernetes API answered recently, probed in the
+/// background, for `/health` and `/ready`.
+#[derive(Clone)]
+pub struct ApiProbe {
+    reachable: Arc<AtomicBool>,
+}
+
+impl ApiProbe {
+    /// Starts probing `/version` every `period`.
+    pub fn start(client: Client, period: Duration) -> Self {
+        let reachable = Arc::new(AtomicBool::new(false));
+        let flag = reachable.clone();
+        tokio::spawn(async move {
+            loop {
+                let ok = tokio::time::timeout(Duration::from_secs(5), client.apiserver_version())
+                    .await
+                    .is_ok_and(|r| r.is_ok());
+                if flag.swap(ok, Ordering::Relaxed) != ok {
+                    if ok {
+                        tracing::info!("kubernetes API reachable");
+                    } else {
+                        tracing::warn!("kubernetes API unreachable");
+                    }
+                }
+                tokio::time::sleep(period).await;
+            }
+        });
+        Self { reachable }
+    }
+
+    /// A probe with a fixed answer, for tests.
+    pub fn fixed(reachable: bool) -> Self {
+        Self {
+            reachable: Arc::new(AtomicBool::new(reachable)),
+        }
+    }
+
+    pub fn reachable(&self) -> bool {
+        self.reachable.load(Ordering::Relaxed)
+    }
+
+    /// Records the outcome of a real call, so the probe reacts at once.
+    pub fn observe(&self, reachable: bool) {
+        self.reachable.store(reachable, Ordering::Relaxed);
+    }
+}

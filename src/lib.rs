@@ -1,0 +1,204 @@
+//! paas-operator: performs Helm operations over HTTP for a multi-tenant PaaS.
+//!
+//! # Layout
+//! ```text
+//!   HTTP ──> api/ (one file per resource; validating extractors; auth.rs)
+//!              │                    │
+//!              ▼                    ▼
+//!            helm/                kube/
+//!   (runner: spawns helm,     (tenant namespaces,
+//!    storage: reads release    pods of a release)
+//!    records, no helm)
+//!              │                    │
+//!              └──────> Kubernetes API <──────┘
+//! ```
+//! - [`config`]: every option (flags and environment), in one clap parser.
+//! - [`error`]: the one error type clients see, and how layer errors map to it.
+//! - [`names`]: validated input types; nothing unvalidated reaches helm.
+//! - [`model`]: the wire types of the contract with the platform.
+//! - [`locks`]: one operation per release at a time.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod helm;
+pub mod kube;
+pub mod locks;
+pub mod model;
+pub mod names;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::net::TcpListener;
+
+use crate::api::{App, AppState};
+use crate::auth::ApiKeys;
+use crate::config::{Command, Config, LogFormat};
+use crate::helm::{Helm, HelmError, HelmRunner, ReleaseStore, RunnerConfig, StorageDriver};
+use crate::kube::ApiProbe;
+use crate::locks::ReleaseLocks;
+use crate::names::ChartPolicy;
+
+/// The binary's entry point: logging, then serve (or print the OpenAPI document).
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    if let Some(Command::Openapi) = config.command {
+        println!("{}", openapi_json());
+        return Ok(());
+    }
+    init_logging(&config);
+    let address = format!("{}:{}", config.host, config.port);
+    let grace = Duration::from_secs(config.shutdown_grace);
+    let state = build_state(config).await?;
+    let listener = TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    tracing::info!(%address, helm = %state.helm.version().text, "paas-operator listening");
+    serve(state, listener, shutdown_signal(), grace).await
+}
+
+/// The OpenAPI document as pretty JSON.
+pub fn openapi_json() -> String {
+    api::openapi().to_pretty_json().unwrap_or_default()
+}
+
+/// Builds everything the handlers need; fails fast with one clear line
+/// when helm cannot run, no key is configured, or there is no kubeconfig.
+pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    let keys = ApiKeys::new(
+        &config.static_keys(),
+        config.api_key_file.clone(),
+        config.insecure_no_auth,
+    )
+    .context("cannot read API_KEY_FILE")?;
+    if !keys.any() && !config.insecure_no_auth {
+        bail!(
+            "no API key configured: set API_KEY, API_KEYS or API_KEY_FILE (or pass --insecure-no-auth for local experiments)"
+        );
+    }
+    keys.watch_file(Duration::from_secs(2));
+    let Some(driver) = StorageDriver::from_helm_driver(&config.helm_driver) else {
+        bail!(
+            "HELM_DRIVER={} is not supported: use secret or configmap",
+            config.helm_driver
+        );
+    };
+    let runner = HelmRunner::new(RunnerConfig {
+        binary: config.helm_binary.clone(),
+        helm_timeout: config.helm_timeout(),
+        deadline_margin: Duration::from_secs(config.helm_deadline_margin),
+        kill_grace: Duration::from_secs(config.helm_kill_grace),
+        max_parallel: config.max_parallel_helm,
+        queue_wait: Duration::from_secs(config.helm_queue_wait),
+        env: config.helm_child_env(),
+    });
+    let version = Helm::detect_version(&runner)
+        .await
+        .map_err(|error| match error {
+            HelmError::Spawn { source, .. } => {
+                anyhow::anyhow!(
+                    "helm binary {:?} cannot be run: {source}",
+                    config.helm_binary
+                )
+            }
+            other => anyhow::anyhow!(
+                "helm binary {:?} is not Helm 3 or 4: {other}",
+                config.helm_binary
+            ),
+        })?;
+    let client = ::kube::Client::try_default()
+        .await
+        .context("no Kubernetes configuration found (KUBECONFIG, ~/.kube/config or in-cluster)")?;
+    let probe = ApiProbe::start(client.clone(), Duration::from_secs(5));
+    let chart_policy = ChartPolicy {
+        allowed_sources: config
+            .allowed_chart_sources
+            .iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        plain_http_registries: config
+            .plain_http_registries
+            .iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        allow_http: config.allow_http_charts,
+    };
+    let helm = Helm::new(runner, ReleaseStore::new(client.clone(), driver), version);
+    Ok(AppState(Arc::new(App {
+        config,
+        helm,
+        client,
+        keys,
+        probe,
+        locks: ReleaseLocks::default(),
+        chart_policy,
+    })))
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests (and the
+/// helm processes they wait for) finish for up to `grace`.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections; finishing in-flight requests");
+        let _ = stopping_tx.send(());
+    };
+    let server = axum::serve(listener, api::app(state)).with_graceful_shutdown(signal);
+    let server = tokio::spawn(async move { server.await });
+    tokio::pin!(server);
+    tokio::select! {
+        finished = &mut server => return finished.context("server task failed")?.context("server failed"),
+        _ = stopping_rx => {}
+    }
+    match tokio::time::timeout(grace, &mut server).await {
+        Ok(finished) => finished
+            .context("server task failed")?
+            .context("server failed"),
+        Err(_) => {
+            tracing::warn!(
+                grace_s = grace.as_secs(),
+                "in-flight requests did not finish within the grace period"
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log_format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}

@@ -1,0 +1,577 @@
+//! Validated input types: a handler can only ever hold values that passed
+//! these checks, so nothing a caller sends reaches helm's argv or the
+//! Kubernetes API unchecked.
+//!
+//! Each constructor returns a [`ValidationError`] naming the field and the
+//! rule, which the API layer turns into a 400 (or 403 for a namespace outside
+//! the tenant prefix on a release path).
+
+use std::fmt;
+
+/// Why a value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    /// The namespace is not a DNS-1123 label.
+    #[error(
+        "namespace {0:?} is not a valid DNS-1123 label (lowercase letters, digits and '-', at most 63 characters)"
+    )]
+    NamespaceSyntax(String),
+    /// The namespace is valid but outside the tenant prefix.
+    #[error("namespace {name:?} is outside the managed prefix {prefix:?}")]
+    NamespaceOutsidePrefix { name: String, prefix: String },
+    /// The release name breaks Helm's naming rule.
+    #[error(
+        "release name {0:?} is invalid: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 53 characters"
+    )]
+    ReleaseName(String),
+    /// The chart reference is not an accepted form.
+    #[error("chart {0:?} is invalid: {1}")]
+    Chart(String, &'static str),
+    /// The chart source is not in ALLOWED_CHART_SOURCES.
+    #[error("chart source {0:?} is not allowed by this operator")]
+    ChartSourceNotAllowed(String),
+    /// The repository URL is not an accepted form.
+    #[error("repo_url {0:?} is invalid: {1}")]
+    RepoUrl(String, &'static str),
+    /// The version is neither a semver nor a semver range.
+    #[error("version {0:?} is not a semantic version or version range")]
+    Version(String),
+    /// A quota field is not a Kubernetes quantity.
+    #[error("{field} {value:?} is not a valid Kubernetes quantity (e.g. \"2\", \"500m\", \"4Gi\")")]
+    Quantity { field: &'static str, value: String },
+}
+
+impl ValidationError {
+    /// Machine readable name for the error body.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::NamespaceSyntax(_) => "invalid_namespace",
+            Self::NamespaceOutsidePrefix { .. } => "namespace_forbidden",
+            Self::ReleaseName(_) => "invalid_release_name",
+            Self::Chart(..) => "invalid_chart",
+            Self::ChartSourceNotAllowed(_) => "chart_source_not_allowed",
+            Self::RepoUrl(..) => "invalid_repo_url",
+            Self::Version(_) => "invalid_version",
+            Self::Quantity { .. } => "invalid_quantity",
+        }
+    }
+}
+
+/// True for a DNS-1123 label: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 chars.
+pub fn is_dns1123_label(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > 63 {
+        return false;
+    }
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    alnum(&bytes[0])
+        && alnum(&bytes[bytes.len() - 1])
+        && bytes.iter().all(|b| alnum(b) || *b == b'-')
+}
+
+/// A namespace that belongs to a tenant: a DNS-1123 label starting with the
+/// configured prefix (`paas-ws-` by default).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantNamespace(String);
+
+impl TenantNamespace {
+    pub fn parse(value: &str, prefix: &str) -> Result<Self, ValidationError> {
+        if !is_dns1123_label(value) {
+            return Err(ValidationError::NamespaceSyntax(truncate(value)));
+        }
+        if !value.starts_with(prefix) || value.len() == prefix.len() {
+            return Err(ValidationError::NamespaceOutsidePrefix {
+                name: value.to_owned(),
+                prefix: prefix.to_owned(),
+            });
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A Helm release name (Helm's own rule, at most 53 characters).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReleaseName(String);
+
+impl ReleaseName {
+    pub fn parse(value: &str) -> Result<Self, ValidationError> {
+        let ok = value.len() <= 53 && !value.is_empty() && value.split('.').all(is_dns1123_label);
+        if ok {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(ValidationError::ReleaseName(truncate(value)))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where a chart comes from, as helm will be told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChartRef {
+    /// `oci://host[:port]/path/name`.
+    Oci { url: String, host: String },
+    /// A packaged chart at an `https://` (or allowed `http://`) URL.
+    Url(String),
+    /// A chart name in a classic repository, passed with `--repo`.
+    Repo { name: String, repo_url: String },
+}
+
+/// What the operator accepts as a chart source (from the configuration).
+#[derive(Debug, Clone, Default)]
+pub struct ChartPolicy {
+    /// Accepted prefixes; empty means any `oci://` or `https://` source.
+    pub allowed_sources: Vec<String>,
+    /// `host:port` of OCI registries spoken to over plain HTTP.
+    pub plain_http_registries: Vec<String>,
+    /// Whether `http://` chart and repository URLs are accepted.
+    pub allow_http: bool,
+}
+
+const MAX_URL_LEN: usize = 512;
+
+impl ChartRef {
+    /// Parses the `chart` field (and optional `repo_url`) of a request.
+    pub fn parse(
+        chart: &str,
+        repo_url: Option<&str>,
+        policy: &ChartPolicy,
+    ) -> Result<Self, ValidationError> {
+        let bad = |why| ValidationError::Chart(truncate(chart), why);
+        if chart.is_empty() {
+            return Err(bad("it is empty"));
+        }
+        if chart.len() > MAX_URL_LEN {
+            return Err(bad("it is longer than 512 characters"));
+        }
+        if chart.starts_with('-') {
+            return Err(bad("it must not start with '-'"));
+        }
+        if chart.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad("it must not contain whitespace or control characters"));
+        }
+        let parsed = match repo_url {
+            Some(repo) => Self::parse_repo_chart(chart, repo, policy)?,
+            None => Self::parse_url_chart(chart, policy)?,
+        };
+        let source = parsed.source();
+        if !policy.allowed_sources.is_empty()
+            && !policy
+                .allowed_sources
+                .iter()
+                .any(|prefix| source.starts_with(prefix.as_str()))
+        {
+            return Err(ValidationError::ChartSourceNotAllowed(truncate(source)));
+        }
+        Ok(parsed)
+    }
+
+    fn parse_url_chart(chart: &str, policy: &ChartPolicy) -> Result<Self, ValidationError> {
+        let bad = |why| ValidationError::Chart(truncate(chart), why);
+        if let Some(rest) = chart.strip_prefix("oci://") {
+            let (host, path) = rest
+                .split_once('/')
+                .ok_or_else(|| bad("an oci:// reference needs a repository path"))?;
+            check_host(host).map_err(bad)?;
+            check_path(path).map_err(bad)?;
+            if path.contains(['@', '?', '#']) {
+                return Err(bad(
+                    "an oci:// reference must not carry a tag, digest or query; use `version`",
+                ));
+            }
+            return Ok(Self::Oci {
+                url: chart.to_owned(),
+                host: host.to_owned(),
+            });
+        }
+        if chart.contains("://") {
+            check_http_url(chart, policy).map_err(bad)?;
+            return Ok(Self::Url(chart.to_owned()));
+        }
+        Err(bad(
+            "use an oci:// or https:// reference, or a chart name with repo_url",
+        ))
+    }
+
+    fn parse_repo_chart(
+        chart: &str,
+        repo: &str,
+        policy: &ChartPolicy,
+    ) -> Result<Self, ValidationError> {
+        if !is_chart_name(chart) {
+            return Err(ValidationError::Chart(
+                truncate(chart),
+                "with repo_url, chart must be a plain chart name",
+            ));
+        }
+        if repo.len() > MAX_URL_LEN || repo.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ValidationError::RepoUrl(
+                truncate(repo),
+                "it is too long or contains whitespace",
+            ));
+        }
+        check_http_url(repo, policy)
+            .map_err(|why| ValidationError::RepoUrl(truncate(repo), why))?;
+        Ok(Self::Repo {
+            name: chart.to_owned(),
+            repo_url: repo.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// The URL the chart is fetched from, as matched against the allow-list.
+    pub fn source(&self) -> &str {
+        match self {
+            Self::Oci { url, .. } | Self::Url(url) => url,
+            Self::Repo { repo_url, .. } => repo_url,
+        }
+    }
+
+    /// Whether helm must be told `--plain-http` for this chart.
+    pub fn plain_http(&self, policy: &ChartPolicy) -> bool {
+        match self {
+            Self::Oci { host, .. } => policy.plain_http_registries.iter().any(|h| h == host),
+            _ => false,
+        }
+    }
+}
+
+fn is_chart_name(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 250
+        && value.as_bytes()[0].is_ascii_alphanumeric()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !value.contains("..")
+}
+
+fn check_http_url(url: &str, policy: &ChartPolicy) -> Result<(), &'static str> {
+    let rest = if let Some(rest) = url.strip_prefix("https://") {
+        rest
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        if !policy.allow_http {
+            return Err("http:// sources are not allowed by this operator");
+        }
+        rest
+    } else {
+        return Err("only oci://, https:// (and, when allowed, http://) sources are accepted");
+    };
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    check_host(host)?;
+    check_path(path)
+}
+
+fn check_host(host: &str) -> Result<(), &'static str> {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (host, None),
+    };
+    if let Some(port) = port
+        && (port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err("the port is not a number");
+    }
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && !name.starts_with(['-', '.'])
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err("the host is not a valid host name")
+    }
+}
+
+fn check_path(path: &str) -> Result<(), &'static str> {
+    if path
+        .split('/')
+        .any(|segment| segment == ".." || segment == ".")
+    {
+        return Err("the path must not contain '.' or '..' segments");
+    }
+    if path.contains('\\') || path.contains('%') {
+        return Err("the path must not contain '\\' or '%'");
+    }
+    Ok(())
+}
+
+/// A chart version: an exact semantic version or a semver range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChartVersion(String);
+
+impl ChartVersion {
+    pub fn parse(value: &str) -> Result<Self, ValidationError> {
+        let bad = || ValidationError::Version(truncate(value));
+        if value.is_empty() || value.len() > 128 || value.starts_with('-') {
+            return Err(bad());
+        }
+        if value.chars().any(|c| c.is_control()) {
+            return Err(bad());
+        }
+        let plain = value.strip_prefix('v').unwrap_or(value);
+        if semver::Version::parse(plain).is_ok() || semver::VersionReq::parse(value).is_ok() {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(bad())
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A non-negative Kubernetes resource quantity such as `2`, `500m` or `4Gi`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quantity(String);
+
+impl Quantity {
+    pub fn parse(field: &'static str, value: &str) -> Result<Self, ValidationError> {
+        if is_quantity(value) {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(ValidationError::Quantity {
+                field,
+                value: truncate(value),
+            })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Kubernetes' quantity grammar, without a sign (quotas are never negative).
+fn is_quantity(value: &str) -> bool {
+    if value.is_empty() || value.len() > 64 {
+        return false;
+    }
+    let number_end = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(value.len());
+    let (number, suffix) = value.split_at(number_end);
+    let digits = number.replace('.', "");
+    let number_ok = !digits.is_empty() && number.matches('.').count() <= 1;
+    let suffix_ok = matches!(
+        suffix,
+        "" | "n"
+            | "u"
+            | "m"
+            | "k"
+            | "M"
+            | "G"
+            | "T"
+            | "P"
+            | "E"
+            | "Ki"
+            | "Mi"
+            | "Gi"
+            | "Ti"
+            | "Pi"
+            | "Ei"
+    ) || is_exponent(suffix);
+    number_ok && suffix_ok
+}
+
+fn is_exponent(suffix: &str) -> bool {
+    let Some(rest) = suffix.strip_prefix(['e', 'E']) else {
+        return false;
+    };
+    let rest = rest.strip_prefix(['+', '-']).unwrap_or(rest);
+    !rest.is_empty() && rest.len() <= 3 && rest.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Caps echoed input so an error message never carries a huge value.
+fn truncate(value: &str) -> String {
+    const MAX: usize = 80;
+    if value.len() <= MAX {
+        return value.to_owned();
+    }
+    let mut end = MAX;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &value[..end])
+}
+
+impl fmt::Display for TenantNamespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for ReleaseName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> ChartPolicy {
+        ChartPolicy {
+            allowed_sources: vec![],
+            plain_http_registries: vec!["127.0.0.1:5000".into()],
+            allow_http: false,
+        }
+    }
+
+    #[test]
+    fn namespaces() {
+        assert!(TenantNamespace::parse("paas-ws-3f9a0c1d", "paas-ws-").is_ok());
+        for bad in [
+            "",
+            "PAAS-ws-1",
+            "paas-ws-",
+            "paas-ws-a_b",
+            "-paas-ws-1",
+            "paas-ws-1-",
+            &"paas-ws-".repeat(9),
+        ] {
+            assert!(TenantNamespace::parse(bad, "paas-ws-").is_err(), "{bad}");
+        }
+        assert_eq!(
+            TenantNamespace::parse("kube-system", "paas-ws-")
+                .unwrap_err()
+                .error_type(),
+            "namespace_forbidden"
+        );
+        assert_eq!(
+            TenantNamespace::parse("../etc", "paas-ws-")
+                .unwrap_err()
+                .error_type(),
+            "invalid_namespace"
+        );
+    }
+
+    #[test]
+    fn release_names() {
+        for good in ["svc-1a2b3c4d", "a", "web.v2", &"a".repeat(53)] {
+            assert!(ReleaseName::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "-x",
+            "x-",
+            "Web",
+            "a..b",
+            "a_b",
+            "--post-renderer=/bin/sh",
+            &"a".repeat(54),
+            "a b",
+        ] {
+            assert!(ReleaseName::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn charts() {
+        let p = policy();
+        let oci = ChartRef::parse("oci://127.0.0.1:5000/charts/web", None, &p).unwrap();
+        assert!(oci.plain_http(&p));
+        let remote = ChartRef::parse(
+            "oci://registry-1.docker.io/bitnamicharts/postgresql",
+            None,
+            &p,
+        )
+        .unwrap();
+        assert!(!remote.plain_http(&p));
+        assert!(ChartRef::parse("https://charts.example.com/web-1.0.0.tgz", None, &p).is_ok());
+        let repo = ChartRef::parse("web", Some("https://charts.example.com/"), &p).unwrap();
+        assert_eq!(
+            repo,
+            ChartRef::Repo {
+                name: "web".into(),
+                repo_url: "https://charts.example.com".into()
+            }
+        );
+        for bad in [
+            "",
+            "-f",
+            "--post-renderer",
+            "/etc/passwd",
+            "./chart",
+            "web",
+            "file:///etc",
+            "http://x/y.tgz",
+            "oci://",
+            "oci://host",
+            "oci://ho st/x",
+            "oci://host/../x",
+            "oci://host/x@sha256:00",
+            "oci://-host/x",
+            "oci://host:port/x",
+        ] {
+            assert!(ChartRef::parse(bad, None, &p).is_err(), "{bad}");
+        }
+        assert!(ChartRef::parse("../web", Some("https://x"), &p).is_err());
+        assert!(ChartRef::parse("web", Some("file:///tmp"), &p).is_err());
+        assert!(ChartRef::parse("web", Some("http://127.0.0.1:8879"), &p).is_err());
+        let http = ChartPolicy {
+            allow_http: true,
+            ..policy()
+        };
+        assert!(ChartRef::parse("web", Some("http://127.0.0.1:8879"), &http).is_ok());
+    }
+
+    #[test]
+    fn chart_allow_list() {
+        let p = ChartPolicy {
+            allowed_sources: vec!["oci://127.0.0.1:5000/".into()],
+            ..policy()
+        };
+        assert!(ChartRef::parse("oci://127.0.0.1:5000/charts/web", None, &p).is_ok());
+        let err = ChartRef::parse("oci://evil.example/charts/web", None, &p).unwrap_err();
+        assert_eq!(err.error_type(), "chart_source_not_allowed");
+    }
+
+    #[test]
+    fn versions() {
+        for good in [
+            "1.2.3",
+            "v1.2.3",
+            "1.2.3-rc.1+build.5",
+            "^1.2",
+            "~0.1",
+            ">=1.0.0, <2.0.0",
+            "1.x",
+            "*",
+        ] {
+            assert!(ChartVersion::parse(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-1", "--devel", "latest", "1.2.3; rm -rf /", "a.b.c"] {
+            assert!(ChartVersion::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn quantities() {
+        for good in [
+            "2", "500m", "4Gi", "0.5", "1e3", "100Gi", "16Gi", "8", "1.5Ki",
+        ] {
+            assert!(Quantity::parse("cpu_limit", good).is_ok(), "{good}");
+        }
+        for bad in [
+            "", "-1", "2 cores", "4GB", "1..2", ".", "Gi", "1e", "1e1234", "1;rm",
+        ] {
+            assert!(Quantity::parse("cpu_limit", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn long_values_are_truncated_in_messages() {
+        let err = ReleaseName::parse(&"x".repeat(1000)).unwrap_err();
+        assert!(err.to_string().len() < 300);
+    }
+}
