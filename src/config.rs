@@ -105,6 +105,65 @@ pub struct Config {
     /// Seconds to let in-flight requests finish after SIGTERM.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value_t = 330)]
     pub shutdown_grace: u64,
+
+    #[command(flatten)]
+    pub tenant: TenantConfig,
+}
+
+/// What every tenant namespace gets besides its quota.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TenantConfig {
+    /// Pod Security Admission level enforced in tenant namespaces.
+    #[arg(long, env = "PSA_ENFORCE", default_value = "baseline")]
+    pub psa_enforce: String,
+
+    /// Pod Security Admission level warned about and audited.
+    #[arg(long, env = "PSA_WARN", default_value = "restricted")]
+    pub psa_warn: String,
+
+    /// Namespaces whose pods may reach tenant pods (e.g. the ingress
+    /// controller's), comma-separated; other tenants are denied.
+    #[arg(
+        long,
+        env = "NETWORK_ALLOWED_NAMESPACES",
+        value_delimiter = ',',
+        default_value = "kube-system,ingress-nginx"
+    )]
+    pub network_allowed_namespaces: Vec<String>,
+
+    /// ClusterRole bound in each tenant namespace for the operator
+    /// (helm's rights there). Empty = no RoleBinding.
+    #[arg(
+        long,
+        env = "TENANT_CLUSTER_ROLE",
+        default_value = "paas-operator-tenant"
+    )]
+    pub tenant_cluster_role: String,
+
+    /// The operator's ServiceAccount as `namespace/name`, the subject of the
+    /// tenant RoleBinding.
+    #[arg(
+        long,
+        env = "OPERATOR_SERVICE_ACCOUNT",
+        default_value = "paas-system/paas-operator"
+    )]
+    pub operator_service_account: String,
+
+    /// Default CPU request of containers that set none (LimitRange).
+    #[arg(long, env = "DEFAULT_CPU_REQUEST", default_value = "100m")]
+    pub default_cpu_request: String,
+
+    /// Default memory request of containers that set none (LimitRange).
+    #[arg(long, env = "DEFAULT_MEMORY_REQUEST", default_value = "128Mi")]
+    pub default_memory_request: String,
+
+    /// Default CPU limit of containers that set none (LimitRange).
+    #[arg(long, env = "DEFAULT_CPU_LIMIT", default_value = "500m")]
+    pub default_cpu_limit: String,
+
+    /// Default memory limit of containers that set none (LimitRange).
+    #[arg(long, env = "DEFAULT_MEMORY_LIMIT", default_value = "512Mi")]
+    pub default_memory_limit: String,
 }
 
 /// Extra commands; with none the service serves.

@@ -79,6 +79,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             "no API key configured: set API_KEY, API_KEYS or API_KEY_FILE (or pass --insecure-no-auth for local experiments)"
         );
     }
+    for level in [&config.tenant.psa_enforce, &config.tenant.psa_warn] {
+        if !matches!(level.as_str(), "privileged" | "baseline" | "restricted") {
+            bail!("Pod Security level {level:?} is not privileged, baseline or restricted");
+        }
+    }
     keys.watch_file(Duration::from_secs(2));
     let Some(driver) = StorageDriver::from_helm_driver(&config.helm_driver) else {
         bail!(

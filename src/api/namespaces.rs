@@ -32,7 +32,7 @@ pub async fn create_namespace(
         memory: Quantity::parse("memory_limit", &request.memory_limit)?,
         storage: Quantity::parse("storage_limit", &request.storage_limit)?,
     };
-    let outcome = apply_tenant(&state.client, &namespace, &quota)
+    let outcome = apply_tenant(&state.client, &state.config.tenant, &namespace, &quota)
         .await
         .map_err(ApiError::from);
     match &outcome {

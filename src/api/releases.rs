@@ -61,7 +61,13 @@ pub async fn install_release(
     let outcome = async {
         let _guard = lock(&state, &namespace, &name).await?;
         if request.create_namespace {
-            ensure_tenant(&state.client, &namespace, &default_quota()?).await?;
+            ensure_tenant(
+                &state.client,
+                &state.config.tenant,
+                &namespace,
+                &default_quota()?,
+            )
+            .await?;
         }
         if state.helm.latest(&namespace, &name).await?.is_some() {
             return Err(ApiError::conflict(

@@ -1,13 +1,24 @@
-//! Tenant namespaces: the namespace (labelled as ours) and its
-//! ResourceQuota, applied by server-side apply with one field manager, so
-//! re-posting is idempotent and updates the limits.
+//! Tenant namespaces: the namespace (labelled as ours, with Pod Security
+//! Admission labels), the RoleBinding that gives the operator (and so helm)
+//! its rights inside it, the ResourceQuota, a LimitRange with default
+//! requests and limits (so pods that set none still run under the quota) and
+//! a NetworkPolicy that isolates it from other tenants. All applied by
+//! server-side apply with one field manager: re-posting is idempotent and
+//! updates the limits.
 
-use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Patch, PatchParams};
-use kube::{Api, Client};
-use serde_json::json;
+use kube::{Api, Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
 
 use super::KubeError;
+use crate::config::TenantConfig;
 use crate::names::{Quantity, TenantNamespace};
 
 /// Field manager for everything the operator applies.
@@ -30,9 +41,10 @@ pub enum Applied {
     Updated,
 }
 
-/// Creates or updates a tenant namespace and its quota.
+/// Creates or updates a tenant namespace and everything in it.
 pub async fn apply_tenant(
     client: &Client,
+    policy: &TenantConfig,
     namespace: &TenantNamespace,
     quota: &TenantQuota,
 ) -> Result<Applied, KubeError> {
@@ -45,26 +57,50 @@ pub async fn apply_tenant(
     if let Some(existing) = &existing {
         check_ours(existing, name)?;
     }
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let body = json!({
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": { "name": name, "labels": { MANAGED_LABEL: "true" } },
-    });
-    namespaces
-        .patch(name, &params, &Patch::Apply(body))
-        .await
-        .map_err(KubeError::api("applying the namespace"))?;
-    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), name);
-    let quota_name = format!("{name}-quota");
-    quotas
-        .patch(
-            &quota_name,
-            &params,
-            &Patch::Apply(quota_body(&quota_name, quota)),
+    apply(
+        &namespaces,
+        name,
+        namespace_body(name, policy),
+        "applying the namespace",
+    )
+    .await?;
+    if let Some(binding) = role_binding_body(policy) {
+        let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), name);
+        apply(
+            &bindings,
+            TENANT_BINDING,
+            binding,
+            "binding the tenant role",
         )
-        .await
-        .map_err(KubeError::api("applying the resource quota"))?;
+        .await?;
+    }
+    let quota_name = format!("{name}-quota");
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), name);
+    apply_retrying(
+        &quotas,
+        &quota_name,
+        quota_body(&quota_name, quota),
+        "applying the resource quota",
+    )
+    .await?;
+    let defaults_name = format!("{name}-defaults");
+    let limits: Api<LimitRange> = Api::namespaced(client.clone(), name);
+    apply_retrying(
+        &limits,
+        &defaults_name,
+        limit_range_body(&defaults_name, policy),
+        "applying the limit range",
+    )
+    .await?;
+    let isolation_name = format!("{name}-isolation");
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), name);
+    apply_retrying(
+        &policies,
+        &isolation_name,
+        network_policy_body(&isolation_name, policy),
+        "applying the network policy",
+    )
+    .await?;
     Ok(if existing.is_some() {
         Applied::Updated
     } else {
@@ -76,6 +112,7 @@ pub async fn apply_tenant(
 /// yet; an existing managed namespace is left as it is.
 pub async fn ensure_tenant(
     client: &Client,
+    policy: &TenantConfig,
     namespace: &TenantNamespace,
     quota: &TenantQuota,
 ) -> Result<(), KubeError> {
@@ -86,8 +123,119 @@ pub async fn ensure_tenant(
         .map_err(KubeError::api("reading the namespace"))?
     {
         Some(existing) => check_ours(&existing, namespace.as_str()),
-        None => apply_tenant(client, namespace, quota).await.map(drop),
+        None => apply_tenant(client, policy, namespace, quota)
+            .await
+            .map(drop),
     }
+}
+
+/// Name of the RoleBinding that gives the operator its rights in a tenant.
+pub const TENANT_BINDING: &str = "paas-operator-tenant";
+
+async fn apply<K>(
+    api: &Api<K>,
+    name: &str,
+    body: Value,
+    action: &'static str,
+) -> Result<(), KubeError>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch(name, &params, &Patch::Apply(body))
+        .await
+        .map(drop)
+        .map_err(KubeError::api(action))
+}
+
+/// Applies an object inside the tenant namespace. Right after the tenant
+/// RoleBinding is created the API server's RBAC cache may not know it yet,
+/// so a 403 is retried for a short while.
+async fn apply_retrying<K>(
+    api: &Api<K>,
+    name: &str,
+    body: Value,
+    action: &'static str,
+) -> Result<(), KubeError>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match apply(api, name, body.clone(), action).await {
+            Err(KubeError::Api {
+                source: kube::Error::Api(status),
+                ..
+            }) if status.code == 403 && delay < Duration::from_secs(2) => {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn namespace_body(name: &str, policy: &TenantConfig) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": { "name": name, "labels": {
+            MANAGED_LABEL: "true",
+            "pod-security.kubernetes.io/enforce": policy.psa_enforce,
+            "pod-security.kubernetes.io/enforce-version": "latest",
+            "pod-security.kubernetes.io/warn": policy.psa_warn,
+            "pod-security.kubernetes.io/audit": policy.psa_warn,
+        }},
+    })
+}
+
+fn role_binding_body(policy: &TenantConfig) -> Option<Value> {
+    let role = policy.tenant_cluster_role.trim();
+    let (sa_namespace, sa_name) = policy.operator_service_account.split_once('/')?;
+    if role.is_empty() {
+        return None;
+    }
+    Some(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": { "name": TENANT_BINDING, "labels": { "app.kubernetes.io/managed-by": FIELD_MANAGER } },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role },
+        "subjects": [{ "kind": "ServiceAccount", "name": sa_name, "namespace": sa_namespace }],
+    }))
+}
+
+fn limit_range_body(name: &str, policy: &TenantConfig) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": { "name": name, "labels": { "app.kubernetes.io/managed-by": FIELD_MANAGER } },
+        "spec": { "limits": [{
+            "type": "Container",
+            "default": { "cpu": policy.default_cpu_limit, "memory": policy.default_memory_limit },
+            "defaultRequest": { "cpu": policy.default_cpu_request, "memory": policy.default_memory_request },
+        }]},
+    })
+}
+
+fn network_policy_body(name: &str, policy: &TenantConfig) -> Value {
+    let allowed: Vec<&str> = policy
+        .network_allowed_namespaces
+        .iter()
+        .map(|n| n.trim())
+        .filter(|n| !n.is_empty())
+        .collect();
+    let mut from = vec![json!({ "podSelector": {} })];
+    if !allowed.is_empty() {
+        from.push(json!({ "namespaceSelector": { "matchExpressions": [
+            { "key": "kubernetes.io/metadata.name", "operator": "In", "values": allowed }
+        ]}}));
+    }
+    json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": { "name": name, "labels": { "app.kubernetes.io/managed-by": FIELD_MANAGER } },
+        "spec": { "podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{ "from": from }] },
+    })
 }
 
 fn check_ours(existing: &Namespace, name: &str) -> Result<(), KubeError> {
@@ -125,7 +273,40 @@ fn quota_body(quota_name: &str, quota: &TenantQuota) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
+
+    fn policy() -> TenantConfig {
+        crate::config::Config::parse_from(["paas-operator"]).tenant
+    }
+
+    #[test]
+    fn namespace_carries_psa_labels() {
+        let body = namespace_body("paas-ws-1", &policy());
+        let labels = &body["metadata"]["labels"];
+        assert_eq!(labels["paas-managed"], "true");
+        assert_eq!(labels["pod-security.kubernetes.io/enforce"], "baseline");
+        assert_eq!(labels["pod-security.kubernetes.io/warn"], "restricted");
+    }
+
+    #[test]
+    fn binding_and_isolation() {
+        let binding = role_binding_body(&policy()).unwrap();
+        assert_eq!(binding["roleRef"]["name"], "paas-operator-tenant");
+        assert_eq!(binding["subjects"][0]["namespace"], "paas-system");
+        let mut none = policy();
+        none.tenant_cluster_role = String::new();
+        assert!(role_binding_body(&none).is_none());
+        let netpol = network_policy_body("x", &policy());
+        assert_eq!(
+            netpol["spec"]["ingress"][0]["from"][1]["namespaceSelector"]["matchExpressions"][0]["values"]
+                [0],
+            "kube-system"
+        );
+        let limits = limit_range_body("x", &policy());
+        assert_eq!(limits["spec"]["limits"][0]["defaultRequest"]["cpu"], "100m");
+    }
 
     #[test]
     fn quota_matches_the_earlier_operator() {

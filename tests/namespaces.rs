@@ -1,0 +1,145 @@
+//! End-to-end: tenant namespaces on the real local control plane: quota
+//! (the contract's shape), LimitRange defaults that let pods without
+//! resources run, Pod Security labels that refuse privileged pods, the
+//! isolating NetworkPolicy, the tenant RoleBinding, and idempotent re-posts.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, Pod, ResourceQuota};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::Api;
+use kube::api::PostParams;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use support::{Major, Operator, random_namespace};
+
+fn pod(name: &str, privileged: bool) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "app", "image": "registry.local/app:1",
+            "securityContext": if privileged { json!({"privileged": true}) } else { json!({}) }}]}
+    }))
+    .expect("pod")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_namespace_is_complete_and_idempotent() {
+    let mut op = Operator::start(Major::Helm4, &[]).await;
+    let ns = random_namespace();
+    op.forget_later(&ns);
+    let body =
+        json!({"name": ns, "cpu_limit": "8", "memory_limit": "16Gi", "storage_limit": "100Gi"});
+    let (status, answer) = op.call(Method::POST, "/api/namespaces", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert!(answer["message"].is_string());
+
+    let namespace = Api::<Namespace>::all(op.kube.clone())
+        .get(&ns)
+        .await
+        .expect("namespace exists");
+    let labels = namespace.metadata.labels.expect("labels");
+    assert_eq!(labels["paas-managed"], "true");
+    assert_eq!(labels["pod-security.kubernetes.io/enforce"], "baseline");
+    assert_eq!(labels["pod-security.kubernetes.io/warn"], "restricted");
+
+    let quota = Api::<ResourceQuota>::namespaced(op.kube.clone(), &ns)
+        .get(&format!("{ns}-quota"))
+        .await
+        .expect("quota");
+    let hard = quota.spec.expect("spec").hard.expect("hard");
+    let get = |k: &str| hard[k].0.clone();
+    assert_eq!(
+        (get("requests.cpu"), get("limits.cpu")),
+        ("8".into(), "8".into())
+    );
+    assert_eq!(
+        (get("requests.memory"), get("limits.memory")),
+        ("16Gi".into(), "16Gi".into())
+    );
+    assert_eq!(
+        (get("requests.storage"), get("persistentvolumeclaims")),
+        ("100Gi".into(), "10".into())
+    );
+
+    assert!(
+        Api::<LimitRange>::namespaced(op.kube.clone(), &ns)
+            .get(&format!("{ns}-defaults"))
+            .await
+            .is_ok()
+    );
+    assert!(
+        Api::<NetworkPolicy>::namespaced(op.kube.clone(), &ns)
+            .get(&format!("{ns}-isolation"))
+            .await
+            .is_ok()
+    );
+    let binding = Api::<RoleBinding>::namespaced(op.kube.clone(), &ns)
+        .get("paas-operator-tenant")
+        .await
+        .expect("binding");
+    assert_eq!(binding.role_ref.name, "paas-operator-tenant");
+
+    // Re-posting with new limits: 200, and the quota changes.
+    let (status, answer) = op
+        .call(
+            Method::POST,
+            "/api/namespaces",
+            Some(json!({"name": ns, "cpu_limit": "4"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let quota = Api::<ResourceQuota>::namespaced(op.kube.clone(), &ns)
+        .get(&format!("{ns}-quota"))
+        .await
+        .expect("quota");
+    assert_eq!(
+        quota.spec.expect("spec").hard.expect("hard")["limits.cpu"].0,
+        "4"
+    );
+
+    // A pod that sets no resources still runs under the quota (LimitRange defaults).
+    let pods: Api<Pod> = Api::namespaced(op.kube.clone(), &ns);
+    pods.create(&PostParams::default(), &pod("plain", false))
+        .await
+        .expect("pod without resources is admitted");
+    op.wait_for("the plain pod Running", Duration::from_secs(60), || async {
+        let pod = pods.get("plain").await.ok()?;
+        (pod.status?.phase.as_deref() == Some("Running")).then_some(())
+    })
+    .await;
+    // A privileged pod is refused by Pod Security Admission.
+    let refused = pods
+        .create(&PostParams::default(), &pod("privileged", true))
+        .await;
+    match refused {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 403, "{status:?}"),
+        other => panic!("a privileged pod must be refused, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_namespace_is_not_taken_over() {
+    let mut op = Operator::start(Major::Helm4, &[]).await;
+    let ns = random_namespace();
+    op.forget_later(&ns);
+    let foreign: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": ns}})).expect("namespace");
+    Api::<Namespace>::all(op.kube.clone())
+        .create(&PostParams::default(), &foreign)
+        .await
+        .expect("created");
+    let (status, answer) = op
+        .call(Method::POST, "/api/namespaces", Some(json!({"name": ns})))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["error_type"], "namespace_not_managed");
+    // And no quota was put into it.
+    let quotas = Api::<ResourceQuota>::namespaced(op.kube.clone(), &ns)
+        .list(&Default::default())
+        .await
+        .expect("list");
+    assert!(quotas.items.is_empty());
+}
