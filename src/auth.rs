@@ -171,10 +171,13 @@ pub async fn require_api_key(
         request.extensions_mut().insert(KeyId("anonymous".into()));
         return next.run(request).await;
     }
-    let presented = request
-        .headers()
-        .get(API_KEY_HEADER)
-        .and_then(|v| v.to_str().ok());
+    // More than one key header is ambiguous (a proxy may have added one):
+    // refuse rather than pick one.
+    let mut sent = request.headers().get_all(API_KEY_HEADER).iter();
+    let presented = match (sent.next(), sent.next()) {
+        (Some(value), None) => value.to_str().ok(),
+        _ => None,
+    };
     match presented.and_then(|key| keys.verify(key)) {
         Some(id) => {
             request.extensions_mut().insert(id);

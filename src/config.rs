@@ -102,6 +102,16 @@ pub struct Config {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Check every install and upgrade on helm's server-side dry run: refuse
+    /// charts that render objects outside the release namespace or
+    /// cluster-scoped objects not allowed below.
+    #[arg(long, env = "CONFINE_CHARTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub confine_charts: bool,
+
+    /// Cluster-scoped kinds charts may create (e.g. `ClusterRole`), comma-separated; default none.
+    #[arg(long, env = "ALLOWED_CLUSTER_KINDS", value_delimiter = ',')]
+    pub allowed_cluster_kinds: Vec<String>,
+
     /// Seconds to let in-flight requests finish after SIGTERM.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value_t = 330)]
     pub shutdown_grace: u64,

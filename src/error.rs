@@ -159,6 +159,9 @@ mod conversions {
 
     impl From<KubeError> for ApiError {
         fn from(error: KubeError) -> Self {
+            if let KubeError::Api { source, .. } = &error {
+                crate::metrics::kube_api_error(source);
+            }
             match &error {
                 KubeError::NotManaged(name) => ApiError::conflict(
                     "namespace_not_managed",
@@ -288,6 +291,13 @@ mod conversions {
                 "kubernetes_unavailable",
                 "The Kubernetes API is unreachable; try again shortly",
                 5,
+            ),
+            FailureKind::TimedOut => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "helm_timeout",
+                format!(
+                    "The helm operation on {target} did not finish within its timeout; the release is marked failed"
+                ),
             ),
             FailureKind::Other => ApiError::internal(
                 "helm_failed",

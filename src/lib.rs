@@ -16,7 +16,9 @@
 //! - [`error`]: the one error type clients see, and how layer errors map to it.
 //! - [`names`]: validated input types; nothing unvalidated reaches helm.
 //! - [`model`]: the wire types of the contract with the platform.
-//! - [`locks`]: one operation per release at a time.
+//! - [`locks`]: one operation per release at a time, across replicas too
+//!   (a Lease per release, [`kube::lease`]).
+//! - [`metrics`]: the Prometheus recorder behind `GET /metrics`.
 
 pub mod api;
 pub mod auth;
@@ -25,6 +27,7 @@ pub mod error;
 pub mod helm;
 pub mod kube;
 pub mod locks;
+pub mod metrics;
 pub mod model;
 pub mod names;
 
@@ -40,6 +43,7 @@ use crate::auth::ApiKeys;
 use crate::config::{Command, Config, LogFormat};
 use crate::helm::{Helm, HelmError, HelmRunner, ReleaseStore, RunnerConfig, StorageDriver};
 use crate::kube::ApiProbe;
+use crate::kube::lease::ReleaseLeases;
 use crate::locks::ReleaseLocks;
 use crate::names::ChartPolicy;
 
@@ -85,6 +89,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         }
     }
     keys.watch_file(Duration::from_secs(2));
+    // Before the first helm run, so `helm version` is counted too.
+    metrics::handle();
     let Some(driver) = StorageDriver::from_helm_driver(&config.helm_driver) else {
         bail!(
             "HELM_DRIVER={} is not supported: use secret or configmap",
@@ -133,6 +139,17 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             .collect(),
         allow_http: config.allow_http_charts,
     };
+    // A Lease outlives the longest operation: the slot wait, helm's own
+    // timeout, our margin and the SIGTERM grace.
+    let lease_duration = config.helm_timeout()
+        + Duration::from_secs(
+            config.helm_deadline_margin + config.helm_kill_grace + config.helm_queue_wait,
+        );
+    let leases = ReleaseLeases::new(
+        client.clone(),
+        format!("paas-operator-{}", uuid::Uuid::new_v4()),
+        lease_duration,
+    );
     let helm = Helm::new(runner, ReleaseStore::new(client.clone(), driver), version);
     Ok(AppState(Arc::new(App {
         config,
@@ -140,7 +157,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         client,
         keys,
         probe,
-        locks: ReleaseLocks::default(),
+        locks: ReleaseLocks::with_leases(leases),
+        scopes: Default::default(),
         chart_policy,
     })))
 }

@@ -1,6 +1,8 @@
-//! One operation per release at a time within this process: an async lock
-//! per (namespace, name), waited for a bounded time. Entries are weak, so
-//! the map only holds releases that have an operation running or waiting.
+//! One operation per release at a time: first an async lock per
+//! (namespace, name) within this process, then (when configured) the
+//! release's Lease in the cluster, so replicas exclude each other too. Both
+//! are waited for within one bounded time. Local entries are weak, so the
+//! map only holds releases that have an operation running or waiting.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -8,31 +10,95 @@ use std::time::Duration;
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
+use crate::kube::KubeError;
+use crate::kube::lease::{HeldLease, ReleaseLeases};
+
 type Key = (String, String);
 
-/// Held while an operation runs on a release.
+/// Why a release could not be locked.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another operation (here or in another replica) still holds it.
+    #[error("another operation holds the release")]
+    Busy,
+    /// The release's namespace does not exist (so neither can its Lease).
+    #[error("the namespace does not exist")]
+    NamespaceMissing,
+    /// The Lease could not be read or written.
+    #[error(transparent)]
+    Kube(KubeError),
+}
+
+/// Held while an operation runs on a release; give it back with
+/// [`ReleaseGuard::release`] (dropping it only stops renewing the Lease,
+/// which then expires).
 pub struct ReleaseGuard {
     _guard: OwnedMutexGuard<()>,
+    lease: Option<HeldLease>,
+}
+
+impl ReleaseGuard {
+    /// Releases the Lease (if any), then the local lock.
+    pub async fn release(mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release().await;
+        }
+    }
 }
 
 /// The per-release locks of this process.
 #[derive(Clone, Default)]
 pub struct ReleaseLocks {
     locks: Arc<Mutex<HashMap<Key, Weak<AsyncMutex<()>>>>>,
+    leases: Option<ReleaseLeases>,
 }
 
 impl ReleaseLocks {
-    /// Waits up to `wait` for the release's lock; `None` when another
-    /// operation still holds it.
+    /// Local locks plus a Lease per release in the cluster.
+    pub fn with_leases(leases: ReleaseLeases) -> Self {
+        Self {
+            locks: Arc::default(),
+            leases: Some(leases),
+        }
+    }
+
+    /// Waits up to `wait` for the release's lock (and Lease).
     pub async fn acquire(
         &self,
         namespace: &str,
         name: &str,
         wait: Duration,
-    ) -> Option<ReleaseGuard> {
+    ) -> Result<ReleaseGuard, LockError> {
+        let started = tokio::time::Instant::now();
         let lock = self.entry(namespace, name);
-        let guard = tokio::time::timeout(wait, lock.lock_owned()).await.ok()?;
-        Some(ReleaseGuard { _guard: guard })
+        let guard = tokio::time::timeout(wait, lock.lock_owned())
+            .await
+            .map_err(|_| LockError::Busy)?;
+        let Some(leases) = &self.leases else {
+            return Ok(ReleaseGuard {
+                _guard: guard,
+                lease: None,
+            });
+        };
+        let left = wait.saturating_sub(started.elapsed());
+        let acquired =
+            leases
+                .acquire(namespace, name, left)
+                .await
+                .map_err(|error| match &error {
+                    KubeError::Api {
+                        source: kube::Error::Api(status),
+                        ..
+                    } if status.code == 404 => LockError::NamespaceMissing,
+                    _ => LockError::Kube(error),
+                })?;
+        match acquired {
+            Some(lease) => Ok(ReleaseGuard {
+                _guard: guard,
+                lease: Some(lease),
+            }),
+            None => Err(LockError::Busy),
+        }
     }
 
     /// True while an operation of this process holds the release.
@@ -41,6 +107,24 @@ impl ReleaseLocks {
         map.get(&(namespace.to_owned(), name.to_owned()))
             .and_then(Weak::upgrade)
             .is_some_and(|lock| lock.try_lock().is_err())
+    }
+
+    /// True while any replica holds the release (its Lease is unexpired), or
+    /// when that cannot be told.
+    pub async fn is_held_anywhere(&self, namespace: &str, name: &str) -> bool {
+        if self.is_held(namespace, name) {
+            return true;
+        }
+        let Some(leases) = &self.leases else {
+            return false;
+        };
+        match leases.holder(namespace, name).await {
+            Ok(holder) => holder.is_some(),
+            Err(error) => {
+                tracing::warn!(%error, namespace, release = name, "cannot read release lease");
+                true
+            }
+        }
     }
 
     fn entry(&self, namespace: &str, name: &str) -> Arc<AsyncMutex<()>> {
@@ -72,14 +156,14 @@ mod tests {
             locks
                 .acquire("ns", "a", Duration::from_millis(20))
                 .await
-                .is_none()
+                .is_err()
         );
         // Another release is independent.
         assert!(
             locks
                 .acquire("ns", "b", Duration::from_millis(10))
                 .await
-                .is_some()
+                .is_ok()
         );
         drop(first);
         assert!(!locks.is_held("ns", "a"));
@@ -87,7 +171,7 @@ mod tests {
             locks
                 .acquire("ns", "a", Duration::from_millis(10))
                 .await
-                .is_some()
+                .is_ok()
         );
     }
 }

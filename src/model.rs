@@ -197,6 +197,26 @@ pub struct NamespaceRequest {
     pub storage_limit: String,
 }
 
+/// Quota limits and current use of a tenant namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QuotaUsage {
+    /// Limits by resource name, e.g. `limits.cpu`: `2`.
+    pub hard: std::collections::BTreeMap<String, String>,
+    /// Current use by resource name.
+    pub used: std::collections::BTreeMap<String, String>,
+}
+
+/// `GET /api/namespaces/{name}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NamespaceInfo {
+    pub name: String,
+    /// `Active` or `Terminating`.
+    pub phase: String,
+    pub quota: QuotaUsage,
+    /// Every release in the namespace, at its latest revision.
+    pub releases: Vec<ReleaseInfo>,
+}
+
 fn default_true() -> bool {
     true
 }

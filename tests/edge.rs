@@ -63,6 +63,7 @@ fn offline_app(extra: &[&str]) -> Router {
         keys,
         probe: ApiProbe::fixed(false),
         locks: ReleaseLocks::default(),
+        scopes: Default::default(),
         chart_policy,
     }));
     app(state)

@@ -143,3 +143,99 @@ async fn foreign_namespace_is_not_taken_over() {
         .expect("list");
     assert!(quotas.items.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_read_and_delete() {
+    let mut op = Operator::start(Major::Helm4, &[]).await;
+    let ns = op.tenant().await;
+    let name = support::random_release();
+    let install = json!({"namespace": ns, "name": name, "chart": support::oci_chart("web"), "version": "0.1.0"});
+    let (status, body) = op.call(Method::POST, "/api/releases", Some(install)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let path = format!("/api/namespaces/{ns}");
+    let (status, body) = op.call(Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["phase"], "Active");
+    assert_eq!(body["quota"]["hard"]["limits.cpu"], "2");
+    assert_eq!(body["releases"][0]["name"], name.as_str());
+    assert_eq!(body["releases"][0]["revision"], 1);
+
+    // Outside the prefix, or not ours: 403 and nothing happens.
+    let (status, body) = op
+        .call(Method::DELETE, "/api/namespaces/kube-system", None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let foreign = random_namespace();
+    op.forget_later(&foreign);
+    let object: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": foreign}})).expect("namespace");
+    Api::<Namespace>::all(op.kube.clone())
+        .create(&PostParams::default(), &object)
+        .await
+        .expect("created");
+    let (status, body) = op
+        .call(Method::DELETE, &format!("/api/namespaces/{foreign}"), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        Api::<Namespace>::all(op.kube.clone())
+            .get(&foreign)
+            .await
+            .is_ok_and(|n| n.metadata.deletion_timestamp.is_none())
+    );
+
+    // Delete: 202 while terminating, then 404 once gone.
+    let (status, body) = op.call(Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    op.wait_for(
+        "the namespace to be gone",
+        Duration::from_secs(90),
+        || async {
+            let (status, _) = op.call(Method::GET, &path, None).await;
+            (status == StatusCode::NOT_FOUND).then_some(())
+        },
+    )
+    .await;
+    let (status, body) = op.call(Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escaping_chart_is_refused_and_creates_nothing() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+
+    let mut op = Operator::start(Major::Helm3, &[]).await;
+    let ns = op.tenant().await;
+    let name = support::random_release();
+    let install = json!({"namespace": ns, "name": name, "chart": support::oci_chart("escape"),
+        "values": {"targetNamespace": "default"}});
+    let (status, body) = op.call(Method::POST, "/api/releases", Some(install)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error_type"], "chart_not_confined");
+    let detail = body["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains("ConfigMap default/") && detail.contains("ClusterRole"),
+        "{detail}"
+    );
+
+    let role = Api::<ClusterRole>::all(op.kube.clone())
+        .get_opt(&format!("{name}-escape"))
+        .await
+        .expect("read");
+    assert!(role.is_none(), "no ClusterRole may be created");
+    let escaped = Api::<ConfigMap>::namespaced(op.kube.clone(), "default")
+        .get_opt(&format!("{name}-escaped"))
+        .await
+        .expect("read");
+    assert!(escaped.is_none(), "no ConfigMap may land in default");
+    let (status, _) = op
+        .call(Method::GET, &format!("/api/releases/{ns}/{name}"), None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "no release record may be left"
+    );
+}

@@ -25,18 +25,24 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
     })
 }
 
-/// Ready to serve: the Kubernetes API answers and helm runs.
+/// Ready to serve: the Kubernetes API answers (background probe) and helm
+/// is runnable (its version was detected at start and the binary is still
+/// there and executable). Cheap: no helm process per probe.
 #[utoipa::path(get, path = "/ready", tag = "health",
-    responses((status = 200, description = "Ready"), (status = 503, description = "Not ready, with the reason", body = ErrorBody)))]
+    responses((status = 200, description = "Ready"), (status = 503, description = "Not ready; `detail` lists every reason", body = ErrorBody)))]
 pub async fn ready(State(state): State<AppState>) -> Response {
-    if state.probe.reachable() {
-        (StatusCode::OK, Json(serde_json::json!({"status": "ready"}))).into_response()
-    } else {
-        ApiError::unavailable(
-            "kubernetes_unavailable",
-            "The Kubernetes API is unreachable",
-            5,
-        )
-        .into_response()
+    let mut reasons = Vec::new();
+    if !state.probe.reachable() {
+        reasons.push("the Kubernetes API is unreachable");
     }
+    if !state.helm.runner().binary_runnable().await {
+        reasons.push("the helm binary cannot be run");
+    }
+    if reasons.is_empty() {
+        let body =
+            serde_json::json!({"status": "ready", "helm_version": state.helm.version().text});
+        return (StatusCode::OK, Json(body)).into_response();
+    }
+    ApiError::unavailable("not_ready", format!("Not ready: {}", reasons.join("; ")), 5)
+        .into_response()
 }

@@ -1,9 +1,10 @@
 //! The HTTP layer: one file per resource, the router and the OpenAPI
 //! document built from the same `routes!` lists (so they cannot drift),
-//! request ids and one log line per request.
+//! request ids, one log line and one metrics sample per request.
 
 pub mod extract;
 pub mod health;
+pub mod metrics;
 pub mod namespaces;
 pub mod releases;
 
@@ -46,6 +47,8 @@ pub struct App {
     pub probe: ApiProbe,
     pub locks: ReleaseLocks,
     pub chart_policy: ChartPolicy,
+    /// Which kinds are cluster-scoped (for the confinement check).
+    pub scopes: crate::kube::discovery::ScopeCache,
 }
 
 /// Cheap-to-clone handle on [`App`].
@@ -66,7 +69,7 @@ impl Deref for AppState {
     modifiers(&ApiKeyScheme),
     tags((name = "releases", description = "Helm releases in tenant namespaces"),
          (name = "namespaces", description = "Tenant namespaces"),
-         (name = "health", description = "Liveness and readiness")),
+         (name = "health", description = "Liveness, readiness and Prometheus metrics (no API key)")),
 )]
 struct ApiDoc;
 
@@ -86,6 +89,7 @@ fn public_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health::health))
         .routes(routes!(health::ready))
+        .routes(routes!(metrics::metrics))
 }
 
 fn protected_routes() -> OpenApiRouter<AppState> {
@@ -100,6 +104,10 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(releases::list_revisions))
         .routes(routes!(releases::release_status))
         .routes(routes!(namespaces::create_namespace))
+        .routes(routes!(
+            namespaces::get_namespace,
+            namespaces::delete_namespace
+        ))
 }
 
 /// The OpenAPI document (also printed by `paas-operator openapi`).
@@ -201,9 +209,11 @@ async fn log_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
+    let elapsed = started.elapsed();
     span.in_scope(|| {
-        tracing::info!(method = %method, route, status, latency_ms = started.elapsed().as_secs_f64() * 1000.0, "request");
+        tracing::info!(method = %method, route, status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request");
     });
+    crate::metrics::http_request(method.as_str(), &route, status, elapsed);
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }

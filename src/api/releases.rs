@@ -5,6 +5,7 @@
 //! release's lock, checks the release exists (or not) first, runs helm, and
 //! emits one audit event.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -16,10 +17,11 @@ use super::AppState;
 use super::extract::{ApiJson, ReleasePath};
 use crate::auth::KeyId;
 use crate::error::{ApiError, ErrorBody};
+use crate::helm::confine::violations;
 use crate::helm::{ChartArgs, HelmRelease, ValuesMode};
 use crate::kube::namespace::{TenantQuota, ensure_tenant};
 use crate::kube::pods::{release_pods, workload_selectors};
-use crate::locks::ReleaseGuard;
+use crate::locks::{LockError, ReleaseGuard};
 use crate::model::{
     InstallRequest, MessageResponse, ReleaseInfo, ReleaseStatusResponse, RevisionList,
     RollbackRequest, UpgradeRequest, default_cpu, default_memory, default_storage,
@@ -59,7 +61,6 @@ pub async fn install_release(
     let values = checked_values(request.values)?;
 
     let outcome = async {
-        let _guard = lock(&state, &namespace, &name).await?;
         if request.create_namespace {
             ensure_tenant(
                 &state.client,
@@ -69,21 +70,27 @@ pub async fn install_release(
             )
             .await?;
         }
-        if state.helm.latest(&namespace, &name).await?.is_some() {
-            return Err(ApiError::conflict(
-                "release_exists",
-                format!("Release {namespace}/{name} already exists"),
-            ));
-        }
-        let chart_args = ChartArgs {
-            chart: &chart,
-            version: version.as_ref(),
-            plain_http: chart.plain_http(&state.chart_policy),
-        };
-        Ok(state
-            .helm
-            .install(&namespace, &name, chart_args, &values)
-            .await?)
+        // The release's Lease lives in its namespace, so that comes first.
+        locked(&state, &namespace, &name, async {
+            if state.helm.latest(&namespace, &name).await?.is_some() {
+                return Err(ApiError::conflict(
+                    "release_exists",
+                    format!("Release {namespace}/{name} already exists"),
+                ));
+            }
+            let chart_args = ChartArgs {
+                chart: &chart,
+                version: version.as_ref(),
+                plain_http: chart.plain_http(&state.chart_policy),
+            };
+            let args = state.helm.install_args(&namespace, &name, chart_args);
+            check_confinement(&state, &namespace, &name, args, &values).await?;
+            Ok(state
+                .helm
+                .install(&namespace, &name, chart_args, &values)
+                .await?)
+        })
+        .await
     }
     .await;
     let release = audit(&key, "install", &namespace, &name, outcome)?;
@@ -145,19 +152,21 @@ pub async fn upgrade_release(
     };
     let ReleasePath { namespace, name } = &path;
 
-    let outcome = async {
-        let _guard = lock(&state, namespace, name).await?;
+    let outcome = locked(&state, namespace, name, async {
         require_release(&state, &path).await?;
+        recover_if_stuck(&state, namespace, name).await?;
         let chart_args = ChartArgs {
             chart: &chart,
             version: version.as_ref(),
             plain_http: chart.plain_http(&state.chart_policy),
         };
+        let args = state.helm.upgrade_args(namespace, name, chart_args, mode);
+        check_confinement(&state, namespace, name, args, &values).await?;
         Ok(state
             .helm
             .upgrade(namespace, name, chart_args, mode, &values)
             .await?)
-    }
+    })
     .await;
     let release = audit(&key, "upgrade", namespace, name, outcome)?;
     Ok(Json(release.to_info(true)))
@@ -179,12 +188,11 @@ pub async fn uninstall_release(
     path: ReleasePath,
 ) -> Result<Json<MessageResponse>, ApiError> {
     let ReleasePath { namespace, name } = &path;
-    let outcome = async {
-        let _guard = lock(&state, namespace, name).await?;
+    let outcome = locked(&state, namespace, name, async {
         let release = require_release(&state, &path).await?;
         state.helm.uninstall(namespace, name).await?;
         Ok(release)
-    }
+    })
     .await;
     audit(&key, "uninstall", namespace, name, outcome)?;
     Ok(Json(MessageResponse {
@@ -211,8 +219,8 @@ pub async fn rollback_release(
 ) -> Result<Json<MessageResponse>, ApiError> {
     let ReleasePath { namespace, name } = &path;
     let wanted = request.revision.filter(|r| *r > 0);
-    let outcome = async {
-        let _guard = lock(&state, namespace, name).await?;
+    let outcome = locked(&state, namespace, name, async {
+        recover_if_stuck(&state, namespace, name).await?;
         let history = state.helm.history(namespace, name).await?;
         let Some(latest) = history.last() else {
             return Err(release_not_found(&path));
@@ -238,7 +246,7 @@ pub async fn rollback_release(
         }
         let release = state.helm.rollback(namespace, name, Some(target)).await?;
         Ok((target, release))
-    }
+    })
     .await;
     let (target, release) = audit(&key, "rollback", namespace, name, outcome)?;
     Ok(Json(MessageResponse {
@@ -287,7 +295,7 @@ pub async fn release_status(
     path: ReleasePath,
 ) -> Result<Json<ReleaseStatusResponse>, ApiError> {
     let release = require_release(&state, &path).await?;
-    let stuck = is_stuck(&state, &path, &release);
+    let stuck = is_stuck(&state, &path, &release).await;
     let selectors = workload_selectors(&release.manifest);
     let pods = release_pods(
         &state.client,
@@ -317,22 +325,48 @@ pub async fn release_status(
     }
 }
 
-/// Pending for longer than helm's timeout with no operation of ours on it:
+/// Pending for longer than helm's timeout plus our margin, with no operation of
+/// any replica on it (no local lock, no unexpired Lease):
 /// the helm that set `pending-*` is gone.
-fn is_stuck(state: &AppState, path: &ReleasePath, release: &HelmRelease) -> bool {
-    if !release.status().is_pending()
-        || state
-            .locks
-            .is_held(path.namespace.as_str(), path.name.as_str())
-    {
-        return false;
+async fn is_stuck(state: &AppState, path: &ReleasePath, release: &HelmRelease) -> bool {
+    let (namespace, name) = (path.namespace.as_str(), path.name.as_str());
+    release.is_stale_pending(stale_after(state))
+        && !state.locks.is_held_anywhere(namespace, name).await
+}
+
+/// Renders the install or upgrade with helm's server-side dry run and
+/// refuses it (400, listing the objects) when the chart would escape its
+/// namespace or create cluster-scoped objects that are not allowed.
+async fn check_confinement(
+    state: &AppState,
+    namespace: &TenantNamespace,
+    name: &ReleaseName,
+    args: Vec<String>,
+    values: &Map<String, Value>,
+) -> Result<(), ApiError> {
+    if !state.config.confine_charts {
+        return Ok(());
     }
-    let limit =
-        state.helm.runner().helm_timeout() + Duration::from_secs(state.config.helm_deadline_margin);
-    release.updated_at().is_some_and(|at| {
-        jiff::Timestamp::now().duration_since(at).as_secs()
-            > i64::try_from(limit.as_secs()).unwrap_or(i64::MAX)
-    })
+    let rendered = state.helm.render(namespace, name, args, values).await?;
+    let scopes = state.scopes.get(&state.client).await?;
+    let allowed: HashSet<String> = state
+        .config
+        .allowed_cluster_kinds
+        .iter()
+        .map(|k| k.trim().to_owned())
+        .collect();
+    let found = violations(&rendered, namespace.as_str(), &allowed, scopes.as_ref());
+    if found.is_empty() {
+        return Ok(());
+    }
+    let listed: Vec<String> = found.iter().map(ToString::to_string).collect();
+    Err(ApiError::bad_request(
+        "chart_not_confined",
+        format!(
+            "The chart would create objects outside namespace {namespace}: {}",
+            listed.join("; ")
+        ),
+    ))
 }
 
 async fn lock(
@@ -341,12 +375,66 @@ async fn lock(
     name: &ReleaseName,
 ) -> Result<ReleaseGuard, ApiError> {
     let wait = Duration::from_secs(state.config.release_lock_wait);
-    state.locks.acquire(namespace.as_str(), name.as_str(), wait).await.ok_or_else(|| {
-        ApiError::conflict(
+    let started = std::time::Instant::now();
+    let guard = state
+        .locks
+        .acquire(namespace.as_str(), name.as_str(), wait)
+        .await;
+    let outcome = match &guard {
+        Ok(_) => "acquired",
+        Err(LockError::Busy) => "timed_out",
+        Err(_) => "error",
+    };
+    crate::metrics::lock_wait(outcome, started.elapsed());
+    guard.map_err(|error| match error {
+        LockError::Busy => ApiError::conflict(
             "operation_in_progress",
             format!("Another operation is in progress on {namespace}/{name}; try again when it has finished"),
-        )
+        ),
+        LockError::NamespaceMissing => ApiError::not_found(
+            "namespace_not_found",
+            format!("Namespace {namespace} does not exist; create it first (or send create_namespace: true)"),
+        ),
+        LockError::Kube(error) => error.into(),
     })
+}
+
+/// Runs `operation` holding the release's lock (and Lease), then gives them
+/// back; the operation is a lazy future, so nothing runs before the lock is held.
+pub(super) async fn locked<T>(
+    state: &AppState,
+    namespace: &TenantNamespace,
+    name: &ReleaseName,
+    operation: impl Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    let guard = lock(state, namespace, name).await?;
+    let outcome = operation.await;
+    guard.release().await;
+    outcome
+}
+
+/// How old a `pending-*` revision must be before we call it abandoned: no
+/// helm of ours runs longer than its timeout plus our deadline margin.
+fn stale_after(state: &AppState) -> Duration {
+    state.helm.runner().helm_timeout() + Duration::from_secs(state.config.helm_deadline_margin)
+}
+
+/// Marks an abandoned `pending-*` latest revision failed, as Flux's
+/// helm-controller does, so the next helm operation can proceed. Called with
+/// the release's lock and Lease held, so no replica runs helm on it.
+async fn recover_if_stuck(
+    state: &AppState,
+    namespace: &TenantNamespace,
+    name: &ReleaseName,
+) -> Result<(), ApiError> {
+    let recovered = state
+        .helm
+        .recover_stale_pending(namespace, name, stale_after(state))
+        .await?;
+    if let Some(revision) = recovered {
+        tracing::warn!(%namespace, release = %name, revision, "recovered a stuck release: marked its pending revision failed");
+    }
+    Ok(())
 }
 
 async fn require_release(state: &AppState, path: &ReleasePath) -> Result<HelmRelease, ApiError> {

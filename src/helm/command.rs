@@ -122,6 +122,14 @@ pub fn rollback(
     args
 }
 
+/// The same install or upgrade as a server-side dry run: helm renders with
+/// the real values and asks the API server to validate, creating nothing.
+pub fn dry_run(mut args: Vec<String>) -> Vec<String> {
+    let end_of_options = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    args.insert(end_of_options, "--dry-run=server".into());
+    args
+}
+
 /// `helm version`, printing only the version (`v3.22.0`).
 pub fn version() -> Vec<String> {
     vec!["version".into(), "--template".into(), "{{.Version}}".into()]
@@ -183,6 +191,15 @@ mod tests {
         assert_eq!(
             args.join(" "),
             "upgrade --namespace paas-ws-3f9a0c1d --timeout 60s --output json --values - --reset-values --repo https://charts.example.com -- svc-1a2b3c4d web"
+        );
+    }
+
+    #[test]
+    fn dry_run_is_an_option_before_the_positionals() {
+        let args = dry_run(uninstall(&ns(), &name(), Duration::from_secs(1)));
+        assert_eq!(
+            args.join(" "),
+            "uninstall --namespace paas-ws-3f9a0c1d --timeout 1s --dry-run=server -- svc-1a2b3c4d"
         );
     }
 

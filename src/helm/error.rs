@@ -28,6 +28,9 @@ pub enum FailureKind {
     RejectedByCluster,
     /// The Kubernetes API could not be reached.
     ClusterUnreachable,
+    /// helm's own `--timeout` ran out (waiting for hooks or resources);
+    /// helm marked the release failed itself.
+    TimedOut,
     /// Anything else.
     Other,
 }
@@ -77,6 +80,8 @@ pub fn classify(stderr: &str) -> FailureKind {
     let has = |needle: &str| text.contains(needle);
     if has("kubernetes cluster unreachable") {
         FailureKind::ClusterUnreachable
+    } else if has("timed out waiting for the condition") || has("context deadline exceeded") {
+        FailureKind::TimedOut
     } else if has("cannot re-use a name that is still in use") {
         FailureKind::NameInUse
     } else if has("another operation (install/upgrade/rollback) is in progress") {
@@ -180,6 +185,14 @@ mod tests {
             (
                 "Error: INSTALLATION FAILED: pods \"x\" is forbidden: exceeded quota: q",
                 FailureKind::RejectedByCluster,
+            ),
+            (
+                "Error: INSTALLATION FAILED: failed pre-install: 1 error occurred:\n\t* timed out waiting for the condition",
+                FailureKind::TimedOut,
+            ),
+            (
+                "Error: UPGRADE FAILED: pre-upgrade hooks failed: resource Job/x/y not ready. status: InProgress, message: context deadline exceeded",
+                FailureKind::TimedOut,
             ),
             ("Error: something else", FailureKind::Other),
         ];

@@ -5,7 +5,9 @@
 //! Kubernetes API through [`storage::ReleaseStore`], never spawning helm.
 
 pub mod command;
+pub mod confine;
 pub mod error;
+pub mod recovery;
 pub mod release;
 pub mod runner;
 pub mod storage;
@@ -135,6 +137,54 @@ impl Helm {
         let args = command::upgrade(namespace, name, chart, mode, self.runner.helm_timeout());
         self.write("upgrade", namespace, name, args, Some(values))
             .await
+    }
+
+    /// Server-side dry run of the install or upgrade `args` would run; the
+    /// rendered release (manifest and hooks) for the confinement check.
+    pub async fn render(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        args: Vec<String>,
+        values: &Map<String, Value>,
+    ) -> Result<HelmRelease, HelmError> {
+        let stdin = serde_json::to_vec(values).map_err(|source| HelmError::Output {
+            operation: "render",
+            source,
+        })?;
+        let invocation = Invocation {
+            operation: "render",
+            target: target(namespace, name),
+            args: command::dry_run(args),
+            stdin: Some(stdin),
+        };
+        let output = self.runner.run(invocation).await?;
+        parse_release_output(&output.stdout).ok_or(HelmError::Failed {
+            operation: "render",
+            target: target(namespace, name),
+            kind: FailureKind::Other,
+        })
+    }
+
+    /// The argv of an install (for [`Helm::render`] and [`Helm::install`]).
+    pub fn install_args(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        chart: ChartArgs<'_>,
+    ) -> Vec<String> {
+        command::install(namespace, name, chart, self.runner.helm_timeout())
+    }
+
+    /// The argv of an upgrade (for [`Helm::render`] and [`Helm::upgrade`]).
+    pub fn upgrade_args(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        chart: ChartArgs<'_>,
+        mode: ValuesMode,
+    ) -> Vec<String> {
+        command::upgrade(namespace, name, chart, mode, self.runner.helm_timeout())
     }
 
     pub async fn rollback(

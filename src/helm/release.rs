@@ -27,6 +27,16 @@ pub struct HelmRelease {
     pub config: Option<Map<String, Value>>,
     #[serde(default)]
     pub manifest: String,
+    /// Hook objects (rendered separately from the main manifest).
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub hooks: Vec<HelmHook>,
+}
+
+/// A hook of a release; only its rendered manifest is used.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct HelmHook {
+    #[serde(default)]
+    pub manifest: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -113,6 +123,15 @@ impl HelmRelease {
     }
 }
 
+/// Go writes a nil slice as `null`.
+fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
+}
+
 /// Normalises Go's RFC 3339 (with nanoseconds and any offset) to UTC RFC 3339.
 /// Unparseable input is passed through rather than invented.
 fn to_rfc3339(raw: &str) -> String {
@@ -134,7 +153,7 @@ mod tests {
         "chart": {"metadata": {"name": "my-web-app", "version": "1.2.3-rc.1", "appVersion": "2.0"},
                   "templates": [], "values": {"a": 1}},
         "config": {"password": "s3cret", "nested": {"n": 1}},
-        "manifest": "---\n", "hooks": [], "labels": null, "apply_method": "ssa"
+        "manifest": "---\n", "hooks": null, "labels": null, "apply_method": "ssa"
     }"#;
 
     #[test]

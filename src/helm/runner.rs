@@ -23,6 +23,7 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tokio::sync::{Semaphore, oneshot};
+use tracing::Instrument;
 
 use super::error::{HelmError, classify};
 
@@ -85,6 +86,29 @@ impl HelmRunner {
         self.config.max_parallel.max(1) - self.slots.available_permits()
     }
 
+    /// True when the helm binary still exists and is executable (for
+    /// `/ready`): a path is checked as is, a bare name is looked up in the
+    /// child's PATH, as the spawn would.
+    pub async fn binary_runnable(&self) -> bool {
+        let binary = &self.config.binary;
+        if binary.components().count() > 1 {
+            return is_executable(binary).await;
+        }
+        let path = self
+            .config
+            .env
+            .iter()
+            .find(|(key, _)| key == "PATH")
+            .map(|(_, value)| value.clone())
+            .unwrap_or_default();
+        for dir in std::env::split_paths(&path) {
+            if is_executable(&dir.join(binary)).await {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Runs helm to completion, or until the deadline, or until the
     /// returned future is dropped.
     pub async fn run(&self, invocation: Invocation) -> Result<HelmOutput, HelmError> {
@@ -99,11 +123,18 @@ impl HelmRunner {
         let config = self.config.clone();
         let operation = invocation.operation;
         let target = invocation.target.clone();
-        tokio::spawn(async move {
+        // The supervisor keeps the request's span (so helm's stderr lines
+        // carry the request id) and records metrics even when the caller
+        // goes away.
+        let supervised = async move {
+            let in_flight = crate::metrics::HelmInFlight::start();
             let outcome = supervise(&config, invocation, cancel_rx).await;
+            drop(in_flight);
+            crate::metrics::helm_operation(operation, &outcome, started.elapsed());
             drop(permit);
             let _ = done_tx.send(outcome);
-        });
+        };
+        tokio::spawn(supervised.in_current_span());
         // Dropping `cancel_tx` (when this future is dropped) tells the
         // supervisor the caller went away.
         let outcome = done_rx.await.unwrap_or(Err(HelmError::Cancelled));
@@ -197,6 +228,13 @@ async fn supervise(
     })
 }
 
+async fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    tokio::fs::metadata(path)
+        .await
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
 fn read_all<R>(pipe: Option<R>) -> tokio::task::JoinHandle<Vec<u8>>
 where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
@@ -221,4 +259,35 @@ async fn terminate(child: &mut Child, grace: Duration, operation: &'static str, 
     tracing::error!(operation, target, "helm ignored SIGTERM; killing it");
     let _ = child.start_kill();
     let _ = child.wait().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runner(binary: &str, path: &str) -> HelmRunner {
+        HelmRunner::new(RunnerConfig {
+            binary: binary.into(),
+            helm_timeout: Duration::from_secs(1),
+            deadline_margin: Duration::from_secs(1),
+            kill_grace: Duration::from_secs(1),
+            max_parallel: 1,
+            queue_wait: Duration::from_secs(1),
+            env: vec![("PATH".into(), path.into())],
+        })
+    }
+
+    #[tokio::test]
+    async fn runnable_binary_is_found_by_path_or_name() {
+        assert!(runner("/bin/sh", "").binary_runnable().await);
+        assert!(runner("sh", "/nonexistent:/bin").binary_runnable().await);
+        assert!(!runner("sh", "/nonexistent").binary_runnable().await);
+        assert!(!runner("/nonexistent/helm", "/bin").binary_runnable().await);
+        // Exists but is not executable.
+        let plain = std::env::temp_dir().join(format!("not-helm-{}", std::process::id()));
+        std::fs::write(&plain, "").unwrap();
+        let runnable = runner(plain.to_str().unwrap(), "").binary_runnable().await;
+        std::fs::remove_file(&plain).unwrap();
+        assert!(!runnable);
+    }
 }

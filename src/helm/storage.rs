@@ -67,6 +67,14 @@ impl ReleaseStore {
         Self { client, driver }
     }
 
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub(crate) fn driver(&self) -> StorageDriver {
+        self.driver
+    }
+
     /// The newest revision of a release, or `None` when it has no record.
     pub async fn latest(
         &self,
@@ -219,6 +227,16 @@ fn decode_config_map(map: &ConfigMap) -> Result<HelmRelease, StorageError> {
 
 /// Decodes Helm's payload: base64, then gzip when the magic bytes say so, then JSON.
 pub fn decode_record(record: &str, encoded: &[u8]) -> Result<HelmRelease, StorageError> {
+    let json = decode_payload(record, encoded)?;
+    serde_json::from_slice(&json).map_err(|e| StorageError::Corrupt {
+        record: record.to_owned(),
+        reason: format!("json: {e}"),
+    })
+}
+
+/// Helm's payload to the release JSON bytes: base64, then gzip when the
+/// magic bytes say so.
+pub fn decode_payload(record: &str, encoded: &[u8]) -> Result<Vec<u8>, StorageError> {
     let corrupt = |reason: String| StorageError::Corrupt {
         record: record.to_owned(),
         reason,
@@ -246,7 +264,7 @@ pub fn decode_record(record: &str, encoded: &[u8]) -> Result<HelmRelease, Storag
     } else {
         bytes
     };
-    serde_json::from_slice(&json).map_err(|e| corrupt(format!("json: {e}")))
+    Ok(json)
 }
 
 #[cfg(test)]

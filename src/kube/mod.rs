@@ -1,6 +1,8 @@
 //! Kubernetes API use through kube-rs (never a kubectl subprocess):
 //! tenant namespaces and their quota, and the pods of a release.
 
+pub mod discovery;
+pub mod lease;
 pub mod namespace;
 pub mod pods;
 

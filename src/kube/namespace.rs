@@ -242,13 +242,7 @@ fn check_ours(existing: &Namespace, name: &str) -> Result<(), KubeError> {
     if existing.metadata.deletion_timestamp.is_some() {
         return Err(KubeError::Terminating(name.to_owned()));
     }
-    let labelled = existing
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(MANAGED_LABEL))
-        .is_some_and(|v| v == "true");
-    if labelled {
+    if is_managed(existing) {
         Ok(())
     } else {
         Err(KubeError::NotManaged(name.to_owned()))
@@ -269,6 +263,79 @@ fn quota_body(quota_name: &str, quota: &TenantQuota) -> serde_json::Value {
             "persistentvolumeclaims": "10",
         }},
     })
+}
+
+/// What a tenant namespace holds now.
+#[derive(Debug, Clone)]
+pub struct TenantState {
+    /// `Active` or `Terminating`.
+    pub phase: String,
+    /// Quota limits and current use, by resource name.
+    pub hard: std::collections::BTreeMap<String, String>,
+    pub used: std::collections::BTreeMap<String, String>,
+}
+
+/// Reads a tenant namespace; `None` when it does not exist. A namespace
+/// that exists but is not ours is an error (the API answers 403).
+pub async fn read_tenant(
+    client: &Client,
+    namespace: &TenantNamespace,
+) -> Result<Option<TenantState>, KubeError> {
+    let name = namespace.as_str();
+    let Some(existing) = Api::<Namespace>::all(client.clone())
+        .get_opt(name)
+        .await
+        .map_err(KubeError::api("reading the namespace"))?
+    else {
+        return Ok(None);
+    };
+    if !is_managed(&existing) {
+        return Err(KubeError::NotManaged(name.to_owned()));
+    }
+    let phase = existing
+        .status
+        .and_then(|s| s.phase)
+        .unwrap_or_else(|| "Active".into());
+    let quota = Api::<ResourceQuota>::namespaced(client.clone(), name)
+        .get_opt(&format!("{name}-quota"))
+        .await
+        .map_err(KubeError::api("reading the resource quota"))?;
+    let status = quota.and_then(|q| q.status).unwrap_or_default();
+    let text = |map: Option<
+        std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    >| {
+        map.unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect()
+    };
+    Ok(Some(TenantState {
+        phase,
+        hard: text(status.hard),
+        used: text(status.used),
+    }))
+}
+
+/// Starts deleting a tenant namespace (the namespace controller finishes it).
+pub async fn delete_tenant(client: &Client, namespace: &TenantNamespace) -> Result<(), KubeError> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    match api.delete(namespace.as_str(), &Default::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(KubeError::Api {
+            action: "deleting the namespace",
+            source,
+        }),
+    }
+}
+
+fn is_managed(namespace: &Namespace) -> bool {
+    namespace
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_LABEL))
+        .is_some_and(|v| v == "true")
 }
 
 #[cfg(test)]

@@ -1,0 +1,293 @@
+//! One operation per release across replicas: a `coordination.k8s.io/v1`
+//! Lease named `paas-operator.<release>` in the release's namespace is held
+//! while helm runs on the release.
+//!
+//! ```text
+//!   absent ──create──> held by us ──renew every duration/3──> … ──delete──> absent
+//!   held by another, not expired ──> wait (bounded), then 409
+//!   held by another, expired     ──replace (resourceVersion-checked)──> held by us
+//! ```
+//! Every write is checked against the object's `resourceVersion`, so two
+//! replicas racing for the same Lease cannot both win. The duration covers a
+//! whole operation (helm timeout + our margin + kill grace), so a replica that
+//! dies mid-operation blocks the release for at most that long.
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{DeleteParams, ObjectMeta, PostParams, Preconditions};
+use kube::{Api, Client};
+use tokio::task::JoinHandle;
+
+use super::KubeError;
+
+/// Prefix of every release Lease's name.
+pub const LEASE_PREFIX: &str = "paas-operator.";
+/// How often a waiting request looks at the Lease again.
+const POLL: Duration = Duration::from_millis(250);
+
+/// This process's claim on release Leases.
+#[derive(Clone)]
+pub struct ReleaseLeases {
+    client: Client,
+    identity: String,
+    duration: Duration,
+}
+
+/// A Lease held by this process; renewed in the background until released.
+pub struct HeldLease {
+    api: Api<Lease>,
+    name: String,
+    identity: String,
+    renewer: JoinHandle<()>,
+}
+
+/// The name of a release's Lease.
+pub fn lease_name(release: &str) -> String {
+    format!("{LEASE_PREFIX}{release}")
+}
+
+impl ReleaseLeases {
+    /// `identity` must be unique per process; `duration` must cover a whole
+    /// operation.
+    pub fn new(client: Client, identity: String, duration: Duration) -> Self {
+        Self {
+            client,
+            identity,
+            duration,
+        }
+    }
+
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// Waits up to `wait` for the release's Lease; `Ok(None)` when another
+    /// replica still holds it.
+    pub async fn acquire(
+        &self,
+        namespace: &str,
+        release: &str,
+        wait: Duration,
+    ) -> Result<Option<HeldLease>, KubeError> {
+        let api: Api<Lease> = Api::namespaced(self.client.clone(), namespace);
+        let name = lease_name(release);
+        let started = tokio::time::Instant::now();
+        loop {
+            if self.try_take(&api, &name).await? {
+                let renewer = tokio::spawn(renew(
+                    api.clone(),
+                    name.clone(),
+                    self.identity.clone(),
+                    self.duration,
+                ));
+                return Ok(Some(HeldLease {
+                    api,
+                    name,
+                    identity: self.identity.clone(),
+                    renewer,
+                }));
+            }
+            if started.elapsed() + POLL > wait {
+                return Ok(None);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Who holds the release's Lease now (unexpired), if anyone.
+    pub async fn holder(
+        &self,
+        namespace: &str,
+        release: &str,
+    ) -> Result<Option<String>, KubeError> {
+        let api: Api<Lease> = Api::namespaced(self.client.clone(), namespace);
+        let lease = api
+            .get_opt(&lease_name(release))
+            .await
+            .map_err(KubeError::api("reading a release lease"))?;
+        Ok(lease.and_then(|lease| {
+            let holder = active_holder(&lease, jiff::Timestamp::now())?;
+            Some(holder.to_owned())
+        }))
+    }
+
+    /// One attempt: create when absent, take over when free or expired.
+    async fn try_take(&self, api: &Api<Lease>, name: &str) -> Result<bool, KubeError> {
+        let now = jiff::Timestamp::now();
+        let existing = api
+            .get_opt(name)
+            .await
+            .map_err(KubeError::api("reading a release lease"))?;
+        let Some(mut lease) = existing else {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(name.to_owned()),
+                    labels: Some(
+                        [(
+                            "app.kubernetes.io/managed-by".to_owned(),
+                            "paas-operator".to_owned(),
+                        )]
+                        .into(),
+                    ),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(self.spec(now, 0)),
+            };
+            return match api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+                Err(source) => Err(KubeError::Api {
+                    action: "creating a release lease",
+                    source,
+                }),
+            };
+        };
+        if active_holder(&lease, now).is_some_and(|holder| holder != self.identity) {
+            return Ok(false);
+        }
+        let transitions = lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.lease_transitions)
+            .unwrap_or(0);
+        lease.spec = Some(self.spec(now, transitions.saturating_add(1)));
+        // `lease` carries the resourceVersion we read: a replica that wrote
+        // in between makes this a 409, and we look again.
+        match api.replace(name, &PostParams::default(), &lease).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => Ok(false),
+            Err(source) => Err(KubeError::Api {
+                action: "taking over a release lease",
+                source,
+            }),
+        }
+    }
+
+    fn spec(&self, now: jiff::Timestamp, transitions: i32) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(self.identity.clone()),
+            lease_duration_seconds: Some(
+                i32::try_from(self.duration.as_secs().max(1)).unwrap_or(i32::MAX),
+            ),
+            acquire_time: Some(MicroTime(now)),
+            renew_time: Some(MicroTime(now)),
+            lease_transitions: Some(transitions),
+            ..LeaseSpec::default()
+        }
+    }
+}
+
+/// The holder of a Lease that has not expired at `now`.
+fn active_holder(lease: &Lease, now: jiff::Timestamp) -> Option<&str> {
+    let spec = lease.spec.as_ref()?;
+    let holder = spec.holder_identity.as_deref().filter(|h| !h.is_empty())?;
+    let renewed = spec.renew_time.as_ref().or(spec.acquire_time.as_ref())?.0;
+    let duration = jiff::SignedDuration::from_secs(spec.lease_duration_seconds.unwrap_or(0).into());
+    (renewed.checked_add(duration).ok()? > now).then_some(holder)
+}
+
+/// Renews the Lease every third of its duration while it is ours.
+async fn renew(api: Api<Lease>, name: String, identity: String, duration: Duration) {
+    let period = (duration / 3).max(Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(period).await;
+        let lease = match api.get_opt(&name).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(%error, lease = %name, "cannot read release lease to renew it");
+                continue;
+            }
+        };
+        if lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.as_deref())
+            != Some(&identity)
+        {
+            tracing::error!(lease = %name, "release lease was taken by another replica");
+            return;
+        }
+        let mut lease = lease;
+        if let Some(spec) = lease.spec.as_mut() {
+            spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
+        }
+        if let Err(error) = api.replace(&name, &PostParams::default(), &lease).await {
+            tracing::warn!(%error, lease = %name, "cannot renew release lease");
+        }
+    }
+}
+
+impl HeldLease {
+    /// Gives the Lease up (deletes it if it is still ours).
+    pub async fn release(self) {
+        self.renewer.abort();
+        let lease = match self.api.get_opt(&self.name).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(%error, lease = %self.name, "cannot read release lease to release it; it will expire");
+                return;
+            }
+        };
+        if lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.as_deref())
+            != Some(&self.identity)
+        {
+            return;
+        }
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                resource_version: lease.metadata.resource_version.clone(),
+                uid: lease.metadata.uid.clone(),
+            }),
+            ..DeleteParams::default()
+        };
+        if let Err(error) = self.api.delete(&self.name, &params).await {
+            tracing::warn!(%error, lease = %self.name, "cannot delete release lease; it will expire");
+        }
+    }
+}
+
+impl Drop for HeldLease {
+    fn drop(&mut self) {
+        // Released without `release()` (the request was cancelled): stop
+        // renewing, so the Lease expires.
+        self.renewer.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(holder: Option<&str>, renewed: &str, seconds: i32) -> Lease {
+        Lease {
+            metadata: ObjectMeta::default(),
+            spec: Some(LeaseSpec {
+                holder_identity: holder.map(str::to_owned),
+                lease_duration_seconds: Some(seconds),
+                renew_time: Some(MicroTime(renewed.parse().unwrap())),
+                ..LeaseSpec::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn holder_only_until_expiry() {
+        let now: jiff::Timestamp = "2026-11-26T10:00:00Z".parse().unwrap();
+        let held = lease(Some("a"), "2026-11-26T09:59:00Z", 120);
+        assert_eq!(active_holder(&held, now), Some("a"));
+        let expired = lease(Some("a"), "2026-11-26T09:57:00Z", 120);
+        assert_eq!(active_holder(&expired, now), None);
+        let released = lease(Some(""), "2026-11-26T09:59:59Z", 120);
+        assert_eq!(active_holder(&released, now), None);
+        let none = lease(None, "2026-11-26T09:59:59Z", 120);
+        assert_eq!(active_holder(&none, now), None);
+        assert_eq!(lease_name("svc-1a2b3c4d"), "paas-operator.svc-1a2b3c4d");
+    }
+}

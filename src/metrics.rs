@@ -1,0 +1,246 @@
+//! Prometheus metrics: one recorder per process (the `metrics` facade with
+//! `metrics-exporter-prometheus`), rendered by `GET /metrics` on the main
+//! port, without auth (it holds no tenant data: route templates, helm
+//! operation kinds, counts and durations only).
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `http_requests_total` | counter | `method`, `route` (template), `status` |
+//! | `http_request_duration_seconds` | histogram | `method`, `route`, `status` |
+//! | `helm_operations_total` | counter | `operation` (install, upgrade, …), `outcome` (`success`, `failure`, `timeout`, `cancelled`) |
+//! | `helm_operation_duration_seconds` | histogram | `operation`, `outcome` |
+//! | `helm_processes_in_flight` | gauge | – |
+//! | `release_lock_waits_total` | counter | `outcome` (`acquired`, `timed_out` = a 409, `error`) |
+//! | `release_lock_wait_seconds` | histogram | `outcome` |
+//! | `kubernetes_api_errors_total` | counter | `kind` (`unreachable`, `conflict`, `forbidden`, `not_found`, `other`) |
+//!
+//! Labels only ever hold bounded, non-secret values: never a namespace,
+//! release name, value or key.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::helm::HelmError;
+
+const HTTP_REQUESTS: &str = "http_requests_total";
+const HTTP_DURATION: &str = "http_request_duration_seconds";
+const HELM_OPERATIONS: &str = "helm_operations_total";
+const HELM_DURATION: &str = "helm_operation_duration_seconds";
+const HELM_IN_FLIGHT: &str = "helm_processes_in_flight";
+const LOCK_WAITS: &str = "release_lock_waits_total";
+const LOCK_WAIT_DURATION: &str = "release_lock_wait_seconds";
+const KUBE_ERRORS: &str = "kubernetes_api_errors_total";
+
+/// Seconds; HTTP requests range from a storage read to a 120 s install.
+const HTTP_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+/// Seconds; helm runs take from 0.1 s (`version`) to HELM_TIMEOUT.
+const HELM_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+/// Seconds; the lock wait is bounded by RELEASE_LOCK_WAIT.
+const LOCK_BUCKETS: &[f64] = &[0.001, 0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
+
+/// How often histogram samples are folded in when nobody scrapes.
+const UPKEEP_PERIOD: Duration = Duration::from_secs(5);
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process-wide recorder's handle; installs the recorder on first use.
+/// Safe to call any number of times (tests start several operators in one
+/// process): the recorder is installed once, later calls share it.
+pub fn handle() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let builder = buckets(PrometheusBuilder::new());
+        let handle = match builder.install_recorder() {
+            Ok(handle) => handle,
+            Err(error) => {
+                // Another recorder owns the process: serve an empty document
+                // rather than fail to start.
+                tracing::warn!(%error, "metrics recorder not installed; /metrics stays empty");
+                buckets(PrometheusBuilder::new()).build_recorder().handle()
+            }
+        };
+        describe();
+        let upkeep = handle.clone();
+        let _ = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP_PERIOD);
+                    upkeep.run_upkeep();
+                }
+            });
+        handle
+    })
+}
+
+/// The Prometheus text exposition of every metric.
+pub fn render() -> String {
+    handle().render()
+}
+
+fn buckets(builder: PrometheusBuilder) -> PrometheusBuilder {
+    let with = |builder: PrometheusBuilder, name: &str, values: &[f64]| {
+        builder
+            .set_buckets_for_metric(Matcher::Full(name.to_owned()), values)
+            .expect("bucket lists are not empty")
+    };
+    let builder = with(builder, HTTP_DURATION, HTTP_BUCKETS);
+    let builder = with(builder, HELM_DURATION, HELM_BUCKETS);
+    with(builder, LOCK_WAIT_DURATION, LOCK_BUCKETS)
+}
+
+fn describe() {
+    describe_counter!(HTTP_REQUESTS, "HTTP requests answered");
+    describe_histogram!(
+        HTTP_DURATION,
+        metrics::Unit::Seconds,
+        "HTTP request latency"
+    );
+    describe_counter!(
+        HELM_OPERATIONS,
+        "helm processes run, by operation and outcome"
+    );
+    describe_histogram!(
+        HELM_DURATION,
+        metrics::Unit::Seconds,
+        "helm run time (queue wait for a slot excluded)"
+    );
+    describe_gauge!(HELM_IN_FLIGHT, "helm processes running now");
+    describe_counter!(
+        LOCK_WAITS,
+        "waits for a release's lock; timed_out ones were answered 409"
+    );
+    describe_histogram!(
+        LOCK_WAIT_DURATION,
+        metrics::Unit::Seconds,
+        "time spent waiting for a release's lock"
+    );
+    describe_counter!(KUBE_ERRORS, "failed Kubernetes API calls, by kind");
+}
+
+/// Records one answered HTTP request; `route` is the route template.
+pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
+    // Clients can send any method token: keep the label bounded.
+    let method = match method {
+        "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS" => method,
+        _ => "other",
+    };
+    let labels = [
+        ("method", method.to_owned()),
+        ("route", route.to_owned()),
+        ("status", status.to_string()),
+    ];
+    counter!(HTTP_REQUESTS, &labels).increment(1);
+    histogram!(HTTP_DURATION, &labels).record(elapsed.as_secs_f64());
+}
+
+/// Records one finished helm run (queue wait excluded).
+pub fn helm_operation<T>(
+    operation: &'static str,
+    result: &Result<T, HelmError>,
+    elapsed: Duration,
+) {
+    let outcome = match result {
+        Ok(_) => "success",
+        Err(HelmError::DeadlineExceeded { .. }) => "timeout",
+        Err(HelmError::Cancelled) => "cancelled",
+        Err(_) => "failure",
+    };
+    let labels = [("operation", operation), ("outcome", outcome)];
+    counter!(HELM_OPERATIONS, &labels).increment(1);
+    histogram!(HELM_DURATION, &labels).record(elapsed.as_secs_f64());
+}
+
+/// Counts a helm process as running while it lives.
+pub struct HelmInFlight(());
+
+impl HelmInFlight {
+    pub fn start() -> Self {
+        gauge!(HELM_IN_FLIGHT).increment(1.0);
+        Self(())
+    }
+}
+
+impl Drop for HelmInFlight {
+    fn drop(&mut self) {
+        gauge!(HELM_IN_FLIGHT).decrement(1.0);
+    }
+}
+
+/// Records a wait for a release lock: `acquired`, `timed_out` (answered
+/// 409) or `error` (the Lease could not be read or written).
+pub fn lock_wait(outcome: &'static str, waited: Duration) {
+    counter!(LOCK_WAITS, "outcome" => outcome).increment(1);
+    histogram!(LOCK_WAIT_DURATION, "outcome" => outcome).record(waited.as_secs_f64());
+}
+
+/// Records a failed Kubernetes API call.
+pub fn kube_api_error(error: &kube::Error) {
+    counter!(KUBE_ERRORS, "kind" => kube_error_kind(error)).increment(1);
+}
+
+/// A bounded label for a Kubernetes API failure.
+pub fn kube_error_kind(error: &kube::Error) -> &'static str {
+    match error {
+        kube::Error::Api(status) => match status.code {
+            401 | 403 => "forbidden",
+            404 => "not_found",
+            409 => "conflict",
+            422 => "invalid",
+            429 => "throttled",
+            500..=599 => "server_error",
+            _ => "other",
+        },
+        _ => "unreachable",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_metrics_are_rendered_with_histogram_buckets() {
+        // Samples recorded before the recorder is installed are lost.
+        handle();
+        http_request("GET", "/api/test-route", 200, Duration::from_millis(3));
+        helm_operation::<()>("test-op", &Ok(()), Duration::from_millis(1500));
+        lock_wait("timed_out", Duration::from_secs(2));
+        let in_flight = HelmInFlight::start();
+        let text = render();
+        drop(in_flight);
+        assert!(
+            text.contains(
+                r#"http_requests_total{method="GET",route="/api/test-route",status="200"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"helm_operation_duration_seconds_bucket{operation="test-op",outcome="success",le="2.5"} 1"#
+        ), "{text}");
+        assert!(text.contains(r#"release_lock_waits_total{outcome="timed_out"} 1"#));
+        assert!(text.contains("# TYPE helm_processes_in_flight gauge"));
+        // A second call reuses the installed recorder.
+        assert!(std::ptr::eq(handle(), handle()));
+    }
+
+    #[test]
+    fn kube_errors_get_bounded_labels() {
+        let status = |code| {
+            kube::Error::Api(
+                kube::core::Status::failure("x", "y")
+                    .with_code(code)
+                    .boxed(),
+            )
+        };
+        assert_eq!(kube_error_kind(&status(409)), "conflict");
+        assert_eq!(kube_error_kind(&status(403)), "forbidden");
+        assert_eq!(kube_error_kind(&status(503)), "server_error");
+    }
+}
