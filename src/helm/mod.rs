@@ -275,3 +275,52 @@ mod tests {
         assert!(parse_release_output(b"Rollback was a success! Happy Helming!\n").is_none());
     }
 }
+
+/// Output captured from the real Helm 3.22 and Helm 4.3 binaries
+/// (`install -o json` of the `web` test chart, and the stored record).
+#[cfg(test)]
+mod captured {
+    use super::*;
+    use crate::model::ReleaseStatus;
+
+    fn check(release: &HelmRelease, name: &str) {
+        let info = release.to_info(true);
+        assert_eq!(info.name, name);
+        assert_eq!(info.revision, 1);
+        assert_eq!(info.status, ReleaseStatus::Deployed);
+        assert_eq!(info.chart, "web");
+        assert!(!info.app_version.is_empty());
+        assert!(info.updated.parse::<jiff::Timestamp>().is_ok(), "{}", info.updated);
+        assert_eq!(info.values.unwrap()["auth"]["password"], "s3cret");
+        assert_eq!(release.to_revision().chart, "web-0.1.0");
+        assert!(release.manifest.contains("kind: Deployment"));
+    }
+
+    #[test]
+    fn helm3_install_output() {
+        let release = parse_release_output(include_bytes!("testdata/helm3-install.json")).unwrap();
+        check(&release, "sample3");
+    }
+
+    #[test]
+    fn helm4_install_output_after_pull_lines() {
+        let raw = include_bytes!("testdata/helm4-install.json");
+        assert!(raw.starts_with(b"Pulled:"), "Helm 4 prints pull progress on stdout first");
+        check(&parse_release_output(raw).unwrap(), "sample4");
+    }
+
+    #[test]
+    fn stored_records_of_both_majors() {
+        let helm3 = storage::decode_record("r3", include_bytes!("testdata/helm3-record.b64").trim_ascii()).unwrap();
+        check(&helm3, "sample3");
+        let helm4 = storage::decode_record("r4", include_bytes!("testdata/helm4-record.b64").trim_ascii()).unwrap();
+        check(&helm4, "sample4");
+    }
+
+    #[test]
+    fn helm4_dry_run_carries_manifest_for_confinement() {
+        let release = parse_release_output(include_bytes!("testdata/helm4-dry-run-escape.json")).unwrap();
+        assert_eq!(release.status(), ReleaseStatus::PendingInstall);
+        assert!(release.manifest.contains("kind: ClusterRole"));
+    }
+}
