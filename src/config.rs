@@ -94,6 +94,11 @@ pub struct Config {
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 
+    /// Kubeconfig of the operator's identity (also given to helm). Without
+    /// it: ~/.kube/config, or the in-cluster ServiceAccount in a pod.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
     /// Log filter, e.g. `info` or `paas_operator=debug`.
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -240,6 +245,11 @@ impl Config {
             })
             .collect();
         env.push(("HELM_DRIVER".into(), self.helm_driver.clone().into()));
+        // helm must act as the same identity as the operator.
+        env.retain(|(key, _)| key != "KUBECONFIG");
+        if let Some(path) = &self.kubeconfig {
+            env.push(("KUBECONFIG".into(), path.clone().into()));
+        }
         env
     }
 }

@@ -120,9 +120,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
                 config.helm_binary
             ),
         })?;
-    let client = ::kube::Client::try_default()
-        .await
-        .context("no Kubernetes configuration found (KUBECONFIG, ~/.kube/config or in-cluster)")?;
+    let client = kube_client(&config).await?;
     let probe = ApiProbe::start(client.clone(), Duration::from_secs(5));
     let chart_policy = ChartPolicy {
         allowed_sources: config
@@ -161,6 +159,24 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         scopes: Default::default(),
         chart_policy,
     })))
+}
+
+/// The Kubernetes client: from `--kubeconfig`/KUBECONFIG when given, else
+/// ~/.kube/config or the in-cluster ServiceAccount.
+async fn kube_client(config: &Config) -> anyhow::Result<::kube::Client> {
+    let kube_config = match &config.kubeconfig {
+        Some(path) => {
+            let file = ::kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            ::kube::Config::from_custom_kubeconfig(file, &Default::default())
+                .await
+                .with_context(|| format!("kubeconfig {} is not usable", path.display()))?
+        }
+        None => ::kube::Config::infer().await.context(
+            "no Kubernetes configuration found (KUBECONFIG, ~/.kube/config or in-cluster)",
+        )?,
+    };
+    ::kube::Client::try_from(kube_config).context("cannot build the Kubernetes client")
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests (and the

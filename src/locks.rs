@@ -30,8 +30,8 @@ pub enum LockError {
 }
 
 /// Held while an operation runs on a release; give it back with
-/// [`ReleaseGuard::release`] (dropping it only stops renewing the Lease,
-/// which then expires).
+/// [`ReleaseGuard::release`] (when it is dropped instead, e.g. because the
+/// request was cancelled, the Lease is given back in the background).
 pub struct ReleaseGuard {
     _guard: OwnedMutexGuard<()>,
     lease: Option<HeldLease>,

@@ -7,6 +7,7 @@ pub mod health;
 pub mod metrics;
 pub mod namespaces;
 pub mod releases;
+pub mod responses;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -112,11 +113,13 @@ fn protected_routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document (also printed by `paas-operator openapi`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+    let mut doc = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
         .merge(public_routes())
         .merge(protected_routes())
         .split_for_parts()
-        .1
+        .1;
+    responses::CommonResponses.modify(&mut doc);
+    doc
 }
 
 /// The whole HTTP application.
@@ -124,10 +127,12 @@ pub fn app(state: AppState) -> Router {
     let keys = state.keys.clone();
     let protected =
         protected_routes().route_layer(middleware::from_fn_with_state(keys, require_api_key));
-    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(public_routes())
         .merge(protected)
         .split_for_parts();
+    // After the merge: the routes' operations are only in the document now.
+    responses::CommonResponses.modify(&mut doc);
     let cors = cors_layer(&state.config.cors_origins);
     let router = router
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))

@@ -18,7 +18,7 @@ use super::extract::{ApiJson, ReleasePath};
 use crate::auth::KeyId;
 use crate::error::{ApiError, ErrorBody};
 use crate::helm::confine::violations;
-use crate::helm::{ChartArgs, HelmRelease, ValuesMode};
+use crate::helm::{ChartArgs, HelmRelease, ValuesMode, merge_values};
 use crate::kube::namespace::{TenantQuota, ensure_tenant};
 use crate::kube::pods::{release_pods, workload_selectors};
 use crate::locks::{LockError, ReleaseGuard};
@@ -83,8 +83,7 @@ pub async fn install_release(
                 version: version.as_ref(),
                 plain_http: chart.plain_http(&state.chart_policy),
             };
-            let args = state.helm.install_args(&namespace, &name, chart_args);
-            check_confinement(&state, &namespace, &name, args, &values).await?;
+            check_confinement(&state, &namespace, &name, chart_args, false, &values).await?;
             Ok(state
                 .helm
                 .install(&namespace, &name, chart_args, &values)
@@ -153,15 +152,20 @@ pub async fn upgrade_release(
     let ReleasePath { namespace, name } = &path;
 
     let outcome = locked(&state, namespace, name, async {
-        require_release(&state, &path).await?;
+        let previous = require_release(&state, &path).await?;
         recover_if_stuck(&state, namespace, name).await?;
         let chart_args = ChartArgs {
             chart: &chart,
             version: version.as_ref(),
             plain_http: chart.plain_http(&state.chart_policy),
         };
-        let args = state.helm.upgrade_args(namespace, name, chart_args, mode);
-        check_confinement(&state, namespace, name, args, &values).await?;
+        let effective = match mode {
+            ValuesMode::Reuse => {
+                merge_values(&previous.config.clone().unwrap_or_default(), &values)
+            }
+            ValuesMode::Reset => values.clone(),
+        };
+        check_confinement(&state, namespace, name, chart_args, true, &effective).await?;
         Ok(state
             .helm
             .upgrade(namespace, name, chart_args, mode, &values)
@@ -334,20 +338,24 @@ async fn is_stuck(state: &AppState, path: &ReleasePath, release: &HelmRelease) -
         && !state.locks.is_held_anywhere(namespace, name).await
 }
 
-/// Renders the install or upgrade with helm's server-side dry run and
+/// Renders the install or upgrade with `helm template` (real values) and
 /// refuses it (400, listing the objects) when the chart would escape its
 /// namespace or create cluster-scoped objects that are not allowed.
 async fn check_confinement(
     state: &AppState,
     namespace: &TenantNamespace,
     name: &ReleaseName,
-    args: Vec<String>,
+    chart: ChartArgs<'_>,
+    is_upgrade: bool,
     values: &Map<String, Value>,
 ) -> Result<(), ApiError> {
     if !state.config.confine_charts {
         return Ok(());
     }
-    let rendered = state.helm.render(namespace, name, args, values).await?;
+    let rendered = state
+        .helm
+        .render(namespace, name, chart, is_upgrade, values)
+        .await?;
     let scopes = state.scopes.get(&state.client).await?;
     let allowed: HashSet<String> = state
         .config

@@ -122,11 +122,26 @@ pub fn rollback(
     args
 }
 
-/// The same install or upgrade as a server-side dry run: helm renders with
-/// the real values and asks the API server to validate, creating nothing.
-pub fn dry_run(mut args: Vec<String>) -> Vec<String> {
-    let end_of_options = args.iter().position(|a| a == "--").unwrap_or(args.len());
-    args.insert(end_of_options, "--dry-run=server".into());
+/// `helm template`: renders the chart with the values on stdin (hooks
+/// included) without asking the cluster anything, for the confinement check.
+/// A server-side dry run would instead be refused by RBAC for exactly the
+/// objects we want to list (and Helm 3's client dry run still reads them).
+pub fn template(
+    namespace: &TenantNamespace,
+    name: &ReleaseName,
+    chart: ChartArgs<'_>,
+    is_upgrade: bool,
+) -> Vec<String> {
+    let mut args = vec![
+        "template".to_owned(),
+        "--namespace".into(),
+        namespace.as_str().into(),
+    ];
+    args.extend(["--values".into(), "-".into()]);
+    if is_upgrade {
+        args.push("--is-upgrade".into());
+    }
+    chart_tail(&mut args, name, chart);
     args
 }
 
@@ -195,11 +210,24 @@ mod tests {
     }
 
     #[test]
-    fn dry_run_is_an_option_before_the_positionals() {
-        let args = dry_run(uninstall(&ns(), &name(), Duration::from_secs(1)));
+    fn template_renders_the_same_chart() {
+        let chart = ChartRef::Oci {
+            url: "oci://r.example/charts/web".into(),
+            host: "r.example".into(),
+        };
+        let args = template(
+            &ns(),
+            &name(),
+            ChartArgs {
+                chart: &chart,
+                version: None,
+                plain_http: false,
+            },
+            true,
+        );
         assert_eq!(
             args.join(" "),
-            "uninstall --namespace paas-ws-3f9a0c1d --timeout 1s --dry-run=server -- svc-1a2b3c4d"
+            "template --namespace paas-ws-3f9a0c1d --values - --is-upgrade -- svc-1a2b3c4d oci://r.example/charts/web"
         );
     }
 

@@ -1,14 +1,13 @@
 //! Confinement: a chart may only create namespaced objects in its own
 //! release namespace, and cluster-scoped objects only of allow-listed kinds
-//! (none by default). Checked on helm's own server-side dry run of the real
-//! install or upgrade (main manifest and hooks), before anything is created.
+//! (none by default). Checked on helm's own rendering of the real install or
+//! upgrade (`helm template` with the real values, hooks included), before
+//! anything is created.
 
 use std::collections::HashSet;
 use std::fmt;
 
 use serde::Deserialize;
-
-use super::release::HelmRelease;
 
 /// One rendered object that breaks confinement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,15 +55,14 @@ struct ObjectMeta {
     namespace: Option<String>,
 }
 
-/// The objects of a dry-run release that break confinement.
+/// The objects of a rendered chart (multi-document YAML) that break confinement.
 pub fn violations(
-    release: &HelmRelease,
+    rendered: &str,
     namespace: &str,
     allowed_cluster_kinds: &HashSet<String>,
     scopes: &dyn ScopeLookup,
 ) -> Vec<Violation> {
-    let manifests = std::iter::once(release.manifest.as_str())
-        .chain(release.hooks.iter().map(|h| h.manifest.as_str()));
+    let manifests = [rendered];
     let mut found = Vec::new();
     for manifest in manifests {
         for document in serde_yaml_ng::Deserializer::from_str(manifest) {
@@ -116,12 +114,9 @@ mod tests {
         }
     }
 
-    fn release(manifest: &str, hook: &str) -> HelmRelease {
-        serde_json::from_value(serde_json::json!({
-            "name": "r", "version": 1, "manifest": manifest,
-            "hooks": [{"name": "h", "kind": "Job", "manifest": hook}]
-        }))
-        .unwrap()
+    /// `helm template` prints hooks after the main manifest, as more documents.
+    fn release(manifest: &str, hook: &str) -> String {
+        format!("{manifest}\n---\n# Source: hooks\n{hook}")
     }
 
     #[test]

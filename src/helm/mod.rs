@@ -139,52 +139,29 @@ impl Helm {
             .await
     }
 
-    /// Server-side dry run of the install or upgrade `args` would run; the
-    /// rendered release (manifest and hooks) for the confinement check.
+    /// Renders the chart with `values` (`helm template`, hooks included):
+    /// the multi-document YAML the install or upgrade would apply.
     pub async fn render(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
-        args: Vec<String>,
+        chart: ChartArgs<'_>,
+        is_upgrade: bool,
         values: &Map<String, Value>,
-    ) -> Result<HelmRelease, HelmError> {
+    ) -> Result<String, HelmError> {
         let stdin = serde_json::to_vec(values).map_err(|source| HelmError::Output {
             operation: "render",
             source,
         })?;
+        let args = command::template(namespace, name, chart, is_upgrade);
         let invocation = Invocation {
             operation: "render",
             target: target(namespace, name),
-            args: command::dry_run(args),
+            args,
             stdin: Some(stdin),
         };
         let output = self.runner.run(invocation).await?;
-        parse_release_output(&output.stdout).ok_or(HelmError::Failed {
-            operation: "render",
-            target: target(namespace, name),
-            kind: FailureKind::Other,
-        })
-    }
-
-    /// The argv of an install (for [`Helm::render`] and [`Helm::install`]).
-    pub fn install_args(
-        &self,
-        namespace: &TenantNamespace,
-        name: &ReleaseName,
-        chart: ChartArgs<'_>,
-    ) -> Vec<String> {
-        command::install(namespace, name, chart, self.runner.helm_timeout())
-    }
-
-    /// The argv of an upgrade (for [`Helm::render`] and [`Helm::upgrade`]).
-    pub fn upgrade_args(
-        &self,
-        namespace: &TenantNamespace,
-        name: &ReleaseName,
-        chart: ChartArgs<'_>,
-        mode: ValuesMode,
-    ) -> Vec<String> {
-        command::upgrade(namespace, name, chart, mode, self.runner.helm_timeout())
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
     pub async fn rollback(
@@ -249,6 +226,20 @@ impl Helm {
     }
 }
 
+/// Helm's `--reuse-values`: the new values merged over the previous
+/// revision's user values (objects merged key by key, anything else replaced).
+pub fn merge_values(base: &Map<String, Value>, overlay: &Map<String, Value>) -> Map<String, Value> {
+    let mut merged = base.clone();
+    for (key, value) in overlay {
+        let combined = match (merged.get(key), value) {
+            (Some(Value::Object(old)), Value::Object(new)) => Value::Object(merge_values(old, new)),
+            _ => value.clone(),
+        };
+        merged.insert(key.clone(), combined);
+    }
+    merged
+}
+
 /// Parses `-o json` output; `None` when helm printed no release (rollback
 /// prints plain text).
 fn parse_release_output(stdout: &[u8]) -> Option<HelmRelease> {
@@ -259,6 +250,18 @@ fn parse_release_output(stdout: &[u8]) -> Option<HelmRelease> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reuse_values_merge() {
+        let base =
+            serde_json::json!({"a": 1, "auth": {"user": "u", "password": "p"}, "list": [1, 2]});
+        let overlay = serde_json::json!({"auth": {"password": "q"}, "list": [3], "b": true});
+        let merged = merge_values(base.as_object().unwrap(), overlay.as_object().unwrap());
+        assert_eq!(
+            Value::Object(merged),
+            serde_json::json!({"a": 1, "auth": {"user": "u", "password": "q"}, "list": [3], "b": true})
+        );
+    }
 
     #[test]
     fn versions() {
@@ -290,7 +293,11 @@ mod captured {
         assert_eq!(info.status, ReleaseStatus::Deployed);
         assert_eq!(info.chart, "web");
         assert!(!info.app_version.is_empty());
-        assert!(info.updated.parse::<jiff::Timestamp>().is_ok(), "{}", info.updated);
+        assert!(
+            info.updated.parse::<jiff::Timestamp>().is_ok(),
+            "{}",
+            info.updated
+        );
         assert_eq!(info.values.unwrap()["auth"]["password"], "s3cret");
         assert_eq!(release.to_revision().chart, "web-0.1.0");
         assert!(release.manifest.contains("kind: Deployment"));
@@ -305,22 +312,26 @@ mod captured {
     #[test]
     fn helm4_install_output_after_pull_lines() {
         let raw = include_bytes!("testdata/helm4-install.json");
-        assert!(raw.starts_with(b"Pulled:"), "Helm 4 prints pull progress on stdout first");
+        assert!(
+            raw.starts_with(b"Pulled:"),
+            "Helm 4 prints pull progress on stdout first"
+        );
         check(&parse_release_output(raw).unwrap(), "sample4");
     }
 
     #[test]
     fn stored_records_of_both_majors() {
-        let helm3 = storage::decode_record("r3", include_bytes!("testdata/helm3-record.b64").trim_ascii()).unwrap();
+        let helm3 = storage::decode_record(
+            "r3",
+            include_bytes!("testdata/helm3-record.b64").trim_ascii(),
+        )
+        .unwrap();
         check(&helm3, "sample3");
-        let helm4 = storage::decode_record("r4", include_bytes!("testdata/helm4-record.b64").trim_ascii()).unwrap();
+        let helm4 = storage::decode_record(
+            "r4",
+            include_bytes!("testdata/helm4-record.b64").trim_ascii(),
+        )
+        .unwrap();
         check(&helm4, "sample4");
-    }
-
-    #[test]
-    fn helm4_dry_run_carries_manifest_for_confinement() {
-        let release = parse_release_output(include_bytes!("testdata/helm4-dry-run-escape.json")).unwrap();
-        assert_eq!(release.status(), ReleaseStatus::PendingInstall);
-        assert!(release.manifest.contains("kind: ClusterRole"));
     }
 }

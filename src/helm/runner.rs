@@ -10,7 +10,9 @@
 //!   child gets SIGTERM (helm then marks the release failed) and SIGKILL
 //!   only after a grace period, because a SIGKILLed helm leaves the release
 //!   stuck in `pending-*`;
-//! - stderr is logged with the release it belongs to and never returned.
+//! - stderr is logged at warn with the release it belongs to (field
+//!   `release`: `target` would collide with the log line's own target in
+//!   JSON) and never returned.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -143,12 +145,12 @@ impl HelmRunner {
         match &outcome {
             Ok(_) => tracing::info!(
                 operation,
-                target,
+                release = %target,
                 elapsed_ms = elapsed.as_millis() as u64,
                 "helm succeeded"
             ),
             Err(error) => {
-                tracing::warn!(operation, target, elapsed_ms = elapsed.as_millis() as u64, %error, "helm failed")
+                tracing::warn!(operation, release = %target, elapsed_ms = elapsed.as_millis() as u64, %error, "helm failed")
             }
         }
         outcome
@@ -197,12 +199,12 @@ async fn supervise(
     let status = tokio::select! {
         status = child.wait() => status,
         _ = tokio::time::sleep(deadline) => {
-            tracing::error!(operation, target, deadline_s = deadline.as_secs(), "helm passed its deadline; stopping it");
+            tracing::error!(operation, release = %target, deadline_s = deadline.as_secs(), "helm passed its deadline; stopping it");
             terminate(&mut child, config.kill_grace, operation, &target).await;
             return Err(HelmError::DeadlineExceeded { operation, target });
         }
         _ = &mut cancelled => {
-            tracing::warn!(operation, target, "caller went away; stopping helm");
+            tracing::warn!(operation, release = %target, "caller went away; stopping helm");
             terminate(&mut child, config.kill_grace, operation, &target).await;
             return Err(HelmError::Cancelled);
         }
@@ -216,11 +218,12 @@ async fn supervise(
     let stderr = String::from_utf8_lossy(&stderr.await.unwrap_or_default()).into_owned();
     if status.success() {
         if !stderr.trim().is_empty() {
-            tracing::debug!(operation, target, stderr = %stderr.trim(), "helm stderr");
+            // Warnings only (deprecations, Pod Security); worth seeing.
+            tracing::warn!(operation, release = %target, stderr = %stderr.trim(), "helm stderr");
         }
         return Ok(HelmOutput { stdout });
     }
-    tracing::warn!(operation, target, exit = ?status.code(), stderr = %stderr.trim(), "helm exited with an error");
+    tracing::warn!(operation, release = %target, exit = ?status.code(), stderr = %stderr.trim(), "helm exited with an error");
     Err(HelmError::Failed {
         operation,
         target,
@@ -256,7 +259,7 @@ async fn terminate(child: &mut Child, grace: Duration, operation: &'static str, 
     if tokio::time::timeout(grace, child.wait()).await.is_ok() {
         return;
     }
-    tracing::error!(operation, target, "helm ignored SIGTERM; killing it");
+    tracing::error!(operation, release = %target, "helm ignored SIGTERM; killing it");
     let _ = child.start_kill();
     let _ = child.wait().await;
 }

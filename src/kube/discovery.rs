@@ -25,10 +25,13 @@ impl ScopeLookup for ClusterScoped {
     }
 }
 
+/// A discovery result and when it was taken.
+type Snapshot = (Instant, Arc<ClusterScoped>);
+
 /// Cached discovery.
 #[derive(Clone, Default)]
 pub struct ScopeCache {
-    cached: Arc<Mutex<Option<(Instant, Arc<ClusterScoped>)>>>,
+    cached: Arc<Mutex<Option<Snapshot>>>,
 }
 
 impl ScopeCache {

@@ -41,6 +41,7 @@ pub struct HeldLease {
     name: String,
     identity: String,
     renewer: JoinHandle<()>,
+    released: bool,
 }
 
 /// The name of a release's Lease.
@@ -87,6 +88,7 @@ impl ReleaseLeases {
                     name,
                     identity: self.identity.clone(),
                     renewer,
+                    released: false,
                 }));
             }
             if started.elapsed() + POLL > wait {
@@ -222,42 +224,57 @@ async fn renew(api: Api<Lease>, name: String, identity: String, duration: Durati
 
 impl HeldLease {
     /// Gives the Lease up (deletes it if it is still ours).
-    pub async fn release(self) {
+    pub async fn release(mut self) {
         self.renewer.abort();
-        let lease = match self.api.get_opt(&self.name).await {
-            Ok(Some(lease)) => lease,
-            Ok(None) => return,
-            Err(error) => {
-                tracing::warn!(%error, lease = %self.name, "cannot read release lease to release it; it will expire");
-                return;
-            }
-        };
-        if lease
-            .spec
-            .as_ref()
-            .and_then(|s| s.holder_identity.as_deref())
-            != Some(&self.identity)
-        {
-            return;
-        }
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                resource_version: lease.metadata.resource_version.clone(),
-                uid: lease.metadata.uid.clone(),
-            }),
-            ..DeleteParams::default()
-        };
-        if let Err(error) = self.api.delete(&self.name, &params).await {
-            tracing::warn!(%error, lease = %self.name, "cannot delete release lease; it will expire");
-        }
+        self.released = true;
+        delete_if_ours(&self.api, &self.name, &self.identity).await;
     }
 }
 
 impl Drop for HeldLease {
     fn drop(&mut self) {
-        // Released without `release()` (the request was cancelled): stop
-        // renewing, so the Lease expires.
         self.renewer.abort();
+        if self.released {
+            return;
+        }
+        // Dropped without `release()` (the request was cancelled): give the
+        // Lease back in the background rather than block the release until
+        // it expires.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (api, name, identity) =
+                (self.api.clone(), self.name.clone(), self.identity.clone());
+            runtime.spawn(async move { delete_if_ours(&api, &name, &identity).await });
+        }
+    }
+}
+
+/// Deletes the Lease if `identity` still holds it (checked with preconditions).
+async fn delete_if_ours(api: &Api<Lease>, name: &str, identity: &str) {
+    let lease = match api.get_opt(name).await {
+        Ok(Some(lease)) => lease,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::warn!(%error, lease = %name, "cannot read release lease to release it; it will expire");
+            return;
+        }
+    };
+    if lease
+        .spec
+        .as_ref()
+        .and_then(|s| s.holder_identity.as_deref())
+        != Some(identity)
+    {
+        return;
+    }
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            resource_version: lease.metadata.resource_version.clone(),
+            uid: lease.metadata.uid.clone(),
+        }),
+        ..DeleteParams::default()
+    };
+    if let Err(error) = api.delete(name, &params).await {
+        tracing::warn!(%error, lease = %name, "cannot delete release lease; it will expire");
     }
 }
 

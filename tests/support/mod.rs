@@ -68,8 +68,13 @@ pub struct Operator {
 impl Operator {
     /// Starts an operator using the given helm major and extra arguments.
     pub async fn start(major: Major, extra: &[&str]) -> Self {
+        Self::start_with_helm(&helm_binary(major), extra).await
+    }
+
+    /// Starts an operator running the given helm binary (e.g. a wrapper).
+    pub async fn start_with_helm(helm: &str, extra: &[&str]) -> Self {
         let registry = env("OCI_REGISTRY");
-        let helm = helm_binary(major);
+        let helm = helm.to_owned();
         let mut args = vec![
             "paas-operator",
             "--api-key",
@@ -85,11 +90,18 @@ impl Operator {
             "2",
         ];
         args.extend_from_slice(extra);
+        // With OPERATOR_KUBECONFIG (set by scripts/test) the operator and its
+        // helm act as the ServiceAccount of k8s/rbac.yaml, not as admin.
+        let operator_kubeconfig = std::env::var("OPERATOR_KUBECONFIG").ok();
+        if let Some(path) = &operator_kubeconfig {
+            args.extend(["--kubeconfig", path.as_str()]);
+        }
         let config = Config::parse_from(args);
         let state = paas_operator::build_state(config)
             .await
             .expect("operator state");
-        let kube = state.client.clone();
+        // Tests check and arrange the cluster as admin (KUBECONFIG).
+        let kube = kube::Client::try_default().await.expect("admin kubeconfig");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -234,4 +246,198 @@ macro_rules! both_helms {
             }
         }
     };
+}
+
+/// A fresh scratch directory under the system temp dir.
+pub fn scratch_dir(what: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "paas-e2e-{what}-{:08x}",
+        rand::rng().random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// A helm wrapper script that appends every invocation but the start-up
+/// `helm version` to `<dir>/helm.log`, then runs the real helm. Returns the
+/// script and the log paths.
+pub fn recording_helm(real: &str, dir: &std::path::Path) -> (String, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let log = dir.join("helm.log");
+    let script = dir.join("helm");
+    let text = format!(
+        "#!/bin/sh\ncase \"$1\" in version) ;; *) printf '%s\\n' \"$*\" >> '{}' ;; esac\nexec '{}' \"$@\"\n",
+        log.display(),
+        real
+    );
+    std::fs::write(&script, text).expect("write wrapper");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    (script.display().to_string(), log)
+}
+
+/// Lines of a recording wrapper's log (empty when helm never ran).
+pub fn recorded_helm_calls(log: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("address")
+        .port()
+}
+
+/// Sends a request with the API key to any operator; returns status and JSON body.
+pub async fn call_at(
+    http: &reqwest::Client,
+    base: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = http
+        .request(method, format!("{base}{path}"))
+        .header("X-API-Key", API_KEY);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request sent");
+    let status = response.status();
+    let text = response.text().await.expect("body read");
+    let json = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, json)
+}
+
+/// The real `paas-operator` binary as a child process (for multi-replica,
+/// signal and start-up tests). Killed on drop if still running.
+pub struct OperatorProcess {
+    pub child: tokio::process::Child,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl OperatorProcess {
+    /// The command line, configured like [`Operator::start`] but through the
+    /// environment; `env` adds or overrides variables.
+    pub fn command(helm: &str, port: u16, env_vars: &[(&str, &str)]) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_paas-operator"));
+        command
+            .env("API_KEY", API_KEY)
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("HELM_BINARY", helm)
+            .env("PLAIN_HTTP_REGISTRIES", env("OCI_REGISTRY"))
+            .env("ALLOW_HTTP_CHARTS", "true")
+            .env("HELM_TIMEOUT", "120")
+            .env("RELEASE_LOCK_WAIT", "2")
+            .env("LOG_LEVEL", "warn")
+            .envs(env_vars.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Starts the binary and waits until `/health` answers.
+    pub async fn spawn(helm: &str, env_vars: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let child = Self::command(helm, port, env_vars)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("operator binary starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(180))
+            .build()
+            .expect("http client");
+        let started = Instant::now();
+        loop {
+            if http
+                .get(format!("{base}/health"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "operator process did not come up on {base}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Self { child, base, http }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        call_at(&self.http, &self.base, method, path, body).await
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> i32 {
+        self.child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .expect("running child")
+    }
+}
+
+/// Creates a tenant namespace through an operator process; the caller deletes it.
+pub async fn create_tenant(http: &reqwest::Client, base: &str) -> String {
+    let namespace = random_namespace();
+    let (status, body) = call_at(
+        http,
+        base,
+        Method::POST,
+        "/api/namespaces",
+        Some(serde_json::json!({"name": namespace})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    namespace
+}
+
+/// Deletes a namespace (best effort), for tests that made one without [`Operator`].
+pub async fn delete_namespace(namespace: &str) {
+    if let Ok(kube) = kube::Client::try_default().await {
+        let api: Api<Namespace> = Api::all(kube);
+        let _ = api.delete(namespace, &Default::default()).await;
+    }
+}
+
+/// Pids of running helm processes whose command line contains every `needle`
+/// (found by scanning /proc).
+pub fn helm_pids_with(needles: &[&str]) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let exe = std::fs::read_link(entry.path().join("exe")).ok()?;
+            let is_helm = exe.file_name().is_some_and(|n| n == "helm");
+            (is_helm && needles.iter().all(|n| args.iter().any(|a| a == n))).then_some(pid)
+        })
+        .collect()
 }
