@@ -509,3 +509,16 @@ async fn cors_only_for_configured_origins() {
     let (_, headers, _) = send(&open, preflight("https://evil.example")).await;
     assert!(!headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
 }
+
+#[tokio::test]
+async fn refuses_to_start_without_any_key() {
+    let config = Config::parse_from(["paas-operator", "--helm-binary", "/nonexistent/helm"]);
+    let error = paas_operator::build_state(config)
+        .await
+        .err()
+        .expect("no key must refuse to start");
+    assert!(
+        error.to_string().contains("no API key configured"),
+        "{error}"
+    );
+}
