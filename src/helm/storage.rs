@@ -82,26 +82,7 @@ impl ReleaseStore {
         name: &str,
     ) -> Result<Option<HelmRelease>, StorageError> {
         let params = selector(name);
-        let metas: Vec<ObjectMeta> = match self.driver {
-            StorageDriver::Secret => {
-                let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-                api.list_metadata(&params)
-                    .await?
-                    .items
-                    .into_iter()
-                    .map(|o| o.metadata)
-                    .collect()
-            }
-            StorageDriver::ConfigMap => {
-                let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
-                api.list_metadata(&params)
-                    .await?
-                    .items
-                    .into_iter()
-                    .map(|o| o.metadata)
-                    .collect()
-            }
-        };
+        let metas = self.list_metadata(namespace, &params).await?;
         let Some(newest) = metas
             .iter()
             .filter_map(|m| Some((revision_label(m)?, m.name.clone()?)))
@@ -144,10 +125,26 @@ impl ReleaseStore {
     /// Names of the releases in a namespace (one per release, any status).
     pub async fn release_names(&self, namespace: &str) -> Result<Vec<String>, StorageError> {
         let params = ListParams::default().labels("owner=helm");
-        let metas: Vec<ObjectMeta> = match self.driver {
+        let metas = self.list_metadata(namespace, &params).await?;
+        let mut names: Vec<String> = metas
+            .iter()
+            .filter_map(|m| m.labels.as_ref()?.get("name").cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Metadata (labels) of the records matching `params`: no payloads.
+    async fn list_metadata(
+        &self,
+        namespace: &str,
+        params: &ListParams,
+    ) -> Result<Vec<ObjectMeta>, StorageError> {
+        let metas = match self.driver {
             StorageDriver::Secret => {
                 let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-                api.list_metadata(&params)
+                api.list_metadata(params)
                     .await?
                     .items
                     .into_iter()
@@ -156,7 +153,7 @@ impl ReleaseStore {
             }
             StorageDriver::ConfigMap => {
                 let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
-                api.list_metadata(&params)
+                api.list_metadata(params)
                     .await?
                     .items
                     .into_iter()
@@ -164,13 +161,7 @@ impl ReleaseStore {
                     .collect()
             }
         };
-        let mut names: Vec<String> = metas
-            .iter()
-            .filter_map(|m| m.labels.as_ref()?.get("name").cloned())
-            .collect();
-        names.sort();
-        names.dedup();
-        Ok(names)
+        Ok(metas)
     }
 
     async fn read_one(
