@@ -118,7 +118,7 @@ pub struct Config {
     pub allowed_cluster_kinds: Vec<String>,
 
     /// Seconds to let in-flight requests finish after SIGTERM.
-    #[arg(long, env = "SHUTDOWN_GRACE", default_value_t = 330)]
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value_t = 340)]
     pub shutdown_grace: u64,
 
     #[command(flatten)]

@@ -1,0 +1,57 @@
+{{- define "paas-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "paas-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 56 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 56 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 56 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The ClusterRole the operator binds in every tenant namespace. */}}
+{{- define "paas-operator.tenantRole" -}}
+{{- printf "%s-tenant" (include "paas-operator.fullname" .) }}
+{{- end }}
+
+{{- define "paas-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "paas-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create=false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "paas-operator.secretName" -}}
+{{- default (printf "%s-api-keys" (include "paas-operator.fullname" .)) .Values.auth.existingSecret }}
+{{- end }}
+
+{{- define "paas-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "paas-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "paas-operator.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "paas-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: paas-operator
+{{- end }}
+
+{{/* Fails the render when the shutdown timing chain is broken. */}}
+{{- define "paas-operator.checkTimings" -}}
+{{- $c := .Values.config }}
+{{- if le (int $c.shutdownGrace) (add (int $c.helmTimeout) (int $c.helmDeadlineMargin) (int $c.helmKillGrace) | int) }}
+{{- fail "config.shutdownGrace must exceed config.helmTimeout + config.helmDeadlineMargin + config.helmKillGrace" }}
+{{- end }}
+{{- if le (int .Values.terminationGracePeriodSeconds) (int $c.shutdownGrace) }}
+{{- fail "terminationGracePeriodSeconds must exceed config.shutdownGrace (helm must never be killed mid-operation)" }}
+{{- end }}
+{{- end }}
