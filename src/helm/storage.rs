@@ -76,21 +76,31 @@ impl ReleaseStore {
     }
 
     /// The newest revision of a release, or `None` when it has no record.
+    /// One round trip: the release's records (at most its history) are
+    /// listed and only the newest is decoded.
     pub async fn latest(
         &self,
         namespace: &str,
         name: &str,
     ) -> Result<Option<HelmRelease>, StorageError> {
         let params = selector(name);
-        let metas = self.list_metadata(namespace, &params).await?;
-        let Some(newest) = metas
-            .iter()
-            .filter_map(|m| Some((revision_label(m)?, m.name.clone()?)))
-            .max()
-        else {
-            return Ok(None);
+        let newest = match self.driver {
+            StorageDriver::Secret => {
+                let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+                let list = api.list(&params).await?;
+                newest(&list.items, |s| &s.metadata)
+                    .map(decode_secret)
+                    .transpose()?
+            }
+            StorageDriver::ConfigMap => {
+                let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
+                let list = api.list(&params).await?;
+                newest(&list.items, |m| &m.metadata)
+                    .map(decode_config_map)
+                    .transpose()?
+            }
         };
-        self.read_one(namespace, &newest.1).await
+        Ok(newest)
     }
 
     /// Every stored revision of a release, oldest first.
@@ -163,29 +173,19 @@ impl ReleaseStore {
         };
         Ok(metas)
     }
-
-    async fn read_one(
-        &self,
-        namespace: &str,
-        record: &str,
-    ) -> Result<Option<HelmRelease>, StorageError> {
-        let found = match self.driver {
-            StorageDriver::Secret => {
-                let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-                api.get_opt(record).await?.as_ref().map(decode_secret)
-            }
-            StorageDriver::ConfigMap => {
-                let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
-                api.get_opt(record).await?.as_ref().map(decode_config_map)
-            }
-        };
-        found.transpose()
-    }
 }
 
 fn selector(name: &str) -> ListParams {
     // `name` is a validated release name, so it is a valid label value.
     ListParams::default().labels(&format!("owner=helm,name={name}"))
+}
+
+/// The record with the highest `version` label.
+fn newest<T>(records: &[T], meta: impl Fn(&T) -> &ObjectMeta) -> Option<&T> {
+    records
+        .iter()
+        .filter(|r| revision_label(meta(r)).is_some())
+        .max_by_key(|r| revision_label(meta(r)))
 }
 
 fn revision_label(meta: &ObjectMeta) -> Option<u32> {
@@ -307,6 +307,18 @@ mod tests {
             decode_record("r", &bomb),
             Err(StorageError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn newest_is_the_highest_version_label_not_the_list_order() {
+        let meta = |version: Option<&str>| ObjectMeta {
+            labels: version.map(|v| [("version".to_owned(), v.to_owned())].into()),
+            ..Default::default()
+        };
+        let records = [meta(Some("9")), meta(Some("10")), meta(None), meta(Some("2"))];
+        let found = newest(&records, |m| m).unwrap();
+        assert_eq!(revision_label(found), Some(10));
+        assert!(newest(&[meta(None)], |m| m).is_none());
     }
 
     #[test]
