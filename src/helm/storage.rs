@@ -315,7 +315,12 @@ mod tests {
             labels: version.map(|v| [("version".to_owned(), v.to_owned())].into()),
             ..Default::default()
         };
-        let records = [meta(Some("9")), meta(Some("10")), meta(None), meta(Some("2"))];
+        let records = [
+            meta(Some("9")),
+            meta(Some("10")),
+            meta(None),
+            meta(Some("2")),
+        ];
         let found = newest(&records, |m| m).unwrap();
         assert_eq!(revision_label(found), Some(10));
         assert!(newest(&[meta(None)], |m| m).is_none());
