@@ -11,15 +11,14 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
-use paas_operator::config::Config;
+
 use rand::Rng;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use support::{env, oci_chart, random_namespace, random_release};
+use support::{Operator, env, oci_chart, random_namespace, random_release};
 
 /// A free port on 127.0.0.1 (bound, then released for the child).
 fn free_port() -> u16 {
@@ -330,55 +329,19 @@ async fn ready_turns_503_when_helm_disappears() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let helm = dir.join("helm");
     std::os::unix::fs::symlink(env("HELM4_BINARY"), &helm).expect("symlink");
-    let helm_arg = helm.to_string_lossy().into_owned();
-    let config = Config::parse_from([
-        "paas-operator",
-        "--api-key",
-        "ready-test-key",
-        "--helm-binary",
-        &helm_arg,
-    ]);
-    let state = paas_operator::build_state(config)
-        .await
-        .expect("operator state");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("address"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(paas_operator::serve(
-        state,
-        listener,
-        async {
-            let _ = stopped.await;
-        },
-        Duration::from_secs(5),
-    ));
-
-    let get = |path: &'static str| {
-        let url = format!("{base}{path}");
-        async move {
-            let response = reqwest::get(url).await.expect("request");
-            let status = response.status();
-            (
-                status,
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            )
-        }
-    };
-    let started = Instant::now();
-    loop {
-        let (status, body) = get("/ready").await;
-        if status == StatusCode::OK {
-            assert!(body["helm_version"].is_string(), "{body}");
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "never ready: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let op = Operator::start_with_helm(&helm.to_string_lossy(), &[]).await;
+    let get = |path: &'static str| op.call_with_key(Method::GET, path, None, None);
+    let ready = op
+        .wait_for(
+            "the operator to be ready",
+            Duration::from_secs(30),
+            || async {
+                let (status, body) = get("/ready").await;
+                (status == StatusCode::OK).then_some(body)
+            },
+        )
+        .await;
+    assert!(ready["helm_version"].is_string(), "{ready}");
 
     std::fs::remove_file(&helm).expect("remove helm");
     let (status, body) = get("/ready").await;
@@ -390,6 +353,6 @@ async fn ready_turns_503_when_helm_disappears() {
     let (status, body) = get("/health").await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
-    let _ = stop.send(());
+    drop(op);
     let _ = std::fs::remove_dir_all(&dir);
 }
