@@ -117,6 +117,21 @@ pub struct Config {
     #[arg(long, env = "ALLOWED_CLUSTER_KINDS", value_delimiter = ',')]
     pub allowed_cluster_kinds: Vec<String>,
 
+    /// Answer GET release/revisions/status from a watch-fed in-memory index
+    /// of the namespaces being read (no API call per read); `false`: every
+    /// read goes to the Kubernetes API.
+    #[arg(long, env = "READ_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub read_cache: bool,
+
+    /// Most namespaces the read cache indexes at once (two watches each);
+    /// reads in further namespaces go to the API.
+    #[arg(long, env = "READ_CACHE_NAMESPACES", default_value_t = 512)]
+    pub read_cache_namespaces: usize,
+
+    /// Seconds without a read after which a namespace leaves the read cache.
+    #[arg(long, env = "READ_CACHE_IDLE", default_value_t = 900)]
+    pub read_cache_idle: u64,
+
     /// Seconds to let in-flight requests finish after SIGTERM.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value_t = 340)]
     pub shutdown_grace: u64,

@@ -43,6 +43,7 @@ use crate::auth::ApiKeys;
 use crate::config::{Command, Config, LogFormat};
 use crate::helm::{Helm, HelmError, HelmRunner, ReleaseStore, RunnerConfig, StorageDriver};
 use crate::kube::ApiProbe;
+use crate::kube::cache::{CacheSettings, ReadCache};
 use crate::kube::lease::ReleaseLeases;
 use crate::locks::ReleaseLocks;
 use crate::names::ChartPolicy;
@@ -149,6 +150,18 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         lease_duration,
     );
     let helm = Helm::new(runner, ReleaseStore::new(client.clone(), driver), version);
+    let cache = if config.read_cache {
+        ReadCache::start(
+            client.clone(),
+            driver,
+            CacheSettings {
+                max_namespaces: config.read_cache_namespaces,
+                idle: Duration::from_secs(config.read_cache_idle),
+            },
+        )
+    } else {
+        ReadCache::disabled()
+    };
     Ok(AppState(Arc::new(App {
         config,
         helm,
@@ -156,6 +169,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         keys,
         probe,
         locks: ReleaseLocks::with_leases(leases),
+        cache,
         scopes: Default::default(),
         chart_policy,
     })))

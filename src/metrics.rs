@@ -13,6 +13,8 @@
 //! | `release_lock_waits_total` | counter | `outcome` (`acquired`, `timed_out` = a 409, `error`) |
 //! | `release_lock_wait_seconds` | histogram | `outcome` |
 //! | `kubernetes_api_errors_total` | counter | `kind` (`unreachable`, `conflict`, `forbidden`, `not_found`, `other`) |
+//! | `read_cache_lookups_total` | counter | `outcome` (`hit`: answered from the watch-fed index, `miss`: read from the API) |
+//! | `read_cache_namespaces` | gauge | – (namespaces indexed, two watches each) |
 //!
 //! Labels only ever hold bounded, non-secret values: never a namespace,
 //! release name, value or key.
@@ -33,6 +35,8 @@ const HELM_IN_FLIGHT: &str = "helm_processes_in_flight";
 const LOCK_WAITS: &str = "release_lock_waits_total";
 const LOCK_WAIT_DURATION: &str = "release_lock_wait_seconds";
 const KUBE_ERRORS: &str = "kubernetes_api_errors_total";
+const CACHE_LOOKUPS: &str = "read_cache_lookups_total";
+const CACHE_NAMESPACES: &str = "read_cache_namespaces";
 
 /// Seconds; HTTP requests range from a storage read to a 120 s install.
 const HTTP_BUCKETS: &[f64] = &[
@@ -122,6 +126,11 @@ fn describe() {
         "time spent waiting for a release's lock"
     );
     describe_counter!(KUBE_ERRORS, "failed Kubernetes API calls, by kind");
+    describe_counter!(
+        CACHE_LOOKUPS,
+        "release reads answered from the watch-fed index (hit) or the API (miss)"
+    );
+    describe_gauge!(CACHE_NAMESPACES, "namespaces in the read cache");
 }
 
 /// Records one answered HTTP request; `route` is the route template.
@@ -178,6 +187,17 @@ impl Drop for HelmInFlight {
 pub fn lock_wait(outcome: &'static str, waited: Duration) {
     counter!(LOCK_WAITS, "outcome" => outcome).increment(1);
     histogram!(LOCK_WAIT_DURATION, "outcome" => outcome).record(waited.as_secs_f64());
+}
+
+/// Records a release read answered from the read cache (`hit`) or not.
+pub fn read_cache_lookup(hit: bool) {
+    let outcome = if hit { "hit" } else { "miss" };
+    counter!(CACHE_LOOKUPS, "outcome" => outcome).increment(1);
+}
+
+/// Sets the number of namespaces the read cache indexes.
+pub fn read_cache_namespaces(count: usize) {
+    gauge!(CACHE_NAMESPACES).set(count as f64);
 }
 
 /// Records a failed Kubernetes API call.

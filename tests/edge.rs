@@ -19,6 +19,7 @@ use paas_operator::helm::{
     Helm, HelmRunner, HelmVersion, ReleaseStore, RunnerConfig, StorageDriver,
 };
 use paas_operator::kube::ApiProbe;
+use paas_operator::kube::cache::ReadCache;
 use paas_operator::locks::ReleaseLocks;
 use paas_operator::names::ChartPolicy;
 use serde_json::{Value, json};
@@ -63,6 +64,7 @@ fn offline_app(extra: &[&str]) -> Router {
         keys,
         probe: ApiProbe::fixed(false),
         locks: ReleaseLocks::default(),
+        cache: ReadCache::disabled(),
         scopes: Default::default(),
         chart_policy,
     }));

@@ -47,6 +47,8 @@ pub struct App {
     pub keys: ApiKeys,
     pub probe: ApiProbe,
     pub locks: ReleaseLocks,
+    /// Watch-fed index answering release reads.
+    pub cache: crate::kube::cache::ReadCache,
     pub chart_policy: ChartPolicy,
     /// Which kinds are cluster-scoped (for the confinement check).
     pub scopes: crate::kube::discovery::ScopeCache,

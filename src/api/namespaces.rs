@@ -160,6 +160,7 @@ pub async fn delete_namespace(
         Ok(())
     }
     .await;
+    state.cache.forget(namespace.as_str());
     audit(&key, "delete_namespace", &namespace, &outcome);
     outcome?;
     Ok((

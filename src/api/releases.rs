@@ -1,15 +1,19 @@
 //! `/api/releases`: install, get, upgrade, uninstall, roll back, list
 //! revisions and report pods of a Helm release.
 //!
-//! Reads come from Helm's storage (no helm process). Every write holds the
+//! Reads come from the watch-fed read cache (`kube::cache`) or, when it
+//! cannot answer, from Helm's storage; never from a helm process. Every write holds the
 //! release's lock, checks the release exists (or not) first, runs helm, and
 //! emits one audit event.
 
 use std::collections::HashSet;
+use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponseParts, ResponseParts};
 use axum::{Extension, Json};
 use serde_json::{Map, Value};
 
@@ -19,8 +23,9 @@ use crate::auth::KeyId;
 use crate::error::{ApiError, ErrorBody};
 use crate::helm::confine::violations;
 use crate::helm::{ChartArgs, HelmRelease, ValuesMode, merge_values};
+use crate::kube::cache::{CachedRevision, Expectation};
 use crate::kube::namespace::{TenantQuota, ensure_tenant};
-use crate::kube::pods::{release_pods, workload_selectors};
+use crate::kube::pods::release_pods;
 use crate::locks::{LockError, ReleaseGuard};
 use crate::model::{
     InstallRequest, MessageResponse, ReleaseInfo, ReleaseStatusResponse, RevisionList,
@@ -92,6 +97,7 @@ pub async fn install_release(
         .await
     }
     .await;
+    expect_after_write(&state, (&namespace, &name), &outcome, expect_release);
     let release = audit(&key, "install", &namespace, &name, outcome)?;
     Ok((StatusCode::CREATED, Json(release.to_info(true))))
 }
@@ -108,9 +114,9 @@ pub async fn install_release(
 pub async fn get_release(
     State(state): State<AppState>,
     path: ReleasePath,
-) -> Result<Json<ReleaseInfo>, ApiError> {
-    let release = require_release(&state, &path).await?;
-    Ok(Json(release.to_info(false)))
+) -> Result<(ServedFrom, Json<ReleaseInfo>), ApiError> {
+    let (from, latest) = read_latest(&state, &path).await?;
+    Ok((from, Json(latest.release.to_info(false))))
 }
 
 /// Upgrade a release (new chart version and/or values).
@@ -172,6 +178,7 @@ pub async fn upgrade_release(
             .await?)
     })
     .await;
+    expect_after_write(&state, (namespace, name), &outcome, expect_release);
     let release = audit(&key, "upgrade", namespace, name, outcome)?;
     Ok(Json(release.to_info(true)))
 }
@@ -198,6 +205,7 @@ pub async fn uninstall_release(
         Ok(release)
     })
     .await;
+    expect_after_write(&state, (namespace, name), &outcome, |_| Expectation::Gone);
     audit(&key, "uninstall", namespace, name, outcome)?;
     Ok(Json(MessageResponse {
         message: format!("Release {name} uninstalled from {namespace}"),
@@ -252,6 +260,9 @@ pub async fn rollback_release(
         Ok((target, release))
     })
     .await;
+    expect_after_write(&state, (namespace, name), &outcome, |(_, release)| {
+        expect_release(release)
+    });
     let (target, release) = audit(&key, "rollback", namespace, name, outcome)?;
     Ok(Json(MessageResponse {
         message: format!(
@@ -273,14 +284,27 @@ pub async fn rollback_release(
 pub async fn list_revisions(
     State(state): State<AppState>,
     path: ReleasePath,
-) -> Result<Json<RevisionList>, ApiError> {
-    let history = state.helm.history(&path.namespace, &path.name).await?;
-    if history.is_empty() {
+) -> Result<(ServedFrom, Json<RevisionList>), ApiError> {
+    let (namespace, name) = (path.namespace.as_str(), path.name.as_str());
+    let (from, revisions) = match state.cache.history(namespace, name) {
+        Some(cached) => {
+            let history = cached?;
+            let revisions = history.iter().map(|r| r.release.to_revision()).collect();
+            (ServedFrom::Cache, revisions)
+        }
+        None => {
+            let history = state.helm.history(&path.namespace, &path.name).await?;
+            if !history.is_empty() {
+                state.cache.warm(namespace);
+            }
+            let revisions: Vec<_> = history.iter().map(HelmRelease::to_revision).collect();
+            (ServedFrom::Api, revisions)
+        }
+    };
+    if revisions.is_empty() {
         return Err(release_not_found(&path));
     }
-    Ok(Json(RevisionList {
-        revisions: history.iter().map(HelmRelease::to_revision).collect(),
-    }))
+    Ok((from, Json(RevisionList { revisions })))
 }
 
 /// The release and its pods. When pods cannot be read the answer is 503
@@ -297,24 +321,31 @@ pub async fn list_revisions(
 pub async fn release_status(
     State(state): State<AppState>,
     path: ReleasePath,
-) -> Result<Json<ReleaseStatusResponse>, ApiError> {
-    let release = require_release(&state, &path).await?;
-    let stuck = is_stuck(&state, &path, &release).await;
-    let selectors = workload_selectors(&release.manifest);
-    let pods = release_pods(
-        &state.client,
-        path.namespace.as_str(),
-        path.name.as_str(),
-        &selectors,
-    )
-    .await;
+) -> Result<(ServedFrom, Json<ReleaseStatusResponse>), ApiError> {
+    let (namespace, name) = (path.namespace.as_str(), path.name.as_str());
+    let (from, latest) = read_latest(&state, &path).await?;
+    let stuck = is_stuck(&state, &path, &latest.release).await;
+    let cached = match from {
+        ServedFrom::Cache => state.cache.release_pods(namespace, name, &latest.selectors),
+        ServedFrom::Api => None,
+    };
+    let (from, pods) = match cached {
+        Some(pods) => (ServedFrom::Cache, Ok(pods)),
+        None => {
+            let listed = release_pods(&state.client, namespace, name, &latest.selectors).await;
+            (ServedFrom::Api, listed)
+        }
+    };
     match pods {
-        Ok(pods) => Ok(Json(ReleaseStatusResponse {
-            release: release.to_info(false),
-            pods,
-            pod_retrieval_error: None,
-            stuck,
-        })),
+        Ok(pods) => Ok((
+            from,
+            Json(ReleaseStatusResponse {
+                release: latest.release.to_info(false),
+                pods,
+                pod_retrieval_error: None,
+                stuck,
+            }),
+        )),
         Err(error) => {
             tracing::error!(%error, release = %path.name, namespace = %path.namespace, "cannot read pods");
             Err(ApiError::unavailable(
@@ -443,6 +474,79 @@ async fn recover_if_stuck(
         tracing::warn!(%namespace, release = %name, revision, "recovered a stuck release: marked its pending revision failed");
     }
     Ok(())
+}
+
+/// Where a read was answered from, sent as `X-Served-From: cache` or `api`
+/// (the watch-fed index, or a Kubernetes API call), so tests and
+/// benchmarks can tell the two paths apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServedFrom {
+    Cache,
+    Api,
+}
+
+impl IntoResponseParts for ServedFrom {
+    type Error = Infallible;
+
+    fn into_response_parts(self, mut parts: ResponseParts) -> Result<ResponseParts, Infallible> {
+        let value = match self {
+            Self::Cache => "cache",
+            Self::Api => "api",
+        };
+        parts
+            .headers_mut()
+            .insert(SERVED_FROM, HeaderValue::from_static(value));
+        Ok(parts)
+    }
+}
+
+/// The header naming a read's source.
+pub const SERVED_FROM: HeaderName = HeaderName::from_static("x-served-from");
+
+/// The newest revision of a release: from the read cache when it can
+/// answer, else from storage (which then starts indexing the namespace).
+async fn read_latest(
+    state: &AppState,
+    path: &ReleasePath,
+) -> Result<(ServedFrom, Arc<CachedRevision>), ApiError> {
+    let (namespace, name) = (path.namespace.as_str(), path.name.as_str());
+    let (from, latest) = match state.cache.latest(namespace, name) {
+        Some(cached) => (ServedFrom::Cache, cached?),
+        None => {
+            let latest = state.helm.latest(&path.namespace, &path.name).await?;
+            if latest.is_some() {
+                state.cache.warm(namespace);
+            }
+            let latest = latest.map(|release| Arc::new(CachedRevision::new(release)));
+            (ServedFrom::Api, latest)
+        }
+    };
+    let latest = latest.ok_or_else(|| release_not_found(path))?;
+    Ok((from, latest))
+}
+
+/// Tells the read cache what a write left behind, so this replica's next
+/// reads of the release show it (read-your-writes).
+fn expect_after_write<T>(
+    state: &AppState,
+    path: (&TenantNamespace, &ReleaseName),
+    outcome: &Result<T, ApiError>,
+    produced: impl FnOnce(&T) -> Expectation,
+) {
+    let expectation = match outcome {
+        Ok(done) => produced(done),
+        Err(_) => Expectation::Unknown,
+    };
+    state
+        .cache
+        .expect(path.0.as_str(), path.1.as_str(), expectation);
+}
+
+fn expect_release(release: &HelmRelease) -> Expectation {
+    Expectation::Revision {
+        revision: release.version,
+        status: release.info.status.clone(),
+    }
 }
 
 async fn require_release(state: &AppState, path: &ReleasePath) -> Result<HelmRelease, ApiError> {

@@ -192,7 +192,7 @@ fn revision_label(meta: &ObjectMeta) -> Option<u32> {
     meta.labels.as_ref()?.get("version")?.parse().ok()
 }
 
-fn decode_secret(secret: &Secret) -> Result<HelmRelease, StorageError> {
+pub(crate) fn decode_secret(secret: &Secret) -> Result<HelmRelease, StorageError> {
     let record = secret.metadata.name.clone().unwrap_or_default();
     let payload = secret.data.as_ref().and_then(|d| d.get("release"));
     let Some(payload) = payload else {
@@ -204,7 +204,7 @@ fn decode_secret(secret: &Secret) -> Result<HelmRelease, StorageError> {
     decode_record(&record, &payload.0)
 }
 
-fn decode_config_map(map: &ConfigMap) -> Result<HelmRelease, StorageError> {
+pub(crate) fn decode_config_map(map: &ConfigMap) -> Result<HelmRelease, StorageError> {
     let record = map.metadata.name.clone().unwrap_or_default();
     let payload = map.data.as_ref().and_then(|d| d.get("release"));
     let Some(payload) = payload else {

@@ -1,6 +1,7 @@
 //! Kubernetes API use through kube-rs (never a kubectl subprocess):
 //! tenant namespaces and their quota, and the pods of a release.
 
+pub mod cache;
 pub mod discovery;
 pub mod lease;
 pub mod namespace;

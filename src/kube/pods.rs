@@ -117,15 +117,27 @@ pub async fn release_pods(
         .list(&ListParams::default())
         .await
         .map_err(KubeError::api("listing pods"))?;
-    let now = jiff::Timestamp::now();
+    Ok(select_pods(
+        pods.items.iter(),
+        release,
+        selectors,
+        jiff::Timestamp::now(),
+    ))
+}
+
+/// The pods among `pods` that belong to the release, sorted by name.
+pub fn select_pods<'a>(
+    pods: impl Iterator<Item = &'a Pod>,
+    release: &str,
+    selectors: &[Selector],
+    now: jiff::Timestamp,
+) -> Vec<PodInfo> {
     let mut infos: Vec<PodInfo> = pods
-        .items
-        .iter()
         .filter(|pod| belongs_to(pod, release, selectors))
         .map(|pod| pod_info(pod, now))
         .collect();
     infos.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(infos)
+    infos
 }
 
 fn belongs_to(pod: &Pod, release: &str, selectors: &[Selector]) -> bool {

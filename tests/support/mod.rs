@@ -163,6 +163,27 @@ impl Operator {
         (status, json)
     }
 
+    /// GETs a read endpoint; also returns where the answer came from (the
+    /// `X-Served-From` header: `cache` or `api`).
+    pub async fn read(&self, path: &str) -> (StatusCode, Value, String) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("X-API-Key", API_KEY)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status();
+        let from = response
+            .headers()
+            .get("x-served-from")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body, from)
+    }
+
     /// Creates a fresh tenant namespace through the API; deleted on drop.
     pub async fn tenant(&mut self) -> String {
         let namespace = random_namespace();
