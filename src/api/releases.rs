@@ -107,7 +107,7 @@ pub async fn install_release(
     params(("namespace" = String, Path, description = "Tenant namespace"), ("name" = String, Path, description = "Release name")),
     security(("api_key" = [])),
     responses(
-        (status = 200, description = "The release", body = ReleaseInfo),
+        (status = 200, description = "The release", body = ReleaseInfo, headers(("x-served-from" = String, description = "`cache` (the watch-fed index) or `api` (read from the Kubernetes API)"))),
         (status = 403, description = "Namespace outside the tenant prefix", body = ErrorBody),
         (status = 404, description = "No such release", body = ErrorBody),
     ))]
@@ -277,7 +277,7 @@ pub async fn rollback_release(
     params(("namespace" = String, Path), ("name" = String, Path)),
     security(("api_key" = [])),
     responses(
-        (status = 200, description = "The history", body = RevisionList),
+        (status = 200, description = "The history", body = RevisionList, headers(("x-served-from" = String, description = "`cache` or `api`"))),
         (status = 403, description = "Namespace outside the tenant prefix", body = ErrorBody),
         (status = 404, description = "No such release", body = ErrorBody),
     ))]
@@ -313,7 +313,7 @@ pub async fn list_revisions(
     params(("namespace" = String, Path), ("name" = String, Path)),
     security(("api_key" = [])),
     responses(
-        (status = 200, description = "Release and pods", body = ReleaseStatusResponse),
+        (status = 200, description = "Release and pods", body = ReleaseStatusResponse, headers(("x-served-from" = String, description = "`cache` or `api`"))),
         (status = 403, description = "Namespace outside the tenant prefix", body = ErrorBody),
         (status = 404, description = "No such release", body = ErrorBody),
         (status = 503, description = "Pods could not be read", body = ErrorBody),
