@@ -6,7 +6,10 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::bail;
 use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::helm::StorageDriver;
 
 /// paas-operator: performs Helm operations over HTTP for the PaaS platform.
 #[derive(Debug, Clone, Parser)]
@@ -73,9 +76,26 @@ pub struct Config {
     #[arg(long, env = "RELEASE_LOCK_WAIT", default_value_t = 5)]
     pub release_lock_wait: u64,
 
-    /// Helm's storage driver (`secret` or `configmap` are read directly).
+    /// Helm's storage driver: `secret` or `configmap` (read directly from
+    /// the Kubernetes API), or `sql` (read through the helm CLI).
     #[arg(long, env = "HELM_DRIVER", default_value = "secret")]
     pub helm_driver: String,
+
+    /// Connection string of Helm's SQL driver (HELM_DRIVER=sql), passed to
+    /// helm only. A secret: never logged, never printed.
+    #[arg(
+        long,
+        env = "HELM_DRIVER_SQL_CONNECTION_STRING",
+        hide_env_values = true
+    )]
+    pub helm_driver_sql_connection_string: Option<SecretString>,
+
+    /// Where release reads come from: `storage` decodes Helm's records from
+    /// the Kubernetes API (no helm process; HELM_DRIVER secret or configmap),
+    /// `helm` asks the helm CLI (any driver; one or two helm processes per
+    /// read). Default: storage when the driver is readable, else helm.
+    #[arg(long, env = "RELEASE_READS", value_enum)]
+    pub release_reads: Option<ReleaseReads>,
 
     /// Chart sources accepted, as comma-separated prefixes (e.g.
     /// `oci://registry-1.docker.io/bitnamicharts/`); empty = any oci:// or https://.
@@ -209,6 +229,40 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where release reads come from (`RELEASE_READS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReleaseReads {
+    /// Decode Helm's release records from the Kubernetes API.
+    Storage,
+    /// Run the helm CLI.
+    Helm,
+}
+
+/// A configured secret: its `Debug` prints nothing of it, and it has no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretString(String);
+
+impl SecretString {
+    /// The secret itself, for the one place that must hand it on.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for SecretString {
+    type Err = std::convert::Infallible;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Ok(Self(value.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretString(..)")
+    }
+}
+
 /// Environment variables helm may see; everything else (API keys included)
 /// is withheld from the child.
 const HELM_ENV_PASSTHROUGH: &[&str] = &[
@@ -249,17 +303,50 @@ impl Config {
             .collect()
     }
 
+    /// Where release reads come from: RELEASE_READS when set, else storage
+    /// when HELM_DRIVER is one we read, else the helm CLI. A start-up error
+    /// for drivers the operator cannot work with (e.g. `memory`, which keeps
+    /// releases inside one helm process) and for storage reads of a driver
+    /// we cannot read.
+    pub fn effective_release_reads(&self) -> anyhow::Result<ReleaseReads> {
+        let driver = self.helm_driver.as_str();
+        let readable = StorageDriver::from_helm_driver(driver).is_some();
+        match self.release_reads {
+            _ if !readable && driver != "sql" => {
+                bail!("HELM_DRIVER={driver} is not supported: use secret, configmap or sql")
+            }
+            Some(ReleaseReads::Storage) if !readable => bail!(
+                "RELEASE_READS=storage needs HELM_DRIVER secret or configmap, not {driver}: use RELEASE_READS=helm"
+            ),
+            Some(reads) => Ok(reads),
+            None if readable => Ok(ReleaseReads::Storage),
+            None => Ok(ReleaseReads::Helm),
+        }
+    }
+
     /// The environment for helm children: the passthrough list, every
-    /// `HELM_*` variable but HELM_BINARY, and the driver we read.
+    /// `HELM_*` variable but HELM_BINARY, and the driver (with its SQL
+    /// connection string) from this configuration.
     pub fn helm_child_env(&self) -> Vec<(OsString, OsString)> {
+        const FROM_CONFIG: &[&str] = &[
+            "HELM_BINARY",
+            "HELM_DRIVER",
+            "HELM_DRIVER_SQL_CONNECTION_STRING",
+        ];
         let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
             .filter(|(key, _)| {
                 let key = key.to_string_lossy();
                 HELM_ENV_PASSTHROUGH.contains(&key.as_ref())
-                    || (key.starts_with("HELM_") && key != "HELM_BINARY" && key != "HELM_DRIVER")
+                    || (key.starts_with("HELM_") && !FROM_CONFIG.contains(&key.as_ref()))
             })
             .collect();
         env.push(("HELM_DRIVER".into(), self.helm_driver.clone().into()));
+        if let Some(connection) = &self.helm_driver_sql_connection_string {
+            env.push((
+                "HELM_DRIVER_SQL_CONNECTION_STRING".into(),
+                connection.expose().into(),
+            ));
+        }
         // helm must act as the same identity as the operator.
         env.retain(|(key, _)| key != "KUBECONFIG");
         if let Some(path) = &self.kubeconfig {
@@ -287,6 +374,60 @@ mod tests {
         let config =
             Config::parse_from(["paas-operator", "--api-key", "a", "--api-keys", "b, c,,"]);
         assert_eq!(config.static_keys(), ["a", "b", "c"]);
+    }
+
+    fn reads(args: &[&str]) -> Result<ReleaseReads, String> {
+        let args = ["paas-operator"].iter().chain(args);
+        Config::parse_from(args)
+            .effective_release_reads()
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn release_reads_follow_the_driver_unless_chosen() {
+        assert_eq!(reads(&[]), Ok(ReleaseReads::Storage));
+        assert_eq!(
+            reads(&["--helm-driver", "configmap"]),
+            Ok(ReleaseReads::Storage)
+        );
+        assert_eq!(reads(&["--helm-driver", "sql"]), Ok(ReleaseReads::Helm));
+        assert_eq!(reads(&["--release-reads", "helm"]), Ok(ReleaseReads::Helm));
+        assert_eq!(
+            reads(&["--helm-driver", "sql", "--release-reads", "helm"]),
+            Ok(ReleaseReads::Helm)
+        );
+        let refused = reads(&["--helm-driver", "sql", "--release-reads", "storage"]);
+        assert!(refused.unwrap_err().contains("RELEASE_READS=helm"));
+        for driver in ["memory", "etcd"] {
+            let refused = reads(&["--helm-driver", driver, "--release-reads", "helm"]);
+            assert!(refused.unwrap_err().contains("not supported"), "{driver}");
+        }
+    }
+
+    #[test]
+    fn sql_connection_string_reaches_helm_and_nothing_else() {
+        let secret = "postgres://helm:hunter2@db.example:5432/helm";
+        let config = Config::parse_from([
+            "paas-operator",
+            "--helm-driver",
+            "sql",
+            "--helm-driver-sql-connection-string",
+            secret,
+        ]);
+        assert!(!format!("{config:?}").contains("hunter2"));
+        let env = config.helm_child_env();
+        let value = |key: &str| {
+            env.iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| v.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(value("HELM_DRIVER"), ["sql"]);
+        assert_eq!(value("HELM_DRIVER_SQL_CONNECTION_STRING"), [secret]);
+        let help = <Config as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("HELM_DRIVER_SQL_CONNECTION_STRING"));
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //!            helm/                kube/
 //!   (runner: spawns helm,     (tenant namespaces,
 //!    storage: reads release    pods of a release)
-//!    records, no helm)
+//!    records, no helm;
+//!    cli_reads: the same
+//!    through helm, for sql)
 //!              │                    │
 //!              └──────> Kubernetes API <──────┘
 //! ```
@@ -31,6 +33,7 @@ pub mod metrics;
 pub mod model;
 pub mod names;
 
+use std::ffi::OsString;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +43,7 @@ use tokio::net::TcpListener;
 
 use crate::api::{App, AppState};
 use crate::auth::ApiKeys;
-use crate::config::{Command, Config, LogFormat};
+use crate::config::{Command, Config, LogFormat, ReleaseReads};
 use crate::helm::{Helm, HelmError, HelmRunner, ReleaseStore, RunnerConfig, StorageDriver};
 use crate::kube::ApiProbe;
 use crate::kube::cache::{CacheSettings, ReadCache};
@@ -92,13 +95,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     keys.watch_file(Duration::from_secs(2));
     // Before the first helm run, so `helm version` is counted too.
     metrics::handle();
-    let Some(driver) = StorageDriver::from_helm_driver(&config.helm_driver) else {
-        bail!(
-            "HELM_DRIVER={} is not supported: use secret or configmap",
-            config.helm_driver
-        );
-    };
-    let runner = HelmRunner::new(RunnerConfig {
+    let reads = config.effective_release_reads()?;
+    let runner_config = RunnerConfig {
         binary: config.helm_binary.clone(),
         helm_timeout: config.helm_timeout(),
         deadline_margin: Duration::from_secs(config.helm_deadline_margin),
@@ -106,8 +104,16 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         max_parallel: config.max_parallel_helm,
         queue_wait: Duration::from_secs(config.helm_queue_wait),
         env: config.helm_child_env(),
+    };
+    // Helm's SQL driver connects to its database when any helm command
+    // starts, `helm version` included. The version must not depend on it: the
+    // service starts while the database is down (as while the cluster is).
+    let version_runner = HelmRunner::new(RunnerConfig {
+        env: without_storage_driver(&runner_config.env),
+        ..runner_config.clone()
     });
-    let version = Helm::detect_version(&runner)
+    let runner = HelmRunner::new(runner_config);
+    let version = Helm::detect_version(&version_runner)
         .await
         .map_err(|error| match error {
             HelmError::Spawn { source, .. } => {
@@ -149,18 +155,29 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         format!("paas-operator-{}", uuid::Uuid::new_v4()),
         lease_duration,
     );
-    let helm = Helm::new(runner, ReleaseStore::new(client.clone(), driver), version);
-    let cache = if config.read_cache {
-        ReadCache::start(
+    let store = StorageDriver::from_helm_driver(&config.helm_driver)
+        .map(|driver| ReleaseStore::new(client.clone(), driver));
+    let helm = match (reads, store) {
+        (ReleaseReads::Storage, Some(store)) => Helm::new(runner, store, version),
+        (ReleaseReads::Helm, store) => Helm::with_cli_reads(runner, store, version),
+        // `effective_release_reads` refuses this already.
+        (ReleaseReads::Storage, None) => bail!(
+            "HELM_DRIVER={} cannot be read from storage",
+            config.helm_driver
+        ),
+    };
+    tracing::info!(driver = %config.helm_driver, reads = ?reads, "release reads");
+    // The cache watches the records it decodes: only when reads come from storage.
+    let cache = match (reads, StorageDriver::from_helm_driver(&config.helm_driver)) {
+        (ReleaseReads::Storage, Some(driver)) if config.read_cache => ReadCache::start(
             client.clone(),
             driver,
             CacheSettings {
                 max_namespaces: config.read_cache_namespaces,
                 idle: Duration::from_secs(config.read_cache_idle),
             },
-        )
-    } else {
-        ReadCache::disabled()
+        ),
+        _ => ReadCache::disabled(),
     };
     Ok(AppState(Arc::new(App {
         config,
@@ -173,6 +190,15 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         scopes: Default::default(),
         chart_policy,
     })))
+}
+
+/// A helm environment without the storage driver settings (helm then
+/// uses its default driver, which connects to nothing when it starts).
+fn without_storage_driver(env: &[(OsString, OsString)]) -> Vec<(OsString, OsString)> {
+    env.iter()
+        .filter(|(key, _)| key != "HELM_DRIVER" && key != "HELM_DRIVER_SQL_CONNECTION_STRING")
+        .cloned()
+        .collect()
 }
 
 /// The Kubernetes client: from `--kubeconfig`/KUBECONFIG when given, else

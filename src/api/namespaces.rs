@@ -104,7 +104,7 @@ pub async fn get_namespace(
         return Err(namespace_not_found(&namespace));
     };
     let mut releases = Vec::new();
-    for name in state.helm.store().release_names(namespace.as_str()).await? {
+    for name in state.helm.release_names(&namespace).await? {
         let Ok(name) = ReleaseName::parse(&name) else {
             continue;
         };
@@ -146,7 +146,7 @@ pub async fn delete_namespace(
             return Err(namespace_not_found(&namespace));
         };
         if tenant.phase != "Terminating" {
-            for name in state.helm.store().release_names(namespace.as_str()).await? {
+            for name in state.helm.release_names(&namespace).await? {
                 let Ok(name) = ReleaseName::parse(&name) else {
                     continue;
                 };

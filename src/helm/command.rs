@@ -145,6 +145,105 @@ pub fn template(
     args
 }
 
+/// What `helm get all --template` prints for a release: one `key value` line
+/// per field, strings Go-quoted (`%q`, so no value spans lines), times in
+/// RFC 3339 with nanoseconds, one `hook` line per hook. The fields are those
+/// of Helm's release record, which is the same Go type in Helm 3 and Helm 4.
+/// User values are not reachable from a template as JSON; they come from
+/// `helm get values` ([`get_values`]).
+pub const RELEASE_TEMPLATE: &str = concat!(
+    "name {{printf \"%q\" .Release.Name}}\n",
+    "namespace {{printf \"%q\" .Release.Namespace}}\n",
+    "version {{.Release.Version}}\n",
+    "status {{printf \"%q\" .Release.Info.Status}}\n",
+    "description {{printf \"%q\" .Release.Info.Description}}\n",
+    "first_deployed {{.Release.Info.FirstDeployed.Format \"2006-01-02T15:04:05.999999999Z07:00\"}}\n",
+    "last_deployed {{.Release.Info.LastDeployed.Format \"2006-01-02T15:04:05.999999999Z07:00\"}}\n",
+    "chart {{printf \"%q\" .Release.Chart.Metadata.Name}}\n",
+    "chart_version {{printf \"%q\" .Release.Chart.Metadata.Version}}\n",
+    "app_version {{printf \"%q\" .Release.Chart.Metadata.AppVersion}}\n",
+    "manifest {{printf \"%q\" .Release.Manifest}}\n",
+    "{{range .Release.Hooks}}hook {{printf \"%q\" .Manifest}}\n{{end}}",
+);
+
+/// Most revisions `helm history` prints (it keeps the newest). Far above
+/// any `--history-max`, so the whole stored history, as storage reads give.
+pub const HISTORY_MAX: u32 = 10_000;
+
+/// Most releases `helm list` prints for a namespace view.
+pub const LIST_MAX: u32 = 10_000;
+
+/// `helm get all` of the newest revision (any status), printed with
+/// [`RELEASE_TEMPLATE`]. Reads storage only, unlike Helm 4's `helm status`,
+/// which also fetches every object of the release from the cluster (and
+/// neither major's `status` prints the chart's metadata).
+pub fn get_release(namespace: &TenantNamespace, name: &ReleaseName) -> Vec<String> {
+    vec![
+        "get".into(),
+        "all".into(),
+        "--namespace".into(),
+        namespace.as_str().into(),
+        "--template".into(),
+        RELEASE_TEMPLATE.into(),
+        "--".into(),
+        name.as_str().into(),
+    ]
+}
+
+/// `helm get values` of one revision: the user-supplied values as JSON
+/// (`null` when there are none).
+pub fn get_values(namespace: &TenantNamespace, name: &ReleaseName, revision: u32) -> Vec<String> {
+    vec![
+        "get".into(),
+        "values".into(),
+        "--namespace".into(),
+        namespace.as_str().into(),
+        "--output".into(),
+        "json".into(),
+        "--revision".into(),
+        revision.to_string(),
+        "--".into(),
+        name.as_str().into(),
+    ]
+}
+
+/// `helm history` as JSON, oldest first: revision, updated, status,
+/// `name-version` chart, app version and description of each revision.
+pub fn history(namespace: &TenantNamespace, name: &ReleaseName) -> Vec<String> {
+    vec![
+        "history".into(),
+        "--namespace".into(),
+        namespace.as_str().into(),
+        "--output".into(),
+        "json".into(),
+        "--max".into(),
+        HISTORY_MAX.to_string(),
+        "--".into(),
+        name.as_str().into(),
+    ]
+}
+
+/// `helm list` of a namespace as JSON, every status included: Helm 3 needs
+/// `--all` for that (it hides pending, superseded and uninstalled releases
+/// otherwise); Helm 4 lists every status by default and has no `--all`.
+pub fn list(namespace: &TenantNamespace, helm_major: u8) -> Vec<String> {
+    let mut args = vec![
+        "list".to_owned(),
+        "--namespace".into(),
+        namespace.as_str().into(),
+    ];
+    if helm_major < 4 {
+        args.push("--all".into());
+    }
+    args.extend([
+        "--max".into(),
+        LIST_MAX.to_string(),
+        "--output".into(),
+        "json".into(),
+    ]);
+    args
+}
+
 /// `helm version`, printing only the version (`v3.22.0`).
 pub fn version() -> Vec<String> {
     vec!["version".into(), "--template".into(), "{{.Version}}".into()]
@@ -228,6 +327,34 @@ mod tests {
         assert_eq!(
             args.join(" "),
             "template --namespace paas-ws-3f9a0c1d --values - --is-upgrade -- svc-1a2b3c4d oci://r.example/charts/web"
+        );
+    }
+
+    #[test]
+    fn reads_end_options_before_the_release_name() {
+        let get = get_release(&ns(), &name());
+        assert_eq!(get[..4].join(" "), "get all --namespace paas-ws-3f9a0c1d");
+        assert_eq!(get[4], "--template");
+        assert_eq!(get[6..].join(" "), "-- svc-1a2b3c4d");
+        assert_eq!(
+            get_values(&ns(), &name(), 7).join(" "),
+            "get values --namespace paas-ws-3f9a0c1d --output json --revision 7 -- svc-1a2b3c4d"
+        );
+        assert_eq!(
+            history(&ns(), &name()).join(" "),
+            "history --namespace paas-ws-3f9a0c1d --output json --max 10000 -- svc-1a2b3c4d"
+        );
+    }
+
+    #[test]
+    fn list_includes_every_status_on_both_majors() {
+        assert_eq!(
+            list(&ns(), 3).join(" "),
+            "list --namespace paas-ws-3f9a0c1d --all --max 10000 --output json"
+        );
+        assert_eq!(
+            list(&ns(), 4).join(" "),
+            "list --namespace paas-ws-3f9a0c1d --max 10000 --output json"
         );
     }
 

@@ -1,9 +1,23 @@
 //! Everything that runs helm or reads helm's storage.
 //!
 //! Writes (install, upgrade, uninstall, rollback) run the helm CLI through
-//! [`runner::HelmRunner`]; reads decode Helm's release records from the
-//! Kubernetes API through [`storage::ReleaseStore`], never spawning helm.
+//! [`runner::HelmRunner`]. Reads ([`Helm::latest`], [`Helm::history`],
+//! [`Helm::release_names`]) take one of two paths, chosen once at start
+//! (`RELEASE_READS`):
+//!
+//! ```text
+//!   Helm::latest / history / release_names
+//!        │ storage (HELM_DRIVER secret, configmap)   │ helm CLI (sql, or RELEASE_READS=helm)
+//!        ▼                                           ▼
+//!   storage::ReleaseStore                       cli_reads: `helm get all` + `get values`,
+//!   (records from the Kubernetes API,           `helm history`, `helm list`
+//!    no helm process)                           (one or two helm processes per read)
+//! ```
+//!
+//! Both give the same [`HelmRelease`] values (history from the CLI carries
+//! summaries only: no values, no manifest).
 
+pub mod cli_reads;
 pub mod command;
 pub mod confine;
 pub mod error;
@@ -46,8 +60,18 @@ impl HelmVersion {
 #[derive(Clone)]
 pub struct Helm {
     runner: HelmRunner,
-    store: ReleaseStore,
+    reads: Reads,
     version: HelmVersion,
+}
+
+/// Where reads come from.
+#[derive(Clone)]
+enum Reads {
+    /// Helm's records, decoded from the Kubernetes API.
+    Storage(ReleaseStore),
+    /// The helm CLI. The store is kept when the driver is one we read, for
+    /// stuck-release recovery, which rewrites a record.
+    Cli { store: Option<ReleaseStore> },
 }
 
 fn target(namespace: &TenantNamespace, name: &ReleaseName) -> String {
@@ -55,12 +79,33 @@ fn target(namespace: &TenantNamespace, name: &ReleaseName) -> String {
 }
 
 impl Helm {
+    /// Reads decode Helm's records from storage.
     pub fn new(runner: HelmRunner, store: ReleaseStore, version: HelmVersion) -> Self {
         Self {
             runner,
-            store,
+            reads: Reads::Storage(store),
             version,
         }
+    }
+
+    /// Reads run the helm CLI ([`cli_reads`]). `store` is the record storage
+    /// when its driver is one we read (`None` for sql): only stuck-release
+    /// recovery uses it.
+    pub fn with_cli_reads(
+        runner: HelmRunner,
+        store: Option<ReleaseStore>,
+        version: HelmVersion,
+    ) -> Self {
+        Self {
+            runner,
+            reads: Reads::Cli { store },
+            version,
+        }
+    }
+
+    /// True when reads run the helm CLI.
+    pub fn reads_through_cli(&self) -> bool {
+        matches!(self.reads, Reads::Cli { .. })
     }
 
     /// Runs `helm version` and checks it is Helm 3 or 4.
@@ -89,17 +134,24 @@ impl Helm {
         &self.runner
     }
 
-    pub fn store(&self) -> &ReleaseStore {
-        &self.store
+    /// Helm's record storage, when its driver is one we read.
+    pub fn store(&self) -> Option<&ReleaseStore> {
+        match &self.reads {
+            Reads::Storage(store) => Some(store),
+            Reads::Cli { store } => store.as_ref(),
+        }
     }
 
-    /// The newest revision of a release (any status), from storage.
+    /// The newest revision of a release (any status).
     pub async fn latest(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
     ) -> Result<Option<HelmRelease>, HelmError> {
-        Ok(self.store.latest(namespace.as_str(), name.as_str()).await?)
+        match &self.reads {
+            Reads::Storage(store) => Ok(store.latest(namespace.as_str(), name.as_str()).await?),
+            Reads::Cli { .. } => self.latest_from_cli(namespace, name).await,
+        }
     }
 
     /// All stored revisions, oldest first.
@@ -108,10 +160,21 @@ impl Helm {
         namespace: &TenantNamespace,
         name: &ReleaseName,
     ) -> Result<Vec<HelmRelease>, HelmError> {
-        Ok(self
-            .store
-            .history(namespace.as_str(), name.as_str())
-            .await?)
+        match &self.reads {
+            Reads::Storage(store) => Ok(store.history(namespace.as_str(), name.as_str()).await?),
+            Reads::Cli { .. } => self.history_from_cli(namespace, name).await,
+        }
+    }
+
+    /// Names of the releases in a namespace (one per release, any status).
+    pub async fn release_names(
+        &self,
+        namespace: &TenantNamespace,
+    ) -> Result<Vec<String>, HelmError> {
+        match &self.reads {
+            Reads::Storage(store) => Ok(store.release_names(namespace.as_str()).await?),
+            Reads::Cli { .. } => self.release_names_from_cli(namespace).await,
+        }
     }
 
     pub async fn install(

@@ -6,7 +6,8 @@
 //! labelled `owner=helm,name=<name>,version=<revision>,status=…`; the
 //! ConfigMap driver uses the same names and labels. The payload is
 //! base64(gzip(JSON)) (inside the Secret's own base64). Helm 3 and Helm 4
-//! write the same record format.
+//! write the same record format. Other drivers (sql) are read through the
+//! helm CLI instead ([`super::cli_reads`]).
 
 use std::io::Read;
 

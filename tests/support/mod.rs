@@ -462,3 +462,39 @@ pub fn helm_pids_with(needles: &[&str]) -> Vec<i32> {
         })
         .collect()
 }
+
+/// Asserts the contract's error body: a string `detail` and this `error_type`.
+pub fn assert_error(body: &Value, error_type: &str) {
+    assert!(
+        body["detail"].is_string(),
+        "detail must be a string: {body}"
+    );
+    assert_eq!(body["error_type"], error_type, "{body}");
+}
+
+/// Polls a release's `/status` until every pod is Running and ready, as the
+/// platform checks; returns that status body.
+pub async fn wait_pods_ready(op: &Operator, release_path: &str) -> Value {
+    op.wait_for(
+        "pods Running and ready",
+        Duration::from_secs(90),
+        || async {
+            let (status, body) = op
+                .call(Method::GET, &format!("{release_path}/status"), None)
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let pods = body["pods"].as_array()?;
+            let ready = !pods.is_empty()
+                && pods.iter().all(|p| {
+                    let (a, b) = p["ready"]
+                        .as_str()
+                        .unwrap_or("0/1")
+                        .split_once('/')
+                        .unwrap_or(("0", "1"));
+                    p["phase"] == "Running" && a == b
+                });
+            ready.then_some(body)
+        },
+    )
+    .await
+}
