@@ -7,10 +7,10 @@
 //!              ▼                    ▼
 //!            helm/                kube/
 //!   (runner: spawns helm,     (tenant namespaces,
-//!    storage: reads release    pods of a release)
-//!    records, no helm;
-//!    cli_reads: the same
-//!    through helm, for sql)
+//!    storage: reads release    pods of a release,
+//!    records, no helm;         cache: watch-fed index
+//!    cli_reads: the same       answering reads with
+//!    through helm, for sql)    no API call)
 //!              │                    │
 //!              └──────> Kubernetes API <──────┘
 //! ```

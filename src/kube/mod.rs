@@ -1,5 +1,6 @@
 //! Kubernetes API use through kube-rs (never a kubectl subprocess):
-//! tenant namespaces and their quota, and the pods of a release.
+//! tenant namespaces and their quota, the pods of a release, and the
+//! watch-fed read cache ([`cache`]) that answers release reads from memory.
 
 pub mod cache;
 pub mod discovery;
