@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{Major, Operator, env, oci_chart, random_release};
+use support::{Major, Operator, assert_error, env, oci_chart, random_release, wait_pods_ready};
 
 fn assert_rfc3339(value: &Value) {
     let text = value.as_str().expect("a string time");
@@ -16,38 +16,6 @@ fn assert_rfc3339(value: &Value) {
         text.parse::<jiff::Timestamp>().is_ok(),
         "not RFC 3339: {text}"
     );
-}
-
-fn assert_error(body: &Value, error_type: &str) {
-    assert!(
-        body["detail"].is_string(),
-        "detail must be a string: {body}"
-    );
-    assert_eq!(body["error_type"], error_type, "{body}");
-}
-
-/// Waits until every pod of the release is Running and ready, as the platform checks.
-async fn wait_ready(op: &Operator, path: &str) -> Value {
-    op.wait_for(
-        "pods Running and ready",
-        Duration::from_secs(90),
-        || async {
-            let (status, body) = op.call(Method::GET, &format!("{path}/status"), None).await;
-            assert_eq!(status, StatusCode::OK, "{body}");
-            let pods = body["pods"].as_array()?;
-            let ready = !pods.is_empty()
-                && pods.iter().all(|p| {
-                    let (a, b) = p["ready"]
-                        .as_str()
-                        .unwrap_or("0/1")
-                        .split_once('/')
-                        .unwrap_or(("0", "1"));
-                    p["phase"] == "Running" && a == b
-                });
-            ready.then_some(body)
-        },
-    )
-    .await
 }
 
 async fn lifecycle(major: Major) {
@@ -91,7 +59,7 @@ async fn lifecycle(major: Major) {
     assert_eq!(body["values"], Value::Null);
 
     // Status: both replicas come up Running and ready.
-    let status_body = wait_ready(&op, &path).await;
+    let status_body = wait_pods_ready(&op, &path).await;
     assert_eq!(status_body["pods"].as_array().map(Vec::len), Some(2));
     assert_eq!(status_body["pod_retrieval_error"], Value::Null);
     assert_eq!(status_body["release"]["revision"], 1);
