@@ -187,6 +187,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> anyhow::Result<()> {
+    let locks = state.locks.clone();
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
@@ -200,10 +201,10 @@ pub async fn serve(
         finished = &mut server => return finished.context("server task failed")?.context("server failed"),
         _ = stopping_rx => {}
     }
-    match tokio::time::timeout(grace, &mut server).await {
+    let outcome = match tokio::time::timeout(grace, &mut server).await {
         Ok(finished) => finished
-            .context("server task failed")?
-            .context("server failed"),
+            .context("server task failed")
+            .and_then(|served| served.context("server failed")),
         Err(_) => {
             tracing::warn!(
                 grace_s = grace.as_secs(),
@@ -211,8 +212,15 @@ pub async fn serve(
             );
             Ok(())
         }
-    }
+    };
+    // Answered operations give their Lease back in the background.
+    locks.settle(LEASE_SETTLE).await;
+    outcome
 }
+
+/// How long a stopping process waits for answered operations to give their
+/// Leases back (one API call each).
+const LEASE_SETTLE: Duration = Duration::from_secs(5);
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};

@@ -408,7 +408,10 @@ async fn lock(
 }
 
 /// Runs `operation` holding the release's lock (and Lease), then gives them
-/// back; the operation is a lazy future, so nothing runs before the lock is held.
+/// back; the operation is a lazy future, so nothing runs before the lock is
+/// held. The answer does not wait for the Lease's deletion (one API round
+/// trip): the local lock is held until it is done, so the next operation
+/// on this release in this process still waits for it.
 pub(super) async fn locked<T>(
     state: &AppState,
     namespace: &TenantNamespace,
@@ -417,7 +420,7 @@ pub(super) async fn locked<T>(
 ) -> Result<T, ApiError> {
     let guard = lock(state, namespace, name).await?;
     let outcome = operation.await;
-    guard.release().await;
+    state.locks.release_in_background(guard);
     outcome
 }
 
