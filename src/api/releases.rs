@@ -153,7 +153,7 @@ pub async fn upgrade_release(
 
     let outcome = locked(&state, namespace, name, async {
         let previous = require_release(&state, &path).await?;
-        recover_if_stuck(&state, namespace, name).await?;
+        recover_if_stuck(&state, namespace, name, &previous).await?;
         let chart_args = ChartArgs {
             chart: &chart,
             version: version.as_ref(),
@@ -224,11 +224,12 @@ pub async fn rollback_release(
     let ReleasePath { namespace, name } = &path;
     let wanted = request.revision.filter(|r| *r > 0);
     let outcome = locked(&state, namespace, name, async {
-        recover_if_stuck(&state, namespace, name).await?;
         let history = state.helm.history(namespace, name).await?;
         let Some(latest) = history.last() else {
             return Err(release_not_found(&path));
         };
+        // Only revision numbers are used below, which recovery leaves as they are.
+        recover_if_stuck(&state, namespace, name, latest).await?;
         let target = match wanted {
             Some(revision) => revision,
             None => latest
@@ -432,15 +433,17 @@ fn stale_after(state: &AppState) -> Duration {
 
 /// Marks an abandoned `pending-*` latest revision failed, as Flux's
 /// helm-controller does, so the next helm operation can proceed. Called with
-/// the release's lock and Lease held, so no replica runs helm on it.
+/// the release's lock and Lease held, so no replica runs helm on it, and with
+/// the latest revision the caller has just read under them.
 async fn recover_if_stuck(
     state: &AppState,
     namespace: &TenantNamespace,
     name: &ReleaseName,
+    latest: &HelmRelease,
 ) -> Result<(), ApiError> {
     let recovered = state
         .helm
-        .recover_stale_pending(namespace, name, stale_after(state))
+        .recover_stale_pending(namespace, name, latest, stale_after(state))
         .await?;
     if let Some(revision) = recovered {
         tracing::warn!(%namespace, release = %name, revision, "recovered a stuck release: marked its pending revision failed");
