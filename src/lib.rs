@@ -41,7 +41,10 @@ use tokio::net::TcpListener;
 use crate::api::{App, AppState};
 use crate::auth::ApiKeys;
 use crate::config::{Command, Config, LogFormat};
-use crate::helm::{Helm, HelmError, HelmRunner, ReleaseStore, RunnerConfig, StorageDriver};
+use crate::helm::postrender::{ConfinePlugin, resolve_checker};
+use crate::helm::{
+    Helm, HelmError, HelmRunner, HelmVersion, ReleaseStore, RunnerConfig, StorageDriver,
+};
 use crate::kube::ApiProbe;
 use crate::kube::lease::ReleaseLeases;
 use crate::locks::ReleaseLocks;
@@ -97,7 +100,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             config.helm_driver
         );
     };
-    let runner = HelmRunner::new(RunnerConfig {
+    let mut runner_config = RunnerConfig {
         binary: config.helm_binary.clone(),
         helm_timeout: config.helm_timeout(),
         deadline_margin: Duration::from_secs(config.helm_deadline_margin),
@@ -105,8 +108,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         max_parallel: config.max_parallel_helm,
         queue_wait: Duration::from_secs(config.helm_queue_wait),
         env: config.helm_child_env(),
-    });
-    let version = Helm::detect_version(&runner)
+    };
+    let version = Helm::detect_version(&HelmRunner::new(runner_config.clone()))
         .await
         .map_err(|error| match error {
             HelmError::Spawn { source, .. } => {
@@ -120,6 +123,14 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
                 config.helm_binary
             ),
         })?;
+    let confine_plugin = confine_plugin(&config, &version).await?;
+    if let Some(plugin) = &confine_plugin {
+        runner_config.env.retain(|(key, _)| key != "HELM_PLUGINS");
+        runner_config
+            .env
+            .push(("HELM_PLUGINS".into(), plugin.plugins_dir().into()));
+    }
+    let runner = HelmRunner::new(runner_config);
     let client = kube_client(&config).await?;
     let probe = ApiProbe::start(client.clone(), Duration::from_secs(5));
     let chart_policy = ChartPolicy {
@@ -148,7 +159,10 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         format!("paas-operator-{}", uuid::Uuid::new_v4()),
         lease_duration,
     );
-    let helm = Helm::new(runner, ReleaseStore::new(client.clone(), driver), version);
+    let mut helm = Helm::new(runner, ReleaseStore::new(client.clone(), driver), version);
+    if let Some(plugin) = confine_plugin {
+        helm = helm.with_confine_plugin(plugin);
+    }
     Ok(AppState(Arc::new(App {
         config,
         helm,
@@ -159,6 +173,30 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         scopes: Default::default(),
         chart_policy,
     })))
+}
+
+/// With Helm 4 and `CONFINE_CHARTS`, the post-renderer plugin that checks
+/// confinement inside each install/upgrade, in a private directory under
+/// the temp dir (Helm 3 renders with `helm template` first instead).
+async fn confine_plugin(
+    config: &Config,
+    version: &HelmVersion,
+) -> anyhow::Result<Option<ConfinePlugin>> {
+    if !config.confine_charts || version.major < 4 {
+        return Ok(None);
+    }
+    let checker = match &config.confine_checker {
+        Some(path) => path.clone(),
+        None => {
+            std::env::current_exe().context("cannot tell this binary's path for CONFINE_CHECKER")?
+        }
+    };
+    let checker = resolve_checker(&checker)
+        .with_context(|| format!("CONFINE_CHECKER {} cannot be run", checker.display()))?;
+    let plugin = ConfinePlugin::install(&std::env::temp_dir(), &checker)
+        .await
+        .context("cannot write the confinement post-renderer plugin")?;
+    Ok(Some(plugin))
 }
 
 /// The Kubernetes client: from `--kubeconfig`/KUBECONFIG when given, else

@@ -24,41 +24,12 @@ use support::{
     Major, OperatorProcess, call_at, create_tenant, delete_namespace, helm_binary, helm_pids_with,
     oci_chart, random_release, recorded_helm_calls, recording_helm, scratch_dir,
 };
-use tokio::sync::OnceCell;
 
 const NEVER_READY: &str = "registry.local/imagepullfail:1.0";
 
-/// Pushes the `slowhook` fixture chart to the local registry once per run.
+/// The `slowhook` fixture chart, pushed to the local registry.
 async fn slowhook_chart() -> String {
-    static PUSHED: OnceCell<()> = OnceCell::const_new();
-    PUSHED
-        .get_or_init(|| async {
-            let dir = scratch_dir("chart");
-            let helm = helm_binary(Major::Helm4);
-            let fixture = concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/charts/slowhook"
-            );
-            let package = tokio::process::Command::new(&helm)
-                .args(["package", fixture, "-d"])
-                .arg(&dir)
-                .output()
-                .await
-                .expect("helm package");
-            assert!(package.status.success(), "{package:?}");
-            let push = tokio::process::Command::new(&helm)
-                .arg("push")
-                .arg(dir.join("slowhook-0.1.0.tgz"))
-                .arg(format!("oci://{}/charts", support::env("OCI_REGISTRY")))
-                .arg("--plain-http")
-                .output()
-                .await
-                .expect("helm push");
-            assert!(push.status.success(), "{push:?}");
-            let _ = std::fs::remove_dir_all(&dir);
-        })
-        .await;
-    oci_chart("slowhook")
+    support::fixture_chart("slowhook").await
 }
 
 fn helm4() -> String {

@@ -5,7 +5,6 @@
 //! release's lock, checks the release exists (or not) first, runs helm, and
 //! emits one audit event.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -17,8 +16,8 @@ use super::AppState;
 use super::extract::{ApiJson, ReleasePath};
 use crate::auth::KeyId;
 use crate::error::{ApiError, ErrorBody};
-use crate::helm::confine::violations;
-use crate::helm::{ChartArgs, HelmRelease, ValuesMode, merge_values};
+use crate::helm::confine::Rules;
+use crate::helm::{ChartArgs, HelmError, HelmRelease, ValuesMode, merge_values};
 use crate::kube::namespace::{TenantQuota, ensure_tenant};
 use crate::kube::pods::{release_pods, workload_selectors};
 use crate::locks::{LockError, ReleaseGuard};
@@ -83,10 +82,11 @@ pub async fn install_release(
                 version: version.as_ref(),
                 plain_http: chart.plain_http(&state.chart_policy),
             };
-            check_confinement(&state, &namespace, &name, chart_args, false, &values).await?;
+            let confine =
+                check_confinement(&state, &namespace, &name, chart_args, false, &values).await?;
             Ok(state
                 .helm
-                .install(&namespace, &name, chart_args, &values)
+                .install(&namespace, &name, chart_args, &values, confine.as_ref())
                 .await?)
         })
         .await
@@ -165,10 +165,11 @@ pub async fn upgrade_release(
             }
             ValuesMode::Reset => values.clone(),
         };
-        check_confinement(&state, namespace, name, chart_args, true, &effective).await?;
+        let confine =
+            check_confinement(&state, namespace, name, chart_args, true, &effective).await?;
         Ok(state
             .helm
-            .upgrade(namespace, name, chart_args, mode, &values)
+            .upgrade(namespace, name, chart_args, mode, &values, confine.as_ref())
             .await?)
     })
     .await;
@@ -339,9 +340,11 @@ async fn is_stuck(state: &AppState, path: &ReleasePath, release: &HelmRelease) -
         && !state.locks.is_held_anywhere(namespace, name).await
 }
 
-/// Renders the install or upgrade with `helm template` (real values) and
-/// refuses it (400, listing the objects) when the chart would escape its
-/// namespace or create cluster-scoped objects that are not allowed.
+/// Confinement of an install or upgrade (unless `CONFINE_CHARTS=false`).
+/// With Helm 4 the helm run checks itself: the rules it needs are returned.
+/// With Helm 3 the chart is rendered first with `helm template` (real values,
+/// hooks included) and refused here (400, listing the objects) when it would
+/// escape its namespace or create cluster-scoped objects that are not allowed.
 async fn check_confinement(
     state: &AppState,
     namespace: &TenantNamespace,
@@ -349,33 +352,38 @@ async fn check_confinement(
     chart: ChartArgs<'_>,
     is_upgrade: bool,
     values: &Map<String, Value>,
-) -> Result<(), ApiError> {
+) -> Result<Option<Rules>, ApiError> {
     if !state.config.confine_charts {
-        return Ok(());
+        return Ok(None);
+    }
+    let scopes = state.scopes.get(&state.client).await?;
+    let rules = Rules {
+        namespace: namespace.as_str().to_owned(),
+        allowed_cluster_kinds: state
+            .config
+            .allowed_cluster_kinds
+            .iter()
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty())
+            .collect(),
+        cluster_scoped: scopes.as_ref().clone(),
+    };
+    if state.helm.confines_in_run() {
+        return Ok(Some(rules));
     }
     let rendered = state
         .helm
         .render(namespace, name, chart, is_upgrade, values)
         .await?;
-    let scopes = state.scopes.get(&state.client).await?;
-    let allowed: HashSet<String> = state
-        .config
-        .allowed_cluster_kinds
-        .iter()
-        .map(|k| k.trim().to_owned())
-        .collect();
-    let found = violations(&rendered, namespace.as_str(), &allowed, scopes.as_ref());
-    if found.is_empty() {
-        return Ok(());
+    let violations = rules.check(&rendered);
+    if violations.is_empty() {
+        return Ok(None);
     }
-    let listed: Vec<String> = found.iter().map(ToString::to_string).collect();
-    Err(ApiError::bad_request(
-        "chart_not_confined",
-        format!(
-            "The chart would create objects outside namespace {namespace}: {}",
-            listed.join("; ")
-        ),
-    ))
+    Err(HelmError::NotConfined {
+        namespace: rules.namespace,
+        violations,
+    }
+    .into())
 }
 
 async fn lock(

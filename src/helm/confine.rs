@@ -1,8 +1,9 @@
 //! Confinement: a chart may only create namespaced objects in its own
 //! release namespace, and cluster-scoped objects only of allow-listed kinds
 //! (none by default). Checked on helm's own rendering of the real install or
-//! upgrade (`helm template` with the real values, hooks included), before
-//! anything is created.
+//! upgrade, hooks included, before anything is created: inside the one helm
+//! run with Helm 4 (a post-renderer, [`super::postrender`]), with a separate
+//! `helm template` first with Helm 3 (whose post-renderers never see hooks).
 //!
 //! The check fails closed: a document it cannot read is a violation, and
 //! the `items` of a list are checked one by one (helm's kube client flattens

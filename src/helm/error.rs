@@ -1,6 +1,7 @@
 //! Helm failures, classified from helm's stderr so the API can answer with
 //! the right status. The stderr text itself is only logged.
 
+use super::confine::Violation;
 use super::storage::StorageError;
 
 /// Why a helm command failed, as far as its stderr tells.
@@ -72,6 +73,16 @@ pub enum HelmError {
     /// Reading release records failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The chart would create objects outside its namespace (or
+    /// cluster-scoped objects that are not allowed); nothing was created.
+    #[error("the chart is not confined to namespace {namespace}: {} objects", violations.len())]
+    NotConfined {
+        namespace: String,
+        violations: Vec<Violation>,
+    },
+    /// The files of the in-run confinement check could not be written.
+    #[error("cannot prepare the confinement check: {0}")]
+    ConfineSetup(std::io::Error),
 }
 
 /// Classifies helm's stderr (Helm 3 and Helm 4 wording, case-insensitive).
