@@ -2,8 +2,13 @@
 //! revisions and report pods of a Helm release.
 //!
 //! Reads come from Helm's storage (no helm process). Every write holds the
-//! release's lock, checks the release exists (or not) first, runs helm, and
-//! emits one audit event.
+//! release's lock, runs helm, and emits one audit event. Install and upgrade
+//! leave it to helm to refuse a name in use or a missing or pending release
+//! (it checks before changing anything), and read the release only then, so
+//! their happy path makes no Kubernetes call but the Lease besides helm's
+//! own: a consistent LIST of Secrets can wait up to ~100 ms for the API
+//! server's watch cache. With Helm 3 and confinement, which renders first,
+//! they read the release before the render instead.
 
 use std::time::Duration;
 
@@ -17,7 +22,7 @@ use super::extract::{ApiJson, ReleasePath};
 use crate::auth::KeyId;
 use crate::error::{ApiError, ErrorBody};
 use crate::helm::confine::Rules;
-use crate::helm::{ChartArgs, HelmError, HelmRelease, ValuesMode, merge_values};
+use crate::helm::{ChartArgs, FailureKind, HelmError, HelmRelease, ValuesMode, merge_values};
 use crate::kube::namespace::{TenantQuota, ensure_tenant};
 use crate::kube::pods::{release_pods, workload_selectors};
 use crate::locks::{LockError, ReleaseGuard};
@@ -71,7 +76,10 @@ pub async fn install_release(
         }
         // The release's Lease lives in its namespace, so that comes first.
         locked(&state, &namespace, &name, async {
-            if state.helm.latest(&namespace, &name).await?.is_some() {
+            // helm refuses a name in use itself (the same 409, and without
+            // our reading the release first); before a separate render,
+            // refuse it before paying for that.
+            if renders_first(&state) && state.helm.latest(&namespace, &name).await?.is_some() {
                 return Err(ApiError::conflict(
                     "release_exists",
                     format!("Release {namespace}/{name} already exists"),
@@ -152,25 +160,36 @@ pub async fn upgrade_release(
     let ReleasePath { namespace, name } = &path;
 
     let outcome = locked(&state, namespace, name, async {
-        let previous = require_release(&state, &path).await?;
-        recover_if_stuck(&state, namespace, name, &previous).await?;
         let chart_args = ChartArgs {
             chart: &chart,
             version: version.as_ref(),
             plain_http: chart.plain_http(&state.chart_policy),
         };
-        let effective = match mode {
-            ValuesMode::Reuse => {
-                merge_values(&previous.config.clone().unwrap_or_default(), &values)
+        // A separate render needs the values helm will use, so the release
+        // is read first; else only when helm refuses the upgrade (below).
+        let effective = if renders_first(&state) {
+            let previous = require_release(&state, &path).await?;
+            recover_if_stuck(&state, namespace, name, &previous).await?;
+            match mode {
+                ValuesMode::Reuse => {
+                    merge_values(&previous.config.clone().unwrap_or_default(), &values)
+                }
+                ValuesMode::Reset => values.clone(),
             }
-            ValuesMode::Reset => values.clone(),
+        } else {
+            values.clone()
         };
         let confine =
             check_confinement(&state, namespace, name, chart_args, true, &effective).await?;
-        Ok(state
-            .helm
-            .upgrade(namespace, name, chart_args, mode, &values, confine.as_ref())
-            .await?)
+        let upgrade = || {
+            state
+                .helm
+                .upgrade(namespace, name, chart_args, mode, &values, confine.as_ref())
+        };
+        match upgrade().await {
+            Ok(release) => Ok(release),
+            Err(refused) => retry_if_recovered(&state, &path, refused, upgrade).await,
+        }
     })
     .await;
     let release = audit(&key, "upgrade", namespace, name, outcome)?;
@@ -340,6 +359,48 @@ async fn is_stuck(state: &AppState, path: &ReleasePath, release: &HelmRelease) -
         && !state.locks.is_held_anywhere(namespace, name).await
 }
 
+/// True when installs and upgrades are rendered with `helm template` before
+/// they run (Helm 3 with confinement), so before helm itself looks at the
+/// release.
+fn renders_first(state: &AppState) -> bool {
+    state.config.confine_charts && !state.helm.confines_in_run()
+}
+
+/// helm refuses an upgrade of a release that is missing, or whose latest
+/// revision is `pending-*`, before it changes anything; only then is the
+/// release read: 404 when it is missing, and a stale pending revision is
+/// recovered and the upgrade tried once more. Anything else is `refused`.
+async fn retry_if_recovered<Retry, Fut>(
+    state: &AppState,
+    path: &ReleasePath,
+    refused: HelmError,
+    retry: Retry,
+) -> Result<HelmRelease, ApiError>
+where
+    Retry: FnOnce() -> Fut,
+    Fut: Future<Output = Result<HelmRelease, HelmError>>,
+{
+    let HelmError::Failed { kind, .. } = &refused else {
+        return Err(refused.into());
+    };
+    let kind = *kind;
+    if !matches!(
+        kind,
+        FailureKind::NoDeployedRelease
+            | FailureKind::ReleaseNotFound
+            | FailureKind::OperationInProgress
+    ) {
+        return Err(refused.into());
+    }
+    let latest = require_release(state, path).await?;
+    if kind == FailureKind::OperationInProgress
+        && recover_if_stuck(state, &path.namespace, &path.name, &latest).await?
+    {
+        return Ok(retry().await?);
+    }
+    Err(refused.into())
+}
+
 /// Confinement of an install or upgrade (unless `CONFINE_CHARTS=false`).
 /// With Helm 4 the helm run checks itself: the rules it needs are returned.
 /// With Helm 3 the chart is rendered first with `helm template` (real values,
@@ -448,15 +509,16 @@ async fn recover_if_stuck(
     namespace: &TenantNamespace,
     name: &ReleaseName,
     latest: &HelmRelease,
-) -> Result<(), ApiError> {
+) -> Result<bool, ApiError> {
     let recovered = state
         .helm
         .recover_stale_pending(namespace, name, latest, stale_after(state))
         .await?;
-    if let Some(revision) = recovered {
-        tracing::warn!(%namespace, release = %name, revision, "recovered a stuck release: marked its pending revision failed");
-    }
-    Ok(())
+    let Some(revision) = recovered else {
+        return Ok(false);
+    };
+    tracing::warn!(%namespace, release = %name, revision, "recovered a stuck release: marked its pending revision failed");
+    Ok(true)
 }
 
 async fn require_release(state: &AppState, path: &ReleasePath) -> Result<HelmRelease, ApiError> {

@@ -93,7 +93,9 @@ pub fn classify(stderr: &str) -> FailureKind {
         FailureKind::ClusterUnreachable
     } else if has("timed out waiting for the condition") || has("context deadline exceeded") {
         FailureKind::TimedOut
-    } else if has("cannot re-use a name that is still in use") {
+    } else if has("cannot re-use a name that is still in use")
+        || has("cannot reuse a name that is still in use")
+    {
         FailureKind::NameInUse
     } else if has("another operation (install/upgrade/rollback) is in progress") {
         FailureKind::OperationInProgress
@@ -142,6 +144,10 @@ mod tests {
         let cases = [
             (
                 "Error: INSTALLATION FAILED: cannot re-use a name that is still in use",
+                FailureKind::NameInUse,
+            ),
+            (
+                "Error: INSTALLATION FAILED: release name check failed: cannot reuse a name that is still in use",
                 FailureKind::NameInUse,
             ),
             (
