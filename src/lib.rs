@@ -46,6 +46,7 @@ use crate::helm::{
     Helm, HelmError, HelmRunner, HelmVersion, ReleaseStore, RunnerConfig, StorageDriver,
 };
 use crate::kube::ApiProbe;
+use crate::kube::discovery::ScopeCache;
 use crate::kube::lease::ReleaseLeases;
 use crate::locks::ReleaseLocks;
 use crate::names::ChartPolicy;
@@ -163,6 +164,16 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     if let Some(plugin) = confine_plugin {
         helm = helm.with_confine_plugin(plugin);
     }
+    let scopes = ScopeCache::default();
+    if config.confine_charts {
+        // Discovery (a call per API group) now, not in the first write.
+        let (scopes, client) = (scopes.clone(), client.clone());
+        tokio::spawn(async move {
+            if let Err(error) = scopes.get(&client).await {
+                tracing::warn!(%error, "API discovery failed; the first install will retry it");
+            }
+        });
+    }
     Ok(AppState(Arc::new(App {
         config,
         helm,
@@ -170,7 +181,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         keys,
         probe,
         locks: ReleaseLocks::with_leases(leases),
-        scopes: Default::default(),
+        scopes,
         chart_policy,
     })))
 }
