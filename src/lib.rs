@@ -19,6 +19,10 @@
 //! - [`locks`]: one operation per release at a time, across replicas too
 //!   (a Lease per release, [`kube::lease`]).
 //! - [`metrics`]: the Prometheus recorder behind `GET /metrics`.
+//!
+//! The binary is also Helm 4's confinement post-renderer: helm runs it as
+//! `paas-operator confine-check …` ([`helm::postrender`]), inside each
+//! install and upgrade.
 
 pub mod api;
 pub mod auth;

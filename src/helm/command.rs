@@ -140,7 +140,9 @@ pub fn rollback(
 }
 
 /// `helm template`: renders the chart with the values on stdin (hooks
-/// included) without asking the cluster anything, for the confinement check.
+/// included) without asking the cluster anything, for the confinement check
+/// with Helm 3 (Helm 4 checks inside install/upgrade, see
+/// [`super::postrender`]).
 /// A server-side dry run would instead be refused by RBAC for exactly the
 /// objects we want to list (and Helm 3's client dry run still reads them).
 pub fn template(
