@@ -127,11 +127,18 @@ pub struct Config {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// Check every install and upgrade on helm's server-side dry run: refuse
-    /// charts that render objects outside the release namespace or
-    /// cluster-scoped objects not allowed below.
+    /// Check every install and upgrade on helm's own rendering (hooks
+    /// included, before anything is created): refuse charts that render
+    /// objects outside the release namespace or cluster-scoped objects not
+    /// allowed below. Helm 4 checks inside its one run (a post-renderer),
+    /// Helm 3 with a `helm template` first.
     #[arg(long, env = "CONFINE_CHARTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub confine_charts: bool,
+
+    /// The program Helm 4 runs as its post-renderer to check confinement
+    /// (this binary's hidden `confine-check` subcommand). Default: this binary.
+    #[arg(long, env = "CONFINE_CHECKER")]
+    pub confine_checker: Option<PathBuf>,
 
     /// Cluster-scoped kinds charts may create (e.g. `ClusterRole`), comma-separated; default none.
     #[arg(long, env = "ALLOWED_CLUSTER_KINDS", value_delimiter = ',')]

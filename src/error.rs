@@ -238,6 +238,20 @@ mod conversions {
                     ref target,
                     kind,
                 } => failed(operation, target, kind),
+                HelmError::NotConfined {
+                    ref namespace,
+                    ref violations,
+                } => ApiError::bad_request(
+                    "chart_not_confined",
+                    crate::helm::confine::refusal(namespace, violations),
+                ),
+                HelmError::ConfineSetup(_) => {
+                    tracing::error!(%error, "confinement check not prepared");
+                    ApiError::internal(
+                        "confinement_unavailable",
+                        "The confinement check could not be prepared",
+                    )
+                }
             }
         }
     }

@@ -21,6 +21,10 @@
 //! - [`locks`]: one operation per release at a time, across replicas too
 //!   (a Lease per release, [`kube::lease`]).
 //! - [`metrics`]: the Prometheus recorder behind `GET /metrics`.
+//!
+//! The binary is also Helm 4's confinement post-renderer: helm runs it as
+//! `paas-operator confine-check …` ([`helm::postrender`]), inside each
+//! install and upgrade.
 
 pub mod api;
 pub mod auth;
@@ -44,9 +48,13 @@ use tokio::net::TcpListener;
 use crate::api::{App, AppState};
 use crate::auth::ApiKeys;
 use crate::config::{Command, Config, LogFormat, ReleaseReads};
-use crate::helm::{Helm, HelmError, HelmRunner, ReleaseStore, RunnerConfig, StorageDriver};
+use crate::helm::postrender::{ConfinePlugin, resolve_checker};
+use crate::helm::{
+    Helm, HelmError, HelmRunner, HelmVersion, ReleaseStore, RunnerConfig, StorageDriver,
+};
 use crate::kube::ApiProbe;
 use crate::kube::cache::{CacheSettings, ReadCache};
+use crate::kube::discovery::ScopeCache;
 use crate::kube::lease::ReleaseLeases;
 use crate::locks::ReleaseLocks;
 use crate::names::ChartPolicy;
@@ -96,7 +104,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     // Before the first helm run, so `helm version` is counted too.
     metrics::handle();
     let reads = config.effective_release_reads()?;
-    let runner_config = RunnerConfig {
+    let mut runner_config = RunnerConfig {
         binary: config.helm_binary.clone(),
         helm_timeout: config.helm_timeout(),
         deadline_margin: Duration::from_secs(config.helm_deadline_margin),
@@ -112,7 +120,6 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         env: without_storage_driver(&runner_config.env),
         ..runner_config.clone()
     });
-    let runner = HelmRunner::new(runner_config);
     let version = Helm::detect_version(&version_runner)
         .await
         .map_err(|error| match error {
@@ -127,6 +134,14 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
                 config.helm_binary
             ),
         })?;
+    let confine_plugin = confine_plugin(&config, &version).await?;
+    if let Some(plugin) = &confine_plugin {
+        runner_config.env.retain(|(key, _)| key != "HELM_PLUGINS");
+        runner_config
+            .env
+            .push(("HELM_PLUGINS".into(), plugin.plugins_dir().into()));
+    }
+    let runner = HelmRunner::new(runner_config);
     let client = kube_client(&config).await?;
     let probe = ApiProbe::start(client.clone(), Duration::from_secs(5));
     let chart_policy = ChartPolicy {
@@ -157,7 +172,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     );
     let store = StorageDriver::from_helm_driver(&config.helm_driver)
         .map(|driver| ReleaseStore::new(client.clone(), driver));
-    let helm = match (reads, store) {
+    let mut helm = match (reads, store) {
         (ReleaseReads::Storage, Some(store)) => Helm::new(runner, store, version),
         (ReleaseReads::Helm, store) => Helm::with_cli_reads(runner, store, version),
         // `effective_release_reads` refuses this already.
@@ -167,6 +182,19 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         ),
     };
     tracing::info!(driver = %config.helm_driver, reads = ?reads, "release reads");
+    if let Some(plugin) = confine_plugin {
+        helm = helm.with_confine_plugin(plugin);
+    }
+    let scopes = ScopeCache::default();
+    if config.confine_charts {
+        // Discovery (a call per API group) now, not in the first write.
+        let (scopes, client) = (scopes.clone(), client.clone());
+        tokio::spawn(async move {
+            if let Err(error) = scopes.get(&client).await {
+                tracing::warn!(%error, "API discovery failed; the first install will retry it");
+            }
+        });
+    }
     // The cache watches the records it decodes: only when reads come from storage.
     let cache = match (reads, StorageDriver::from_helm_driver(&config.helm_driver)) {
         (ReleaseReads::Storage, Some(driver)) if config.read_cache => ReadCache::start(
@@ -187,7 +215,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         probe,
         locks: ReleaseLocks::with_leases(leases),
         cache,
-        scopes: Default::default(),
+        scopes,
         chart_policy,
     })))
 }
@@ -199,6 +227,30 @@ fn without_storage_driver(env: &[(OsString, OsString)]) -> Vec<(OsString, OsStri
         .filter(|(key, _)| key != "HELM_DRIVER" && key != "HELM_DRIVER_SQL_CONNECTION_STRING")
         .cloned()
         .collect()
+}
+
+/// With Helm 4 and `CONFINE_CHARTS`, the post-renderer plugin that checks
+/// confinement inside each install/upgrade, in a private directory under
+/// the temp dir (Helm 3 renders with `helm template` first instead).
+async fn confine_plugin(
+    config: &Config,
+    version: &HelmVersion,
+) -> anyhow::Result<Option<ConfinePlugin>> {
+    if !config.confine_charts || version.major < 4 {
+        return Ok(None);
+    }
+    let checker = match &config.confine_checker {
+        Some(path) => path.clone(),
+        None => {
+            std::env::current_exe().context("cannot tell this binary's path for CONFINE_CHECKER")?
+        }
+    };
+    let checker = resolve_checker(&checker)
+        .with_context(|| format!("CONFINE_CHECKER {} cannot be run", checker.display()))?;
+    let plugin = ConfinePlugin::install(&std::env::temp_dir(), &checker)
+        .await
+        .context("cannot write the confinement post-renderer plugin")?;
+    Ok(Some(plugin))
 }
 
 /// The Kubernetes client: from `--kubeconfig`/KUBECONFIG when given, else
@@ -227,6 +279,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> anyhow::Result<()> {
+    let locks = state.locks.clone();
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
@@ -240,10 +293,10 @@ pub async fn serve(
         finished = &mut server => return finished.context("server task failed")?.context("server failed"),
         _ = stopping_rx => {}
     }
-    match tokio::time::timeout(grace, &mut server).await {
+    let outcome = match tokio::time::timeout(grace, &mut server).await {
         Ok(finished) => finished
-            .context("server task failed")?
-            .context("server failed"),
+            .context("server task failed")
+            .and_then(|served| served.context("server failed")),
         Err(_) => {
             tracing::warn!(
                 grace_s = grace.as_secs(),
@@ -251,8 +304,15 @@ pub async fn serve(
             );
             Ok(())
         }
-    }
+    };
+    // Answered operations give their Lease back in the background.
+    locks.settle(LEASE_SETTLE).await;
+    outcome
 }
+
+/// How long a stopping process waits for answered operations to give their
+/// Leases back (one API call each).
+const LEASE_SETTLE: Duration = Duration::from_secs(5);
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};

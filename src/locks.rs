@@ -3,12 +3,20 @@
 //! release's Lease in the cluster, so replicas exclude each other too. Both
 //! are waited for within one bounded time. Local entries are weak, so the
 //! map only holds releases that have an operation running or waiting.
+//!
+//! Callers answer before the Lease is given back
+//! ([`ReleaseLocks::release_in_background`]): the local lock is kept until
+//! the Lease is deleted, so the next operation on the release in this
+//! process waits for that, and shutdown waits for it too
+//! ([`ReleaseLocks::settle`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::kube::KubeError;
 use crate::kube::lease::{HeldLease, ReleaseLeases};
@@ -51,15 +59,39 @@ impl ReleaseGuard {
 pub struct ReleaseLocks {
     locks: Arc<Mutex<HashMap<Key, Weak<AsyncMutex<()>>>>>,
     leases: Option<ReleaseLeases>,
+    /// Guards being given back after their request was answered.
+    releasing: TaskTracker,
 }
 
 impl ReleaseLocks {
     /// Local locks plus a Lease per release in the cluster.
     pub fn with_leases(leases: ReleaseLeases) -> Self {
         Self {
-            locks: Arc::default(),
             leases: Some(leases),
+            ..Self::default()
         }
+    }
+
+    /// Gives `guard` back without waiting: the Lease is deleted in the
+    /// background, and the local lock is held until it is.
+    pub fn release_in_background(&self, guard: ReleaseGuard) {
+        self.releasing.spawn(guard.release().in_current_span());
+    }
+
+    /// Waits (at most `limit`) for the guards being given back, so that a
+    /// stopping process leaves no Lease behind to block other replicas.
+    pub async fn settle(&self, limit: Duration) {
+        self.releasing.close();
+        if tokio::time::timeout(limit, self.releasing.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                pending = self.releasing.len(),
+                "release leases not given back before exit; they will expire"
+            );
+        }
+        self.releasing.reopen();
     }
 
     /// Waits up to `wait` for the release's lock (and Lease).
@@ -165,7 +197,8 @@ mod tests {
                 .await
                 .is_ok()
         );
-        drop(first);
+        locks.release_in_background(first);
+        locks.settle(Duration::from_secs(1)).await;
         assert!(!locks.is_held("ns", "a"));
         assert!(
             locks

@@ -6,9 +6,15 @@ mod support;
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use kube::Api;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{Major, Operator, assert_error, env, oci_chart, random_release, wait_pods_ready};
+use support::{
+    Major, Operator, assert_error, env, fixture_chart, helm_binary, oci_chart, random_release,
+    recorded_helm_calls, recording_helm, scratch_dir, wait_pods_ready,
+};
 
 fn assert_rfc3339(value: &Value) {
     let text = value.as_str().expect("a string time");
@@ -291,3 +297,158 @@ async fn pending_release_is_found(major: Major) {
     assert_eq!(body["status"], "deployed");
 }
 both_helms!(pending_release_is_found);
+
+/// Asserts a 400 `chart_not_confined` whose detail names every object.
+fn assert_not_confined(status: StatusCode, body: &Value, objects: &[&str]) {
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error(body, "chart_not_confined");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    for object in objects {
+        assert!(detail.contains(object), "{object} missing in: {detail}");
+    }
+}
+
+async fn config_map_exists(op: &Operator, namespace: &str, name: &str) -> bool {
+    Api::<ConfigMap>::namespaced(op.kube.clone(), namespace)
+        .get_opt(name)
+        .await
+        .expect("read config map")
+        .is_some()
+}
+
+/// A chart with a ConfigMap forced into `default` and a ClusterRole: refused
+/// before anything is created, and no release record is left.
+async fn escaping_chart_is_refused_and_creates_nothing(major: Major) {
+    let mut op = Operator::start(major, &[]).await;
+    let ns = op.tenant().await;
+    let name = random_release();
+    let install = json!({"namespace": ns, "name": name, "chart": oci_chart("escape"),
+        "values": {"targetNamespace": "default"}});
+    let (status, body) = op.call(Method::POST, "/api/releases", Some(install)).await;
+    assert_not_confined(
+        status,
+        &body,
+        &[&format!("ConfigMap default/{name}-escaped"), "ClusterRole"],
+    );
+    let role = Api::<ClusterRole>::all(op.kube.clone())
+        .get_opt(&format!("{name}-escape"))
+        .await
+        .expect("read");
+    assert!(role.is_none(), "no ClusterRole may be created");
+    assert!(
+        !config_map_exists(&op, "default", &format!("{name}-escaped")).await,
+        "no ConfigMap may land in default"
+    );
+    let (status, _) = op
+        .call(Method::GET, &format!("/api/releases/{ns}/{name}"), None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "no release record may be left"
+    );
+}
+both_helms!(escaping_chart_is_refused_and_creates_nothing);
+
+/// Hooks are checked too (Helm 4: inside the run; Helm 3: `helm template`),
+/// and so are the items of a `kind: List`, on install and on upgrade. A
+/// refused upgrade leaves the release at its revision.
+async fn escaping_hooks_and_list_items_are_refused(major: Major) {
+    let mut op = Operator::start(major, &[]).await;
+    let ns = op.tenant().await;
+    let chart = fixture_chart("escapehook").await;
+    let name = random_release();
+    let path = format!("/api/releases/{ns}/{name}");
+    let hook = format!("ConfigMap default/{name}-hook");
+    let listed = format!("ConfigMap default/{name}-listed");
+
+    let install =
+        |values: Value| json!({"namespace": ns, "name": name, "chart": chart, "values": values});
+    let (status, body) = op
+        .call(
+            Method::POST,
+            "/api/releases",
+            Some(install(json!({"hookNamespace": "default"}))),
+        )
+        .await;
+    assert_not_confined(status, &body, &[&hook]);
+    let (status, _) = op.call(Method::GET, &path, None).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "no release record may be left"
+    );
+
+    let (status, body) = op
+        .call(Method::POST, "/api/releases", Some(install(json!({}))))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    for values in [
+        json!({"hookNamespace": "default"}),
+        json!({"listNamespace": "default"}),
+    ] {
+        let upgrade = json!({"chart": chart, "values": values});
+        let (status, body) = op.call(Method::PATCH, &path, Some(upgrade)).await;
+        let expected = if values.get("hookNamespace").is_some() {
+            &hook
+        } else {
+            &listed
+        };
+        assert_not_confined(status, &body, &[expected]);
+    }
+    let (status, body) = op
+        .call(Method::GET, &format!("{path}/revisions"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["revisions"].as_array().map(Vec::len),
+        Some(1),
+        "{body}"
+    );
+    assert_eq!(body["revisions"][0]["status"], "deployed", "{body}");
+    for object in [format!("{name}-hook"), format!("{name}-listed")] {
+        assert!(
+            !config_map_exists(&op, "default", &object).await,
+            "{object} landed in default"
+        );
+    }
+}
+both_helms!(escaping_hooks_and_list_items_are_refused);
+
+/// Which helm processes one install runs: Helm 4 checks confinement inside
+/// its single run (a post-renderer), Helm 3 renders with `helm template`
+/// first, and with `CONFINE_CHARTS=false` neither happens.
+async fn helm_runs_per_install(major: Major) {
+    for confine in ["true", "false"] {
+        let dir = scratch_dir("runs");
+        let (wrapper, log) = recording_helm(&helm_binary(major), &dir);
+        let mut op = Operator::start_with_helm(&wrapper, &["--confine-charts", confine]).await;
+        let ns = op.tenant().await;
+        let install = json!({"namespace": ns, "name": random_release(), "chart": oci_chart("web"), "version": "0.1.0"});
+        let (status, body) = op.call(Method::POST, "/api/releases", Some(install)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let calls = recorded_helm_calls(&log);
+        let commands: Vec<&str> = calls
+            .iter()
+            .map(|c| c.split(' ').next().unwrap_or_default())
+            .collect();
+        let post_rendered = calls
+            .iter()
+            .any(|c| c.contains("--post-renderer paas-confine"));
+        match (major, confine) {
+            (Major::Helm4, "true") => {
+                assert_eq!(commands, ["install"], "{calls:?}");
+                assert!(post_rendered, "{calls:?}");
+            }
+            (Major::Helm3, "true") => assert_eq!(commands, ["template", "install"], "{calls:?}"),
+            _ => assert_eq!(commands, ["install"], "{calls:?}"),
+        }
+        if major == Major::Helm3 || confine == "false" {
+            assert!(!post_rendered, "{calls:?}");
+        }
+        drop(op);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+both_helms!(helm_runs_per_install);

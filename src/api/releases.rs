@@ -2,11 +2,15 @@
 //! revisions and report pods of a Helm release.
 //!
 //! Reads come from the watch-fed read cache (`kube::cache`) or, when it
-//! cannot answer, from Helm's storage; never from a helm process. Every write holds the
-//! release's lock, checks the release exists (or not) first, runs helm, and
-//! emits one audit event.
+//! cannot answer, from Helm's storage; never from a helm process. Every
+//! write holds the release's lock, runs helm, and emits one audit event.
+//! Install and upgrade leave it to helm to refuse a name in use or a missing
+//! or pending release (it checks before changing anything), and read the
+//! release only then, so their happy path makes no Kubernetes call but the
+//! Lease besides helm's own: a consistent LIST of Secrets can wait up to
+//! ~100 ms for the API server's watch cache. With Helm 3 and confinement,
+//! which renders first, they read the release before the render instead.
 
-use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +25,8 @@ use super::AppState;
 use super::extract::{ApiJson, ReleasePath};
 use crate::auth::KeyId;
 use crate::error::{ApiError, ErrorBody};
-use crate::helm::confine::violations;
-use crate::helm::{ChartArgs, HelmRelease, ValuesMode, merge_values};
+use crate::helm::confine::Rules;
+use crate::helm::{ChartArgs, FailureKind, HelmError, HelmRelease, ValuesMode, merge_values};
 use crate::kube::cache::{CachedRevision, Expectation};
 use crate::kube::namespace::{TenantQuota, ensure_tenant};
 use crate::kube::pods::release_pods;
@@ -77,7 +81,10 @@ pub async fn install_release(
         }
         // The release's Lease lives in its namespace, so that comes first.
         locked(&state, &namespace, &name, async {
-            if state.helm.latest(&namespace, &name).await?.is_some() {
+            // helm refuses a name in use itself (the same 409, and without
+            // our reading the release first); before a separate render,
+            // refuse it before paying for that.
+            if renders_first(&state) && state.helm.latest(&namespace, &name).await?.is_some() {
                 return Err(ApiError::conflict(
                     "release_exists",
                     format!("Release {namespace}/{name} already exists"),
@@ -88,10 +95,11 @@ pub async fn install_release(
                 version: version.as_ref(),
                 plain_http: chart.plain_http(&state.chart_policy),
             };
-            check_confinement(&state, &namespace, &name, chart_args, false, &values).await?;
+            let confine =
+                check_confinement(&state, &namespace, &name, chart_args, false, &values).await?;
             Ok(state
                 .helm
-                .install(&namespace, &name, chart_args, &values)
+                .install(&namespace, &name, chart_args, &values, confine.as_ref())
                 .await?)
         })
         .await
@@ -158,24 +166,36 @@ pub async fn upgrade_release(
     let ReleasePath { namespace, name } = &path;
 
     let outcome = locked(&state, namespace, name, async {
-        let previous = require_release(&state, &path).await?;
-        recover_if_stuck(&state, namespace, name).await?;
         let chart_args = ChartArgs {
             chart: &chart,
             version: version.as_ref(),
             plain_http: chart.plain_http(&state.chart_policy),
         };
-        let effective = match mode {
-            ValuesMode::Reuse => {
-                merge_values(&previous.config.clone().unwrap_or_default(), &values)
+        // A separate render needs the values helm will use, so the release
+        // is read first; else only when helm refuses the upgrade (below).
+        let effective = if renders_first(&state) {
+            let previous = require_release(&state, &path).await?;
+            recover_if_stuck(&state, namespace, name, &previous).await?;
+            match mode {
+                ValuesMode::Reuse => {
+                    merge_values(&previous.config.clone().unwrap_or_default(), &values)
+                }
+                ValuesMode::Reset => values.clone(),
             }
-            ValuesMode::Reset => values.clone(),
+        } else {
+            values.clone()
         };
-        check_confinement(&state, namespace, name, chart_args, true, &effective).await?;
-        Ok(state
-            .helm
-            .upgrade(namespace, name, chart_args, mode, &values)
-            .await?)
+        let confine =
+            check_confinement(&state, namespace, name, chart_args, true, &effective).await?;
+        let upgrade = || {
+            state
+                .helm
+                .upgrade(namespace, name, chart_args, mode, &values, confine.as_ref())
+        };
+        match upgrade().await {
+            Ok(release) => Ok(release),
+            Err(refused) => retry_if_recovered(&state, &path, refused, upgrade).await,
+        }
     })
     .await;
     expect_after_write(&state, (namespace, name), &outcome, expect_release);
@@ -232,11 +252,12 @@ pub async fn rollback_release(
     let ReleasePath { namespace, name } = &path;
     let wanted = request.revision.filter(|r| *r > 0);
     let outcome = locked(&state, namespace, name, async {
-        recover_if_stuck(&state, namespace, name).await?;
         let history = state.helm.history(namespace, name).await?;
         let Some(latest) = history.last() else {
             return Err(release_not_found(&path));
         };
+        // Only revision numbers are used below, which recovery leaves as they are.
+        recover_if_stuck(&state, namespace, name, latest).await?;
         let target = match wanted {
             Some(revision) => revision,
             None => latest
@@ -369,9 +390,53 @@ async fn is_stuck(state: &AppState, path: &ReleasePath, release: &HelmRelease) -
         && !state.locks.is_held_anywhere(namespace, name).await
 }
 
-/// Renders the install or upgrade with `helm template` (real values) and
-/// refuses it (400, listing the objects) when the chart would escape its
-/// namespace or create cluster-scoped objects that are not allowed.
+/// True when installs and upgrades are rendered with `helm template` before
+/// they run (Helm 3 with confinement), so before helm itself looks at the
+/// release.
+fn renders_first(state: &AppState) -> bool {
+    state.config.confine_charts && !state.helm.confines_in_run()
+}
+
+/// helm refuses an upgrade of a release that is missing, or whose latest
+/// revision is `pending-*`, before it changes anything; only then is the
+/// release read: 404 when it is missing, and a stale pending revision is
+/// recovered and the upgrade tried once more. Anything else is `refused`.
+async fn retry_if_recovered<Retry, Fut>(
+    state: &AppState,
+    path: &ReleasePath,
+    refused: HelmError,
+    retry: Retry,
+) -> Result<HelmRelease, ApiError>
+where
+    Retry: FnOnce() -> Fut,
+    Fut: Future<Output = Result<HelmRelease, HelmError>>,
+{
+    let HelmError::Failed { kind, .. } = &refused else {
+        return Err(refused.into());
+    };
+    let kind = *kind;
+    if !matches!(
+        kind,
+        FailureKind::NoDeployedRelease
+            | FailureKind::ReleaseNotFound
+            | FailureKind::OperationInProgress
+    ) {
+        return Err(refused.into());
+    }
+    let latest = require_release(state, path).await?;
+    if kind == FailureKind::OperationInProgress
+        && recover_if_stuck(state, &path.namespace, &path.name, &latest).await?
+    {
+        return Ok(retry().await?);
+    }
+    Err(refused.into())
+}
+
+/// Confinement of an install or upgrade (unless `CONFINE_CHARTS=false`).
+/// With Helm 4 the helm run checks itself: the rules it needs are returned.
+/// With Helm 3 the chart is rendered first with `helm template` (real values,
+/// hooks included) and refused here (400, listing the objects) when it would
+/// escape its namespace or create cluster-scoped objects that are not allowed.
 async fn check_confinement(
     state: &AppState,
     namespace: &TenantNamespace,
@@ -379,33 +444,38 @@ async fn check_confinement(
     chart: ChartArgs<'_>,
     is_upgrade: bool,
     values: &Map<String, Value>,
-) -> Result<(), ApiError> {
+) -> Result<Option<Rules>, ApiError> {
     if !state.config.confine_charts {
-        return Ok(());
+        return Ok(None);
+    }
+    let scopes = state.scopes.get(&state.client).await?;
+    let rules = Rules {
+        namespace: namespace.as_str().to_owned(),
+        allowed_cluster_kinds: state
+            .config
+            .allowed_cluster_kinds
+            .iter()
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty())
+            .collect(),
+        cluster_scoped: scopes.as_ref().clone(),
+    };
+    if state.helm.confines_in_run() {
+        return Ok(Some(rules));
     }
     let rendered = state
         .helm
         .render(namespace, name, chart, is_upgrade, values)
         .await?;
-    let scopes = state.scopes.get(&state.client).await?;
-    let allowed: HashSet<String> = state
-        .config
-        .allowed_cluster_kinds
-        .iter()
-        .map(|k| k.trim().to_owned())
-        .collect();
-    let found = violations(&rendered, namespace.as_str(), &allowed, scopes.as_ref());
-    if found.is_empty() {
-        return Ok(());
+    let violations = rules.check(&rendered);
+    if violations.is_empty() {
+        return Ok(None);
     }
-    let listed: Vec<String> = found.iter().map(ToString::to_string).collect();
-    Err(ApiError::bad_request(
-        "chart_not_confined",
-        format!(
-            "The chart would create objects outside namespace {namespace}: {}",
-            listed.join("; ")
-        ),
-    ))
+    Err(HelmError::NotConfined {
+        namespace: rules.namespace,
+        violations,
+    }
+    .into())
 }
 
 async fn lock(
@@ -439,7 +509,10 @@ async fn lock(
 }
 
 /// Runs `operation` holding the release's lock (and Lease), then gives them
-/// back; the operation is a lazy future, so nothing runs before the lock is held.
+/// back; the operation is a lazy future, so nothing runs before the lock is
+/// held. The answer does not wait for the Lease's deletion (one API round
+/// trip): the local lock is held until it is done, so the next operation
+/// on this release in this process still waits for it.
 pub(super) async fn locked<T>(
     state: &AppState,
     namespace: &TenantNamespace,
@@ -448,7 +521,7 @@ pub(super) async fn locked<T>(
 ) -> Result<T, ApiError> {
     let guard = lock(state, namespace, name).await?;
     let outcome = operation.await;
-    guard.release().await;
+    state.locks.release_in_background(guard);
     outcome
 }
 
@@ -460,20 +533,23 @@ fn stale_after(state: &AppState) -> Duration {
 
 /// Marks an abandoned `pending-*` latest revision failed, as Flux's
 /// helm-controller does, so the next helm operation can proceed. Called with
-/// the release's lock and Lease held, so no replica runs helm on it.
+/// the release's lock and Lease held, so no replica runs helm on it, and with
+/// the latest revision the caller has just read under them.
 async fn recover_if_stuck(
     state: &AppState,
     namespace: &TenantNamespace,
     name: &ReleaseName,
-) -> Result<(), ApiError> {
+    latest: &HelmRelease,
+) -> Result<bool, ApiError> {
     let recovered = state
         .helm
-        .recover_stale_pending(namespace, name, stale_after(state))
+        .recover_stale_pending(namespace, name, latest, stale_after(state))
         .await?;
-    if let Some(revision) = recovered {
-        tracing::warn!(%namespace, release = %name, revision, "recovered a stuck release: marked its pending revision failed");
-    }
-    Ok(())
+    let Some(revision) = recovered else {
+        return Ok(false);
+    };
+    tracing::warn!(%namespace, release = %name, revision, "recovered a stuck release: marked its pending revision failed");
+    Ok(true)
 }
 
 /// Where a read was answered from, sent as `X-Served-From: cache` or `api`

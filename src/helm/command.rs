@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use super::postrender::PostRenderArgs;
 use crate::names::{ChartRef, ChartVersion, ReleaseName, TenantNamespace};
 
 /// The chart part of an install or upgrade.
@@ -51,11 +52,24 @@ fn chart_tail(args: &mut Vec<String>, name: &ReleaseName, chart: ChartArgs<'_>) 
     args.extend(["--".into(), name.as_str().into(), positional]);
 }
 
+/// Helm 4's `--post-renderer PLUGIN --post-renderer-args A …` (the
+/// confinement check inside the run).
+fn post_renderer(args: &mut Vec<String>, post_render: Option<&PostRenderArgs>) {
+    let Some(post_render) = post_render else {
+        return;
+    };
+    args.extend(["--post-renderer".into(), post_render.plugin.into()]);
+    for arg in &post_render.args {
+        args.extend(["--post-renderer-args".into(), arg.clone()]);
+    }
+}
+
 /// `helm install`, values on stdin, JSON release on stdout.
 pub fn install(
     namespace: &TenantNamespace,
     name: &ReleaseName,
     chart: ChartArgs<'_>,
+    post_render: Option<&PostRenderArgs>,
     timeout: Duration,
 ) -> Vec<String> {
     let mut args = vec!["install".to_owned()];
@@ -66,6 +80,7 @@ pub fn install(
         "--values".into(),
         "-".into(),
     ]);
+    post_renderer(&mut args, post_render);
     chart_tail(&mut args, name, chart);
     args
 }
@@ -76,6 +91,7 @@ pub fn upgrade(
     name: &ReleaseName,
     chart: ChartArgs<'_>,
     mode: ValuesMode,
+    post_render: Option<&PostRenderArgs>,
     timeout: Duration,
 ) -> Vec<String> {
     let mut args = vec!["upgrade".to_owned()];
@@ -90,6 +106,7 @@ pub fn upgrade(
         ValuesMode::Reuse => "--reuse-values".into(),
         ValuesMode::Reset => "--reset-values".into(),
     });
+    post_renderer(&mut args, post_render);
     chart_tail(&mut args, name, chart);
     args
 }
@@ -123,7 +140,9 @@ pub fn rollback(
 }
 
 /// `helm template`: renders the chart with the values on stdin (hooks
-/// included) without asking the cluster anything, for the confinement check.
+/// included) without asking the cluster anything, for the confinement check
+/// with Helm 3 (Helm 4 checks inside install/upgrade, see
+/// [`super::postrender`]).
 /// A server-side dry run would instead be refused by RBAC for exactly the
 /// objects we want to list (and Helm 3's client dry run still reads them).
 pub fn template(
@@ -276,6 +295,7 @@ mod tests {
                 version: Some(&version),
                 plain_http: true,
             },
+            None,
             Duration::from_secs(300),
         );
         assert_eq!(
@@ -300,11 +320,40 @@ mod tests {
                 plain_http: false,
             },
             ValuesMode::Reset,
+            None,
             Duration::from_secs(60),
         );
         assert_eq!(
             args.join(" "),
             "upgrade --namespace paas-ws-3f9a0c1d --timeout 60s --output json --values - --reset-values --repo https://charts.example.com -- svc-1a2b3c4d web"
+        );
+    }
+
+    #[test]
+    fn post_renderer_options_come_before_the_end_of_options() {
+        let chart = ChartRef::Oci {
+            url: "oci://r.example/charts/web".into(),
+            host: "r.example".into(),
+        };
+        let post_render = PostRenderArgs {
+            plugin: "paas-confine",
+            args: vec!["/tmp/p/r.rules.json".into(), "/tmp/p/r.report.json".into()],
+        };
+        let args = upgrade(
+            &ns(),
+            &name(),
+            ChartArgs {
+                chart: &chart,
+                version: None,
+                plain_http: false,
+            },
+            ValuesMode::Reuse,
+            Some(&post_render),
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            args.join(" "),
+            "upgrade --namespace paas-ws-3f9a0c1d --timeout 60s --output json --values - --reuse-values --post-renderer paas-confine --post-renderer-args /tmp/p/r.rules.json --post-renderer-args /tmp/p/r.report.json -- svc-1a2b3c4d oci://r.example/charts/web"
         );
     }
 

@@ -1,6 +1,7 @@
 //! Helm failures, classified from helm's stderr so the API can answer with
 //! the right status. The stderr text itself is only logged.
 
+use super::confine::Violation;
 use super::storage::StorageError;
 
 /// Why a helm command failed, as far as its stderr tells.
@@ -72,6 +73,16 @@ pub enum HelmError {
     /// Reading release records failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The chart would create objects outside its namespace (or
+    /// cluster-scoped objects that are not allowed); nothing was created.
+    #[error("the chart is not confined to namespace {namespace}: {} objects", violations.len())]
+    NotConfined {
+        namespace: String,
+        violations: Vec<Violation>,
+    },
+    /// The files of the in-run confinement check could not be written.
+    #[error("cannot prepare the confinement check: {0}")]
+    ConfineSetup(std::io::Error),
 }
 
 /// Classifies helm's stderr (Helm 3 and Helm 4 wording, case-insensitive).
@@ -80,9 +91,15 @@ pub fn classify(stderr: &str) -> FailureKind {
     let has = |needle: &str| text.contains(needle);
     if has("kubernetes cluster unreachable") {
         FailureKind::ClusterUnreachable
+    } else if has("unable to instantiate sql driver") {
+        // Helm's storage (HELM_DRIVER=sql) is down: not the chart source,
+        // although its wording ("connection refused") is the same.
+        FailureKind::Other
     } else if has("timed out waiting for the condition") || has("context deadline exceeded") {
         FailureKind::TimedOut
-    } else if has("cannot re-use a name that is still in use") {
+    } else if has("cannot re-use a name that is still in use")
+        || has("cannot reuse a name that is still in use")
+    {
         FailureKind::NameInUse
     } else if has("another operation (install/upgrade/rollback) is in progress") {
         FailureKind::OperationInProgress
@@ -134,6 +151,10 @@ mod tests {
                 FailureKind::NameInUse,
             ),
             (
+                "Error: INSTALLATION FAILED: release name check failed: cannot reuse a name that is still in use",
+                FailureKind::NameInUse,
+            ),
+            (
                 "Error: UPGRADE FAILED: another operation (install/upgrade/rollback) is in progress",
                 FailureKind::OperationInProgress,
             ),
@@ -173,6 +194,10 @@ mod tests {
             (
                 "Error: INSTALLATION FAILED: failed to do request: Head \"http://127.0.0.1:5999/v2/charts/web/manifests/0.1.0\": dial tcp 127.0.0.1:5999: connect: connection refused",
                 FailureKind::ChartSourceUnreachable,
+            ),
+            (
+                "helm.go:83: unable to instantiate SQL driver: dial tcp 127.0.0.1:1: connect: connection refused",
+                FailureKind::Other,
             ),
             (
                 "Error: INSTALLATION FAILED: 127.0.0.1:5000/charts/nope:0.1.0: not found",

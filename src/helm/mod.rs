@@ -16,15 +16,22 @@
 //!
 //! Both give the same [`HelmRelease`] values (history from the CLI carries
 //! summaries only: no values, no manifest).
+//!
+//! With Helm 4, installs and upgrades check confinement inside their own
+//! helm run ([`postrender`]); with Helm 3 the caller renders first
+//! ([`Helm::render`]) and checks with [`confine`].
 
 pub mod cli_reads;
 pub mod command;
 pub mod confine;
 pub mod error;
+pub mod postrender;
 pub mod recovery;
 pub mod release;
 pub mod runner;
 pub mod storage;
+
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -35,6 +42,8 @@ pub use runner::{HelmRunner, Invocation, RunnerConfig};
 pub use storage::{ReleaseStore, StorageDriver, StorageError};
 
 use crate::names::{ReleaseName, TenantNamespace};
+use confine::Rules;
+use postrender::{ConfinePlugin, ConfineRun};
 
 /// The helm binary's version, detected at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +71,8 @@ pub struct Helm {
     runner: HelmRunner,
     reads: Reads,
     version: HelmVersion,
+    /// Set with Helm 4 when charts are confined: the post-renderer plugin.
+    confine_plugin: Option<Arc<ConfinePlugin>>,
 }
 
 /// Where reads come from.
@@ -85,6 +96,7 @@ impl Helm {
             runner,
             reads: Reads::Storage(store),
             version,
+            confine_plugin: None,
         }
     }
 
@@ -100,12 +112,26 @@ impl Helm {
             runner,
             reads: Reads::Cli { store },
             version,
+            confine_plugin: None,
         }
     }
 
     /// True when reads run the helm CLI.
     pub fn reads_through_cli(&self) -> bool {
         matches!(self.reads, Reads::Cli { .. })
+    }
+
+    /// Checks confinement inside install and upgrade runs with `plugin`
+    /// (Helm 4 only; the runner must give helm its `HELM_PLUGINS`).
+    pub fn with_confine_plugin(mut self, plugin: ConfinePlugin) -> Self {
+        self.confine_plugin = Some(Arc::new(plugin));
+        self
+    }
+
+    /// True when install and upgrade check confinement themselves (given
+    /// rules); else the caller must check a [`Helm::render`] first.
+    pub fn confines_in_run(&self) -> bool {
+        self.confine_plugin.is_some()
     }
 
     /// Runs `helm version` and checks it is Helm 3 or 4.
@@ -177,18 +203,32 @@ impl Helm {
         }
     }
 
+    /// `helm install`; with `confine` (see [`Helm::confines_in_run`]) the
+    /// run refuses a chart that breaks those rules before creating anything.
     pub async fn install(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
         chart: ChartArgs<'_>,
         values: &Map<String, Value>,
+        confine: Option<&Rules>,
     ) -> Result<HelmRelease, HelmError> {
-        let args = command::install(namespace, name, chart, self.runner.helm_timeout());
-        self.write("install", namespace, name, args, Some(values))
-            .await
+        let check = self.prepare_check(confine).await?;
+        let post_render = check.as_ref().map(ConfineRun::post_render_args);
+        let args = command::install(
+            namespace,
+            name,
+            chart,
+            post_render.as_ref(),
+            self.runner.helm_timeout(),
+        );
+        let outcome = self
+            .write("install", namespace, name, args, Some(values))
+            .await;
+        refused_or(outcome, check, namespace).await
     }
 
+    /// `helm upgrade`; `confine` as for [`Helm::install`].
     pub async fn upgrade(
         &self,
         namespace: &TenantNamespace,
@@ -196,10 +236,37 @@ impl Helm {
         chart: ChartArgs<'_>,
         mode: ValuesMode,
         values: &Map<String, Value>,
+        confine: Option<&Rules>,
     ) -> Result<HelmRelease, HelmError> {
-        let args = command::upgrade(namespace, name, chart, mode, self.runner.helm_timeout());
-        self.write("upgrade", namespace, name, args, Some(values))
+        let check = self.prepare_check(confine).await?;
+        let post_render = check.as_ref().map(ConfineRun::post_render_args);
+        let args = command::upgrade(
+            namespace,
+            name,
+            chart,
+            mode,
+            post_render.as_ref(),
+            self.runner.helm_timeout(),
+        );
+        let outcome = self
+            .write("upgrade", namespace, name, args, Some(values))
+            .await;
+        refused_or(outcome, check, namespace).await
+    }
+
+    /// The files of an in-run check, when there is one to make.
+    async fn prepare_check(
+        &self,
+        confine: Option<&Rules>,
+    ) -> Result<Option<ConfineRun>, HelmError> {
+        let (Some(rules), Some(plugin)) = (confine, &self.confine_plugin) else {
+            return Ok(None);
+        };
+        plugin
+            .prepare(rules)
             .await
+            .map(Some)
+            .map_err(HelmError::ConfineSetup)
     }
 
     /// Renders the chart with `values` (`helm template`, hooks included):
@@ -286,6 +353,28 @@ impl Helm {
                 target: target(namespace, name),
                 kind: FailureKind::ReleaseNotFound,
             })
+    }
+}
+
+/// A failed checked run whose checker refused the chart becomes
+/// [`HelmError::NotConfined`]; anything else is passed on.
+async fn refused_or(
+    outcome: Result<HelmRelease, HelmError>,
+    check: Option<ConfineRun>,
+    namespace: &TenantNamespace,
+) -> Result<HelmRelease, HelmError> {
+    let Some(check) = check else {
+        return outcome;
+    };
+    if !matches!(outcome, Err(HelmError::Failed { .. })) {
+        return outcome;
+    }
+    match check.violations().await {
+        Some(violations) => Err(HelmError::NotConfined {
+            namespace: namespace.as_str().to_owned(),
+            violations,
+        }),
+        None => outcome,
     }
 }
 

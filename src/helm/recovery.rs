@@ -38,18 +38,18 @@ impl HelmRelease {
 }
 
 impl Helm {
-    /// Marks the latest revision `failed` when it is a stale `pending-*`
-    /// (see [`HelmRelease::is_stale_pending`]); returns that revision. The
-    /// caller must hold the release's lock and Lease.
+    /// Marks `latest` (the release's newest revision, read by the caller
+    /// with the release's lock and Lease held) `failed` when it is a stale
+    /// `pending-*` (see [`HelmRelease::is_stale_pending`]); returns that
+    /// revision. The record is re-read and written back checked against its
+    /// `resourceVersion`.
     pub async fn recover_stale_pending(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
+        latest: &HelmRelease,
         limit: Duration,
     ) -> Result<Option<u32>, HelmError> {
-        let Some(latest) = self.latest(namespace, name).await? else {
-            return Ok(None);
-        };
         if !latest.is_stale_pending(limit) {
             return Ok(None);
         }

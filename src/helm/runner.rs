@@ -1,7 +1,9 @@
 //! Runs the helm binary as a child process without blocking the runtime.
 //!
 //! - argv only, built by [`super::command`]; the environment is cleared and
-//!   only what helm needs is passed on (never our API keys);
+//!   only what helm needs is passed on (never our API keys), plus, with
+//!   Helm 4 and confinement, `HELM_PLUGINS` for the operator's own
+//!   post-renderer plugin ([`super::postrender`]);
 //! - values are written to helm's stdin and never touch the disk;
 //! - at most `max_parallel` helm processes run at once; a caller waits a
 //!   bounded time for a slot, then gets [`HelmError::Busy`];

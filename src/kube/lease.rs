@@ -11,7 +11,13 @@
 //! replicas racing for the same Lease cannot both win. The duration covers a
 //! whole operation (helm timeout + our margin + kill grace), so a replica that
 //! dies mid-operation blocks the release for at most that long.
+//!
+//! The common case costs one call each way: the Lease is created without
+//! reading it first (it is normally absent, since every holder deletes it),
+//! and deleted with a precondition on the `uid` and `resourceVersion` of
+//! our last write (so never after another replica took it over).
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -26,6 +32,9 @@ use super::KubeError;
 pub const LEASE_PREFIX: &str = "paas-operator.";
 /// How often a waiting request looks at the Lease again.
 const POLL: Duration = Duration::from_millis(250);
+/// The first look again comes sooner: a holder that has just answered its
+/// caller deletes its Lease a round trip later.
+const FIRST_POLL: Duration = Duration::from_millis(50);
 
 /// This process's claim on release Leases.
 #[derive(Clone)]
@@ -40,8 +49,20 @@ pub struct HeldLease {
     api: Api<Lease>,
     name: String,
     identity: String,
+    /// `uid` and `resourceVersion` of our last write (the renewer updates it).
+    written: Written,
     renewer: JoinHandle<()>,
     released: bool,
+}
+
+/// The preconditions for deleting the Lease as we last wrote it.
+type Written = Arc<Mutex<Preconditions>>;
+
+fn preconditions(lease: &Lease) -> Preconditions {
+    Preconditions {
+        resource_version: lease.metadata.resource_version.clone(),
+        uid: lease.metadata.uid.clone(),
+    }
 }
 
 /// The name of a release's Lease.
@@ -75,26 +96,31 @@ impl ReleaseLeases {
         let api: Api<Lease> = Api::namespaced(self.client.clone(), namespace);
         let name = lease_name(release);
         let started = tokio::time::Instant::now();
+        let mut poll = FIRST_POLL;
         loop {
-            if self.try_take(&api, &name).await? {
+            if let Some(taken) = self.try_take(&api, &name).await? {
+                let written = Arc::new(Mutex::new(preconditions(&taken)));
                 let renewer = tokio::spawn(renew(
                     api.clone(),
                     name.clone(),
                     self.identity.clone(),
                     self.duration,
+                    written.clone(),
                 ));
                 return Ok(Some(HeldLease {
                     api,
                     name,
                     identity: self.identity.clone(),
+                    written,
                     renewer,
                     released: false,
                 }));
             }
-            if started.elapsed() + POLL > wait {
+            if started.elapsed() + poll > wait {
                 return Ok(None);
             }
-            tokio::time::sleep(POLL).await;
+            tokio::time::sleep(poll).await;
+            poll = (poll * 2).min(POLL);
         }
     }
 
@@ -116,38 +142,44 @@ impl ReleaseLeases {
     }
 
     /// One attempt: create when absent, take over when free or expired.
-    async fn try_take(&self, api: &Api<Lease>, name: &str) -> Result<bool, KubeError> {
+    /// Returns the Lease as written when we hold it now.
+    async fn try_take(&self, api: &Api<Lease>, name: &str) -> Result<Option<Lease>, KubeError> {
         let now = jiff::Timestamp::now();
+        let lease = Lease {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                labels: Some(
+                    [(
+                        "app.kubernetes.io/managed-by".to_owned(),
+                        "paas-operator".to_owned(),
+                    )]
+                    .into(),
+                ),
+                ..ObjectMeta::default()
+            },
+            spec: Some(self.spec(now, 0)),
+        };
+        match api.create(&PostParams::default(), &lease).await {
+            Ok(created) => return Ok(Some(created)),
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(source) => {
+                return Err(KubeError::Api {
+                    action: "creating a release lease",
+                    source,
+                });
+            }
+        }
+        // It exists: free (released without delete), expired, or held.
         let existing = api
             .get_opt(name)
             .await
             .map_err(KubeError::api("reading a release lease"))?;
         let Some(mut lease) = existing else {
-            let lease = Lease {
-                metadata: ObjectMeta {
-                    name: Some(name.to_owned()),
-                    labels: Some(
-                        [(
-                            "app.kubernetes.io/managed-by".to_owned(),
-                            "paas-operator".to_owned(),
-                        )]
-                        .into(),
-                    ),
-                    ..ObjectMeta::default()
-                },
-                spec: Some(self.spec(now, 0)),
-            };
-            return match api.create(&PostParams::default(), &lease).await {
-                Ok(_) => Ok(true),
-                Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
-                Err(source) => Err(KubeError::Api {
-                    action: "creating a release lease",
-                    source,
-                }),
-            };
+            // Deleted in between: the next attempt creates it.
+            return Ok(None);
         };
         if active_holder(&lease, now).is_some_and(|holder| holder != self.identity) {
-            return Ok(false);
+            return Ok(None);
         }
         let transitions = lease
             .spec
@@ -158,8 +190,8 @@ impl ReleaseLeases {
         // `lease` carries the resourceVersion we read: a replica that wrote
         // in between makes this a 409, and we look again.
         match api.replace(name, &PostParams::default(), &lease).await {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => Ok(false),
+            Ok(replaced) => Ok(Some(replaced)),
+            Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => Ok(None),
             Err(source) => Err(KubeError::Api {
                 action: "taking over a release lease",
                 source,
@@ -191,7 +223,13 @@ fn active_holder(lease: &Lease, now: jiff::Timestamp) -> Option<&str> {
 }
 
 /// Renews the Lease every third of its duration while it is ours.
-async fn renew(api: Api<Lease>, name: String, identity: String, duration: Duration) {
+async fn renew(
+    api: Api<Lease>,
+    name: String,
+    identity: String,
+    duration: Duration,
+    written: Written,
+) {
     let period = (duration / 3).max(Duration::from_secs(1));
     loop {
         tokio::time::sleep(period).await;
@@ -216,18 +254,42 @@ async fn renew(api: Api<Lease>, name: String, identity: String, duration: Durati
         if let Some(spec) = lease.spec.as_mut() {
             spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
         }
-        if let Err(error) = api.replace(&name, &PostParams::default(), &lease).await {
-            tracing::warn!(%error, lease = %name, "cannot renew release lease");
+        match api.replace(&name, &PostParams::default(), &lease).await {
+            Ok(renewed) => {
+                *written.lock().unwrap_or_else(|e| e.into_inner()) = preconditions(&renewed);
+            }
+            Err(error) => tracing::warn!(%error, lease = %name, "cannot renew release lease"),
         }
     }
 }
 
 impl HeldLease {
-    /// Gives the Lease up (deletes it if it is still ours).
+    /// Gives the Lease up: one delete, preconditioned on our last write.
+    /// When that no longer matches (a renewal whose answer we did not see,
+    /// or a takeover after expiry) the Lease is read and deleted only if it
+    /// is still ours.
     pub async fn release(mut self) {
         self.renewer.abort();
         self.released = true;
-        delete_if_ours(&self.api, &self.name, &self.identity).await;
+        let written = self
+            .written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let params = DeleteParams {
+            preconditions: Some(written),
+            ..DeleteParams::default()
+        };
+        match self.api.delete(&self.name, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                delete_if_ours(&self.api, &self.name, &self.identity).await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, lease = %self.name, "cannot delete release lease; it will expire");
+            }
+        }
     }
 }
 

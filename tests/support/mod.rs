@@ -46,6 +46,46 @@ pub fn oci_chart(chart: &str) -> String {
     format!("oci://{}/charts/{chart}", env("OCI_REGISTRY"))
 }
 
+/// Packages `tests/fixtures/charts/<chart>` and pushes it to the local
+/// registry (once per test binary); returns its `oci://` reference.
+pub async fn fixture_chart(chart: &str) -> String {
+    static PUSHED: tokio::sync::Mutex<Vec<String>> = tokio::sync::Mutex::const_new(Vec::new());
+    let mut pushed = PUSHED.lock().await;
+    if !pushed.iter().any(|c| c == chart) {
+        let dir = scratch_dir("chart");
+        let helm = helm_binary(Major::Helm4);
+        let fixture = format!(
+            "{}/tests/fixtures/charts/{chart}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let package = tokio::process::Command::new(&helm)
+            .args(["package", &fixture, "-d"])
+            .arg(&dir)
+            .output()
+            .await
+            .expect("helm package");
+        assert!(package.status.success(), "{package:?}");
+        let tgz = std::fs::read_dir(&dir)
+            .expect("package dir")
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .find(|path| path.extension().is_some_and(|e| e == "tgz"))
+            .expect("packaged chart");
+        let push = tokio::process::Command::new(&helm)
+            .arg("push")
+            .arg(&tgz)
+            .arg(format!("oci://{}/charts", env("OCI_REGISTRY")))
+            .arg("--plain-http")
+            .output()
+            .await
+            .expect("helm push");
+        assert!(push.status.success(), "{push:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+        pushed.push(chart.to_owned());
+    }
+    oci_chart(chart)
+}
+
 /// A random tenant namespace name, `paas-ws-` + 8 hex digits.
 pub fn random_namespace() -> String {
     format!("paas-ws-{:08x}", rand::rng().random::<u32>())
@@ -88,6 +128,10 @@ impl Operator {
             "120",
             "--release-lock-wait",
             "2",
+            // The operator runs inside this test binary: Helm 4's
+            // confinement post-renderer is the real operator binary.
+            "--confine-checker",
+            env!("CARGO_BIN_EXE_paas-operator"),
         ];
         args.extend_from_slice(extra);
         // With OPERATOR_KUBECONFIG (set by scripts/test) the operator and its

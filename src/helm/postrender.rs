@@ -1,0 +1,371 @@
+//! Confinement inside the one helm run (Helm 4): a `postrenderer/v1`
+//! plugin whose program is this binary's hidden `confine-check` subcommand.
+//!
+//! ```text
+//!  operator: writes <run>.rules.json (namespace, allowed kinds, cluster-scoped kinds)
+//!     │  helm install … --post-renderer paas-confine
+//!     │                --post-renderer-args <run>.rules.json --post-renderer-args <run>.report.json
+//!     ▼
+//!  helm 4 ── templates + hooks (stdin) ──> paas-operator confine-check <rules> <report>
+//!         <── the same manifests (stdout), exit 0
+//!          or exit 1 and <report> lists the violations (helm swallows the
+//!             plugin's stderr), before helm stores or creates anything
+//!  operator: helm failed and <report> exists → 400 chart_not_confined
+//! ```
+//!
+//! The plugin lives in a private directory the operator writes at start and
+//! gives helm as `HELM_PLUGINS`. Helm 3 runs post-renderers as an executable
+//! and without hooks, so with Helm 3 the operator keeps its separate
+//! `helm template` check.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use super::confine::{Rules, Violation};
+
+/// The hidden subcommand helm runs (`paas-operator confine-check RULES REPORT`).
+pub const CHECKER_SUBCOMMAND: &str = "confine-check";
+/// The plugin's name, given to helm as `--post-renderer`.
+pub const PLUGIN_NAME: &str = "paas-confine";
+/// What the checker prints for a chart that renders nothing: helm refuses an
+/// empty post-renderer output, and a comment is no object.
+const NOTHING_RENDERED: &str = "# no objects\n";
+
+/// The plugin directory of this process; removed when dropped.
+#[derive(Debug)]
+pub struct ConfinePlugin {
+    root: PathBuf,
+    checker: PathBuf,
+}
+
+/// The arguments one helm run needs for the post-renderer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostRenderArgs {
+    pub plugin: &'static str,
+    /// Passed as `--post-renderer-args`, in order.
+    pub args: Vec<String>,
+}
+
+impl ConfinePlugin {
+    /// Writes the plugin into a fresh private directory under `parent`
+    /// (the system temp dir in production). `checker` must be an absolute
+    /// path to an executable that understands [`CHECKER_SUBCOMMAND`].
+    pub async fn install(parent: &Path, checker: &Path) -> std::io::Result<Self> {
+        let root = parent.join(format!("paas-operator-{}", uuid::Uuid::new_v4()));
+        let plugin = Self {
+            root,
+            checker: checker.to_owned(),
+        };
+        plugin.write_files().await?;
+        Ok(plugin)
+    }
+
+    /// Given to helm as `HELM_PLUGINS`.
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.root.join("plugins")
+    }
+
+    fn runs_dir(&self) -> PathBuf {
+        self.root.join("runs")
+    }
+
+    async fn write_files(&self) -> std::io::Result<()> {
+        let mut builder = tokio::fs::DirBuilder::new();
+        builder.recursive(true).mode(0o700);
+        let dir = self.plugins_dir().join(PLUGIN_NAME);
+        builder.create(&dir).await?;
+        builder.create(self.runs_dir()).await?;
+        tokio::fs::write(dir.join("plugin.yaml"), plugin_yaml()).await?;
+        // The checker is linked into the plugin, so its path needs no YAML
+        // quoting and escapes helm's `$VAR` expansion of the command. A hard
+        // link pins the binary this process started with (one replaced on
+        // disk later is not run half-way through an upgrade); across file
+        // systems, a symlink.
+        let link = dir.join("check");
+        match tokio::fs::remove_file(&link).await {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+            _ => {}
+        }
+        if tokio::fs::hard_link(&self.checker, &link).await.is_ok() {
+            return Ok(());
+        }
+        tokio::fs::symlink(&self.checker, &link).await
+    }
+
+    /// Writes the rules of one helm run; the returned value holds its files
+    /// (removed when it is dropped).
+    pub async fn prepare(&self, rules: &Rules) -> std::io::Result<ConfineRun> {
+        let id = uuid::Uuid::new_v4();
+        let run = ConfineRun {
+            rules: self.runs_dir().join(format!("{id}.rules.json")),
+            report: self.runs_dir().join(format!("{id}.report.json")),
+        };
+        let json = serde_json::to_vec(rules)?;
+        if let Err(error) = tokio::fs::write(&run.rules, &json).await {
+            if error.kind() != std::io::ErrorKind::NotFound {
+                return Err(error);
+            }
+            // Someone cleaned the temp dir under us: write the plugin again.
+            tracing::warn!(dir = %self.root.display(), "confinement plugin directory vanished; rewriting it");
+            self.write_files().await?;
+            tokio::fs::write(&run.rules, &json).await?;
+        }
+        Ok(run)
+    }
+}
+
+impl Drop for ConfinePlugin {
+    fn drop(&mut self) {
+        // Once, when the process ends: a few small files.
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn plugin_yaml() -> String {
+    format!(
+        "# Written by paas-operator: checks that a release stays in its namespace.\n\
+         apiVersion: v1\n\
+         name: {PLUGIN_NAME}\n\
+         version: 1.0.0\n\
+         type: postrenderer/v1\n\
+         runtime: subprocess\n\
+         runtimeConfig:\n  \
+           platformCommand:\n    \
+             - command: ${{HELM_PLUGIN_DIR}}/check\n      \
+               args: [{CHECKER_SUBCOMMAND}]\n"
+    )
+}
+
+/// The files of one checked helm run.
+#[derive(Debug)]
+pub struct ConfineRun {
+    rules: PathBuf,
+    report: PathBuf,
+}
+
+impl ConfineRun {
+    pub fn post_render_args(&self) -> PostRenderArgs {
+        PostRenderArgs {
+            plugin: PLUGIN_NAME,
+            args: vec![
+                self.rules.to_string_lossy().into_owned(),
+                self.report.to_string_lossy().into_owned(),
+            ],
+        }
+    }
+
+    /// What the checker refused, if it did (read after helm failed).
+    pub async fn violations(&self) -> Option<Vec<Violation>> {
+        let bytes = tokio::fs::read(&self.report).await.ok()?;
+        match serde_json::from_slice::<Vec<Violation>>(&bytes) {
+            Ok(found) if !found.is_empty() => Some(found),
+            Ok(_) => None,
+            Err(error) => {
+                tracing::error!(%error, report = %self.report.display(), "unreadable confinement report");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for ConfineRun {
+    fn drop(&mut self) {
+        let files = [self.rules.clone(), self.report.clone()];
+        let remove = move || {
+            for file in files {
+                let _ = std::fs::remove_file(file);
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(remove)),
+            Err(_) => remove(),
+        }
+    }
+}
+
+/// The checker's decision on one rendering.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Hand helm this (the rendering, unchanged).
+    Pass(String),
+    Refuse(Vec<Violation>),
+}
+
+/// The checker's pure logic: pass the rendering through unchanged, or refuse it.
+pub fn post_render(rules: &Rules, rendered: &str) -> Verdict {
+    let found = rules.check(rendered);
+    if !found.is_empty() {
+        return Verdict::Refuse(found);
+    }
+    if rendered.trim().is_empty() {
+        return Verdict::Pass(NOTHING_RENDERED.to_owned());
+    }
+    Verdict::Pass(rendered.to_owned())
+}
+
+/// Exit status of the checker when it refused the rendering.
+const EXIT_REFUSED: u8 = 1;
+/// Exit status of the checker when it could not run (bad arguments, I/O).
+const EXIT_BROKEN: u8 = 2;
+
+/// `paas-operator confine-check RULES REPORT`, run by helm as a process of
+/// its own: rendering on stdin, the same rendering on stdout (exit 0), or
+/// the violations written to REPORT (exit 1). Blocking I/O: this is the
+/// whole process, with no async runtime.
+pub fn checker_main(args: &[OsString]) -> ExitCode {
+    let [rules, report] = args else {
+        eprintln!(
+            "usage: paas-operator {CHECKER_SUBCOMMAND} RULES_JSON REPORT_JSON < rendered.yaml"
+        );
+        return ExitCode::from(EXIT_BROKEN);
+    };
+    match run_checker(Path::new(rules), Path::new(report)) {
+        Ok(code) => code,
+        Err(error) => {
+            // helm does not show it; it is for whoever runs this by hand.
+            eprintln!("{CHECKER_SUBCOMMAND}: {error}");
+            ExitCode::from(EXIT_BROKEN)
+        }
+    }
+}
+
+fn run_checker(rules: &Path, report: &Path) -> std::io::Result<ExitCode> {
+    let rules: Rules = serde_json::from_slice(&std::fs::read(rules)?)?;
+    let mut rendered = String::new();
+    std::io::stdin().read_to_string(&mut rendered)?;
+    match post_render(&rules, &rendered) {
+        Verdict::Pass(output) => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(output.as_bytes())?;
+            stdout.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Verdict::Refuse(found) => {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(report)?;
+            file.write_all(&serde_json::to_vec(&found)?)?;
+            Ok(ExitCode::from(EXIT_REFUSED))
+        }
+    }
+}
+
+/// Makes the checker's path absolute (helm runs it from its own working
+/// directory) and checks it is an executable file.
+pub fn resolve_checker(path: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let absolute = std::path::absolute(path)?;
+    let meta = std::fs::metadata(&absolute)?;
+    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("{} is not an executable file", absolute.display()),
+        ));
+    }
+    Ok(absolute)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn rules() -> Rules {
+        Rules {
+            namespace: "paas-ws-1".into(),
+            allowed_cluster_kinds: HashSet::new(),
+            cluster_scoped: [(
+                "rbac.authorization.k8s.io".to_owned(),
+                "ClusterRole".to_owned(),
+            )]
+            .into_iter()
+            .collect(),
+        }
+    }
+
+    #[test]
+    fn passes_confined_renderings_through_unchanged() {
+        let rendered = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  annotations:\n    postrenderer.helm.sh/postrender-filename: 'c/templates/cm.yaml'\n";
+        assert_eq!(
+            post_render(&rules(), rendered),
+            Verdict::Pass(rendered.to_owned())
+        );
+        // helm refuses empty output: a chart that renders nothing gets a comment.
+        assert_eq!(
+            post_render(&rules(), " \n"),
+            Verdict::Pass(NOTHING_RENDERED.to_owned())
+        );
+    }
+
+    #[test]
+    fn refuses_hooks_and_templates_that_escape() {
+        // Helm 4 sends hooks and templates together.
+        let rendered = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n---\napiVersion: batch/v1\nkind: Job\nmetadata:\n  name: hook\n  namespace: kube-system\n  annotations: {helm.sh/hook: pre-install}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: wide}\n";
+        let Verdict::Refuse(found) = post_render(&rules(), rendered) else {
+            panic!("must refuse");
+        };
+        let shown: Vec<String> = found.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "Job kube-system/hook (outside the release namespace)",
+                "ClusterRole wide (cluster-scoped)"
+            ]
+        );
+    }
+
+    #[test]
+    fn plugin_yaml_names_the_subcommand() {
+        let yaml: serde_json::Value = serde_yaml_ng::from_str(&plugin_yaml()).unwrap();
+        assert_eq!(yaml["name"], PLUGIN_NAME);
+        assert_eq!(yaml["type"], "postrenderer/v1");
+        assert_eq!(yaml["runtime"], "subprocess");
+        let command = &yaml["runtimeConfig"]["platformCommand"][0];
+        assert_eq!(command["command"], "${HELM_PLUGIN_DIR}/check");
+        assert_eq!(command["args"][0], CHECKER_SUBCOMMAND);
+    }
+
+    #[tokio::test]
+    async fn install_prepare_and_clean_up() {
+        let parent = std::env::temp_dir().join(format!("confine-test-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&parent).unwrap();
+        let checker = parent.join("checker");
+        std::fs::write(&checker, "#!/bin/sh\n").unwrap();
+        let plugin = ConfinePlugin::install(&parent, &checker).await.unwrap();
+        let dir = plugin.plugins_dir().join(PLUGIN_NAME);
+        assert!(dir.join("plugin.yaml").is_file());
+        // Same file system: a hard link to the very same file.
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            std::fs::metadata(dir.join("check")).unwrap().ino(),
+            std::fs::metadata(&checker).unwrap().ino()
+        );
+        let run = plugin.prepare(&rules()).await.unwrap();
+        let args = run.post_render_args();
+        assert_eq!(args.plugin, PLUGIN_NAME);
+        let written: Rules =
+            serde_json::from_slice(&std::fs::read(&args.args[0]).unwrap()).unwrap();
+        assert_eq!(written, rules());
+        assert!(run.violations().await.is_none());
+        let found = vec![Violation::ClusterScoped {
+            kind: "ClusterRole".into(),
+            name: "wide".into(),
+        }];
+        std::fs::write(&args.args[1], serde_json::to_vec(&found).unwrap()).unwrap();
+        assert_eq!(run.violations().await, Some(found));
+
+        // The directory vanished (a temp cleaner): the next run rewrites it.
+        std::fs::remove_dir_all(plugin.plugins_dir().parent().unwrap()).unwrap();
+        let again = plugin.prepare(&rules()).await.unwrap();
+        assert!(dir.join("plugin.yaml").is_file());
+        drop(again);
+        drop(run);
+        let root = plugin.root.clone();
+        drop(plugin);
+        assert!(!root.exists());
+        let _ = std::fs::remove_dir_all(&parent);
+    }
+}
