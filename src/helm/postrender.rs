@@ -53,7 +53,12 @@ impl ConfinePlugin {
     /// (the system temp dir in production). `checker` must be an absolute
     /// path to an executable that understands [`CHECKER_SUBCOMMAND`].
     pub async fn install(parent: &Path, checker: &Path) -> std::io::Result<Self> {
-        let root = parent.join(format!("paas-operator-{}", uuid::Uuid::new_v4()));
+        remove_stale(parent).await;
+        let root = parent.join(format!(
+            "{DIR_PREFIX}{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
         let plugin = Self {
             root,
             checker: checker.to_owned(),
@@ -113,6 +118,36 @@ impl ConfinePlugin {
             tokio::fs::write(&run.rules, &json).await?;
         }
         Ok(run)
+    }
+}
+
+/// Plugin directories are `paas-operator-<pid>-<uuid>` under the parent.
+const DIR_PREFIX: &str = "paas-operator-";
+
+/// Removes the plugin directories of processes that are gone (killed
+/// before their [`Drop`] ran): each holds a link to the binary it ran, which
+/// would otherwise keep replaced binaries on disk.
+async fn remove_stale(parent: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return; // No way to tell a live process here.
+    }
+    let Ok(mut entries) = tokio::fs::read_dir(parent).await else {
+        return;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = Path::new("/proc").join(pid.to_string()).exists();
+        if !alive && entry.path().join("plugins").is_dir() {
+            let _ = tokio::fs::remove_dir_all(entry.path()).await;
+        }
     }
 }
 
@@ -326,6 +361,28 @@ mod tests {
         let command = &yaml["runtimeConfig"]["platformCommand"][0];
         assert_eq!(command["command"], "${HELM_PLUGIN_DIR}/check");
         assert_eq!(command["args"][0], CHECKER_SUBCOMMAND);
+    }
+
+    #[tokio::test]
+    async fn directories_of_dead_processes_are_removed() {
+        let parent = std::env::temp_dir().join(format!("confine-stale-{}", uuid::Uuid::new_v4()));
+        // pid_max is at most 2^22: this pid cannot be alive.
+        let dead = parent.join(format!("{DIR_PREFIX}99999999-x"));
+        let live = parent.join(format!("{DIR_PREFIX}{}-y", std::process::id()));
+        let other = parent.join(format!("{DIR_PREFIX}notapid-z"));
+        for dir in [&dead, &live, &other] {
+            std::fs::create_dir_all(dir.join("plugins")).unwrap();
+        }
+        let checker = parent.join("checker");
+        std::fs::write(&checker, "#!/bin/sh\n").unwrap();
+        let plugin = ConfinePlugin::install(&parent, &checker).await.unwrap();
+        assert!(!dead.exists(), "a dead process's directory is removed");
+        assert!(live.exists() && other.exists());
+        let root = plugin.root.clone();
+        assert!(root.exists());
+        drop(plugin);
+        assert!(!root.exists(), "dropped with the plugin");
+        std::fs::remove_dir_all(&parent).unwrap();
     }
 
     #[tokio::test]
