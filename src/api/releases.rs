@@ -307,7 +307,7 @@ pub async fn list_revisions(
     path: ReleasePath,
 ) -> Result<(ServedFrom, Json<RevisionList>), ApiError> {
     let (namespace, name) = (path.namespace.as_str(), path.name.as_str());
-    let (from, revisions) = match state.cache.history(namespace, name) {
+    let (from, revisions) = match state.cache.history(namespace, name).await {
         Some(cached) => {
             let history = cached?;
             let revisions = history.iter().map(|r| r.release.to_revision()).collect();
@@ -586,7 +586,7 @@ async fn read_latest(
     path: &ReleasePath,
 ) -> Result<(ServedFrom, Arc<CachedRevision>), ApiError> {
     let (namespace, name) = (path.namespace.as_str(), path.name.as_str());
-    let (from, latest) = match state.cache.latest(namespace, name) {
+    let (from, latest) = match state.cache.latest(namespace, name).await {
         Some(cached) => (ServedFrom::Cache, cached?),
         None => {
             let latest = state.helm.latest(&path.namespace, &path.name).await?;

@@ -22,9 +22,10 @@
 //!   rebuilt by the next read that finds a release, at most every
 //!   [`RETRY_FAILED`]).
 //! - **Read-your-writes**: every write through this replica leaves an
-//!   expectation (the revision and status it produced, or "gone"); reads of
-//!   that release go to the API until the index shows it (usually a few
-//!   milliseconds). If it never does, the namespace is re-listed. Writes by
+//!   expectation (the revision and status it produced, or "gone"); a read of
+//!   that release waits (up to 250 ms) for the index to show it, which the
+//!   watch usually delivers within milliseconds, else reads the API. If the
+//!   index never shows it, the namespace is re-listed. Writes by
 //!   other replicas or by helm itself appear when the watch delivers them.
 
 use std::collections::{BTreeMap, HashMap};
@@ -37,6 +38,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use super::pods::{Selector, select_pods, workload_selectors};
@@ -52,6 +54,10 @@ const EXPECT_WITHIN: Duration = Duration::from_secs(30);
 /// After a failed write we do not know what helm stored: reads of that
 /// release go to the API for this long.
 const AFTER_FAILED_WRITE: Duration = Duration::from_secs(10);
+/// How long a read waits for the index to show this replica's own write
+/// before it reads the API instead (the watch usually delivers it within
+/// milliseconds; a direct read's consistent LIST can take up to ~100 ms).
+const WAIT_FOR_OWN_WRITE: Duration = Duration::from_millis(250);
 /// How often idle indexes and old expectations are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -260,6 +266,8 @@ struct Index {
     last_read: AtomicU64,
     failed_at: Mutex<Option<Instant>>,
     tasks: Mutex<Vec<AbortHandle>>,
+    /// Woken after every change the watches apply.
+    changed: Notify,
 }
 
 impl Index {
@@ -270,6 +278,7 @@ impl Index {
             last_read: AtomicU64::new(0),
             failed_at: Mutex::new(None),
             tasks: Mutex::default(),
+            changed: Notify::new(),
         }
     }
 
@@ -328,6 +337,15 @@ pub struct ReadCache {
     inner: Option<Arc<Inner>>,
 }
 
+/// What the index can say about a release right now.
+enum Lookup<T> {
+    Answer(T),
+    /// Read it from the API (not indexed, still listing, or re-listing).
+    Direct,
+    /// This replica's own write is not in the index yet.
+    Wait(Arc<Index>),
+}
+
 /// Whether an expectation lets the index answer for a release.
 enum Settled {
     Yes,
@@ -357,7 +375,7 @@ impl ReadCache {
 
     /// The newest revision of a release, when the index can answer (`None`:
     /// read it from the API). `Some(Ok(None))` means there is no such release.
-    pub fn latest(
+    pub async fn latest(
         &self,
         namespace: &str,
         name: &str,
@@ -368,10 +386,11 @@ impl ReadCache {
             };
             newest.clone().map(Some).map_err(|e| e.to_error())
         })
+        .await
     }
 
     /// Every revision of a release, oldest first, when the index can answer.
-    pub fn history(
+    pub async fn history(
         &self,
         namespace: &str,
         name: &str,
@@ -383,6 +402,7 @@ impl ReadCache {
                 .map(|record| record.clone().map_err(|e| e.to_error()))
                 .collect()
         })
+        .await
     }
 
     /// The release's pods, when the namespace is indexed.
@@ -493,27 +513,59 @@ impl ReadCache {
         Some(index)
     }
 
-    /// Runs `answer` on the release's revisions if the index can answer for it.
-    fn with_release<T>(
+    /// Runs `answer` on the release's revisions if the index can answer
+    /// for it; waits up to [`WAIT_FOR_OWN_WRITE`] for this replica's own
+    /// write to show.
+    async fn with_release<T>(
         &self,
         namespace: &str,
         name: &str,
-        answer: impl FnOnce(Option<&BTreeMap<u32, Record>>) -> T,
+        answer: impl Fn(Option<&BTreeMap<u32, Record>>) -> T,
     ) -> Option<T> {
+        let deadline = tokio::time::Instant::now() + WAIT_FOR_OWN_WRITE;
+        let answered = loop {
+            let index = match self.lookup(namespace, name, &answer) {
+                Lookup::Answer(answered) => break Some(answered),
+                Lookup::Direct => break None,
+                Lookup::Wait(index) => index,
+            };
+            let changed = index.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
+            // Looked at again once registered, so no change slips between.
+            match self.lookup(namespace, name, &answer) {
+                Lookup::Answer(answered) => break Some(answered),
+                Lookup::Direct => break None,
+                Lookup::Wait(_) => {}
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                break None;
+            }
+        };
+        crate::metrics::read_cache_lookup(answered.is_some());
+        answered
+    }
+
+    fn lookup<T>(
+        &self,
+        namespace: &str,
+        name: &str,
+        answer: &impl Fn(Option<&BTreeMap<u32, Record>>) -> T,
+    ) -> Lookup<T> {
         let Some(index) = self.ready_index(namespace) else {
-            crate::metrics::read_cache_lookup(false);
-            return None;
+            return Lookup::Direct;
         };
         let state = index.read();
+        if !state.ready() {
+            return Lookup::Direct;
+        }
         let revisions = state.records.by_release.get(name);
-        let settled = if state.ready() {
-            self.settled(namespace, name, revisions)
-        } else {
-            Settled::NotYet
-        };
-        let answer = match settled {
-            Settled::Yes => Some(answer(revisions)),
-            Settled::NotYet => None,
+        match self.settled(namespace, name, revisions) {
+            Settled::Yes => Lookup::Answer(answer(revisions)),
+            Settled::NotYet => {
+                drop(state);
+                Lookup::Wait(index)
+            }
             Settled::Overdue => {
                 drop(state);
                 tracing::warn!(
@@ -522,11 +574,9 @@ impl ReadCache {
                     "read cache: a write of this replica never showed in the watch; re-listing"
                 );
                 self.forget(namespace);
-                None
+                Lookup::Direct
             }
-        };
-        crate::metrics::read_cache_lookup(answer.is_some());
-        answer
+        }
     }
 
     fn settled(
@@ -585,17 +635,25 @@ where
                 return;
             };
             match event {
-                Ok(Event::Init) => listing.clear(),
-                Ok(Event::InitApply(object)) => listing.push(convert(object)),
+                Ok(Event::Init) => {
+                    listing.clear();
+                    continue;
+                }
+                Ok(Event::InitApply(object)) => {
+                    listing.push(convert(object));
+                    continue;
+                }
                 Ok(Event::InitDone) => index.write().replace(part, std::mem::take(&mut listing)),
                 Ok(Event::Apply(object)) => index.write().apply(convert(object)),
                 Ok(Event::Delete(object)) => index.write().delete(part, &object.name_any()),
                 Err(error) => {
                     tracing::warn!(%error, ?part, "read cache: watch failed; reads go to the API");
                     index.fail();
+                    index.changed.notify_waiters();
                     return;
                 }
             }
+            index.changed.notify_waiters();
         }
     });
     task.abort_handle()
