@@ -170,8 +170,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         format!("paas-operator-{}", uuid::Uuid::new_v4()),
         lease_duration,
     );
-    let store = StorageDriver::from_helm_driver(&config.helm_driver)
-        .map(|driver| ReleaseStore::new(client.clone(), driver));
+    let driver = StorageDriver::from_helm_driver(&config.helm_driver);
+    let store = driver.map(|driver| ReleaseStore::new(client.clone(), driver));
     let mut helm = match (reads, store) {
         (ReleaseReads::Storage, Some(store)) => Helm::new(runner, store, version),
         (ReleaseReads::Helm, store) => Helm::with_cli_reads(runner, store, version),
@@ -196,7 +196,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         });
     }
     // The cache watches the records it decodes: only when reads come from storage.
-    let cache = match (reads, StorageDriver::from_helm_driver(&config.helm_driver)) {
+    let cache = match (reads, driver) {
         (ReleaseReads::Storage, Some(driver)) if config.read_cache => ReadCache::start(
             client.clone(),
             driver,

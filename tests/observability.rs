@@ -152,15 +152,7 @@ async fn post(
         .send()
         .await
         .expect("request sent");
-    let status = response.status();
-    let echoed = response
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let body = response.json().await.unwrap_or(Value::Null);
-    (status, body, echoed)
+    support::json_and_header(response, "x-request-id").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

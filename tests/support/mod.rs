@@ -217,15 +217,7 @@ impl Operator {
             .send()
             .await
             .expect("request sent");
-        let status = response.status();
-        let from = response
-            .headers()
-            .get("x-served-from")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let body = response.json().await.unwrap_or(Value::Null);
-        (status, body, from)
+        json_and_header(response, "x-served-from").await
     }
 
     /// Creates a fresh tenant namespace through the API; deleted on drop.
@@ -541,4 +533,21 @@ pub async fn wait_pods_ready(op: &Operator, release_path: &str) -> Value {
         },
     )
     .await
+}
+
+/// A response's status, JSON body (Null when not JSON) and one header
+/// (empty when absent).
+pub async fn json_and_header(
+    response: reqwest::Response,
+    header: &str,
+) -> (StatusCode, Value, String) {
+    let status = response.status();
+    let value = response
+        .headers()
+        .get(header)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body, value)
 }
