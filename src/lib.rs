@@ -143,7 +143,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     }
     let runner = HelmRunner::new(runner_config);
     let client = kube_client(&config).await?;
-    let probe = ApiProbe::start(client.clone(), Duration::from_secs(5));
+    let probe = ApiProbe::start(client.clone(), Duration::from_secs(5)).await;
     let chart_policy = ChartPolicy {
         allowed_sources: config
             .allowed_chart_sources

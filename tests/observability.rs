@@ -348,3 +348,15 @@ async fn ready_turns_503_when_helm_disappears() {
     drop(op);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `/health` and `/ready` are right from the first request after start:
+/// the first probe of the Kubernetes API runs before the service answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_right_from_the_first_request() {
+    let op = Operator::start(support::Major::Helm4, &[]).await;
+    let (status, body) = op.call(Method::GET, "/health", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "healthy", "{body}");
+    let (status, body) = op.call(Method::GET, "/ready", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

@@ -50,6 +50,15 @@ pub fn is_unreachable(error: &kube::Error) -> bool {
     !matches!(error, kube::Error::Api(_))
 }
 
+/// The longest the start waits for the first probe.
+const FIRST_PROBE: Duration = Duration::from_secs(2);
+
+async fn probe(client: &Client, limit: Duration) -> bool {
+    tokio::time::timeout(limit, client.apiserver_version())
+        .await
+        .is_ok_and(|r| r.is_ok())
+}
+
 /// Tracks whether the Kubernetes API answered recently, probed in the
 /// background, for `/health` and `/ready`.
 #[derive(Clone)]
@@ -58,15 +67,16 @@ pub struct ApiProbe {
 }
 
 impl ApiProbe {
-    /// Starts probing `/version` every `period`.
-    pub fn start(client: Client, period: Duration) -> Self {
-        let reachable = Arc::new(AtomicBool::new(false));
+    /// Probes `/version` once before returning (bounded, so an unreachable
+    /// cluster delays the start by at most [`FIRST_PROBE`]: `/health` is
+    /// right from the first request), then every `period` in the background.
+    pub async fn start(client: Client, period: Duration) -> Self {
+        let reachable = Arc::new(AtomicBool::new(probe(&client, FIRST_PROBE).await));
         let flag = reachable.clone();
         tokio::spawn(async move {
             loop {
-                let ok = tokio::time::timeout(Duration::from_secs(5), client.apiserver_version())
-                    .await
-                    .is_ok_and(|r| r.is_ok());
+                tokio::time::sleep(period).await;
+                let ok = probe(&client, Duration::from_secs(5)).await;
                 if flag.swap(ok, Ordering::Relaxed) != ok {
                     if ok {
                         tracing::info!("kubernetes API reachable");
@@ -74,7 +84,6 @@ impl ApiProbe {
                         tracing::warn!("kubernetes API unreachable");
                     }
                 }
-                tokio::time::sleep(period).await;
             }
         });
         Self { reachable }
