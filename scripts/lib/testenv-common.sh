@@ -30,6 +30,14 @@ CHART_REPO_PORT="${TESTENV_CHART_REPO_PORT:-8879}"
 CHART_REPO_URL_DEFAULT="http://${CHART_REPO_HOST}:${CHART_REPO_PORT}"
 KUBE_NODE_NAME="localkube-node"
 
+# Cloudflare API double (testenv/cmd/cloudflare-double): zone paas.test, the
+# operator's domain apps.paas.test below it.
+CLOUDFLARE_ADDR="127.0.0.1:${TESTENV_CLOUDFLARE_PORT:-8788}"
+CLOUDFLARE_ZONE_NAME="paas.test"
+CLOUDFLARE_DOMAIN="apps.$CLOUDFLARE_ZONE_NAME"
+CLOUDFLARE_BIN="$TE_BIN/cloudflare-double"
+TE_CLOUDFLARE="$TE_DIR/cloudflare"
+
 HELM3_BIN="$TE_TOOLS/helm3"
 HELM4_BIN="$TE_TOOLS/helm4"
 KUBECTL_BIN="$TE_TOOLS/kubectl"
