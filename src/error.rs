@@ -1,86 +1,227 @@
-//! The one error type that reaches HTTP clients.
+//! The one error type that reaches HTTP clients, and the one list of error
+//! codes.
 //!
-//! Every layer has its own `thiserror` enum (`HelmError`, `StorageError`,
-//! `KubeError`, `ValidationError`); each converts into [`ApiError`] with
-//! `From`, which picks the status code and the contract's body
-//! `{"detail": str, "error_type": str}`. Internal text (helm's stderr, API
-//! server messages, paths) is logged where it happens and never copied into
-//! `detail`.
+//! Every answer that is not a success is an [`ApiError`]: a [`Code`] (which
+//! alone decides the HTTP status, the `Retry-After` header and the metric
+//! label) and a `detail` sentence for people. Layers below have their own
+//! `thiserror` enums (`HelmError`, `StorageError`, `KubeError`,
+//! `ValidationError`); each converts into [`ApiError`] with `From`, beside
+//! the enum (so this file depends on nothing above it).
+//! Internal text (helm's stderr, API server messages, paths, anything a
+//! chart rendered) is logged where it happens and never copied into `detail`.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// The body of every error response, as the platform's client expects it.
-#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct ErrorBody {
     /// Human readable; shown to people by the platform.
     pub detail: String,
-    /// Short machine readable name, e.g. `release_not_found`.
-    pub error_type: String,
+    /// Short machine readable name.
+    pub error_type: Code,
+}
+
+/// Declares [`Code`] from one table: variant, wire name, HTTP status, and
+/// what it means. Adding a code is one line here.
+macro_rules! codes {
+    ($( $(#[doc = $doc:literal])* $variant:ident = $name:literal, $status:ident; )*) => {
+        /// Every `error_type` the API answers with. The status of each is
+        /// fixed ([`Code::status`]), so a client may branch on either.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum Code {
+            $( $(#[doc = $doc])* $variant, )*
+        }
+
+        impl Code {
+            /// Every code, in the table's order.
+            pub const ALL: &'static [Code] = &[$(Code::$variant),*];
+
+            /// The wire name, e.g. `release_not_found` (also the metric label).
+            pub fn as_str(self) -> &'static str {
+                match self { $(Code::$variant => $name,)* }
+            }
+
+            /// The HTTP status answered with this code.
+            pub fn status(self) -> StatusCode {
+                match self { $(Code::$variant => StatusCode::$status,)* }
+            }
+        }
+    };
+}
+
+codes! {
+    /// The body does not have the expected fields or types.
+    InvalidBody = "invalid_body", BAD_REQUEST;
+    /// The body is not JSON.
+    MalformedJson = "malformed_json", BAD_REQUEST;
+    /// The path does not have the expected segments.
+    InvalidPath = "invalid_path", BAD_REQUEST;
+    /// A namespace is not a DNS-1123 label.
+    InvalidNamespace = "invalid_namespace", BAD_REQUEST;
+    /// A release name breaks Helm's naming rule.
+    InvalidReleaseName = "invalid_release_name", BAD_REQUEST;
+    /// The chart reference is not an accepted form.
+    InvalidChart = "invalid_chart", BAD_REQUEST;
+    /// The chart source is not in ALLOWED_CHART_SOURCES.
+    ChartSourceNotAllowed = "chart_source_not_allowed", BAD_REQUEST;
+    /// `repo_url` is not an accepted URL.
+    InvalidRepoUrl = "invalid_repo_url", BAD_REQUEST;
+    /// `version` is neither a semantic version nor a range.
+    InvalidVersion = "invalid_version", BAD_REQUEST;
+    /// A quota field is not a Kubernetes quantity.
+    InvalidQuantity = "invalid_quantity", BAD_REQUEST;
+    /// `values` are too deep, or do not match the chart's values schema.
+    InvalidValues = "invalid_values", BAD_REQUEST;
+    /// An upgrade without `chart`.
+    ChartRequired = "chart_required", BAD_REQUEST;
+    /// A rollback without a revision, of a release that has only one.
+    NoPreviousRevision = "no_previous_revision", BAD_REQUEST;
+    /// The chart (or the requested version) does not exist at its source.
+    ChartNotFound = "chart_not_found", BAD_REQUEST;
+    /// The chart failed to render with the given values.
+    ChartRenderFailed = "chart_render_failed", BAD_REQUEST;
+    /// The chart would create objects outside its namespace.
+    ChartNotConfined = "chart_not_confined", BAD_REQUEST;
+    /// The cluster refused the chart's objects (quota, admission, RBAC).
+    RejectedByCluster = "rejected_by_cluster", BAD_REQUEST;
+    /// No API key, or not one of ours.
+    Unauthorized = "unauthorized", UNAUTHORIZED;
+    /// The namespace is outside the tenant prefix.
+    NamespaceForbidden = "namespace_forbidden", FORBIDDEN;
+    /// The namespace exists but this operator does not manage it.
+    NamespaceNotManaged = "namespace_not_managed", FORBIDDEN;
+    /// No such endpoint.
+    NotFound = "not_found", NOT_FOUND;
+    /// No such release.
+    ReleaseNotFound = "release_not_found", NOT_FOUND;
+    /// The release has no such revision.
+    RevisionNotFound = "revision_not_found", NOT_FOUND;
+    /// No such namespace.
+    NamespaceNotFound = "namespace_not_found", NOT_FOUND;
+    /// The endpoint does not take this method.
+    MethodNotAllowed = "method_not_allowed", METHOD_NOT_ALLOWED;
+    /// Install of a name that already has a release.
+    ReleaseExists = "release_exists", CONFLICT;
+    /// Another operation runs on the release (here or in another replica).
+    OperationInProgress = "operation_in_progress", CONFLICT;
+    /// Upgrade of a release without a deployed revision.
+    NoDeployedRelease = "no_deployed_release", CONFLICT;
+    /// The namespace is being deleted.
+    NamespaceTerminating = "namespace_terminating", CONFLICT;
+    /// A Kubernetes write lost a race; retrying may succeed.
+    KubernetesConflict = "kubernetes_conflict", CONFLICT;
+    /// The body is larger than the limit.
+    BodyTooLarge = "body_too_large", PAYLOAD_TOO_LARGE;
+    /// The body is not sent as JSON.
+    UnsupportedMediaType = "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE;
+    /// helm failed for a reason we cannot name.
+    HelmFailed = "helm_failed", INTERNAL_SERVER_ERROR;
+    /// The helm binary could not be started.
+    HelmUnavailable = "helm_unavailable", INTERNAL_SERVER_ERROR;
+    /// helm succeeded but printed something unreadable.
+    HelmOutputUnreadable = "helm_output_unreadable", INTERNAL_SERVER_ERROR;
+    /// A release record in the cluster is corrupt or too large.
+    ReleaseRecordUnreadable = "release_record_unreadable", INTERNAL_SERVER_ERROR;
+    /// The Kubernetes API failed.
+    KubernetesError = "kubernetes_error", INTERNAL_SERVER_ERROR;
+    /// The Kubernetes API refused the operator itself (its RBAC).
+    OperatorForbidden = "operator_forbidden", INTERNAL_SERVER_ERROR;
+    /// The confinement check could not be prepared.
+    ConfinementUnavailable = "confinement_unavailable", INTERNAL_SERVER_ERROR;
+    /// The chart source could not be reached.
+    ChartSourceUnreachable = "chart_source_unreachable", BAD_GATEWAY;
+    /// The Kubernetes API is unreachable.
+    KubernetesUnavailable = "kubernetes_unavailable", SERVICE_UNAVAILABLE;
+    /// Every helm slot is busy.
+    OperatorBusy = "operator_busy", SERVICE_UNAVAILABLE;
+    /// The operation was cancelled (the service is stopping).
+    Cancelled = "cancelled", SERVICE_UNAVAILABLE;
+    /// `/ready`: not ready to serve.
+    NotReady = "not_ready", SERVICE_UNAVAILABLE;
+    /// The pods of a release could not be read.
+    PodsUnavailable = "pods_unavailable", SERVICE_UNAVAILABLE;
+    /// helm did not finish within its timeout.
+    HelmTimeout = "helm_timeout", GATEWAY_TIMEOUT;
+}
+
+impl Code {
+    /// Seconds a client should wait before retrying (`Retry-After`).
+    pub fn retry_after(self) -> Option<u32> {
+        match self {
+            Code::OperatorBusy => Some(10),
+            Code::KubernetesUnavailable | Code::NotReady | Code::PodsUnavailable => Some(5),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// An error answered to an HTTP client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub body: ErrorBody,
-    /// Seconds a client should wait before retrying (sent as `Retry-After`).
-    pub retry_after: Option<u32>,
+    pub code: Code,
+    pub detail: String,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, error_type: &str, detail: impl Into<String>) -> Self {
+    pub fn new(code: Code, detail: impl Into<String>) -> Self {
         Self {
-            status,
-            body: ErrorBody {
-                detail: detail.into(),
-                error_type: error_type.to_owned(),
-            },
-            retry_after: None,
+            code,
+            detail: detail.into(),
         }
     }
 
-    pub fn bad_request(error_type: &str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, error_type, detail)
-    }
-
-    pub fn forbidden(error_type: &str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, error_type, detail)
-    }
-
-    pub fn not_found(error_type: &str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, error_type, detail)
-    }
-
-    pub fn conflict(error_type: &str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, error_type, detail)
-    }
-
-    pub fn unavailable(error_type: &str, detail: impl Into<String>, retry_after: u32) -> Self {
-        let mut error = Self::new(StatusCode::SERVICE_UNAVAILABLE, error_type, detail);
-        error.retry_after = Some(retry_after);
-        error
-    }
-
-    pub fn internal(error_type: &str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, error_type, detail)
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
     }
 
     pub fn unauthorized() -> Self {
+        Self::new(Code::Unauthorized, "Invalid or missing API key")
+    }
+
+    pub fn release_not_found(
+        namespace: impl std::fmt::Display,
+        name: impl std::fmt::Display,
+    ) -> Self {
         Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "Invalid or missing API key",
+            Code::ReleaseNotFound,
+            format!("Release {namespace}/{name} not found"),
+        )
+    }
+
+    pub fn namespace_not_found(namespace: impl std::fmt::Display) -> Self {
+        Self::new(
+            Code::NamespaceNotFound,
+            format!("Namespace {namespace} not found"),
+        )
+    }
+
+    pub fn operation_in_progress(target: impl std::fmt::Display) -> Self {
+        Self::new(
+            Code::OperationInProgress,
+            format!("Another operation is in progress on {target}; try again when it has finished"),
         )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(self.body)).into_response();
-        if let Some(seconds) = self.retry_after {
+        crate::metrics::api_error(self.code.as_str());
+        let body = ErrorBody {
+            detail: self.detail,
+            error_type: self.code,
+        };
+        let mut response = (self.code.status(), axum::Json(body)).into_response();
+        if let Some(seconds) = self.code.retry_after() {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -94,9 +235,9 @@ impl std::fmt::Display for ApiError {
         write!(
             f,
             "{} {}: {}",
-            self.status.as_u16(),
-            self.body.error_type,
-            self.body.detail
+            self.code.status().as_u16(),
+            self.code,
+            self.detail
         )
     }
 }
@@ -109,214 +250,41 @@ mod tests {
 
     #[test]
     fn unavailable_carries_retry_after() {
-        let response = ApiError::unavailable("busy", "try later", 5).into_response();
+        let response = ApiError::new(Code::OperatorBusy, "try later").into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        assert_eq!(response.headers()[header::RETRY_AFTER], "10");
+        let response = ApiError::new(Code::ReleaseExists, "x").into_response();
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
     }
 
     #[test]
-    fn display_names_status_and_type() {
-        let error = ApiError::not_found("release_not_found", "gone");
-        assert_eq!(error.to_string(), "404 release_not_found: gone");
+    fn display_names_status_and_code() {
+        let error = ApiError::release_not_found("ns", "gone");
+        assert_eq!(
+            error.to_string(),
+            "404 release_not_found: Release ns/gone not found"
+        );
     }
-}
 
-mod conversions {
-    //! How each layer's errors reach clients. The layer error is logged in
-    //! full here; the client gets a fixed sentence.
-
-    use axum::http::StatusCode;
-
-    use super::ApiError;
-    use crate::helm::{FailureKind, HelmError, StorageError};
-    use crate::kube::KubeError;
-    use crate::names::ValidationError;
-
-    impl From<ValidationError> for ApiError {
-        fn from(error: ValidationError) -> Self {
-            ApiError::bad_request(error.error_type(), error.to_string())
+    #[test]
+    fn every_code_is_listed_once_with_a_snake_case_name() {
+        let names: std::collections::HashSet<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), Code::ALL.len());
+        for name in names {
+            assert!(
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{name}"
+            );
         }
-    }
-
-    impl From<StorageError> for ApiError {
-        fn from(error: StorageError) -> Self {
-            match error {
-                StorageError::Kube(source) => KubeError::Api {
-                    action: "reading release records",
-                    source,
-                }
-                .into(),
-                StorageError::Corrupt { .. } | StorageError::TooLarge { .. } => {
-                    tracing::error!(%error, "unreadable helm release record");
-                    ApiError::internal(
-                        "release_record_unreadable",
-                        "The release record in the cluster cannot be read (corrupt or too large)",
-                    )
-                }
-            }
-        }
-    }
-
-    impl From<KubeError> for ApiError {
-        fn from(error: KubeError) -> Self {
-            if let KubeError::Api { source, .. } = &error {
-                crate::metrics::kube_api_error(source);
-            }
-            match &error {
-                KubeError::NotManaged(name) => ApiError::conflict(
-                    "namespace_not_managed",
-                    format!("Namespace {name} exists and is not managed by this operator"),
-                ),
-                KubeError::Terminating(name) => ApiError::conflict(
-                    "namespace_terminating",
-                    format!("Namespace {name} is being deleted; try again when it is gone"),
-                ),
-                KubeError::Api { action, source } if crate::kube::is_unreachable(source) => {
-                    tracing::error!(%error, "kubernetes API unreachable");
-                    ApiError::unavailable(
-                        "kubernetes_unavailable",
-                        format!("The Kubernetes API is unreachable ({action}); try again shortly"),
-                        5,
-                    )
-                }
-                KubeError::Api { action, source } => {
-                    tracing::error!(%error, "kubernetes API error");
-                    let code = match source {
-                        kube::Error::Api(status) => status.code,
-                        _ => 500,
-                    };
-                    match code {
-                        409 => ApiError::conflict(
-                            "kubernetes_conflict",
-                            format!("Conflict while {action}; try again"),
-                        ),
-                        403 => ApiError::internal(
-                            "operator_forbidden",
-                            format!("The operator is not allowed {action}"),
-                        ),
-                        _ => ApiError::internal(
-                            "kubernetes_error",
-                            format!("The Kubernetes API failed {action}"),
-                        ),
-                    }
-                }
-            }
-        }
-    }
-
-    impl From<HelmError> for ApiError {
-        fn from(error: HelmError) -> Self {
-            match error {
-                HelmError::Storage(storage) => storage.into(),
-                HelmError::Busy => ApiError::unavailable(
-                    "operator_busy",
-                    "Too many helm operations are running; try again shortly",
-                    10,
-                ),
-                HelmError::Spawn { .. } => {
-                    tracing::error!(%error, "helm could not be started");
-                    ApiError::internal("helm_unavailable", "The helm binary could not be started")
-                }
-                HelmError::DeadlineExceeded { ref target, .. } => ApiError::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "helm_timeout",
-                    format!(
-                        "The helm operation on {target} did not finish in time and was stopped"
-                    ),
-                ),
-                HelmError::Cancelled => ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "cancelled",
-                    "The operation was cancelled",
-                ),
-                HelmError::Output { .. } => {
-                    tracing::error!(%error, "unexpected helm output");
-                    ApiError::internal("helm_output_unreadable", "helm's output could not be read")
-                }
-                HelmError::Failed {
-                    operation,
-                    ref target,
-                    kind,
-                } => failed(operation, target, kind),
-                HelmError::NotConfined {
-                    ref namespace,
-                    ref violations,
-                } => ApiError::bad_request(
-                    "chart_not_confined",
-                    crate::helm::confine::refusal(namespace, violations),
-                ),
-                HelmError::ConfineSetup(_) => {
-                    tracing::error!(%error, "confinement check not prepared");
-                    ApiError::internal(
-                        "confinement_unavailable",
-                        "The confinement check could not be prepared",
-                    )
-                }
-            }
-        }
-    }
-
-    fn failed(operation: &str, target: &str, kind: FailureKind) -> ApiError {
-        match kind {
-            FailureKind::NameInUse => {
-                ApiError::conflict("release_exists", format!("Release {target} already exists"))
-            }
-            FailureKind::OperationInProgress => ApiError::conflict(
-                "operation_in_progress",
-                format!(
-                    "Another operation is in progress on {target}; try again when it has finished"
-                ),
-            ),
-            FailureKind::ReleaseNotFound => {
-                ApiError::not_found("release_not_found", format!("Release {target} not found"))
-            }
-            FailureKind::RevisionNotFound => ApiError::not_found(
-                "revision_not_found",
-                format!("Release {target} has no such revision"),
-            ),
-            FailureKind::NoDeployedRelease => ApiError::conflict(
-                "no_deployed_release",
-                format!(
-                    "Release {target} has no deployed revision to upgrade; roll back or reinstall it"
-                ),
-            ),
-            FailureKind::ChartNotFound => ApiError::bad_request(
-                "chart_not_found",
-                "The chart (or the requested version) was not found at its source",
-            ),
-            FailureKind::ChartSourceUnreachable => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "chart_source_unreachable",
-                "The chart source could not be reached",
-            ),
-            FailureKind::RenderFailed => ApiError::bad_request(
-                "chart_render_failed",
-                "The chart failed to render with the given values",
-            ),
-            FailureKind::ValuesInvalid => ApiError::bad_request(
-                "invalid_values",
-                "The values do not match the chart's values schema",
-            ),
-            FailureKind::RejectedByCluster => ApiError::bad_request(
-                "rejected_by_cluster",
-                "The cluster refused the chart's objects (quota, admission policy or permissions)",
-            ),
-            FailureKind::ClusterUnreachable => ApiError::unavailable(
-                "kubernetes_unavailable",
-                "The Kubernetes API is unreachable; try again shortly",
-                5,
-            ),
-            FailureKind::TimedOut => ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "helm_timeout",
-                format!(
-                    "The helm operation on {target} did not finish within its timeout; the release is marked failed"
-                ),
-            ),
-            FailureKind::Other => ApiError::internal(
-                "helm_failed",
-                format!("helm {operation} failed for {target}"),
-            ),
+        assert_eq!(Code::NamespaceNotManaged.as_str(), "namespace_not_managed");
+        assert_eq!(Code::NamespaceNotManaged.status(), StatusCode::FORBIDDEN);
+        // The wire name, the table's name and the schema agree.
+        let schema = serde_json::to_value(<Code as utoipa::PartialSchema>::schema()).unwrap();
+        let listed = schema["enum"].as_array().unwrap();
+        assert_eq!(listed.len(), Code::ALL.len());
+        for (code, listed) in Code::ALL.iter().zip(listed) {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+            assert_eq!(listed, code.as_str());
         }
     }
 }

@@ -15,6 +15,7 @@
 //! | `kubernetes_api_errors_total` | counter | `kind` (`unreachable`, `conflict`, `forbidden`, `not_found`, `other`) |
 //! | `read_cache_lookups_total` | counter | `outcome` (`hit`: answered from the watch-fed index, `miss`: read from the API) |
 //! | `read_cache_namespaces` | gauge | – (namespaces indexed, two watches each) |
+//! | `api_errors_total` | counter | `error_type` (one of the API's error codes, `crate::error::Code`) |
 //!
 //! Labels only ever hold bounded, non-secret values: never a namespace,
 //! release name, value or key.
@@ -24,8 +25,6 @@ use std::time::Duration;
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-use crate::helm::HelmError;
 
 const HTTP_REQUESTS: &str = "http_requests_total";
 const HTTP_DURATION: &str = "http_request_duration_seconds";
@@ -37,6 +36,7 @@ const LOCK_WAIT_DURATION: &str = "release_lock_wait_seconds";
 const KUBE_ERRORS: &str = "kubernetes_api_errors_total";
 const CACHE_LOOKUPS: &str = "read_cache_lookups_total";
 const CACHE_NAMESPACES: &str = "read_cache_namespaces";
+const API_ERRORS: &str = "api_errors_total";
 
 /// Seconds; HTTP requests range from a storage read to a 120 s install.
 const HTTP_BUCKETS: &[f64] = &[
@@ -131,6 +131,10 @@ fn describe() {
         "release reads answered from the watch-fed index (hit) or the API (miss)"
     );
     describe_gauge!(CACHE_NAMESPACES, "namespaces in the read cache");
+    describe_counter!(
+        API_ERRORS,
+        "error answers, by error_type (the API's error code)"
+    );
 }
 
 /// Records one answered HTTP request; `route` is the route template.
@@ -149,18 +153,9 @@ pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
     histogram!(HTTP_DURATION, &labels).record(elapsed.as_secs_f64());
 }
 
-/// Records one finished helm run (queue wait excluded).
-pub fn helm_operation<T>(
-    operation: &'static str,
-    result: &Result<T, HelmError>,
-    elapsed: Duration,
-) {
-    let outcome = match result {
-        Ok(_) => "success",
-        Err(HelmError::DeadlineExceeded { .. }) => "timeout",
-        Err(HelmError::Cancelled) => "cancelled",
-        Err(_) => "failure",
-    };
+/// Records one finished helm run (queue wait excluded); `outcome` is
+/// `success`, `failure`, `timeout` or `cancelled`.
+pub fn helm_operation(operation: &'static str, outcome: &'static str, elapsed: Duration) {
     let labels = [("operation", operation), ("outcome", outcome)];
     counter!(HELM_OPERATIONS, &labels).increment(1);
     histogram!(HELM_DURATION, &labels).record(elapsed.as_secs_f64());
@@ -200,6 +195,11 @@ pub fn read_cache_namespaces(count: usize) {
     gauge!(CACHE_NAMESPACES).set(count as f64);
 }
 
+/// Counts an error answer by its code (`crate::error::Code::as_str`).
+pub fn api_error(code: &'static str) {
+    counter!(API_ERRORS, "error_type" => code).increment(1);
+}
+
 /// Records a failed Kubernetes API call.
 pub fn kube_api_error(error: &kube::Error) {
     counter!(KUBE_ERRORS, "kind" => kube_error_kind(error)).increment(1);
@@ -230,7 +230,8 @@ mod tests {
         // Samples recorded before the recorder is installed are lost.
         handle();
         http_request("GET", "/api/test-route", 200, Duration::from_millis(3));
-        helm_operation::<()>("test-op", &Ok(()), Duration::from_millis(1500));
+        helm_operation("test-op", "success", Duration::from_millis(1500));
+        api_error("release_exists");
         lock_wait("timed_out", Duration::from_secs(2));
         let in_flight = HelmInFlight::start();
         let text = render();
@@ -245,6 +246,7 @@ mod tests {
             r#"helm_operation_duration_seconds_bucket{operation="test-op",outcome="success",le="2.5"} 1"#
         ), "{text}");
         assert!(text.contains(r#"release_lock_waits_total{outcome="timed_out"} 1"#));
+        assert!(text.contains(r#"api_errors_total{error_type="release_exists"}"#));
         assert!(text.contains("# TYPE helm_processes_in_flight gauge"));
         // A second call reuses the installed recorder.
         assert!(std::ptr::eq(handle(), handle()));

@@ -1,4 +1,4 @@
-//! Wire types of the contract with the platform (`CONTRACT.md`): the bodies
+//! Wire types of the contract with the platform (`docs/contract.md`): the bodies
 //! the operator accepts and returns. Field names here are the contract; do
 //! not rename them.
 

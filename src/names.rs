@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use crate::error::{ApiError, Code};
+
 /// Why a value was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
@@ -42,18 +44,27 @@ pub enum ValidationError {
 }
 
 impl ValidationError {
-    /// Machine readable name for the error body.
-    pub fn error_type(&self) -> &'static str {
+    /// The error code clients get when the value came in a body (400). A
+    /// namespace outside the prefix on a path is 403 instead
+    /// (`namespace_forbidden`, see the API's path extractors).
+    pub fn code(&self) -> Code {
         match self {
-            Self::NamespaceSyntax(_) => "invalid_namespace",
-            Self::NamespaceOutsidePrefix { .. } => "namespace_forbidden",
-            Self::ReleaseName(_) => "invalid_release_name",
-            Self::Chart(..) => "invalid_chart",
-            Self::ChartSourceNotAllowed(_) => "chart_source_not_allowed",
-            Self::RepoUrl(..) => "invalid_repo_url",
-            Self::Version(_) => "invalid_version",
-            Self::Quantity { .. } => "invalid_quantity",
+            Self::NamespaceSyntax(_) | Self::NamespaceOutsidePrefix { .. } => {
+                Code::InvalidNamespace
+            }
+            Self::ReleaseName(_) => Code::InvalidReleaseName,
+            Self::Chart(..) => Code::InvalidChart,
+            Self::ChartSourceNotAllowed(_) => Code::ChartSourceNotAllowed,
+            Self::RepoUrl(..) => Code::InvalidRepoUrl,
+            Self::Version(_) => Code::InvalidVersion,
+            Self::Quantity { .. } => Code::InvalidQuantity,
         }
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(error: ValidationError) -> Self {
+        ApiError::new(error.code(), error.to_string())
     }
 }
 
@@ -132,6 +143,16 @@ pub struct ChartPolicy {
     pub plain_http_registries: Vec<String>,
     /// Whether `http://` chart and repository URLs are accepted.
     pub allow_http: bool,
+}
+
+impl ChartPolicy {
+    pub fn from_config(config: &crate::config::ChartConfig) -> Self {
+        Self {
+            allowed_sources: config.allowed_chart_sources.items().to_vec(),
+            plain_http_registries: config.plain_http_registries.items().to_vec(),
+            allow_http: config.allow_http_charts,
+        }
+    }
 }
 
 const MAX_URL_LEN: usize = 512;
@@ -348,6 +369,12 @@ impl Quantity {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A quantity written in our own code (a default), known to be valid.
+    pub fn known(value: &'static str) -> Self {
+        debug_assert!(is_quantity(value), "{value}");
+        Self(value.to_owned())
+    }
 }
 
 /// Kubernetes' quantity grammar, without a sign (quotas are never negative).
@@ -444,14 +471,14 @@ mod tests {
         assert_eq!(
             TenantNamespace::parse("kube-system", "paas-ws-")
                 .unwrap_err()
-                .error_type(),
-            "namespace_forbidden"
+                .code(),
+            Code::InvalidNamespace
         );
         assert_eq!(
             TenantNamespace::parse("../etc", "paas-ws-")
                 .unwrap_err()
-                .error_type(),
-            "invalid_namespace"
+                .code(),
+            Code::InvalidNamespace
         );
     }
 
@@ -533,7 +560,7 @@ mod tests {
         };
         assert!(ChartRef::parse("oci://127.0.0.1:5000/charts/web", None, &p).is_ok());
         let err = ChartRef::parse("oci://evil.example/charts/web", None, &p).unwrap_err();
-        assert_eq!(err.error_type(), "chart_source_not_allowed");
+        assert_eq!(err.code(), Code::ChartSourceNotAllowed);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::names::{ReleaseName, TenantNamespace, ValidationError};
 
 /// `axum::Json` whose rejections are [`ApiError`]s.
@@ -31,26 +31,21 @@ where
 
 fn json_rejection(rejection: &JsonRejection) -> ApiError {
     match rejection {
-        JsonRejection::JsonDataError(error) => ApiError::bad_request(
-            "invalid_body",
+        JsonRejection::JsonDataError(error) => ApiError::new(
+            Code::InvalidBody,
             format!("Invalid request body: {}", error.body_text()),
         ),
         JsonRejection::JsonSyntaxError(_) => {
-            ApiError::bad_request("malformed_json", "The request body is not valid JSON")
+            ApiError::new(Code::MalformedJson, "The request body is not valid JSON")
         }
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            Code::UnsupportedMediaType,
             "Send the body as JSON with Content-Type: application/json",
         ),
         JsonRejection::BytesRejection(error) if error.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "The request body is larger than 1 MiB",
-            )
+            ApiError::new(Code::BodyTooLarge, "The request body is larger than 1 MiB")
         }
-        _ => ApiError::bad_request("invalid_body", "The request body could not be read"),
+        _ => ApiError::new(Code::InvalidBody, "The request body could not be read"),
     }
 }
 
@@ -72,23 +67,24 @@ impl FromRequestParts<AppState> for ReleasePath {
         let Path((namespace, name)) = Path::<(String, String)>::from_request_parts(parts, state)
             .await
             .map_err(|_| {
-                ApiError::bad_request(
-                    "invalid_path",
+                ApiError::new(
+                    Code::InvalidPath,
                     "The path is not /api/releases/{namespace}/{name}",
                 )
             })?;
-        let namespace = TenantNamespace::parse(&namespace, &state.config.namespace_prefix)
+        let namespace = TenantNamespace::parse(&namespace, state.namespace_prefix())
             .map_err(path_namespace_error)?;
         let name = ReleaseName::parse(&name)?;
         Ok(Self { namespace, name })
     }
 }
 
-/// A namespace on a path: outside the prefix is 403, malformed is 400.
+/// A namespace on a path: outside the prefix is 403 `namespace_forbidden`
+/// (the caller addressed something that is not a tenant's), malformed is 400.
 pub fn path_namespace_error(error: ValidationError) -> ApiError {
     match error {
         ValidationError::NamespaceOutsidePrefix { .. } => {
-            ApiError::forbidden(error.error_type(), error.to_string())
+            ApiError::new(Code::NamespaceForbidden, error.to_string())
         }
         other => other.into(),
     }

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, Code, ErrorBody};
 use crate::model::HealthResponse;
 
 /// Process up. Never fails; `degraded` when the Kubernetes API is unreachable.
@@ -21,7 +21,7 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
     Json(HealthResponse {
         status: status.to_owned(),
         timestamp: jiff::Timestamp::now().to_string(),
-        helm_version: state.helm.version().text.clone(),
+        helm_version: state.releases.helm().version().text.clone(),
     })
 }
 
@@ -35,14 +35,12 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     if !state.probe.reachable() {
         reasons.push("the Kubernetes API is unreachable");
     }
-    if !state.helm.runner().binary_runnable().await {
+    if !state.releases.helm().runner().binary_runnable().await {
         reasons.push("the helm binary cannot be run");
     }
     if reasons.is_empty() {
-        let body =
-            serde_json::json!({"status": "ready", "helm_version": state.helm.version().text});
+        let body = serde_json::json!({"status": "ready", "helm_version": state.releases.helm().version().text});
         return (StatusCode::OK, Json(body)).into_response();
     }
-    ApiError::unavailable("not_ready", format!("Not ready: {}", reasons.join("; ")), 5)
-        .into_response()
+    ApiError::new(Code::NotReady, format!("Not ready: {}", reasons.join("; "))).into_response()
 }

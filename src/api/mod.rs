@@ -8,6 +8,8 @@ pub mod metrics;
 pub mod namespaces;
 pub mod releases;
 pub mod responses;
+#[cfg(test)]
+mod tests;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -28,11 +30,10 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::{ApiKeys, require_api_key};
 use crate::config::Config;
-use crate::error::ApiError;
-use crate::helm::Helm;
+use crate::error::{ApiError, Code};
 use crate::kube::ApiProbe;
-use crate::locks::ReleaseLocks;
 use crate::names::ChartPolicy;
+use crate::releases::ReleaseService;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -42,16 +43,18 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Everything handlers share.
 pub struct App {
     pub config: Config,
-    pub helm: Helm,
-    pub client: kube::Client,
     pub keys: ApiKeys,
     pub probe: ApiProbe,
-    pub locks: ReleaseLocks,
-    /// Watch-fed index answering release reads.
-    pub cache: crate::kube::cache::ReadCache,
+    pub releases: ReleaseService,
+    /// What chart references are accepted (from the configuration).
     pub chart_policy: ChartPolicy,
-    /// Which kinds are cluster-scoped (for the confinement check).
-    pub scopes: crate::kube::discovery::ScopeCache,
+}
+
+impl App {
+    /// Tenant namespaces must start with this.
+    pub fn namespace_prefix(&self) -> &str {
+        &self.config.tenant.namespace_prefix
+    }
 }
 
 /// Cheap-to-clone handle on [`App`].
@@ -113,7 +116,12 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         ))
 }
 
-/// The OpenAPI document (also printed by `paas-operator openapi`).
+/// The OpenAPI document as pretty JSON (printed by `paas-operator openapi`).
+pub fn openapi_json() -> String {
+    openapi().to_pretty_json().unwrap_or_default()
+}
+
+/// The OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
         .merge(public_routes())
@@ -135,7 +143,7 @@ pub fn app(state: AppState) -> Router {
         .split_for_parts();
     // After the merge: the routes' operations are only in the document now.
     responses::CommonResponses.modify(&mut doc);
-    let cors = cors_layer(&state.config.cors_origins);
+    let cors = cors_layer(state.config.server.cors_origins.items());
     let router = router
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .fallback(not_found)
@@ -150,23 +158,18 @@ pub fn app(state: AppState) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::not_found("not_found", "No such endpoint")
+    ApiError::new(Code::NotFound, "No such endpoint")
 }
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        axum::http::StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        Code::MethodNotAllowed,
         "Method not allowed on this endpoint",
     )
 }
 
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
-    let origins: Vec<HeaderValue> = origins
-        .iter()
-        .filter(|o| !o.trim().is_empty())
-        .filter_map(|o| o.trim().parse().ok())
-        .collect();
+    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
     if origins.is_empty() {
         return None;
     }

@@ -1,8 +1,9 @@
-//! The HTTP edge without a cluster: authentication, validation, error shape,
-//! limits, request ids, CORS and the OpenAPI document. The operator here
-//! points at a helm binary that does not exist and an API server that does
-//! not listen, so any request that got past validation would answer 5xx:
-//! every 4xx below proves nothing reached helm or the cluster.
+//! Handler tests of the HTTP edge, without a cluster: authentication,
+//! validation, error shape, limits, request ids, CORS and the OpenAPI
+//! document. The operator here points at a helm binary that does not exist
+//! and an API server that does not listen (or a mock of it, [`mock_api`]).
+
+mod mock_api;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,27 +13,27 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use clap::Parser;
 use http_body_util::BodyExt;
-use paas_operator::api::{App, AppState, app};
-use paas_operator::auth::ApiKeys;
-use paas_operator::config::Config;
-use paas_operator::helm::{
-    Helm, HelmRunner, HelmVersion, ReleaseStore, RunnerConfig, StorageDriver,
-};
-use paas_operator::kube::ApiProbe;
-use paas_operator::kube::cache::ReadCache;
-use paas_operator::locks::ReleaseLocks;
-use paas_operator::names::ChartPolicy;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+use super::{App, AppState, app};
+use crate::auth::ApiKeys;
+use crate::config::Config;
+use crate::helm::{Helm, HelmRunner, HelmVersion, RunnerConfig};
+use crate::kube::ApiProbe;
+use crate::names::ChartPolicy;
+use crate::releases::cache::ReadCache;
+use crate::releases::locks::ReleaseLocks;
+use crate::releases::{Parts, Reads, RecordKind, ReleaseService, ReleaseSettings, ReleaseStore};
+use crate::tenants::TenantService;
+
 const KEY: &str = "edge-test-key";
 
-fn offline_app(extra: &[&str]) -> Router {
+/// An operator whose helm does not exist and whose API server is `kube`.
+pub(super) fn app_with(client: kube::Client, locks: ReleaseLocks, extra: &[&str]) -> Router {
     let mut args = vec!["paas-operator", "--api-key", KEY];
     args.extend_from_slice(extra);
     let config = Config::parse_from(args);
-    let kube_config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
-    let client = kube::Client::try_from(kube_config).expect("client");
     let runner = HelmRunner::new(RunnerConfig {
         binary: "/nonexistent/helm".into(),
         helm_timeout: Duration::from_secs(5),
@@ -46,29 +47,37 @@ fn offline_app(extra: &[&str]) -> Router {
         text: "v4.3.1".into(),
         major: 4,
     };
-    let helm = Helm::new(
-        runner,
-        ReleaseStore::new(client.clone(), StorageDriver::Secret),
-        version,
-    );
-    let keys = ApiKeys::new(&config.static_keys(), None, false).expect("keys");
-    let chart_policy = ChartPolicy {
-        allowed_sources: vec![],
-        plain_http_registries: vec![],
-        allow_http: false,
-    };
+    let keys = ApiKeys::new(&config.auth.static_keys(), None, false).expect("keys");
+    let releases = ReleaseService::new(Parts {
+        helm: Helm::new(runner, version),
+        client: client.clone(),
+        reads: Reads::Storage(ReleaseStore::new(client.clone(), RecordKind::Secret)),
+        cache: ReadCache::disabled(),
+        locks,
+        tenants: TenantService::new(client, config.tenant.clone()),
+        settings: ReleaseSettings {
+            lock_wait: Duration::from_millis(600),
+            stale_after: Duration::from_secs(60),
+            confine: false,
+            allowed_cluster_kinds: Default::default(),
+        },
+    });
     let state = AppState(Arc::new(App {
-        config,
-        helm,
-        client,
+        chart_policy: ChartPolicy::from_config(&config.charts),
         keys,
         probe: ApiProbe::fixed(false),
-        locks: ReleaseLocks::default(),
-        cache: ReadCache::disabled(),
-        scopes: Default::default(),
-        chart_policy,
+        releases,
+        config,
     }));
     app(state)
+}
+
+/// The API server does not listen: any request that got past validation
+/// answers 5xx, so every 4xx proves nothing reached helm or the cluster.
+fn offline_app(extra: &[&str]) -> Router {
+    let kube_config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+    let client = kube::Client::try_from(kube_config).expect("client");
+    app_with(client, ReleaseLocks::default(), extra)
 }
 
 async fn send(app: &Router, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
@@ -184,7 +193,7 @@ async fn docs_and_openapi_need_no_key() {
 async fn committed_openapi_document_is_current() {
     let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json"))
         .expect("openapi.json is committed");
-    let current = paas_operator::openapi_json();
+    let current = crate::openapi_json();
     assert!(
         committed.trim() == current.trim(),
         "openapi.json is stale: run `cargo run -- openapi > openapi.json` and commit it"
@@ -305,7 +314,7 @@ async fn bodies_are_validated_before_any_io() {
             "/api/releases",
             install(json!({"namespace": "default"})),
             StatusCode::BAD_REQUEST,
-            "namespace_forbidden",
+            "invalid_namespace",
         ),
         (
             "POST",
@@ -389,7 +398,7 @@ async fn bodies_are_validated_before_any_io() {
             "/api/namespaces",
             json!({"name": "kube-system"}).to_string(),
             StatusCode::BAD_REQUEST,
-            "namespace_forbidden",
+            "invalid_namespace",
         ),
         (
             "POST",
@@ -515,7 +524,7 @@ async fn cors_only_for_configured_origins() {
 #[tokio::test]
 async fn refuses_to_start_without_any_key() {
     let config = Config::parse_from(["paas-operator", "--helm-binary", "/nonexistent/helm"]);
-    let error = paas_operator::build_state(config)
+    let error = crate::build_state(config)
         .await
         .err()
         .expect("no key must refuse to start");

@@ -32,7 +32,7 @@ use crate::names::{ReleaseName, TenantNamespace};
 
 impl Helm {
     /// The newest revision (any status) as helm describes it.
-    pub(super) async fn latest_from_cli(
+    pub async fn latest_from_cli(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
@@ -63,7 +63,7 @@ impl Helm {
     }
 
     /// Every revision helm keeps, oldest first (summaries).
-    pub(super) async fn history_from_cli(
+    pub async fn history_from_cli(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
@@ -81,7 +81,7 @@ impl Helm {
     }
 
     /// Names of the releases in a namespace, any status.
-    pub(super) async fn release_names_from_cli(
+    pub async fn release_names_from_cli(
         &self,
         namespace: &TenantNamespace,
     ) -> Result<Vec<String>, HelmError> {
@@ -458,7 +458,7 @@ mod tests {
 #[cfg(test)]
 mod captured {
     use super::*;
-    use crate::helm::storage::decode_record;
+    use crate::helm::release::decode_record;
     use crate::model::ReleaseStatus;
 
     struct Captured {

@@ -65,10 +65,16 @@ pub trait ScopeLookup {
     fn is_cluster_scoped(&self, api_version: &str, kind: &str) -> bool;
 }
 
-/// `(group, kind)` of every cluster-scoped resource the API serves (built
-/// from discovery by [`crate::kube::discovery::ScopeCache`]).
+/// `(group, kind)` of every cluster-scoped resource the API serves (from
+/// the API server's discovery).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterScoped(HashSet<(String, String)>);
+
+impl From<HashSet<(String, String)>> for ClusterScoped {
+    fn from(kinds: HashSet<(String, String)>) -> Self {
+        Self(kinds)
+    }
+}
 
 impl FromIterator<(String, String)> for ClusterScoped {
     fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {

@@ -2,7 +2,7 @@
 //! the right status. The stderr text itself is only logged.
 
 use super::confine::Violation;
-use super::storage::StorageError;
+use crate::error::{ApiError, Code};
 
 /// Why a helm command failed, as far as its stderr tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,9 +70,6 @@ pub enum HelmError {
         operation: &'static str,
         source: serde_json::Error,
     },
-    /// Reading release records failed.
-    #[error(transparent)]
-    Storage(#[from] StorageError),
     /// The chart would create objects outside its namespace (or
     /// cluster-scoped objects that are not allowed); nothing was created.
     #[error("the chart is not confined to namespace {namespace}: {} objects", violations.len())]
@@ -137,6 +134,116 @@ pub fn classify(stderr: &str) -> FailureKind {
     } else {
         FailureKind::Other
     }
+}
+
+/// How helm failures reach clients: a fixed sentence per kind; helm's
+/// stderr stays in the log.
+impl From<HelmError> for ApiError {
+    fn from(error: HelmError) -> Self {
+        match error {
+            HelmError::Busy => ApiError::new(
+                Code::OperatorBusy,
+                "Too many helm operations are running; try again shortly",
+            ),
+            HelmError::Spawn { .. } => {
+                tracing::error!(%error, "helm could not be started");
+                ApiError::new(
+                    Code::HelmUnavailable,
+                    "The helm binary could not be started",
+                )
+            }
+            HelmError::DeadlineExceeded { ref target, .. } => ApiError::new(
+                Code::HelmTimeout,
+                format!("The helm operation on {target} did not finish in time and was stopped"),
+            ),
+            HelmError::Cancelled => ApiError::new(Code::Cancelled, "The operation was cancelled"),
+            HelmError::Output { .. } => {
+                tracing::error!(%error, "unexpected helm output");
+                ApiError::new(
+                    Code::HelmOutputUnreadable,
+                    "helm's output could not be read",
+                )
+            }
+            HelmError::Failed {
+                operation,
+                ref target,
+                kind,
+            } => failed(operation, target, kind),
+            HelmError::NotConfined {
+                ref namespace,
+                ref violations,
+            } => ApiError::new(
+                Code::ChartNotConfined,
+                crate::helm::confine::refusal(namespace, violations),
+            ),
+            HelmError::ConfineSetup(_) => {
+                tracing::error!(%error, "confinement check not prepared");
+                ApiError::new(
+                    Code::ConfinementUnavailable,
+                    "The confinement check could not be prepared",
+                )
+            }
+        }
+    }
+}
+
+fn failed(operation: &str, target: &str, kind: FailureKind) -> ApiError {
+    let (code, detail) = match kind {
+        FailureKind::NameInUse => (
+            Code::ReleaseExists,
+            format!("Release {target} already exists"),
+        ),
+        FailureKind::OperationInProgress => return ApiError::operation_in_progress(target),
+        FailureKind::ReleaseNotFound => {
+            (Code::ReleaseNotFound, format!("Release {target} not found"))
+        }
+        FailureKind::RevisionNotFound => (
+            Code::RevisionNotFound,
+            format!("Release {target} has no such revision"),
+        ),
+        FailureKind::NoDeployedRelease => (
+            Code::NoDeployedRelease,
+            format!(
+                "Release {target} has no deployed revision to upgrade; roll back or reinstall it"
+            ),
+        ),
+        FailureKind::ChartNotFound => (
+            Code::ChartNotFound,
+            "The chart (or the requested version) was not found at its source".into(),
+        ),
+        FailureKind::ChartSourceUnreachable => (
+            Code::ChartSourceUnreachable,
+            "The chart source could not be reached".into(),
+        ),
+        FailureKind::RenderFailed => (
+            Code::ChartRenderFailed,
+            "The chart failed to render with the given values".into(),
+        ),
+        FailureKind::ValuesInvalid => (
+            Code::InvalidValues,
+            "The values do not match the chart's values schema".into(),
+        ),
+        FailureKind::RejectedByCluster => (
+            Code::RejectedByCluster,
+            "The cluster refused the chart's objects (quota, admission policy or permissions)"
+                .into(),
+        ),
+        FailureKind::ClusterUnreachable => (
+            Code::KubernetesUnavailable,
+            "The Kubernetes API is unreachable; try again shortly".into(),
+        ),
+        FailureKind::TimedOut => (
+            Code::HelmTimeout,
+            format!(
+                "The helm operation on {target} did not finish within its timeout; the release is marked failed"
+            ),
+        ),
+        FailureKind::Other => (
+            Code::HelmFailed,
+            format!("helm {operation} failed for {target}"),
+        ),
+    };
+    ApiError::new(code, detail)
 }
 
 #[cfg(test)]

@@ -1,35 +1,19 @@
-//! Everything that runs helm or reads helm's storage.
-//!
-//! Writes (install, upgrade, uninstall, rollback) run the helm CLI through
-//! [`runner::HelmRunner`]. Reads ([`Helm::latest`], [`Helm::history`],
-//! [`Helm::release_names`]) take one of two paths, chosen once at start
-//! (`RELEASE_READS`):
-//!
-//! ```text
-//!   Helm::latest / history / release_names
-//!        │ storage (HELM_DRIVER secret, configmap)   │ helm CLI (sql, or RELEASE_READS=helm)
-//!        ▼                                           ▼
-//!   storage::ReleaseStore                       cli_reads: `helm get all` + `get values`,
-//!   (records from the Kubernetes API,           `helm history`, `helm list`
-//!    no helm process)                           (one or two helm processes per read)
-//! ```
-//!
-//! Both give the same [`HelmRelease`] values (history from the CLI carries
-//! summaries only: no values, no manifest).
-//!
-//! With Helm 4, installs and upgrades check confinement inside their own
-//! helm run ([`postrender`]); with Helm 3 the caller renders first
-//! ([`Helm::render`]) and checks with [`confine`].
+//! The helm CLI, and nothing else: every command line ([`command`]), the
+//! process runner ([`runner`]: argv only, bounded parallelism, deadlines),
+//! what its failures mean ([`error`]), the release record it prints and
+//! stores ([`release`]), reads through the CLI for storage the operator does
+//! not read itself ([`cli_reads`]), and confinement: the rules
+//! ([`confine`]) and Helm 4's post-renderer that applies them inside the run
+//! ([`postrender`]). Nothing here talks to the Kubernetes API; the release
+//! service (`crate::releases`) decides what to run and when.
 
 pub mod cli_reads;
 pub mod command;
 pub mod confine;
 pub mod error;
 pub mod postrender;
-pub mod recovery;
 pub mod release;
 pub mod runner;
-pub mod storage;
 
 use std::sync::Arc;
 
@@ -39,7 +23,6 @@ pub use command::{ChartArgs, ValuesMode};
 pub use error::{FailureKind, HelmError};
 pub use release::HelmRelease;
 pub use runner::{HelmRunner, Invocation, RunnerConfig};
-pub use storage::{ReleaseStore, StorageDriver, StorageError};
 
 use crate::names::{ReleaseName, TenantNamespace};
 use confine::Rules;
@@ -65,24 +48,13 @@ impl HelmVersion {
     }
 }
 
-/// Helm operations on releases.
+/// Helm operations on releases, run through the helm CLI.
 #[derive(Clone)]
 pub struct Helm {
     runner: HelmRunner,
-    reads: Reads,
     version: HelmVersion,
     /// Set with Helm 4 when charts are confined: the post-renderer plugin.
     confine_plugin: Option<Arc<ConfinePlugin>>,
-}
-
-/// Where reads come from.
-#[derive(Clone)]
-enum Reads {
-    /// Helm's records, decoded from the Kubernetes API.
-    Storage(ReleaseStore),
-    /// The helm CLI. The store is kept when the driver is one we read, for
-    /// stuck-release recovery, which rewrites a record.
-    Cli { store: Option<ReleaseStore> },
 }
 
 fn target(namespace: &TenantNamespace, name: &ReleaseName) -> String {
@@ -90,35 +62,12 @@ fn target(namespace: &TenantNamespace, name: &ReleaseName) -> String {
 }
 
 impl Helm {
-    /// Reads decode Helm's records from storage.
-    pub fn new(runner: HelmRunner, store: ReleaseStore, version: HelmVersion) -> Self {
+    pub fn new(runner: HelmRunner, version: HelmVersion) -> Self {
         Self {
             runner,
-            reads: Reads::Storage(store),
             version,
             confine_plugin: None,
         }
-    }
-
-    /// Reads run the helm CLI ([`cli_reads`]). `store` is the record storage
-    /// when its driver is one we read (`None` for sql): only stuck-release
-    /// recovery uses it.
-    pub fn with_cli_reads(
-        runner: HelmRunner,
-        store: Option<ReleaseStore>,
-        version: HelmVersion,
-    ) -> Self {
-        Self {
-            runner,
-            reads: Reads::Cli { store },
-            version,
-            confine_plugin: None,
-        }
-    }
-
-    /// True when reads run the helm CLI.
-    pub fn reads_through_cli(&self) -> bool {
-        matches!(self.reads, Reads::Cli { .. })
     }
 
     /// Checks confinement inside install and upgrade runs with `plugin`
@@ -160,49 +109,6 @@ impl Helm {
         &self.runner
     }
 
-    /// Helm's record storage, when its driver is one we read.
-    pub fn store(&self) -> Option<&ReleaseStore> {
-        match &self.reads {
-            Reads::Storage(store) => Some(store),
-            Reads::Cli { store } => store.as_ref(),
-        }
-    }
-
-    /// The newest revision of a release (any status).
-    pub async fn latest(
-        &self,
-        namespace: &TenantNamespace,
-        name: &ReleaseName,
-    ) -> Result<Option<HelmRelease>, HelmError> {
-        match &self.reads {
-            Reads::Storage(store) => Ok(store.latest(namespace.as_str(), name.as_str()).await?),
-            Reads::Cli { .. } => self.latest_from_cli(namespace, name).await,
-        }
-    }
-
-    /// All stored revisions, oldest first.
-    pub async fn history(
-        &self,
-        namespace: &TenantNamespace,
-        name: &ReleaseName,
-    ) -> Result<Vec<HelmRelease>, HelmError> {
-        match &self.reads {
-            Reads::Storage(store) => Ok(store.history(namespace.as_str(), name.as_str()).await?),
-            Reads::Cli { .. } => self.history_from_cli(namespace, name).await,
-        }
-    }
-
-    /// Names of the releases in a namespace (one per release, any status).
-    pub async fn release_names(
-        &self,
-        namespace: &TenantNamespace,
-    ) -> Result<Vec<String>, HelmError> {
-        match &self.reads {
-            Reads::Storage(store) => Ok(store.release_names(namespace.as_str()).await?),
-            Reads::Cli { .. } => self.release_names_from_cli(namespace).await,
-        }
-    }
-
     /// `helm install`; with `confine` (see [`Helm::confines_in_run`]) the
     /// run refuses a chart that breaks those rules before creating anything.
     pub async fn install(
@@ -212,7 +118,7 @@ impl Helm {
         chart: ChartArgs<'_>,
         values: &Map<String, Value>,
         confine: Option<&Rules>,
-    ) -> Result<HelmRelease, HelmError> {
+    ) -> Result<Option<HelmRelease>, HelmError> {
         let check = self.prepare_check(confine).await?;
         let post_render = check.as_ref().map(ConfineRun::post_render_args);
         let args = command::install(
@@ -237,7 +143,7 @@ impl Helm {
         mode: ValuesMode,
         values: &Map<String, Value>,
         confine: Option<&Rules>,
-    ) -> Result<HelmRelease, HelmError> {
+    ) -> Result<Option<HelmRelease>, HelmError> {
         let check = self.prepare_check(confine).await?;
         let post_render = check.as_ref().map(ConfineRun::post_render_args);
         let args = command::upgrade(
@@ -294,12 +200,13 @@ impl Helm {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
+    /// `helm rollback`; helm prints no release, so the caller reads it back.
     pub async fn rollback(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
         revision: Option<u32>,
-    ) -> Result<HelmRelease, HelmError> {
+    ) -> Result<Option<HelmRelease>, HelmError> {
         let args = command::rollback(namespace, name, revision, self.runner.helm_timeout());
         self.write("rollback", namespace, name, args, None).await
     }
@@ -319,8 +226,8 @@ impl Helm {
         self.runner.run(invocation).await.map(drop)
     }
 
-    /// Runs a write, then returns the release it produced: parsed from
-    /// helm's JSON output when it prints one, else read back from storage.
+    /// Runs a write; returns the release it produced when helm printed it
+    /// (`--output json`).
     async fn write(
         &self,
         operation: &'static str,
@@ -328,7 +235,7 @@ impl Helm {
         name: &ReleaseName,
         args: Vec<String>,
         values: Option<&Map<String, Value>>,
-    ) -> Result<HelmRelease, HelmError> {
+    ) -> Result<Option<HelmRelease>, HelmError> {
         let stdin = match values {
             Some(values) => Some(
                 serde_json::to_vec(values)
@@ -343,26 +250,17 @@ impl Helm {
             stdin,
         };
         let output = self.runner.run(invocation).await?;
-        if let Some(release) = parse_release_output(&output.stdout) {
-            return Ok(release);
-        }
-        self.latest(namespace, name)
-            .await?
-            .ok_or(HelmError::Failed {
-                operation,
-                target: target(namespace, name),
-                kind: FailureKind::ReleaseNotFound,
-            })
+        Ok(parse_release_output(&output.stdout))
     }
 }
 
 /// A failed checked run whose checker refused the chart becomes
 /// [`HelmError::NotConfined`]; anything else is passed on.
-async fn refused_or(
-    outcome: Result<HelmRelease, HelmError>,
+async fn refused_or<T>(
+    outcome: Result<T, HelmError>,
     check: Option<ConfineRun>,
     namespace: &TenantNamespace,
-) -> Result<HelmRelease, HelmError> {
+) -> Result<T, HelmError> {
     let Some(check) = check else {
         return outcome;
     };
@@ -473,13 +371,13 @@ mod captured {
 
     #[test]
     fn stored_records_of_both_majors() {
-        let helm3 = storage::decode_record(
+        let helm3 = release::decode_record(
             "r3",
             include_bytes!("testdata/helm3-record.b64").trim_ascii(),
         )
         .unwrap();
         check(&helm3, "sample3");
-        let helm4 = storage::decode_record(
+        let helm4 = release::decode_record(
             "r4",
             include_bytes!("testdata/helm4-record.b64").trim_ascii(),
         )

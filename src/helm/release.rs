@@ -4,7 +4,19 @@
 //! Only the fields we use are declared; unknown fields are ignored, so both
 //! majors' records decode. Chart name and version come from the chart's
 //! metadata, never from splitting strings.
+//!
+//! Storage (Helm's default driver): one Secret per revision, type
+//! `helm.sh/release.v1`, named `sh.helm.release.v1.<name>.v<revision>`,
+//! labelled `owner=helm,name=<name>,version=<revision>,status=…`; the
+//! ConfigMap driver uses the same names and labels. The payload is
+//! base64(gzip(JSON)) (inside the Secret's own base64); [`decode_record`]
+//! reads it. Helm 3 and Helm 4 write the same format.
 
+use std::io::Read;
+use std::time::Duration;
+
+use base64::Engine;
+use flate2::read::GzDecoder;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -123,6 +135,74 @@ impl HelmRelease {
     }
 }
 
+impl HelmRelease {
+    /// `pending-*` and last touched longer than `limit` ago: the helm that
+    /// set it is gone.
+    pub fn is_stale_pending(&self, limit: Duration) -> bool {
+        let limit = i64::try_from(limit.as_secs()).unwrap_or(i64::MAX);
+        self.status().is_pending()
+            && self
+                .updated_at()
+                .is_some_and(|at| jiff::Timestamp::now().duration_since(at).as_secs() > limit)
+    }
+}
+
+/// Largest encoded record accepted (etcd caps objects near 1.5 MiB).
+const MAX_ENCODED: usize = 4 << 20;
+/// Largest decompressed record accepted (guards against gzip bombs).
+const MAX_DECODED: u64 = 64 << 20;
+
+/// A release record that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// The record could not be decoded.
+    #[error("release record {record} is corrupt: {reason}")]
+    Corrupt { record: String, reason: String },
+    /// The record is larger than we accept.
+    #[error("release record {record} is larger than the accepted maximum")]
+    TooLarge { record: String },
+}
+
+/// Decodes Helm's payload: base64, then gzip when the magic bytes say so, then JSON.
+pub fn decode_record(record: &str, encoded: &[u8]) -> Result<HelmRelease, RecordError> {
+    let json = decode_payload(record, encoded)?;
+    serde_json::from_slice(&json).map_err(|e| RecordError::Corrupt {
+        record: record.to_owned(),
+        reason: format!("json: {e}"),
+    })
+}
+
+/// Helm's payload to the release JSON bytes: base64, then gzip when the
+/// magic bytes say so.
+pub fn decode_payload(record: &str, encoded: &[u8]) -> Result<Vec<u8>, RecordError> {
+    let corrupt = |reason: String| RecordError::Corrupt {
+        record: record.to_owned(),
+        reason,
+    };
+    if encoded.len() > MAX_ENCODED {
+        return Err(RecordError::TooLarge {
+            record: record.to_owned(),
+        });
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|e| corrupt(format!("base64: {e}")))?;
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        return Ok(bytes);
+    }
+    let mut out = Vec::new();
+    GzDecoder::new(bytes.as_slice())
+        .take(MAX_DECODED + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| corrupt(format!("gzip: {e}")))?;
+    if out.len() as u64 > MAX_DECODED {
+        return Err(RecordError::TooLarge {
+            record: record.to_owned(),
+        });
+    }
+    Ok(out)
+}
+
 /// Go writes a nil slice as `null`.
 fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
 where
@@ -170,6 +250,66 @@ mod tests {
         assert!(release.to_info(false).values.is_none());
         let revision = release.to_revision();
         assert_eq!(revision.chart, "my-web-app-1.2.3-rc.1");
+    }
+
+    fn encode(json: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(json).unwrap();
+        base64::engine::general_purpose::STANDARD
+            .encode(gz.finish().unwrap())
+            .into_bytes()
+    }
+
+    #[test]
+    fn decodes_gzipped_and_plain_records() {
+        let json = br#"{"name":"a","version":2,"info":{"status":"superseded"}}"#;
+        assert_eq!(decode_record("r", &encode(json)).unwrap().version, 2);
+        let plain = base64::engine::general_purpose::STANDARD
+            .encode(json)
+            .into_bytes();
+        assert_eq!(decode_record("r", &plain).unwrap().name, "a");
+    }
+
+    #[test]
+    fn rejects_corrupt_and_oversized_records() {
+        assert!(matches!(
+            decode_record("r", b"%%%"),
+            Err(RecordError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decode_record("r", &encode(b"not json")),
+            Err(RecordError::Corrupt { .. })
+        ));
+        let huge = vec![b'A'; MAX_ENCODED + 4];
+        assert!(matches!(
+            decode_record("r", &huge),
+            Err(RecordError::TooLarge { .. })
+        ));
+        // A small gzip that inflates past the limit.
+        let bomb = encode(&vec![b' '; (MAX_DECODED + 10) as usize]);
+        assert!(bomb.len() < MAX_ENCODED);
+        assert!(matches!(
+            decode_record("r", &bomb),
+            Err(RecordError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn only_old_pending_revisions_are_stale() {
+        let record = |status: &str, at: &str| -> HelmRelease {
+            serde_json::from_value(serde_json::json!({
+                "name": "a", "version": 2, "info": {"status": status, "last_deployed": at}
+            }))
+            .unwrap()
+        };
+        let old = "2020-01-01T00:00:00Z";
+        let now = jiff::Timestamp::now().to_string();
+        let limit = Duration::from_secs(60);
+        assert!(record("pending-upgrade", old).is_stale_pending(limit));
+        assert!(record("pending-rollback", old).is_stale_pending(limit));
+        assert!(!record("pending-upgrade", &now).is_stale_pending(limit));
+        assert!(!record("deployed", old).is_stale_pending(limit));
     }
 
     #[test]

@@ -134,7 +134,7 @@ impl HelmRunner {
             let in_flight = crate::metrics::HelmInFlight::start();
             let outcome = supervise(&config, invocation, cancel_rx).await;
             drop(in_flight);
-            crate::metrics::helm_operation(operation, &outcome, started.elapsed());
+            crate::metrics::helm_operation(operation, outcome_label(&outcome), started.elapsed());
             drop(permit);
             let _ = done_tx.send(outcome);
         };
@@ -231,6 +231,16 @@ async fn supervise(
         target,
         kind: classify(&stderr),
     })
+}
+
+/// The `outcome` label of a finished run.
+fn outcome_label<T>(outcome: &Result<T, HelmError>) -> &'static str {
+    match outcome {
+        Ok(_) => "success",
+        Err(HelmError::DeadlineExceeded { .. }) => "timeout",
+        Err(HelmError::Cancelled) => "cancelled",
+        Err(_) => "failure",
+    }
 }
 
 async fn is_executable(path: &std::path::Path) -> bool {

@@ -1,6 +1,7 @@
 //! Which kinds are cluster-scoped, from the API server's discovery, cached
 //! for a few minutes (discovery costs one call per API group).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,12 +10,14 @@ use kube::discovery::{Discovery, Scope};
 use tokio::sync::Mutex;
 
 use super::KubeError;
-use crate::helm::confine::ClusterScoped;
 
 const TTL: Duration = Duration::from_secs(300);
 
+/// `(group, kind)` of every cluster-scoped resource the API serves.
+pub type ClusterScopedKinds = HashSet<(String, String)>;
+
 /// A discovery result and when it was taken.
-type Snapshot = (Instant, Arc<ClusterScoped>);
+type Snapshot = (Instant, Arc<ClusterScopedKinds>);
 
 /// Cached discovery.
 #[derive(Clone, Default)]
@@ -23,7 +26,7 @@ pub struct ScopeCache {
 }
 
 impl ScopeCache {
-    pub async fn get(&self, client: &Client) -> Result<Arc<ClusterScoped>, KubeError> {
+    pub async fn get(&self, client: &Client) -> Result<Arc<ClusterScopedKinds>, KubeError> {
         let mut slot = self.cached.lock().await;
         if let Some((at, scopes)) = slot.as_ref()
             && at.elapsed() < TTL
@@ -34,7 +37,7 @@ impl ScopeCache {
             .run()
             .await
             .map_err(KubeError::api("discovering API resources"))?;
-        let scopes: ClusterScoped = discovery
+        let scopes: ClusterScopedKinds = discovery
             .groups()
             .flat_map(|group| group.recommended_resources())
             .filter(|(_, capabilities)| capabilities.scope == Scope::Cluster)

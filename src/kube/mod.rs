@@ -1,11 +1,12 @@
-//! Kubernetes API use through kube-rs (never a kubectl subprocess):
-//! tenant namespaces and their quota, the pods of a release, and the
-//! watch-fed read cache ([`cache`]) that answers release reads from memory.
+//! Kubernetes primitives through kube-rs (never a kubectl subprocess):
+//! server-side apply ([`apply`]), Leases ([`lease`]), API discovery
+//! ([`discovery`]), the pods of a release ([`pods`]), the error type and a
+//! reachability probe. What to do with them is decided by the services
+//! (`crate::releases`, `crate::tenants`).
 
-pub mod cache;
+pub mod apply;
 pub mod discovery;
 pub mod lease;
-pub mod namespace;
 pub mod pods;
 
 use std::sync::Arc;
@@ -13,6 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use kube::Client;
+
+use crate::error::{ApiError, Code};
 
 /// A failure talking to the Kubernetes API.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +44,54 @@ impl KubeError {
         match self {
             Self::Api { source, .. } => is_unreachable(source),
             _ => false,
+        }
+    }
+}
+
+/// API failures reach clients as a fixed sentence naming the action;
+/// the API server's own message is logged.
+impl From<KubeError> for ApiError {
+    fn from(error: KubeError) -> Self {
+        if let KubeError::Api { source, .. } = &error {
+            crate::metrics::kube_api_error(source);
+        }
+        match &error {
+            KubeError::NotManaged(name) => ApiError::new(
+                Code::NamespaceNotManaged,
+                format!("Namespace {name} exists and is not managed by this operator"),
+            ),
+            KubeError::Terminating(name) => ApiError::new(
+                Code::NamespaceTerminating,
+                format!("Namespace {name} is being deleted; try again when it is gone"),
+            ),
+            KubeError::Api { action, source } if crate::kube::is_unreachable(source) => {
+                tracing::error!(%error, "kubernetes API unreachable");
+                ApiError::new(
+                    Code::KubernetesUnavailable,
+                    format!("The Kubernetes API is unreachable ({action}); try again shortly"),
+                )
+            }
+            KubeError::Api { action, source } => {
+                tracing::error!(%error, "kubernetes API error");
+                let status = match source {
+                    kube::Error::Api(status) => status.code,
+                    _ => 500,
+                };
+                match status {
+                    409 => ApiError::new(
+                        Code::KubernetesConflict,
+                        format!("Conflict while {action}; try again"),
+                    ),
+                    403 => ApiError::new(
+                        Code::OperatorForbidden,
+                        format!("The operator is not allowed {action}"),
+                    ),
+                    _ => ApiError::new(
+                        Code::KubernetesError,
+                        format!("The Kubernetes API failed {action}"),
+                    ),
+                }
+            }
         }
     }
 }

@@ -7,108 +7,156 @@
 //! release. The write is checked against the record's `resourceVersion`.
 //! Records in storage we do not read (HELM_DRIVER=sql) are left alone.
 
+use std::future::Future;
 use std::io::Write;
-use std::time::Duration;
 
 use base64::Engine;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::Api;
 use kube::api::PostParams;
 use serde_json::Value;
 
-use super::storage::{StorageDriver, StorageError, decode_payload};
-use super::{Helm, HelmError, HelmRelease};
+use super::ReleaseService;
+use super::store::{RecordKind, ReleaseStore, StorageError};
+use crate::error::ApiError;
+use crate::helm::release::{HelmRelease, RecordError, decode_payload};
 use crate::names::{ReleaseName, TenantNamespace};
 
-/// The description written into a recovered revision.
-pub const RECOVERED_DESCRIPTION: &str = "Marked failed by paas-operator: the helm process that started this operation is gone (stale pending state)";
-
-impl HelmRelease {
-    /// `pending-*` and last touched longer than `limit` ago.
-    pub fn is_stale_pending(&self, limit: Duration) -> bool {
-        let limit = i64::try_from(limit.as_secs()).unwrap_or(i64::MAX);
-        self.status().is_pending()
-            && self
-                .updated_at()
-                .is_some_and(|at| jiff::Timestamp::now().duration_since(at).as_secs() > limit)
+impl ReleaseService {
+    /// Pending for longer than helm's timeout plus our margin, with no
+    /// operation of any replica on it (no local lock, no unexpired Lease):
+    /// the helm that set `pending-*` is gone.
+    pub(super) async fn is_stuck(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        release: &HelmRelease,
+    ) -> bool {
+        release.is_stale_pending(self.settings.stale_after)
+            && !self
+                .locks
+                .is_held_anywhere(namespace.as_str(), name.as_str())
+                .await
     }
-}
 
-impl Helm {
-    /// Marks `latest` (the release's newest revision, read by the caller
-    /// with the release's lock and Lease held) `failed` when it is a stale
-    /// `pending-*` (see [`HelmRelease::is_stale_pending`]); returns that
-    /// revision. The record is re-read and written back checked against its
-    /// `resourceVersion`.
-    pub async fn recover_stale_pending(
+    /// Marks an abandoned `pending-*` latest revision failed, as Flux's
+    /// helm-controller does, so the next helm operation can proceed. Called
+    /// with the release's lock and Lease held, so no replica runs helm on
+    /// it, and with the latest revision the caller has just read under them.
+    pub(super) async fn recover_if_stuck(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
         latest: &HelmRelease,
-        limit: Duration,
-    ) -> Result<Option<u32>, HelmError> {
-        if !latest.is_stale_pending(limit) {
-            return Ok(None);
+    ) -> Result<bool, ApiError> {
+        if !latest.is_stale_pending(self.settings.stale_after) {
+            return Ok(false);
         }
-        let Some(store) = self.store() else {
+        let Some(store) = self.reads.store() else {
             // The records live where we cannot write them (HELM_DRIVER=sql):
             // helm will answer "another operation is in progress" (409).
             tracing::warn!(%namespace, release = %name, revision = latest.version,
                 "release is stuck pending, but its storage driver cannot be recovered by the operator");
-            return Ok(None);
+            return Ok(false);
         };
-        let record = format!("sh.helm.release.v1.{}.v{}", name.as_str(), latest.version);
-        let client = store.client().clone();
-        match store.driver() {
-            StorageDriver::Secret => {
-                let api: Api<Secret> = Api::namespaced(client, namespace.as_str());
-                let Some(mut secret) = api.get_opt(&record).await.map_err(StorageError::Kube)?
-                else {
-                    return Ok(None);
-                };
-                let payload = secret
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.get("release"))
-                    .map(|b| b.0.clone())
-                    .unwrap_or_default();
-                let updated = mark_failed(&record, &payload)?;
-                secret
-                    .data
-                    .get_or_insert_with(Default::default)
-                    .insert("release".into(), ByteString(updated));
-                set_failed_label(&mut secret.metadata);
-                api.replace(&record, &PostParams::default(), &secret)
-                    .await
-                    .map_err(StorageError::Kube)?;
-            }
-            StorageDriver::ConfigMap => {
-                let api: Api<ConfigMap> = Api::namespaced(client, namespace.as_str());
-                let Some(mut map) = api.get_opt(&record).await.map_err(StorageError::Kube)? else {
-                    return Ok(None);
-                };
-                let payload = map
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.get("release"))
-                    .map(|s| s.as_bytes().to_vec())
-                    .unwrap_or_default();
-                let updated = mark_failed(&record, &payload)?;
-                map.data.get_or_insert_with(Default::default).insert(
-                    "release".into(),
-                    String::from_utf8_lossy(&updated).into_owned(),
-                );
-                set_failed_label(&mut map.metadata);
-                api.replace(&record, &PostParams::default(), &map)
-                    .await
-                    .map_err(StorageError::Kube)?;
-            }
+        if !mark_failed(store, namespace, name, latest).await? {
+            return Ok(false);
         }
-        Ok(Some(latest.version))
+        tracing::warn!(%namespace, release = %name, revision = latest.version,
+            "recovered a stuck release: marked its pending revision failed");
+        Ok(true)
     }
+
+    /// helm refuses an upgrade of a release that is missing, or whose latest
+    /// revision is `pending-*`, before it changes anything; only then is the
+    /// release read: 404 when it is missing, and a stale pending revision is
+    /// recovered and the operation tried once more. Anything else is
+    /// `refused`.
+    pub(super) async fn retry_if_recovered<Retry, Fut>(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        refused: ApiError,
+        retry: Retry,
+    ) -> Result<HelmRelease, ApiError>
+    where
+        Retry: FnOnce() -> Fut,
+        Fut: Future<Output = Result<HelmRelease, ApiError>>,
+    {
+        use crate::error::Code;
+        if !matches!(
+            refused.code,
+            Code::NoDeployedRelease | Code::ReleaseNotFound | Code::OperationInProgress
+        ) {
+            return Err(refused);
+        }
+        let latest = self.require_latest(namespace, name).await?;
+        if refused.code == Code::OperationInProgress
+            && self.recover_if_stuck(namespace, name, &latest).await?
+        {
+            return retry().await;
+        }
+        Err(refused)
+    }
+}
+
+/// The description written into a recovered revision.
+pub const RECOVERED_DESCRIPTION: &str = "Marked failed by paas-operator: the helm process that started this operation is gone (stale pending state)";
+
+/// Marks `latest` (the release's newest revision, read by the caller with
+/// the release's lock and Lease held) `failed` in Helm's record; returns
+/// false when its record is gone. The record is re-read and written back
+/// checked against its `resourceVersion`.
+pub async fn mark_failed(
+    store: &ReleaseStore,
+    namespace: &TenantNamespace,
+    name: &ReleaseName,
+    latest: &HelmRelease,
+) -> Result<bool, StorageError> {
+    let record = format!("sh.helm.release.v1.{}.v{}", name.as_str(), latest.version);
+    match store.kind() {
+        RecordKind::Secret => {
+            let api = store.secrets(namespace.as_str());
+            let Some(mut secret) = api.get_opt(&record).await? else {
+                return Ok(false);
+            };
+            let payload = secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get("release"))
+                .map(|b| b.0.clone())
+                .unwrap_or_default();
+            let updated = rewrite_failed(&record, &payload)?;
+            secret
+                .data
+                .get_or_insert_with(Default::default)
+                .insert("release".into(), ByteString(updated));
+            set_failed_label(&mut secret.metadata);
+            api.replace(&record, &PostParams::default(), &secret)
+                .await?;
+        }
+        RecordKind::ConfigMap => {
+            let api = store.config_maps(namespace.as_str());
+            let Some(mut map) = api.get_opt(&record).await? else {
+                return Ok(false);
+            };
+            let payload = map
+                .data
+                .as_ref()
+                .and_then(|d| d.get("release"))
+                .map(|s| s.as_bytes().to_vec())
+                .unwrap_or_default();
+            let updated = rewrite_failed(&record, &payload)?;
+            map.data.get_or_insert_with(Default::default).insert(
+                "release".into(),
+                String::from_utf8_lossy(&updated).into_owned(),
+            );
+            set_failed_label(&mut map.metadata);
+            api.replace(&record, &PostParams::default(), &map).await?;
+        }
+    }
+    Ok(true)
 }
 
 fn set_failed_label(meta: &mut kube::api::ObjectMeta) {
@@ -119,8 +167,8 @@ fn set_failed_label(meta: &mut kube::api::ObjectMeta) {
 
 /// Rewrites an encoded release record with `info.status = failed`, keeping
 /// every other field as Helm wrote it.
-fn mark_failed(record: &str, encoded: &[u8]) -> Result<Vec<u8>, StorageError> {
-    let corrupt = |reason: String| StorageError::Corrupt {
+fn rewrite_failed(record: &str, encoded: &[u8]) -> Result<Vec<u8>, RecordError> {
+    let corrupt = |reason: String| RecordError::Corrupt {
         record: record.to_owned(),
         reason,
     };
@@ -146,7 +194,7 @@ fn mark_failed(record: &str, encoded: &[u8]) -> Result<Vec<u8>, StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::helm::storage::decode_record;
+    use crate::helm::release::decode_record;
     use crate::model::ReleaseStatus;
 
     #[test]
@@ -157,29 +205,12 @@ mod tests {
         let encoded = base64::engine::general_purpose::STANDARD
             .encode(gzip.finish().unwrap())
             .into_bytes();
-        let updated = mark_failed("r", &encoded).unwrap();
+        let updated = rewrite_failed("r", &encoded).unwrap();
         let release = decode_record("r", &updated).unwrap();
         assert_eq!(release.status(), ReleaseStatus::Failed);
         assert_eq!(release.version, 3);
         assert_eq!(release.info.description, RECOVERED_DESCRIPTION);
         assert_eq!(release.manifest, "---\nkind: ConfigMap\n");
-        assert!(mark_failed("r", b"%%%").is_err());
-    }
-
-    #[test]
-    fn only_old_pending_revisions_are_stale() {
-        let record = |status: &str, at: &str| -> HelmRelease {
-            serde_json::from_value(serde_json::json!({
-                "name": "a", "version": 2, "info": {"status": status, "last_deployed": at}
-            }))
-            .unwrap()
-        };
-        let old = "2020-01-01T00:00:00Z";
-        let now = jiff::Timestamp::now().to_string();
-        let limit = Duration::from_secs(60);
-        assert!(record("pending-upgrade", old).is_stale_pending(limit));
-        assert!(record("pending-rollback", old).is_stale_pending(limit));
-        assert!(!record("pending-upgrade", &now).is_stale_pending(limit));
-        assert!(!record("deployed", old).is_stale_pending(limit));
+        assert!(rewrite_failed("r", b"%%%").is_err());
     }
 }

@@ -6,23 +6,17 @@
 //! server-side apply with one field manager: re-posting is idempotent and
 //! updates the limits.
 
-use std::time::Duration;
-
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use kube::api::{Patch, PatchParams};
-use kube::{Api, Client, Resource};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use kube::{Api, Client};
 use serde_json::{Value, json};
 
-use super::KubeError;
 use crate::config::TenantConfig;
+use crate::kube::KubeError;
+use crate::kube::apply::{FIELD_MANAGER, apply, apply_retrying};
 use crate::names::{Quantity, TenantNamespace};
 
-/// Field manager for everything the operator applies.
-pub const FIELD_MANAGER: &str = "paas-operator";
 /// Label marking namespaces this operator manages.
 pub const MANAGED_LABEL: &str = "paas-managed";
 
@@ -34,6 +28,17 @@ pub struct TenantQuota {
     pub storage: Quantity,
 }
 
+impl TenantQuota {
+    /// The earlier operator's defaults: cpu 2, memory 4Gi, storage 20Gi.
+    pub fn default_quota() -> Self {
+        Self {
+            cpu: Quantity::known("2"),
+            memory: Quantity::known("4Gi"),
+            storage: Quantity::known("20Gi"),
+        }
+    }
+}
+
 /// Whether applying created the namespace or updated an existing one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -41,8 +46,54 @@ pub enum Applied {
     Updated,
 }
 
-/// Creates or updates a tenant namespace and everything in it.
-pub async fn apply_tenant(
+/// Tenant namespaces: set up, read and deleted under one policy.
+#[derive(Clone)]
+pub struct TenantService {
+    client: Client,
+    policy: TenantConfig,
+}
+
+impl TenantService {
+    pub fn new(client: Client, policy: TenantConfig) -> Self {
+        Self { client, policy }
+    }
+
+    /// Creates or updates a tenant namespace and everything in it.
+    pub async fn apply(
+        &self,
+        namespace: &TenantNamespace,
+        quota: &TenantQuota,
+    ) -> Result<Applied, KubeError> {
+        apply_tenant(&self.client, &self.policy, namespace, quota).await
+    }
+
+    /// Creates the tenant with the default quota only when the namespace
+    /// does not exist yet; an existing managed namespace is left as it is.
+    pub async fn ensure(&self, namespace: &TenantNamespace) -> Result<(), KubeError> {
+        ensure_tenant(
+            &self.client,
+            &self.policy,
+            namespace,
+            &TenantQuota::default_quota(),
+        )
+        .await
+    }
+
+    /// Reads a tenant namespace; `None` when it does not exist.
+    pub async fn read(
+        &self,
+        namespace: &TenantNamespace,
+    ) -> Result<Option<TenantState>, KubeError> {
+        read_tenant(&self.client, namespace).await
+    }
+
+    /// Starts deleting a tenant namespace.
+    pub async fn delete(&self, namespace: &TenantNamespace) -> Result<(), KubeError> {
+        delete_tenant(&self.client, namespace).await
+    }
+}
+
+async fn apply_tenant(
     client: &Client,
     policy: &TenantConfig,
     namespace: &TenantNamespace,
@@ -108,9 +159,7 @@ pub async fn apply_tenant(
     })
 }
 
-/// Creates the tenant with `quota` only when the namespace does not exist
-/// yet; an existing managed namespace is left as it is.
-pub async fn ensure_tenant(
+async fn ensure_tenant(
     client: &Client,
     policy: &TenantConfig,
     namespace: &TenantNamespace,
@@ -132,59 +181,16 @@ pub async fn ensure_tenant(
 /// Name of the RoleBinding that gives the operator its rights in a tenant.
 pub const TENANT_BINDING: &str = "paas-operator-tenant";
 
-async fn apply<K>(
-    api: &Api<K>,
-    name: &str,
-    body: Value,
-    action: &'static str,
-) -> Result<(), KubeError>
-where
-    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
-{
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch(name, &params, &Patch::Apply(body))
-        .await
-        .map(drop)
-        .map_err(KubeError::api(action))
-}
-
-/// Applies an object inside the tenant namespace. Right after the tenant
-/// RoleBinding is created the API server's RBAC cache may not know it yet,
-/// so a 403 is retried for a short while.
-async fn apply_retrying<K>(
-    api: &Api<K>,
-    name: &str,
-    body: Value,
-    action: &'static str,
-) -> Result<(), KubeError>
-where
-    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
-{
-    let mut delay = Duration::from_millis(50);
-    loop {
-        match apply(api, name, body.clone(), action).await {
-            Err(KubeError::Api {
-                source: kube::Error::Api(status),
-                ..
-            }) if status.code == 403 && delay < Duration::from_secs(2) => {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-            other => return other,
-        }
-    }
-}
-
 fn namespace_body(name: &str, policy: &TenantConfig) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Namespace",
         "metadata": { "name": name, "labels": {
             MANAGED_LABEL: "true",
-            "pod-security.kubernetes.io/enforce": policy.psa_enforce,
+            "pod-security.kubernetes.io/enforce": policy.psa_enforce.as_str(),
             "pod-security.kubernetes.io/enforce-version": "latest",
-            "pod-security.kubernetes.io/warn": policy.psa_warn,
-            "pod-security.kubernetes.io/audit": policy.psa_warn,
+            "pod-security.kubernetes.io/warn": policy.psa_warn.as_str(),
+            "pod-security.kubernetes.io/audit": policy.psa_warn.as_str(),
         }},
     })
 }
@@ -218,12 +224,7 @@ fn limit_range_body(name: &str, policy: &TenantConfig) -> Value {
 }
 
 fn network_policy_body(name: &str, policy: &TenantConfig) -> Value {
-    let allowed: Vec<&str> = policy
-        .network_allowed_namespaces
-        .iter()
-        .map(|n| n.trim())
-        .filter(|n| !n.is_empty())
-        .collect();
+    let allowed = policy.network_allowed_namespaces.items();
     let mut from = vec![json!({ "podSelector": {} })];
     if !allowed.is_empty() {
         from.push(json!({ "namespaceSelector": { "matchExpressions": [
@@ -275,9 +276,8 @@ pub struct TenantState {
     pub used: std::collections::BTreeMap<String, String>,
 }
 
-/// Reads a tenant namespace; `None` when it does not exist. A namespace
-/// that exists but is not ours is an error (the API answers 403).
-pub async fn read_tenant(
+/// A namespace that exists but is not ours is an error.
+async fn read_tenant(
     client: &Client,
     namespace: &TenantNamespace,
 ) -> Result<Option<TenantState>, KubeError> {
@@ -316,8 +316,8 @@ pub async fn read_tenant(
     }))
 }
 
-/// Starts deleting a tenant namespace (the namespace controller finishes it).
-pub async fn delete_tenant(client: &Client, namespace: &TenantNamespace) -> Result<(), KubeError> {
+/// The namespace controller finishes what this starts.
+async fn delete_tenant(client: &Client, namespace: &TenantNamespace) -> Result<(), KubeError> {
     let api: Api<Namespace> = Api::all(client.clone());
     match api.delete(namespace.as_str(), &Default::default()).await {
         Ok(_) => Ok(()),
@@ -346,6 +346,19 @@ mod tests {
 
     fn policy() -> TenantConfig {
         crate::config::Config::parse_from(["paas-operator"]).tenant
+    }
+
+    #[test]
+    fn default_quota_is_the_contracts() {
+        let quota = TenantQuota::default_quota();
+        assert_eq!(
+            (
+                quota.cpu.as_str(),
+                quota.memory.as_str(),
+                quota.storage.as_str()
+            ),
+            ("2", "4Gi", "20Gi")
+        );
     }
 
     #[test]

@@ -5,21 +5,20 @@
 //! questions), and reads must fail with a clear error when helm's storage
 //! cannot be reached.
 
-mod support;
-
+use crate::harness::{
+    API_KEY, Major, Operator, assert_error, free_port, helm_binary, oci_chart, random_release,
+    recorded_helm_calls, recording_helm, scratch_dir, wait_pods_ready,
+};
 use clap::Parser;
 use paas_operator::config::Config;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{
-    API_KEY, Major, Operator, assert_error, free_port, helm_binary, oci_chart, random_release,
-    recorded_helm_calls, recording_helm, scratch_dir, wait_pods_ready,
-};
 
 /// The read path is chosen once at start from HELM_DRIVER and RELEASE_READS;
 /// drivers the operator cannot work with are one-line start-up errors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_up_picks_the_read_path() {
+    crate::require_env!();
     let helm = helm_binary(Major::Helm4);
     let start = |extra: &[&str]| {
         let mut args = vec![
@@ -34,7 +33,7 @@ async fn start_up_picks_the_read_path() {
     };
     let through_cli = |extra: &'static [&'static str]| {
         let state = start(extra);
-        async move { state.await.expect("starts").helm.reads_through_cli() }
+        async move { state.await.expect("starts").releases.reads_through_cli() }
     };
     assert!(!through_cli(&[]).await);
     assert!(!through_cli(&["--helm-driver", "configmap"]).await);
@@ -44,11 +43,9 @@ async fn start_up_picks_the_read_path() {
         let state = start(extra);
         async move { state.await.err().expect("refused").to_string() }
     };
-    assert!(
-        refused(&["--helm-driver", "memory"])
-            .await
-            .contains("not supported")
-    );
+    // Drivers the operator cannot work with are refused by the parser.
+    let memory = Config::try_parse_from(["paas-operator", "--helm-driver", "memory"]);
+    assert!(memory.unwrap_err().to_string().contains("memory"));
     assert!(
         refused(&["--helm-driver", "sql", "--release-reads", "storage"])
             .await
@@ -172,7 +169,7 @@ async fn lifecycle(major: Major) {
     let (status, body) = op.call(Method::DELETE, &path, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 }
-both_helms!(lifecycle);
+crate::both_helms!(lifecycle);
 
 /// HELM_DRIVER=sql starts and reads through helm; with no database to
 /// reach (there is none here), every read is a clear 500 that names neither
@@ -218,4 +215,4 @@ async fn sql_driver_without_a_database(major: Major) {
         );
     }
 }
-both_helms!(sql_driver_without_a_database);
+crate::both_helms!(sql_driver_without_a_database);

@@ -1,11 +1,9 @@
-//! Shared helpers for the end-to-end tests: the local control plane's
+//! The one harness of the end-to-end tests: the local control plane's
 //! coordinates (from `target/testenv/env`, exported by `scripts/test`), an
-//! operator served in process on 127.0.0.1:0, and a fresh random tenant
-//! namespace per test.
-#![allow(
-    dead_code,
-    reason = "each test binary uses a different part of the support module"
-)]
+//! operator served in process on 127.0.0.1:0 ([`Operator`]) or as the real
+//! binary ([`OperatorProcess`]) with the same settings ([`base_settings`]),
+//! and a fresh random tenant namespace per test. Without the control plane
+//! every test returns at once with a "skipped" line ([`require_env!`]).
 
 use std::time::{Duration, Instant};
 
@@ -26,8 +24,46 @@ pub enum Major {
     Helm4,
 }
 
-/// Reads a variable the test script exports; fails loudly when the local
-/// control plane is not up.
+/// The variables `scripts/testenv up` writes to `target/testenv/env`.
+const TESTENV: &[&str] = &["KUBECONFIG", "HELM3_BINARY", "HELM4_BINARY", "OCI_REGISTRY"];
+
+/// True when the local control plane's coordinates are exported. When
+/// they are not, says so once on the terminal (past the test harness's
+/// output capture), naming what is missing.
+pub fn env_is_up() -> bool {
+    let missing: Vec<&str> = TESTENV
+        .iter()
+        .copied()
+        .filter(|name| std::env::var_os(name).is_none())
+        .collect();
+    if !missing.is_empty() {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "e2e: skipping the end-to-end tests: {} not set, so the local control plane is not up (run `scripts/test`, or `scripts/testenv up` and `. target/testenv/env`)",
+                missing.join(", ")
+            );
+        });
+    }
+    missing.is_empty()
+}
+
+/// Returns from the calling test, saying why, when the local control plane
+/// is not up: `cargo test` alone then runs the unit and handler tests and
+/// skips these.
+#[macro_export]
+macro_rules! require_env {
+    () => {
+        if !$crate::harness::env_is_up() {
+            eprintln!("skipped: the local control plane is not up");
+            return;
+        }
+    };
+}
+
+/// Reads a variable the test script exports (checked by [`require_env!`]).
 pub fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: start the local control plane with `scripts/testenv up` and run the tests with `scripts/test`")
@@ -96,6 +132,59 @@ pub fn random_release() -> String {
     format!("svc-{:08x}", rand::rng().random::<u32>())
 }
 
+/// One setting of every operator under test: as a flag (in process) and
+/// as an environment variable (the binary), from one table.
+pub struct Setting {
+    flag: &'static str,
+    env: &'static str,
+    /// `None`: a switch, set.
+    value: Option<String>,
+}
+
+impl Setting {
+    fn new(flag: &'static str, env: &'static str, value: Option<&str>) -> Self {
+        Self {
+            flag,
+            env,
+            value: value.map(str::to_owned),
+        }
+    }
+
+    fn flag(&self) -> Vec<String> {
+        match &self.value {
+            Some(value) => vec![self.flag.to_owned(), value.clone()],
+            None => vec![self.flag.to_owned()],
+        }
+    }
+
+    fn env_value(&self) -> &str {
+        self.value.as_deref().unwrap_or("true")
+    }
+}
+
+/// What every operator under test runs with. With OPERATOR_KUBECONFIG (set
+/// by `scripts/test`) the operator and its helm act as the ServiceAccount
+/// of k8s/rbac.yaml, not as admin.
+pub fn base_settings(helm: &str) -> Vec<Setting> {
+    let registry = env("OCI_REGISTRY");
+    let mut settings = vec![
+        Setting::new("--api-key", "API_KEY", Some(API_KEY)),
+        Setting::new("--helm-binary", "HELM_BINARY", Some(helm)),
+        Setting::new(
+            "--plain-http-registries",
+            "PLAIN_HTTP_REGISTRIES",
+            Some(&registry),
+        ),
+        Setting::new("--allow-http-charts", "ALLOW_HTTP_CHARTS", None),
+        Setting::new("--helm-timeout", "HELM_TIMEOUT", Some("120")),
+        Setting::new("--release-lock-wait", "RELEASE_LOCK_WAIT", Some("2")),
+    ];
+    if let Ok(path) = std::env::var("OPERATOR_KUBECONFIG") {
+        settings.push(Setting::new("--kubeconfig", "KUBECONFIG", Some(&path)));
+    }
+    settings
+}
+
 /// An operator served in process, with the client the platform would use.
 pub struct Operator {
     pub base: String,
@@ -113,33 +202,18 @@ impl Operator {
 
     /// Starts an operator running the given helm binary (e.g. a wrapper).
     pub async fn start_with_helm(helm: &str, extra: &[&str]) -> Self {
-        let registry = env("OCI_REGISTRY");
         let helm = helm.to_owned();
-        let mut args = vec![
-            "paas-operator",
-            "--api-key",
-            API_KEY,
-            "--helm-binary",
-            &helm,
-            "--plain-http-registries",
-            &registry,
-            "--allow-http-charts",
-            "--helm-timeout",
-            "120",
-            "--release-lock-wait",
-            "2",
-            // The operator runs inside this test binary: Helm 4's
-            // confinement post-renderer is the real operator binary.
-            "--confine-checker",
-            env!("CARGO_BIN_EXE_paas-operator"),
-        ];
-        args.extend_from_slice(extra);
-        // With OPERATOR_KUBECONFIG (set by scripts/test) the operator and its
-        // helm act as the ServiceAccount of k8s/rbac.yaml, not as admin.
-        let operator_kubeconfig = std::env::var("OPERATOR_KUBECONFIG").ok();
-        if let Some(path) = &operator_kubeconfig {
-            args.extend(["--kubeconfig", path.as_str()]);
+        let mut args = vec!["paas-operator".to_owned()];
+        for setting in base_settings(helm.as_str()) {
+            args.extend(setting.flag());
         }
+        // The operator runs inside this test binary: Helm 4's confinement
+        // post-renderer is the real operator binary.
+        args.extend([
+            "--confine-checker".to_owned(),
+            env!("CARGO_BIN_EXE_paas-operator").to_owned(),
+        ]);
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
         let config = Config::parse_from(args);
         let state = paas_operator::build_state(config)
             .await
@@ -295,11 +369,13 @@ macro_rules! both_helms {
         mod $body {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn helm3() {
-                super::$body($crate::support::Major::Helm3).await;
+                $crate::require_env!();
+                super::$body($crate::harness::Major::Helm3).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn helm4() {
-                super::$body($crate::support::Major::Helm4).await;
+                $crate::require_env!();
+                super::$body($crate::harness::Major::Helm4).await;
             }
         }
     };
@@ -388,15 +464,12 @@ impl OperatorProcess {
     /// environment; `env` adds or overrides variables.
     pub fn command(helm: &str, port: u16, env_vars: &[(&str, &str)]) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_paas-operator"));
+        for setting in base_settings(helm) {
+            command.env(setting.env, setting.env_value());
+        }
         command
-            .env("API_KEY", API_KEY)
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
-            .env("HELM_BINARY", helm)
-            .env("PLAIN_HTTP_REGISTRIES", env("OCI_REGISTRY"))
-            .env("ALLOW_HTTP_CHARTS", "true")
-            .env("HELM_TIMEOUT", "120")
-            .env("RELEASE_LOCK_WAIT", "2")
             .env("LOG_LEVEL", "warn")
             .envs(env_vars.iter().copied())
             .stdin(std::process::Stdio::null())

@@ -6,20 +6,18 @@
 //! and change nothing in the cluster (secrets, quota and namespaces compared
 //! before and after).
 
-mod support;
-
 use std::collections::BTreeMap;
 
+use crate::harness::{
+    API_KEY, Major, Operator, helm_binary, oci_chart, random_namespace, recorded_helm_calls,
+    recording_helm, scratch_dir,
+};
 use k8s_openapi::api::core::v1::{Namespace, ResourceQuota, Secret};
 use kube::Api;
 use kube::api::ListParams;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{
-    API_KEY, Major, Operator, helm_binary, oci_chart, random_namespace, recorded_helm_calls,
-    recording_helm, scratch_dir,
-};
 
 /// One hostile request.
 struct Case {
@@ -85,6 +83,7 @@ async fn cluster_snapshot(kube: &kube::Client, tenant: &str) -> BTreeMap<String,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_requests_get_4xx_run_no_helm_and_change_nothing() {
+    crate::require_env!();
     let dir = scratch_dir("hostile");
     let (wrapper, log) = recording_helm(&helm_binary(Major::Helm4), &dir);
     let mut op = Operator::start_with_helm(&wrapper, &[]).await;

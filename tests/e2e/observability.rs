@@ -5,8 +5,6 @@
 //! the API key; `/metrics` must count the install. `/ready` must turn 503
 //! when the helm binary disappears.
 
-mod support;
-
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -14,11 +12,11 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 
+use crate::harness::{Operator, env, oci_chart, random_namespace, random_release};
 use rand::Rng;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use support::{Operator, env, oci_chart, random_namespace, random_release};
 
 /// A free port on 127.0.0.1 (bound, then released for the child).
 fn free_port() -> u16 {
@@ -152,11 +150,12 @@ async fn post(
         .send()
         .await
         .expect("request sent");
-    support::json_and_header(response, "x-request-id").await
+    crate::harness::json_and_header(response, "x-request-id").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn install_is_logged_audited_and_counted_without_secrets() {
+    crate::require_env!();
     let api_key = format!("obs-key-{:032x}", rand::rng().random::<u128>());
     let secret = format!("obs-secret-{:032x}", rand::rng().random::<u128>());
     let namespace = random_namespace();
@@ -317,6 +316,7 @@ async fn install_is_logged_audited_and_counted_without_secrets() {
 /// `/ready` checks helm is still runnable; `/health` stays 200 regardless.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_turns_503_when_helm_disappears() {
+    crate::require_env!();
     let dir = std::env::temp_dir().join(format!("obs-helm-{:08x}", rand::rng().random::<u32>()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let helm = dir.join("helm");
@@ -353,7 +353,8 @@ async fn ready_turns_503_when_helm_disappears() {
 /// the first probe of the Kubernetes API runs before the service answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_right_from_the_first_request() {
-    let op = Operator::start(support::Major::Helm4, &[]).await;
+    crate::require_env!();
+    let op = Operator::start(crate::harness::Major::Helm4, &[]).await;
     let (status, body) = op.call(Method::GET, "/health", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "healthy", "{body}");

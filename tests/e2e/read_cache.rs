@@ -3,13 +3,11 @@
 //! the very next read (read-your-writes), changes made outside the operator
 //! arrive through the watch, and `READ_CACHE=false` reads the API every time.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::harness::{Major, Operator, env, helm_binary, oci_chart, random_release};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{Major, Operator, env, helm_binary, oci_chart, random_release};
 
 const SETTLE: Duration = Duration::from_secs(20);
 
@@ -173,13 +171,14 @@ async fn reads_follow_writes(major: Major) {
         assert_eq!(body["error_type"], "release_not_found");
     }
 }
-both_helms!(reads_follow_writes);
+crate::both_helms!(reads_follow_writes);
 
 /// A release installed by another replica (here: helm itself) in an
 /// indexed namespace is found without a restart, and one uninstalled
 /// outside the operator disappears.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outside_installs_and_uninstalls_arrive_through_the_watch() {
+    crate::require_env!();
     let mut op = Operator::start(Major::Helm4, &[]).await;
     let ns = op.tenant().await;
     let first = random_release();
@@ -233,6 +232,7 @@ async fn outside_installs_and_uninstalls_arrive_through_the_watch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_cache_every_read_goes_to_the_api() {
+    crate::require_env!();
     let mut op = Operator::start(Major::Helm4, &["--read-cache", "false"]).await;
     let ns = op.tenant().await;
     let name = random_release();

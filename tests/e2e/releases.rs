@@ -1,20 +1,18 @@
-//! End-to-end: every release endpoint of CONTRACT.md against the real local
+//! End-to-end: every release endpoint of docs/contract.md against the real local
 //! control plane, with Helm 3 and with Helm 4, charts from the OCI registry
 //! and from the classic repository.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::harness::{
+    Major, Operator, assert_error, env, fixture_chart, helm_binary, oci_chart, random_release,
+    recorded_helm_calls, recording_helm, scratch_dir, wait_pods_ready,
+};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::Api;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{
-    Major, Operator, assert_error, env, fixture_chart, helm_binary, oci_chart, random_release,
-    recorded_helm_calls, recording_helm, scratch_dir, wait_pods_ready,
-};
 
 fn assert_rfc3339(value: &Value) {
     let text = value.as_str().expect("a string time");
@@ -161,7 +159,7 @@ async fn lifecycle(major: Major) {
     assert!(body["message"].is_string());
     assert_missing_everywhere(&op, &path).await;
 }
-both_helms!(lifecycle);
+crate::both_helms!(lifecycle);
 
 /// Every release endpoint answers 404 (with the contract's body) for a missing release.
 async fn assert_missing_everywhere(op: &Operator, path: &str) {
@@ -193,7 +191,7 @@ async fn missing_release(major: Major) {
     let ns = op.tenant().await;
     assert_missing_everywhere(&op, &format!("/api/releases/{ns}/{}", random_release())).await;
 }
-both_helms!(missing_release);
+crate::both_helms!(missing_release);
 
 async fn classic_repository(major: Major) {
     let mut op = Operator::start(major, &[]).await;
@@ -217,7 +215,7 @@ async fn classic_repository(major: Major) {
         .await;
     assert_eq!(body["revisions"][1]["chart"], "web-0.1.0");
 }
-both_helms!(classic_repository);
+crate::both_helms!(classic_repository);
 
 async fn chart_errors(major: Major) {
     let mut op = Operator::start(major, &[]).await;
@@ -268,7 +266,7 @@ async fn chart_errors(major: Major) {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     assert_error(&answer, "invalid_values");
 }
-both_helms!(chart_errors);
+crate::both_helms!(chart_errors);
 
 async fn pending_release_is_found(major: Major) {
     let mut op = Operator::start(major, &[]).await;
@@ -296,7 +294,7 @@ async fn pending_release_is_found(major: Major) {
     let (_, body) = op.call(Method::GET, &path, None).await;
     assert_eq!(body["status"], "deployed");
 }
-both_helms!(pending_release_is_found);
+crate::both_helms!(pending_release_is_found);
 
 /// Asserts a 400 `chart_not_confined` whose detail names every object.
 fn assert_not_confined(status: StatusCode, body: &Value, objects: &[&str]) {
@@ -348,7 +346,7 @@ async fn escaping_chart_is_refused_and_creates_nothing(major: Major) {
         "no release record may be left"
     );
 }
-both_helms!(escaping_chart_is_refused_and_creates_nothing);
+crate::both_helms!(escaping_chart_is_refused_and_creates_nothing);
 
 /// Hooks are checked too (Helm 4: inside the run; Helm 3: `helm template`),
 /// and so are the items of a `kind: List`, on install and on upgrade. A
@@ -414,7 +412,7 @@ async fn escaping_hooks_and_list_items_are_refused(major: Major) {
         );
     }
 }
-both_helms!(escaping_hooks_and_list_items_are_refused);
+crate::both_helms!(escaping_hooks_and_list_items_are_refused);
 
 /// Which helm processes one install runs: Helm 4 checks confinement inside
 /// its single run (a post-renderer), Helm 3 renders with `helm template`
@@ -451,4 +449,4 @@ async fn helm_runs_per_install(major: Major) {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
-both_helms!(helm_runs_per_install);
+crate::both_helms!(helm_runs_per_install);

@@ -7,11 +7,13 @@
 //! the local registry here) waits for a hook Job on install, upgrade and
 //! rollback: ~3 s with a normal image, forever with an `imagepullfail` one.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::harness::{
+    Major, OperatorProcess, call_at, create_tenant, delete_namespace, helm_binary, helm_pids_with,
+    oci_chart, random_release, recorded_helm_calls, recording_helm, scratch_dir,
+};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Api;
@@ -20,16 +22,12 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{
-    Major, OperatorProcess, call_at, create_tenant, delete_namespace, helm_binary, helm_pids_with,
-    oci_chart, random_release, recorded_helm_calls, recording_helm, scratch_dir,
-};
 
 const NEVER_READY: &str = "registry.local/imagepullfail:1.0";
 
 /// The `slowhook` fixture chart, pushed to the local registry.
 async fn slowhook_chart() -> String {
-    support::fixture_chart("slowhook").await
+    crate::harness::fixture_chart("slowhook").await
 }
 
 fn helm4() -> String {
@@ -68,6 +66,7 @@ fn assert_never_pending(revisions: &[(u64, String)]) {
 ///    helm upgrade that started succeeded).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_never_run_helm_on_one_release_at_once() {
+    crate::require_env!();
     let dir = scratch_dir("replicas");
     let (wrapper, log) = recording_helm(&helm4(), &dir);
     let a = OperatorProcess::spawn(&wrapper, &[("RELEASE_LOCK_WAIT", "3")]).await;
@@ -142,6 +141,7 @@ async fn two_replicas_never_run_helm_on_one_release_at_once() {
 ///    `stuck`, and the next upgrade recovers it without kubectl.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_helm_leaves_a_stuck_release_that_the_next_upgrade_recovers() {
+    crate::require_env!();
     stuck_release_recovery(Major::Helm4).await;
 }
 
@@ -149,6 +149,7 @@ async fn killed_helm_leaves_a_stuck_release_that_the_next_upgrade_recovers() {
 /// a rollback.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_helm3_leaves_a_stuck_release_that_the_next_rollback_recovers() {
+    crate::require_env!();
     stuck_release_recovery(Major::Helm3).await;
 }
 
@@ -267,6 +268,7 @@ async fn stuck_release_recovery(major: Major) {
 ///    process exits 0, and the release is not left pending.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_an_inflight_install_finish_then_exits_zero() {
+    crate::require_env!();
     let chart = slowhook_chart().await;
     let mut op = OperatorProcess::spawn(&helm4(), &[("SHUTDOWN_GRACE", "60")]).await;
     let ns = create_tenant(&op.http, &op.base).await;
@@ -306,6 +308,7 @@ async fn sigterm_lets_an_inflight_install_finish_then_exits_zero() {
 ///    the release is `failed`, not pending.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operation_past_its_timeout_is_504_and_leaves_the_release_failed() {
+    crate::require_env!();
     let chart = slowhook_chart().await;
     let op = OperatorProcess::spawn(
         &helm4(),
@@ -339,6 +342,7 @@ async fn an_operation_past_its_timeout_is_504_and_leaves_the_release_failed() {
 /// deadline with SIGTERM (and the request gets 504).
 #[tokio::test]
 async fn runner_stops_a_helm_past_the_deadline() {
+    crate::require_env!();
     use paas_operator::helm::{HelmError, HelmRunner, Invocation, RunnerConfig};
     use std::os::unix::fs::PermissionsExt;
     let dir = scratch_dir("deadline");
@@ -382,8 +386,8 @@ async fn runner_stops_a_helm_past_the_deadline() {
     );
     assert!(marker.exists(), "helm got no SIGTERM");
     let error = paas_operator::error::ApiError::from(outcome.expect_err("deadline"));
-    assert_eq!(error.status, StatusCode::GATEWAY_TIMEOUT);
-    assert_eq!(error.body.error_type, "helm_timeout");
+    assert_eq!(error.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(error.code.as_str(), "helm_timeout");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -421,7 +425,7 @@ async fn concurrent_installs(
         let request = op
             .http
             .post(format!("{}/api/releases", op.base))
-            .header("X-API-Key", support::API_KEY)
+            .header("X-API-Key", crate::harness::API_KEY)
             .json(&body);
         tasks.push(tokio::spawn(async move {
             let response = request.send().await.expect("sent");
@@ -447,6 +451,7 @@ async fn concurrent_installs(
 ///    installs of different releases run at the same time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn helm_parallelism_is_bounded_and_different_releases_run_in_parallel() {
+    crate::require_env!();
     let chart = slowhook_chart().await;
     let narrow = OperatorProcess::spawn(
         &helm4(),
@@ -501,6 +506,7 @@ async fn helm_parallelism_is_bounded_and_different_releases_run_in_parallel() {
 /// 6. A helm binary that is missing or not executable: one-line start-up error.
 #[tokio::test]
 async fn missing_or_unexecutable_helm_is_a_one_line_startup_error() {
+    crate::require_env!();
     use std::os::unix::fs::PermissionsExt;
     let dir = scratch_dir("nohelm");
     let not_executable = dir.join("helm");
@@ -511,10 +517,11 @@ async fn missing_or_unexecutable_helm_is_a_one_line_startup_error() {
         "/nonexistent/helm".to_owned(),
         not_executable.display().to_string(),
     ] {
-        let output = OperatorProcess::command(&helm, support::free_port(), &[("LOG_LEVEL", "off")])
-            .output()
-            .await
-            .expect("runs");
+        let output =
+            OperatorProcess::command(&helm, crate::harness::free_port(), &[("LOG_LEVEL", "off")])
+                .output()
+                .await
+                .expect("runs");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{helm}: started anyway");
         let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -528,9 +535,10 @@ async fn missing_or_unexecutable_helm_is_a_one_line_startup_error() {
 ///    `kubernetes_unavailable`, /ready is 503.
 #[tokio::test]
 async fn unreachable_control_plane_fails_fast_with_503() {
+    crate::require_env!();
     let dir = scratch_dir("nokube");
     let kubeconfig = dir.join("kubeconfig");
-    let port = support::free_port();
+    let port = crate::harness::free_port();
     std::fs::write(
         &kubeconfig,
         format!(
@@ -592,8 +600,9 @@ async fn unreachable_control_plane_fails_fast_with_503() {
 /// 6. Chart registry unreachable: 502 `chart_source_unreachable`, quickly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_chart_registry_is_502_not_a_hang() {
-    let closed = format!("127.0.0.1:{}", support::free_port());
-    let registries = format!("{},{closed}", support::env("OCI_REGISTRY"));
+    crate::require_env!();
+    let closed = format!("127.0.0.1:{}", crate::harness::free_port());
+    let registries = format!("{},{closed}", crate::harness::env("OCI_REGISTRY"));
     let op = OperatorProcess::spawn(&helm4(), &[("PLAIN_HTTP_REGISTRIES", &registries)]).await;
     let ns = create_tenant(&op.http, &op.base).await;
     let started = Instant::now();
@@ -706,13 +715,14 @@ async fn wait_ready(op: &OperatorProcess, wanted: StatusCode, limit: Duration) -
 ///    /ready reports it, and the service recovers by itself when it returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_plane_outage_is_503_and_recovers_without_restart() {
-    let admin = std::fs::read_to_string(support::env("KUBECONFIG")).expect("kubeconfig");
+    crate::require_env!();
+    let admin = std::fs::read_to_string(crate::harness::env("KUBECONFIG")).expect("kubeconfig");
     let server = admin
         .lines()
         .find_map(|l| l.trim().strip_prefix("server: https://"))
         .expect("server line")
         .to_owned();
-    let port = support::free_port();
+    let port = crate::harness::free_port();
     let mut proxy = ApiProxy::start(port, server.clone()).await;
     let dir = scratch_dir("outage");
     let kubeconfig = dir.join("kubeconfig");
@@ -795,6 +805,7 @@ async fn control_plane_outage_is_503_and_recovers_without_restart() {
 /// given back (deleted) right after the answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_lease_blocks_until_it_expires() {
+    crate::require_env!();
     let op = OperatorProcess::spawn(&helm4(), &[("RELEASE_LOCK_WAIT", "1")]).await;
     let ns = create_tenant(&op.http, &op.base).await;
     let name = random_release();

@@ -1,0 +1,284 @@
+//! A mock Kubernetes API server (in the spirit of kube-rs controller-rs's
+//! `fixtures.rs`) for the error paths the real control plane cannot easily
+//! produce on demand: a Lease held by another replica, a missing or foreign
+//! namespace, an API failure, a corrupt release record. It serves canned
+//! answers on 127.0.0.1:0 and records every request, so a test also proves
+//! what was NOT called (no helm ran: its binary does not exist).
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use super::{KEY, app_with, send};
+use crate::kube::lease::ReleaseLeases;
+use crate::releases::locks::ReleaseLocks;
+
+/// What the mock answers to a request: `(status, body)`.
+type Answer = Box<dyn Fn(&Method, &str) -> (StatusCode, Value) + Send + Sync>;
+
+/// A running mock API server.
+struct MockApi {
+    client: kube::Client,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl MockApi {
+    async fn start(answer: Answer) -> Self {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let answer = Arc::new(answer);
+        let router = Router::new().fallback(move |request: Request<Body>| {
+            let (log, answer) = (log.clone(), answer.clone());
+            async move {
+                let path = request.uri().path().to_owned();
+                log.lock()
+                    .expect("log")
+                    .push(format!("{} {path}", request.method()));
+                let (status, body) = answer(request.method(), &path);
+                (status, axum::Json(body)).into_response()
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let config = kube::Config::new(url.parse().expect("url"));
+        Self {
+            client: kube::Client::try_from(config).expect("client"),
+            seen,
+        }
+    }
+
+    /// The operator's app against this API, with Leases.
+    fn app(&self) -> Router {
+        let leases = ReleaseLeases::new(
+            self.client.clone(),
+            "paas-operator-test".into(),
+            std::time::Duration::from_secs(60),
+        );
+        app_with(self.client.clone(), ReleaseLocks::with_leases(leases), &[])
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().expect("log").clone()
+    }
+}
+
+/// A Kubernetes `Status` failure.
+fn status(code: u16, reason: &str) -> (StatusCode, Value) {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                      "message": reason, "reason": reason, "code": code});
+    (StatusCode::from_u16(code).expect("status"), body)
+}
+
+fn lease_path(path: &str) -> bool {
+    path.starts_with("/apis/coordination.k8s.io/v1/namespaces/")
+}
+
+async fn call(app: &Router, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let builder = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("x-api-key", KEY);
+    let request = match body {
+        Some(body) => builder
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string())),
+        None => builder.body(Body::empty()),
+    }
+    .expect("request");
+    let (status, _, body) = send(app, request).await;
+    (status, body)
+}
+
+fn upgrade() -> Option<Value> {
+    Some(json!({"chart": "oci://r.example/charts/web"}))
+}
+
+#[tokio::test]
+async fn a_lease_held_by_another_replica_is_409_and_runs_nothing() {
+    let now = jiff::Timestamp::now().to_string();
+    let api = MockApi::start(Box::new(move |method, path| match (method, lease_path(path)) {
+        (&Method::POST, true) => status(409, "AlreadyExists"),
+        (&Method::GET, true) => (
+            StatusCode::OK,
+            json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                   "metadata": {"name": "paas-operator.svc-1", "namespace": "paas-ws-1", "resourceVersion": "7"},
+                   "spec": {"holderIdentity": "another-replica", "leaseDurationSeconds": 300,
+                            "renewTime": now, "acquireTime": now}}),
+        ),
+        _ => status(500, "Unexpected"),
+    }))
+    .await;
+    let (code, body) = call(
+        &api.app(),
+        "PATCH",
+        "/api/releases/paas-ws-1/svc-1",
+        upgrade(),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error_type"], "operation_in_progress");
+    // Only the Lease was touched: no release read, no record, no helm.
+    assert!(
+        api.seen().iter().all(|r| r.contains("/leases")),
+        "{:?}",
+        api.seen()
+    );
+}
+
+#[tokio::test]
+async fn a_missing_namespace_is_404_before_helm() {
+    let api = MockApi::start(Box::new(|_, path| {
+        if lease_path(path) {
+            status(404, "NotFound")
+        } else {
+            status(500, "Unexpected")
+        }
+    }))
+    .await;
+    let (code, body) = call(
+        &api.app(),
+        "PATCH",
+        "/api/releases/paas-ws-1/svc-1",
+        upgrade(),
+    )
+    .await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error_type"], "namespace_not_found");
+}
+
+#[tokio::test]
+async fn a_failing_lease_api_is_500_kubernetes_error() {
+    let api = MockApi::start(Box::new(|_, _| status(500, "InternalError"))).await;
+    let (code, body) = call(&api.app(), "DELETE", "/api/releases/paas-ws-1/svc-1", None).await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(body["error_type"], "kubernetes_error");
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| !d.contains("InternalError")),
+        "{body}"
+    );
+}
+
+fn namespace(labels: Value, terminating: bool) -> (StatusCode, Value) {
+    let mut metadata = json!({"name": "paas-ws-1", "labels": labels});
+    if terminating {
+        metadata["deletionTimestamp"] = json!("2026-11-30T00:00:00Z");
+    }
+    (
+        StatusCode::OK,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}),
+    )
+}
+
+#[tokio::test]
+async fn a_foreign_namespace_is_403_on_every_path() {
+    let api = MockApi::start(Box::new(|method, path| match (method, path) {
+        (&Method::GET, "/api/v1/namespaces/paas-ws-1") => namespace(json!({"team": "x"}), false),
+        _ => status(500, "Unexpected"),
+    }))
+    .await;
+    let app = api.app();
+    let (code, body) = call(
+        &app,
+        "POST",
+        "/api/namespaces",
+        Some(json!({"name": "paas-ws-1"})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error_type"], "namespace_not_managed");
+    for (method, uri) in [
+        ("GET", "/api/namespaces/paas-ws-1"),
+        ("DELETE", "/api/namespaces/paas-ws-1"),
+    ] {
+        let (code, body) = call(&app, method, uri, None).await;
+        assert_eq!(code, StatusCode::FORBIDDEN, "{method} {body}");
+        assert_eq!(body["error_type"], "namespace_not_managed");
+    }
+    // Nothing was written: only reads of the namespace.
+    assert!(
+        api.seen().iter().all(|r| r.starts_with("GET ")),
+        "{:?}",
+        api.seen()
+    );
+}
+
+#[tokio::test]
+async fn a_terminating_namespace_is_409() {
+    let api = MockApi::start(Box::new(|method, path| match (method, path) {
+        (&Method::GET, "/api/v1/namespaces/paas-ws-1") => {
+            namespace(json!({"paas-managed": "true"}), true)
+        }
+        _ => status(500, "Unexpected"),
+    }))
+    .await;
+    let (code, body) = call(
+        &api.app(),
+        "POST",
+        "/api/namespaces",
+        Some(json!({"name": "paas-ws-1"})),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error_type"], "namespace_terminating");
+}
+
+#[tokio::test]
+async fn a_corrupt_release_record_is_500_without_its_content() {
+    let api = MockApi::start(Box::new(|method, path| match (method, path) {
+        (&Method::GET, "/api/v1/namespaces/paas-ws-1/secrets") => (
+            StatusCode::OK,
+            json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {}, "items": [{
+                "metadata": {"name": "sh.helm.release.v1.svc-1.v1",
+                             "labels": {"owner": "helm", "name": "svc-1", "version": "1"}},
+                "type": "helm.sh/release.v1",
+                // base64 of "not a record: s3cret"
+                "data": {"release": "bm90IGEgcmVjb3JkOiBzM2NyZXQ="}}]}),
+        ),
+        _ => status(500, "Unexpected"),
+    }))
+    .await;
+    let (code, body) = call(&api.app(), "GET", "/api/releases/paas-ws-1/svc-1", None).await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(body["error_type"], "release_record_unreadable");
+    assert!(!body.to_string().contains("s3cret"), "{body}");
+}
+
+#[tokio::test]
+async fn a_release_without_records_is_404_on_every_read() {
+    let api = MockApi::start(Box::new(|method, path| match (method, path) {
+        (&Method::GET, "/api/v1/namespaces/paas-ws-1/secrets") => (
+            StatusCode::OK,
+            json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {}, "items": []}),
+        ),
+        _ => status(500, "Unexpected"),
+    }))
+    .await;
+    let app = api.app();
+    for uri in ["", "/revisions", "/status"] {
+        let (code, body) = call(
+            &app,
+            "GET",
+            &format!("/api/releases/paas-ws-1/svc-1{uri}"),
+            None,
+        )
+        .await;
+        assert_eq!(code, StatusCode::NOT_FOUND, "{uri} {body}");
+        assert_eq!(body["error_type"], "release_not_found");
+    }
+}
+
+/// Keeps `ServiceExt` in use for readers who add oneshot-based cases here.
+#[allow(dead_code)]
+async fn oneshot(app: Router, request: Request<Body>) -> Response {
+    app.oneshot(request).await.expect("response")
+}

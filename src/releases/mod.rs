@@ -1,0 +1,160 @@
+//! The release service: every operation on a Helm release, end to end.
+//!
+//! ```text
+//!  api/releases.rs, api/namespaces.rs
+//!        │ validated commands (commands.rs)
+//!        ▼
+//!  ReleaseService
+//!   ├─ write.rs   lock + Lease (locks.rs) ─► confinement (confinement.rs)
+//!   │             ─► helm ─► read-your-writes expectation ─► audit (audit.rs)
+//!   │             a stuck `pending-*` revision is marked failed and the
+//!   │             operation retried once (recovery.rs)
+//!   └─ read.rs    watch-fed cache (cache/) ─► else Helm's records from the
+//!                 Kubernetes API (store.rs) or the helm CLI ─► warm the cache
+//! ```
+//!
+//! Below it: `helm/` (the helm CLI), `kube/` (Kubernetes primitives) and
+//! `tenants/` (tenant namespaces). Nothing here knows HTTP.
+
+pub mod audit;
+pub mod cache;
+pub mod commands;
+mod confinement;
+pub mod locks;
+mod read;
+pub mod recovery;
+pub mod store;
+mod write;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use kube::Client;
+
+pub use commands::{ChartSpec, Install, Upgrade};
+pub use read::{ServedFrom, StatusRead};
+pub use store::{RecordKind, ReleaseStore, StorageError};
+
+use crate::config::ReleaseReads;
+use crate::helm::Helm;
+use crate::kube::discovery::ScopeCache;
+use crate::tenants::TenantService;
+use cache::ReadCache;
+use locks::ReleaseLocks;
+
+/// What the service is configured with.
+#[derive(Debug, Clone)]
+pub struct ReleaseSettings {
+    /// How long an operation waits for another one on the same release.
+    pub lock_wait: Duration,
+    /// A `pending-*` revision older than this has lost its helm.
+    pub stale_after: Duration,
+    /// Check charts' renderings for confinement (`CONFINE_CHARTS`).
+    pub confine: bool,
+    /// Cluster-scoped kinds charts may create.
+    pub allowed_cluster_kinds: HashSet<String>,
+}
+
+/// Where reads come from when the cache cannot answer.
+pub enum Reads {
+    /// Helm's records, decoded from the Kubernetes API.
+    Storage(ReleaseStore),
+    /// The helm CLI. The store is kept when the driver is one we read, for
+    /// stuck-release recovery, which rewrites a record.
+    Cli { store: Option<ReleaseStore> },
+}
+
+impl Reads {
+    pub fn new(reads: ReleaseReads, store: Option<ReleaseStore>) -> anyhow::Result<Self> {
+        match (reads, store) {
+            (ReleaseReads::Storage, Some(store)) => Ok(Self::Storage(store)),
+            (ReleaseReads::Storage, None) => {
+                anyhow::bail!("release reads from storage need HELM_DRIVER secret or configmap")
+            }
+            (ReleaseReads::Helm, store) => Ok(Self::Cli { store }),
+        }
+    }
+
+    /// The record storage, when its driver is one we read.
+    fn store(&self) -> Option<&ReleaseStore> {
+        match self {
+            Self::Storage(store) => Some(store),
+            Self::Cli { store } => store.as_ref(),
+        }
+    }
+}
+
+/// Operations on Helm releases.
+pub struct ReleaseService {
+    helm: Helm,
+    client: Client,
+    reads: Reads,
+    cache: ReadCache,
+    locks: ReleaseLocks,
+    scopes: ScopeCache,
+    tenants: TenantService,
+    settings: ReleaseSettings,
+}
+
+/// The parts a [`ReleaseService`] is built from (see `startup.rs`).
+pub struct Parts {
+    pub helm: Helm,
+    pub client: Client,
+    pub reads: Reads,
+    pub cache: ReadCache,
+    pub locks: ReleaseLocks,
+    pub tenants: TenantService,
+    pub settings: ReleaseSettings,
+}
+
+impl ReleaseService {
+    pub fn new(parts: Parts) -> Self {
+        let Parts {
+            helm,
+            client,
+            reads,
+            cache,
+            locks,
+            tenants,
+            settings,
+        } = parts;
+        let service = Self {
+            helm,
+            client,
+            reads,
+            cache,
+            locks,
+            scopes: ScopeCache::default(),
+            tenants,
+            settings,
+        };
+        if service.settings.confine {
+            // Discovery (a call per API group) now, not in the first write.
+            let (scopes, client) = (service.scopes.clone(), service.client.clone());
+            tokio::spawn(async move {
+                if let Err(error) = scopes.get(&client).await {
+                    tracing::warn!(%error, "API discovery failed; the first install will retry it");
+                }
+            });
+        }
+        service
+    }
+
+    pub fn helm(&self) -> &Helm {
+        &self.helm
+    }
+
+    /// True when reads run the helm CLI (`RELEASE_READS=helm`, or sql).
+    pub fn reads_through_cli(&self) -> bool {
+        matches!(self.reads, Reads::Cli { .. })
+    }
+
+    pub fn tenants(&self) -> &TenantService {
+        &self.tenants
+    }
+
+    /// Waits (at most `limit`) for Leases being given back, at shutdown.
+    pub async fn settle(&self, limit: Duration) {
+        self.locks.settle(limit).await;
+    }
+}

@@ -1,0 +1,297 @@
+//! The write path: install, upgrade, roll back, uninstall, and the
+//! uninstall of a whole tenant namespace. Each write holds the release's
+//! lock and Lease while helm runs, leaves an expectation for the read cache
+//! (read-your-writes) and one audit event.
+//!
+//! Install and upgrade leave it to helm to refuse a name in use or a
+//! missing or pending release (it checks before changing anything), and read
+//! the release only then, so their happy path makes no Kubernetes call but
+//! the Lease besides helm's own. With Helm 3 and confinement, which renders
+//! first, they read the release before the render instead.
+
+use std::future::Future;
+use std::time::Instant;
+
+use super::ReleaseService;
+use super::audit::audit;
+use super::cache::Expectation;
+use super::commands::{Install, Upgrade};
+use super::locks::{LockError, ReleaseGuard};
+use crate::auth::KeyId;
+use crate::error::{ApiError, Code};
+use crate::helm::{HelmRelease, ValuesMode, merge_values};
+use crate::names::{ReleaseName, TenantNamespace};
+
+impl ReleaseService {
+    /// `helm install`, creating the tenant namespace first when asked.
+    pub async fn install(&self, key: &KeyId, install: Install) -> Result<HelmRelease, ApiError> {
+        let Install {
+            namespace,
+            name,
+            chart,
+            values,
+            create_namespace,
+        } = &install;
+        let outcome = async {
+            if *create_namespace {
+                self.tenants.ensure(namespace).await?;
+            }
+            // The release's Lease lives in its namespace, so that comes first.
+            self.locked(namespace, name, async {
+                // helm refuses a name in use itself (the same 409, without
+                // our reading first); before a separate render, refuse it
+                // before paying for that.
+                if self.renders_first() && self.latest_direct(namespace, name).await?.is_some() {
+                    return Err(ApiError::new(
+                        Code::ReleaseExists,
+                        format!("Release {namespace}/{name} already exists"),
+                    ));
+                }
+                let confine = self
+                    .confinement(namespace, name, chart.args(), false, values)
+                    .await?;
+                let printed = self
+                    .helm
+                    .install(namespace, name, chart.args(), values, confine.as_ref())
+                    .await?;
+                self.produced(namespace, name, printed).await
+            })
+            .await
+        }
+        .await;
+        self.expect_after_write(namespace, name, &outcome);
+        audit(key, "install", namespace.as_str(), name.as_str(), outcome)
+    }
+
+    /// `helm upgrade`; a stuck release is recovered and the upgrade retried once.
+    pub async fn upgrade(
+        &self,
+        key: &KeyId,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        upgrade: Upgrade,
+    ) -> Result<HelmRelease, ApiError> {
+        let Upgrade {
+            chart,
+            values,
+            mode,
+        } = &upgrade;
+        let outcome = self
+            .locked(namespace, name, async {
+                // A separate render needs the values helm will use, so the
+                // release is read first; else only when helm refuses (below).
+                let effective = if self.renders_first() {
+                    let previous = self.require_latest(namespace, name).await?;
+                    self.recover_if_stuck(namespace, name, &previous).await?;
+                    match mode {
+                        ValuesMode::Reuse => {
+                            merge_values(&previous.config.clone().unwrap_or_default(), values)
+                        }
+                        ValuesMode::Reset => values.clone(),
+                    }
+                } else {
+                    values.clone()
+                };
+                let confine = self
+                    .confinement(namespace, name, chart.args(), true, &effective)
+                    .await?;
+                let run = || async {
+                    let printed = self
+                        .helm
+                        .upgrade(
+                            namespace,
+                            name,
+                            chart.args(),
+                            *mode,
+                            values,
+                            confine.as_ref(),
+                        )
+                        .await?;
+                    self.produced(namespace, name, printed).await
+                };
+                match run().await {
+                    Ok(release) => Ok(release),
+                    Err(refused) => self.retry_if_recovered(namespace, name, refused, run).await,
+                }
+            })
+            .await;
+        self.expect_after_write(namespace, name, &outcome);
+        audit(key, "upgrade", namespace.as_str(), name.as_str(), outcome)
+    }
+
+    /// Rolls back to `revision` (`None` or 0: the previous one); returns the
+    /// target revision and the release it produced.
+    pub async fn rollback(
+        &self,
+        key: &KeyId,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        revision: Option<u32>,
+    ) -> Result<(u32, HelmRelease), ApiError> {
+        let wanted = revision.filter(|r| *r > 0);
+        let outcome = self
+            .locked(namespace, name, async {
+                let history = self.history_direct(namespace, name).await?;
+                let Some(latest) = history.last() else {
+                    return Err(ApiError::release_not_found(namespace, name));
+                };
+                // Only revision numbers are used below, which recovery keeps.
+                self.recover_if_stuck(namespace, name, latest).await?;
+                let target = match wanted {
+                    Some(revision) => revision,
+                    None => latest
+                        .version
+                        .checked_sub(1)
+                        .filter(|r| *r > 0)
+                        .ok_or_else(|| {
+                            ApiError::new(
+                                Code::NoPreviousRevision,
+                                format!("Release {namespace}/{name} has no previous revision"),
+                            )
+                        })?,
+                };
+                if !history.iter().any(|r| r.version == target) {
+                    return Err(ApiError::new(
+                        Code::RevisionNotFound,
+                        format!("Release {namespace}/{name} has no revision {target}"),
+                    ));
+                }
+                let printed = self.helm.rollback(namespace, name, Some(target)).await?;
+                Ok((target, self.produced(namespace, name, printed).await?))
+            })
+            .await;
+        let expected = outcome.as_ref().map(|(_, release)| release);
+        self.expect(namespace, name, expected);
+        audit(key, "rollback", namespace.as_str(), name.as_str(), outcome)
+    }
+
+    /// `helm uninstall`; 404 when the release does not exist.
+    pub async fn uninstall(
+        &self,
+        key: &KeyId,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+    ) -> Result<(), ApiError> {
+        let outcome = self
+            .locked(namespace, name, async {
+                self.require_latest(namespace, name).await?;
+                Ok(self.helm.uninstall(namespace, name).await?)
+            })
+            .await;
+        let expectation = match &outcome {
+            Ok(()) => Expectation::Gone,
+            Err(_) => Expectation::Unknown,
+        };
+        self.cache
+            .expect(namespace.as_str(), name.as_str(), expectation);
+        audit(key, "uninstall", namespace.as_str(), name.as_str(), outcome)
+    }
+
+    /// Uninstalls every release of a tenant namespace, then starts deleting
+    /// it; nothing happens to a namespace that is already terminating.
+    pub async fn delete_namespace(&self, namespace: &TenantNamespace) -> Result<(), ApiError> {
+        let outcome = async {
+            let tenant = self.tenants.read(namespace).await?;
+            let tenant = tenant.ok_or_else(|| ApiError::namespace_not_found(namespace))?;
+            if tenant.phase == "Terminating" {
+                return Ok(());
+            }
+            for name in self.release_names(namespace).await? {
+                self.locked(namespace, &name, async {
+                    Ok(self.helm.uninstall(namespace, &name).await?)
+                })
+                .await?;
+            }
+            Ok(self.tenants.delete(namespace).await?)
+        }
+        .await;
+        self.cache.forget(namespace.as_str());
+        outcome
+    }
+
+    /// Runs `operation` holding the release's lock (and Lease), then gives
+    /// them back; the operation is a lazy future, so nothing runs before the
+    /// lock is held. The answer does not wait for the Lease's deletion (one
+    /// API round trip): the local lock is held until it is done, so the next
+    /// operation on this release in this process still waits for it.
+    pub(super) async fn locked<T>(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        operation: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        let guard = self.lock(namespace, name).await?;
+        let outcome = operation.await;
+        self.locks.release_in_background(guard);
+        outcome
+    }
+
+    async fn lock(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+    ) -> Result<ReleaseGuard, ApiError> {
+        let started = Instant::now();
+        let guard = self
+            .locks
+            .acquire(namespace.as_str(), name.as_str(), self.settings.lock_wait)
+            .await;
+        let outcome = match &guard {
+            Ok(_) => "acquired",
+            Err(LockError::Busy) => "timed_out",
+            Err(_) => "error",
+        };
+        crate::metrics::lock_wait(outcome, started.elapsed());
+        guard.map_err(|error| match error {
+            LockError::Busy => ApiError::operation_in_progress(format!("{namespace}/{name}")),
+            LockError::NamespaceMissing => ApiError::new(
+                Code::NamespaceNotFound,
+                format!(
+                    "Namespace {namespace} does not exist; create it first (or send create_namespace: true)"
+                ),
+            ),
+            LockError::Kube(error) => error.into(),
+        })
+    }
+
+    /// The release a write produced: as helm printed it, else read back.
+    async fn produced(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        printed: Option<HelmRelease>,
+    ) -> Result<HelmRelease, ApiError> {
+        match printed {
+            Some(release) => Ok(release),
+            None => self.require_latest(namespace, name).await,
+        }
+    }
+
+    /// Tells the read cache what a write left behind, so this replica's
+    /// next reads of the release show it (read-your-writes).
+    fn expect_after_write(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        outcome: &Result<HelmRelease, ApiError>,
+    ) {
+        self.expect(namespace, name, outcome.as_ref());
+    }
+
+    fn expect(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        outcome: Result<&HelmRelease, &ApiError>,
+    ) {
+        let expectation = match outcome {
+            Ok(release) => Expectation::Revision {
+                revision: release.version,
+                status: release.info.status.clone(),
+            },
+            Err(_) => Expectation::Unknown,
+        };
+        self.cache
+            .expect(namespace.as_str(), name.as_str(), expectation);
+    }
+}

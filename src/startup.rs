@@ -1,0 +1,289 @@
+//! Start-up: turns the configuration into the running service (helm
+//! detected, Kubernetes client, services wired), serves until a signal,
+//! and shuts down gracefully. Fails fast with one clear line when helm
+//! cannot run, no key is configured, or there is no kubeconfig.
+
+use std::ffi::OsString;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::net::TcpListener;
+
+use crate::api::{App, AppState};
+use crate::auth::ApiKeys;
+use crate::config::{Command, Config, LogFormat};
+use crate::helm::postrender::{ConfinePlugin, resolve_checker};
+use crate::helm::{Helm, HelmError, HelmRunner, HelmVersion, RunnerConfig};
+use crate::kube::ApiProbe;
+use crate::kube::lease::ReleaseLeases;
+use crate::names::ChartPolicy;
+use crate::releases::cache::ReadCache;
+use crate::releases::locks::ReleaseLocks;
+use crate::releases::{Parts, Reads, RecordKind, ReleaseService, ReleaseSettings, ReleaseStore};
+use crate::tenants::TenantService;
+
+/// The binary's entry point: logging, then serve (or print the OpenAPI document).
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    if let Some(Command::Openapi) = config.command {
+        println!("{}", crate::api::openapi_json());
+        return Ok(());
+    }
+    init_logging(&config);
+    let address = config.server.address();
+    let grace = config.server.shutdown_grace;
+    let state = build_state(config).await?;
+    let listener = TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    tracing::info!(%address, helm = %state.releases.helm().version().text, "paas-operator listening");
+    serve(state, listener, shutdown_signal(), grace).await
+}
+
+/// Builds everything the handlers need.
+pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    let keys = api_keys(&config)?;
+    // Before the first helm run, so `helm version` is counted too.
+    crate::metrics::handle();
+    let reads = config.helm.effective_reads()?;
+    let helm = helm(&config).await?;
+    let client = kube_client(&config).await?;
+    let probe = ApiProbe::start(client.clone(), Duration::from_secs(5)).await;
+    let leases = ReleaseLeases::new(
+        client.clone(),
+        format!("paas-operator-{}", uuid::Uuid::new_v4()),
+        config.helm.lease_duration(),
+    );
+    let kind = RecordKind::of(config.helm.driver);
+    let store = kind.map(|kind| ReleaseStore::new(client.clone(), kind));
+    let reads = Reads::new(reads, store)?;
+    tracing::info!(
+        driver = config.helm.driver.as_str(),
+        storage_reads = matches!(reads, Reads::Storage(_)),
+        "release reads"
+    );
+    // The cache watches the records it decodes: only when reads come from storage.
+    let cache = match (&reads, kind) {
+        (Reads::Storage(_), Some(kind)) if config.cache.enabled => {
+            ReadCache::start(client.clone(), kind, config.cache.clone())
+        }
+        _ => ReadCache::disabled(),
+    };
+    let tenants = TenantService::new(client.clone(), config.tenant.clone());
+    let releases = ReleaseService::new(Parts {
+        helm,
+        client: client.clone(),
+        reads,
+        cache,
+        locks: ReleaseLocks::with_leases(leases),
+        tenants,
+        settings: ReleaseSettings {
+            lock_wait: config.helm.lock_wait,
+            stale_after: config.helm.stale_after(),
+            confine: config.charts.confine_charts,
+            allowed_cluster_kinds: config
+                .charts
+                .allowed_cluster_kinds
+                .items()
+                .iter()
+                .cloned()
+                .collect(),
+        },
+    });
+    Ok(AppState(Arc::new(App {
+        chart_policy: ChartPolicy::from_config(&config.charts),
+        keys,
+        probe,
+        releases,
+        config,
+    })))
+}
+
+/// The accepted API keys; refuses to start without one unless told to.
+fn api_keys(config: &Config) -> anyhow::Result<ApiKeys> {
+    let auth = &config.auth;
+    let keys = ApiKeys::new(
+        &auth.static_keys(),
+        auth.api_key_file.clone(),
+        auth.insecure_no_auth,
+    )
+    .context("cannot read API_KEY_FILE")?;
+    if !keys.any() && !auth.insecure_no_auth {
+        bail!(
+            "no API key configured: set API_KEY, API_KEYS or API_KEY_FILE (or pass --insecure-no-auth for local experiments)"
+        );
+    }
+    keys.watch_file(Duration::from_secs(2));
+    Ok(keys)
+}
+
+/// The helm client: its version detected, and with Helm 4 and confinement
+/// the post-renderer plugin that checks inside each run.
+async fn helm(config: &Config) -> anyhow::Result<Helm> {
+    let settings = &config.helm;
+    let mut runner_config = RunnerConfig {
+        binary: settings.binary.clone(),
+        helm_timeout: settings.timeout,
+        deadline_margin: settings.deadline_margin,
+        kill_grace: settings.kill_grace,
+        max_parallel: settings.max_parallel,
+        queue_wait: settings.queue_wait,
+        env: settings.child_env(config.kubeconfig.as_ref()),
+    };
+    // Helm's SQL driver connects to its database when any helm command
+    // starts, `helm version` included. The version must not depend on it: the
+    // service starts while the database is down (as while the cluster is).
+    let version_runner = HelmRunner::new(RunnerConfig {
+        env: without_storage_driver(&runner_config.env),
+        ..runner_config.clone()
+    });
+    let version = Helm::detect_version(&version_runner)
+        .await
+        .map_err(|error| match error {
+            HelmError::Spawn { source, .. } => {
+                anyhow::anyhow!("helm binary {:?} cannot be run: {source}", settings.binary)
+            }
+            other => anyhow::anyhow!(
+                "helm binary {:?} is not Helm 3 or 4: {other}",
+                settings.binary
+            ),
+        })?;
+    let plugin = confine_plugin(config, &version).await?;
+    if let Some(plugin) = &plugin {
+        runner_config.env.retain(|(key, _)| key != "HELM_PLUGINS");
+        runner_config
+            .env
+            .push(("HELM_PLUGINS".into(), plugin.plugins_dir().into()));
+    }
+    let mut helm = Helm::new(HelmRunner::new(runner_config), version);
+    if let Some(plugin) = plugin {
+        helm = helm.with_confine_plugin(plugin);
+    }
+    Ok(helm)
+}
+
+/// A helm environment without the storage driver settings (helm then
+/// uses its default driver, which connects to nothing when it starts).
+fn without_storage_driver(env: &[(OsString, OsString)]) -> Vec<(OsString, OsString)> {
+    env.iter()
+        .filter(|(key, _)| key != "HELM_DRIVER" && key != "HELM_DRIVER_SQL_CONNECTION_STRING")
+        .cloned()
+        .collect()
+}
+
+/// With Helm 4 and `CONFINE_CHARTS`, the post-renderer plugin that checks
+/// confinement inside each install/upgrade, in a private directory under
+/// the temp dir (Helm 3 renders with `helm template` first instead).
+async fn confine_plugin(
+    config: &Config,
+    version: &HelmVersion,
+) -> anyhow::Result<Option<ConfinePlugin>> {
+    if !config.charts.confine_charts || version.major < 4 {
+        return Ok(None);
+    }
+    let checker = match &config.charts.confine_checker {
+        Some(path) => path.clone(),
+        None => {
+            std::env::current_exe().context("cannot tell this binary's path for CONFINE_CHECKER")?
+        }
+    };
+    let checker = resolve_checker(&checker)
+        .with_context(|| format!("CONFINE_CHECKER {} cannot be run", checker.display()))?;
+    let plugin = ConfinePlugin::install(&std::env::temp_dir(), &checker)
+        .await
+        .context("cannot write the confinement post-renderer plugin")?;
+    Ok(Some(plugin))
+}
+
+/// The Kubernetes client: from `--kubeconfig`/KUBECONFIG when given, else
+/// ~/.kube/config or the in-cluster ServiceAccount.
+async fn kube_client(config: &Config) -> anyhow::Result<::kube::Client> {
+    let kube_config = match &config.kubeconfig {
+        Some(path) => {
+            let file = ::kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            ::kube::Config::from_custom_kubeconfig(file, &Default::default())
+                .await
+                .with_context(|| format!("kubeconfig {} is not usable", path.display()))?
+        }
+        None => ::kube::Config::infer().await.context(
+            "no Kubernetes configuration found (KUBECONFIG, ~/.kube/config or in-cluster)",
+        )?,
+    };
+    ::kube::Client::try_from(kube_config).context("cannot build the Kubernetes client")
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests (and the
+/// helm processes they wait for) finish for up to `grace`.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections; finishing in-flight requests");
+        let _ = stopping_tx.send(());
+    };
+    let server =
+        axum::serve(listener, crate::api::app(state.clone())).with_graceful_shutdown(signal);
+    let server = tokio::spawn(async move { server.await });
+    tokio::pin!(server);
+    tokio::select! {
+        finished = &mut server => return finished.context("server task failed")?.context("server failed"),
+        _ = stopping_rx => {}
+    }
+    let outcome = match tokio::time::timeout(grace, &mut server).await {
+        Ok(finished) => finished
+            .context("server task failed")
+            .and_then(|served| served.context("server failed")),
+        Err(_) => {
+            tracing::warn!(
+                grace_s = grace.as_secs(),
+                "in-flight requests did not finish within the grace period"
+            );
+            Ok(())
+        }
+    };
+    // Answered operations give their Lease back in the background.
+    state.releases.settle(LEASE_SETTLE).await;
+    outcome
+}
+
+/// How long a stopping process waits for answered operations to give their
+/// Leases back (one API call each).
+const LEASE_SETTLE: Duration = Duration::from_secs(5);
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.server.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal: log files and collectors get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    let _ = match config.server.log_format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
