@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Sourced by scripts/test after `scripts/testenv up`: installs the operator's
-# ServiceAccount and RBAC from k8s/ into the local control plane, asks the
-# TokenRequest API for a token of that ServiceAccount, and exports
-# OPERATOR_KUBECONFIG, a kubeconfig with that token. The end-to-end tests
-# run the operator (and its helm) with it, so they prove the least-privilege
-# RBAC is enough; the tests themselves arrange and check the cluster as admin.
+# ServiceAccount and RBAC, its admission policy and the tenant isolation
+# (ClusterRole paas-tenant + admission policies) from k8s/ into the local
+# control plane, asks the TokenRequest API for a token of that
+# ServiceAccount, and exports OPERATOR_KUBECONFIG, a kubeconfig with that
+# token. The end-to-end tests run the operator with it (helm impersonating
+# each tenant's paas-tenant), so they prove the least-privilege RBAC is
+# enough and the policies let helm work; the tests themselves arrange and
+# check the cluster as admin.
 operator_identity() {
   local root=$1 out=$1/target/testenv/operator.kubeconfig server ca token
-  kubectl apply -f "$root/k8s/namespace.yaml" -f "$root/k8s/rbac.yaml" >/dev/null
+  kubectl apply -f "$root/k8s/namespace.yaml" -f "$root/k8s/rbac.yaml" \
+    -f "$root/k8s/admission-policy.yaml" -f "$root/k8s/tenant-policy.yaml" >/dev/null
   token=$(kubectl create token paas-operator -n paas-system --duration=4h)
   server=$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')
   ca=$(kubectl config view --minify --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')

@@ -3,7 +3,8 @@
 #
 #  (a) k8s/ passes the server-side dry run (kubectl apply -k and -R -f) and
 #      holds Deployment, Service, ServiceAccount, Secret, ClusterRoles,
-#      ClusterRoleBinding (and the admission policy);
+#      ClusterRoleBinding, the admission policies (operator scope + tenant
+#      isolation, tenant-policy.yaml);
 #  (b) k8s/ applied for real: objects exist, the Deployment rolls out 2/2
 #      (pods are played Running by the fake kubelet; the image is never pulled);
 #  (c) charts/paas-operator: helm lint, template (same kinds as k8s/), install
@@ -11,10 +12,17 @@
 #  (d) RBAC of the ServiceAccount paas-system/paas-operator: the negative
 #      checks (no Secrets in kube-system, nothing in default, no pods/exec, no
 #      namespace create/delete/relabel or RoleBindings outside paas-ws-*),
-#      then what the operator does for a tenant (namespace + RoleBinding
-#      paas-operator-tenant + quota) and helm install/uninstall there with a
-#      real token (TokenRequest API), Helm 3 and Helm 4; the `escape` chart
-#      (objects outside the tenant) is refused.
+#      then what the operator does for a tenant (namespace, RoleBindings
+#      paas-operator-tenant and paas-tenant, ServiceAccount paas-tenant,
+#      quota, LimitRange, NetworkPolicy) with a real token (TokenRequest API);
+#      the reduced tenant role (no chart kinds, impersonate paas-tenant only);
+#      helm install/upgrade/rollback/uninstall there as the operator runs it,
+#      --kube-as-user system:serviceaccount:<ns>:paas-tenant, Helm 3 and 4;
+#      the `escape` chart and a cross-namespace `lookup` are refused;
+#  (e) the tenant admission policies (k8s/tenant-policy.yaml): for each, one
+#      request allowed and one denied, as paas-tenant (through the token's
+#      impersonation), as another ServiceAccount of the namespace, as the
+#      operator and as admin; the tenant namespace is then deleted completely.
 #
 # Prints PASS/FAIL per check and ends with "N passed, M failed"; exits non-zero
 # on any failure. Cleans up what it created (k8s/ objects only if paas-system
@@ -87,17 +95,27 @@ echo "    rendered: $KINDS"
 for want in Deployment Service ServiceAccount Secret ClusterRoleBinding ValidatingAdmissionPolicy Namespace; do
   check "k8s/ holds a $want" grep -qx "kind: $want" <<<"$RENDERED"
 done
-check "k8s/ holds ClusterRoles paas-operator and paas-operator-tenant" \
-  bash -c 'grep -c "^kind: ClusterRole$" <<<"$1" | grep -qx 2' _ "$RENDERED"
+check "k8s/ holds ClusterRoles paas-operator, paas-operator-tenant and paas-tenant" \
+  bash -c 'grep -c "^kind: ClusterRole$" <<<"$1" | grep -qx 3' _ "$RENDERED"
+TENANT_POLICIES=(paas-tenant-protected-objects paas-tenant-helm-records paas-tenant-workloads paas-tenant-services paas-tenant-rolebinding-subjects)
+check "k8s/ holds 6 ValidatingAdmissionPolicies and 6 bindings (operator scope + ${#TENANT_POLICIES[@]} tenant policies)" \
+  bash -c '[[ "$(grep -c "^kind: ValidatingAdmissionPolicy$" <<<"$1") $(grep -c "^kind: ValidatingAdmissionPolicyBinding$" <<<"$1")" == "6 6" ]]' _ "$RENDERED"
 
 echo "== (b) k8s/: applied for real"
 check "kubectl apply -k k8s/" kubectl apply -k k8s/
 for obj in deployment/paas-operator service/paas-operator serviceaccount/paas-operator secret/paas-operator-api-keys poddisruptionbudget/paas-operator; do
   check "$obj exists in paas-system" kubectl -n paas-system get "$obj"
 done
-for obj in clusterrole/paas-operator clusterrole/paas-operator-tenant clusterrolebinding/paas-operator \
+for obj in clusterrole/paas-operator clusterrole/paas-operator-tenant clusterrole/paas-tenant clusterrolebinding/paas-operator \
            validatingadmissionpolicy/paas-operator-tenant-scope validatingadmissionpolicybinding/paas-operator-tenant-scope; do
   check "$obj exists" kubectl get "$obj"
+done
+for p in "${TENANT_POLICIES[@]}"; do
+  check "validatingadmissionpolicy $p and its binding exist" kubectl get "validatingadmissionpolicy/$p" "validatingadmissionpolicybinding/$p"
+  # The API server type-checks each expression against the matched kinds and
+  # reports problems in status.typeChecking (the policy loads all the same).
+  check "validatingadmissionpolicy $p: no type-checking warnings" \
+    bash -c 'for _ in $(seq 1 20); do s="$(kubectl get validatingadmissionpolicy "$1" -o jsonpath="{.status.observedGeneration}|{.status.typeChecking.expressionWarnings}")"; [[ "$s" == "|"* ]] || break; sleep 0.5; done; [[ "$s" == *"|" ]] || { echo "$s"; exit 1; }' _ "$p"
 done
 check "deployment/paas-operator rolls out 2/2 (restricted Pod Security admits the pods)" \
   kubectl -n paas-system rollout status deployment/paas-operator --timeout="${T}s"
@@ -128,11 +146,15 @@ expect_no get secrets -n kube-system
 expect_no list secrets --all-namespaces
 expect_no create configmaps -n default
 expect_no create deployments -n default
-expect_no create pods/exec -n default
+expect_no create pods --subresource=exec -n default
 expect_no create clusterroles
 expect_no bind clusterroles/cluster-admin
 expect_yes create namespaces
 expect_yes bind clusterroles/paas-operator-tenant
+expect_yes bind clusterroles/paas-tenant
+expect_no impersonate serviceaccounts/paas-tenant -n kube-system
+expect_no impersonate users
+expect_no impersonate groups
 
 OUT="$(sa get secrets -n kube-system 2>&1)"
 if grep -q "Forbidden\|forbidden" <<<"$OUT"; then pass "token: get secrets -n kube-system is Forbidden"; else fail "token: get secrets -n kube-system: $OUT"; fi
@@ -156,53 +178,193 @@ TENANT="paas-ws-$SUFFIX"
 NAMESPACES+=("$TENANT")
 check "token: create namespace $TENANT" sa create namespace "$TENANT"
 check "token: label it paas-managed=true" sa label namespace "$TENANT" paas-managed=true
+TENANT_USER="system:serviceaccount:$TENANT:paas-tenant"
+MANAGED='labels: {app.kubernetes.io/managed-by: paas-operator}'
 cat >"$WORK/rolebinding.yaml" <<EOF
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
 metadata:
   name: paas-operator-tenant
   namespace: $TENANT
-  labels: {app.kubernetes.io/managed-by: paas-operator}
+  $MANAGED
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: paas-operator-tenant}
 subjects: [{kind: ServiceAccount, name: paas-operator, namespace: paas-system}]
 EOF
+# The rest of the tenant set-up, applied through the role just bound (so it
+# may have to wait until the authorizer has seen the RoleBinding).
+cat >"$WORK/tenant.yaml" <<EOF
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: paas-tenant, namespace: $TENANT, $MANAGED}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: paas-tenant, namespace: $TENANT, $MANAGED}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: paas-tenant}
+subjects: [{kind: ServiceAccount, name: paas-tenant, namespace: $TENANT}]
+---
+apiVersion: v1
+kind: ResourceQuota
+metadata: {name: $TENANT-quota, namespace: $TENANT, $MANAGED}
+spec: {hard: {requests.cpu: "2", limits.cpu: "2", requests.memory: 4Gi, limits.memory: 4Gi, requests.storage: 20Gi, persistentvolumeclaims: "10"}}
+---
+apiVersion: v1
+kind: LimitRange
+metadata: {name: $TENANT-defaults, namespace: $TENANT, $MANAGED}
+spec: {limits: [{type: Container, default: {cpu: 500m, memory: 512Mi}, defaultRequest: {cpu: 100m, memory: 128Mi}}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: $TENANT-isolation, namespace: $TENANT, $MANAGED}
+spec: {podSelector: {}, policyTypes: [Ingress], ingress: [{from: [{podSelector: {}}]}]}
+EOF
 check "token: create RoleBinding paas-operator-tenant in $TENANT (bind, no escalation)" sa apply --server-side --field-manager=paas-operator -f "$WORK/rolebinding.yaml"
 # The authorizer's RoleBinding cache follows within moments.
-for _ in $(seq 1 20); do [[ "$(cani create deployments -n "$TENANT")" == yes ]] && break; sleep 0.5; done
-expect_yes create deployments -n "$TENANT"
+for _ in $(seq 1 20); do [[ "$(cani get secrets -n "$TENANT")" == yes ]] && break; sleep 0.5; done
+check "token: apply ServiceAccount + RoleBinding paas-tenant (bind without holding it), quota, LimitRange, NetworkPolicy" \
+  bash -c 'for _ in $(seq 1 20); do out="$(KUBECONFIG="$1" kubectl apply --server-side --field-manager=paas-operator -f "$2" 2>&1)" && exit 0; sleep 0.5; done; echo "$out"; exit 1' \
+  _ "$SA_KUBECONFIG" "$WORK/tenant.yaml"
+for _ in $(seq 1 20); do [[ "$(kubectl auth can-i --as="$TENANT_USER" create deployments -n "$TENANT" 2>/dev/null)" == yes ]] && break; sleep 0.5; done
+# The operator's own rights in a tenant: Helm's records, pods, Leases, the
+# tenant objects, Ingresses, services/proxy, impersonating paas-tenant; no
+# chart kinds any more (helm creates those as paas-tenant).
 expect_yes get secrets -n "$TENANT"
-expect_yes create resourcequotas -n "$TENANT"
-expect_no create pods/exec -n "$TENANT"
+expect_yes watch configmaps -n "$TENANT"
+expect_yes update secrets -n "$TENANT"
+expect_no create secrets -n "$TENANT"
+expect_no delete secrets -n "$TENANT"
+expect_no create deployments -n "$TENANT"
+expect_no create jobs.batch -n "$TENANT"
+expect_no create services -n "$TENANT"
+expect_no create roles.rbac.authorization.k8s.io -n "$TENANT"
 expect_no create daemonsets -n "$TENANT"
+expect_no create pods --subresource=exec -n "$TENANT"
+expect_no get pods --subresource=log -n "$TENANT"
+expect_no delete resourcequotas -n "$TENANT"
+expect_yes patch resourcequotas -n "$TENANT"
 expect_yes create leases.coordination.k8s.io -n "$TENANT"
 expect_yes create limitranges -n "$TENANT"
-expect_yes create networkpolicies.networking.k8s.io -n "$TENANT"
+expect_yes patch networkpolicies.networking.k8s.io -n "$TENANT"
+expect_yes patch serviceaccounts -n "$TENANT"
+expect_yes create ingresses.networking.k8s.io -n "$TENANT"
+expect_yes create services --subresource=proxy -n "$TENANT"
+expect_yes impersonate serviceaccounts/paas-tenant -n "$TENANT"
+expect_no impersonate serviceaccounts/default -n "$TENANT"
 expect_yes delete "namespaces/$TENANT"
-check "token: create ResourceQuota $TENANT-quota" sa -n "$TENANT" create quota "$TENANT-quota" \
-  --hard=requests.cpu=2,limits.cpu=2,requests.memory=4Gi,limits.memory=4Gi,requests.storage=20Gi,persistentvolumeclaims=10
 OUT="$(sa create rolebinding too-much -n "$TENANT" --clusterrole=admin --serviceaccount=paas-system:paas-operator --dry-run=server 2>&1)"
 if grep -q "attempting to grant RBAC permissions not currently held" <<<"$OUT"; then pass "token: binding ClusterRole admin in the tenant is refused (escalation check)"; else fail "token: binding admin in the tenant: $OUT"; fi
+# Impersonation with the token: paas-tenant only, and only where bound. With
+# no group given, the API server adds the ServiceAccount's groups itself.
+OUT="$(sa auth whoami --as="$TENANT_USER" -o jsonpath='{.status.userInfo.groups}' 2>&1)"
+if [[ "$OUT" == *'"system:serviceaccounts"'* && "$OUT" == *"\"system:serviceaccounts:$TENANT\""* && "$OUT" == *'"system:authenticated"'* ]]; then
+  pass "token: --as $TENANT_USER alone gets the groups system:serviceaccounts, system:serviceaccounts:$TENANT, system:authenticated"
+else fail "token: whoami as paas-tenant: $OUT"; fi
+OUT="$(sa get configmaps -n "$TENANT" --as="system:serviceaccount:$TENANT:default" 2>&1)"
+if grep -q 'cannot impersonate resource "serviceaccounts"' <<<"$OUT"; then pass "token: impersonating $TENANT:default is Forbidden"; else fail "token: impersonate default: $OUT"; fi
+OUT="$(sa get configmaps -n kube-system --as="system:serviceaccount:kube-system:paas-tenant" 2>&1)"
+if grep -q 'cannot impersonate resource "serviceaccounts"' <<<"$OUT"; then pass "token: impersonating kube-system:paas-tenant is Forbidden"; else fail "token: impersonate kube-system:paas-tenant: $OUT"; fi
+OUT="$(sa get configmaps -n "$TENANT" --as="$TENANT_USER" --as-group=system:masters 2>&1)"
+if grep -q 'cannot impersonate resource "groups"' <<<"$OUT"; then pass "token: impersonating a group is Forbidden"; else fail "token: impersonate a group: $OUT"; fi
 
-# helm, authenticated only by the token, inside the tenant (as the operator
-# runs it). Charts from testenv/charts/ (local paths: no registry needed).
+# helm, authenticated only by the token and impersonating the tenant's helm
+# identity, as the operator runs it. Charts from testenv/charts/ (local
+# paths: no registry needed).
+AS=(--kube-as-user "$TENANT_USER")
+OUT="$(KUBECONFIG="$SA_KUBECONFIG" "$HELM4_BINARY" install direct testenv/charts/web -n "$TENANT" --timeout 60s 2>&1)"
+RC=$?
+if [[ $RC -ne 0 ]] && grep -qi "forbidden" <<<"$OUT"; then pass "helm4 (token, no --kube-as-user): the operator itself cannot install a chart"; else fail "helm4 (token) without impersonation (rc=$RC): $OUT"; fi
+KUBECONFIG="$SA_KUBECONFIG" "$HELM4_BINARY" uninstall direct -n "$TENANT" "${AS[@]}" >/dev/null 2>&1
 for h in 3 4; do
   var="HELM${h}_BINARY"; HELM="${!var}"; rel="web-h$h"
-  check "helm$h (token): install testenv chart web into $TENANT --wait" \
-    env KUBECONFIG="$SA_KUBECONFIG" "$HELM" install "$rel" testenv/charts/web -n "$TENANT" --wait --timeout "${T}s"
-  check "helm$h (token): status $rel" env KUBECONFIG="$SA_KUBECONFIG" "$HELM" status "$rel" -n "$TENANT"
-  check "helm$h (token): upgrade $rel (replicaCount=2)" \
-    env KUBECONFIG="$SA_KUBECONFIG" "$HELM" upgrade "$rel" testenv/charts/web -n "$TENANT" --set replicaCount=2 --wait --timeout "${T}s"
-  check "helm$h (token): rollback $rel 1" env KUBECONFIG="$SA_KUBECONFIG" "$HELM" rollback "$rel" 1 -n "$TENANT" --wait --timeout "${T}s"
-  check "helm$h (token): history of $rel has 3 revisions" \
-    bash -c '[[ "$(env KUBECONFIG="$1" "$2" history "$3" -n "$4" -o json | grep -o "\"revision\"" | wc -l)" == 3 ]]' _ "$SA_KUBECONFIG" "$HELM" "$rel" "$TENANT"
-  check "helm$h (token): uninstall $rel" env KUBECONFIG="$SA_KUBECONFIG" "$HELM" uninstall "$rel" -n "$TENANT" --wait --timeout "${T}s"
+  check "helm$h (token as paas-tenant): install testenv chart web into $TENANT --wait" \
+    env KUBECONFIG="$SA_KUBECONFIG" "$HELM" install "$rel" testenv/charts/web -n "$TENANT" "${AS[@]}" --wait --timeout "${T}s"
+  check "helm$h (token as paas-tenant): status $rel" env KUBECONFIG="$SA_KUBECONFIG" "$HELM" status "$rel" -n "$TENANT" "${AS[@]}"
+  check "helm$h (token as paas-tenant): upgrade $rel (replicaCount=2)" \
+    env KUBECONFIG="$SA_KUBECONFIG" "$HELM" upgrade "$rel" testenv/charts/web -n "$TENANT" "${AS[@]}" --set replicaCount=2 --wait --timeout "${T}s"
+  check "helm$h (token as paas-tenant): rollback $rel 1" env KUBECONFIG="$SA_KUBECONFIG" "$HELM" rollback "$rel" 1 -n "$TENANT" "${AS[@]}" --wait --timeout "${T}s"
+  check "helm$h (token as paas-tenant): history of $rel has 3 revisions" \
+    bash -c '[[ "$(env KUBECONFIG="$1" "$2" history "$3" -n "$4" --kube-as-user "$5" -o json | grep -o "\"revision\"" | wc -l)" == 3 ]]' _ "$SA_KUBECONFIG" "$HELM" "$rel" "$TENANT" "$TENANT_USER"
+  check "helm$h (token as paas-tenant): uninstall $rel" env KUBECONFIG="$SA_KUBECONFIG" "$HELM" uninstall "$rel" -n "$TENANT" "${AS[@]}" --wait --timeout "${T}s"
+  check "helm$h (token as paas-tenant): install chart hooks (pre-install Job hook) --wait" \
+    env KUBECONFIG="$SA_KUBECONFIG" "$HELM" install "hooks-h$h" testenv/charts/hooks -n "$TENANT" "${AS[@]}" --wait --timeout "${T}s"
+  check "helm$h (token as paas-tenant): uninstall hooks-h$h" env KUBECONFIG="$SA_KUBECONFIG" "$HELM" uninstall "hooks-h$h" -n "$TENANT" "${AS[@]}" --wait --timeout "${T}s"
 done
-OUT="$(KUBECONFIG="$SA_KUBECONFIG" "$HELM4_BINARY" install escape testenv/charts/escape -n "$TENANT" --timeout 60s 2>&1)"
+OUT="$(KUBECONFIG="$SA_KUBECONFIG" "$HELM4_BINARY" install escape testenv/charts/escape -n "$TENANT" "${AS[@]}" --timeout 60s 2>&1)"
 RC=$?
-if [[ $RC -ne 0 ]] && grep -qi "forbidden" <<<"$OUT"; then pass "helm4 (token): chart with a ClusterRole and a ConfigMap in default is refused (forbidden)"; else fail "helm4 (token): escape chart (rc=$RC): $OUT"; fi
+if [[ $RC -ne 0 ]] && grep -qi "forbidden" <<<"$OUT"; then pass "helm4 (token as paas-tenant): chart with a ClusterRole and a ConfigMap in default is refused (forbidden)"; else fail "helm4 (token as paas-tenant): escape chart (rc=$RC): $OUT"; fi
 if kubectl get clusterrole escape-escape >/dev/null 2>&1; then fail "escape chart created ClusterRole escape-escape"; kubectl delete clusterrole escape-escape >/dev/null 2>&1; fi
 if kubectl -n default get configmap escape-escaped >/dev/null 2>&1; then fail "escape chart created ConfigMap default/escape-escaped"; kubectl -n default delete configmap escape-escaped >/dev/null 2>&1; fi
-KUBECONFIG="$SA_KUBECONFIG" "$HELM4_BINARY" uninstall escape -n "$TENANT" >/dev/null 2>&1
+KUBECONFIG="$SA_KUBECONFIG" "$HELM4_BINARY" uninstall escape -n "$TENANT" "${AS[@]}" >/dev/null 2>&1
+# A template that reads the Secrets of another namespace through `lookup`.
+mkdir -p "$WORK/lookup/templates"
+printf 'apiVersion: v2\nname: lookup\nversion: 0.1.0\n' >"$WORK/lookup/Chart.yaml"
+cat >"$WORK/lookup/templates/cm.yaml" <<'EOF'
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: {{ .Release.Name }}-stolen}
+data: {secrets: {{ lookup "v1" "Secret" "kube-system" "" | toJson | quote }}}
+EOF
+for h in 3 4; do
+  var="HELM${h}_BINARY"; HELM="${!var}"
+  OUT="$(KUBECONFIG="$SA_KUBECONFIG" "$HELM" install "lookup-h$h" "$WORK/lookup" -n "$TENANT" "${AS[@]}" 2>&1)"
+  RC=$?
+  if [[ $RC -ne 0 ]] && grep -q 'cannot list resource "secrets"' <<<"$OUT"; then pass "helm$h (token as paas-tenant): lookup of the Secrets of kube-system is forbidden"; else fail "helm$h (token as paas-tenant): lookup (rc=$RC): $OUT"; fi
+  KUBECONFIG="$SA_KUBECONFIG" "$HELM" uninstall "lookup-h$h" -n "$TENANT" "${AS[@]}" >/dev/null 2>&1
+done
+
+echo "== (e) tenant admission policies in $TENANT"
+APP_USER="system:serviceaccount:$TENANT:app"
+as_tenant() { sa --as="$TENANT_USER" "$@"; }   # the operator's token impersonating helm's identity
+as_app() { kubectl --as="$APP_USER" "$@"; }    # another ServiceAccount of the namespace (a chart's pod)
+# expect_denied POLICY "what" command...: refused by that admission policy.
+expect_denied() {
+  local policy=$1 what=$2 out; shift 2
+  if out="$("$@" 2>&1)"; then fail "$what: allowed, want denied by $policy"; return; fi
+  if grep -q "ValidatingAdmissionPolicy '$policy'" <<<"$out"; then pass "$what: denied by $policy"; else fail "$what: $(tail -n 3 <<<"$out")"; fi
+}
+check "as paas-tenant: create ServiceAccount app and bind paas-tenant to it (what a chart may do for its own SA)" \
+  bash -c 'KUBECONFIG="$1" kubectl -n "$2" --as="$3" create serviceaccount app && KUBECONFIG="$1" kubectl -n "$2" --as="$3" create rolebinding app --clusterrole=paas-tenant --serviceaccount="$2:app"' \
+  _ "$SA_KUBECONFIG" "$TENANT" "$TENANT_USER"
+for _ in $(seq 1 20); do [[ "$(kubectl auth can-i --as="$APP_USER" create secrets -n "$TENANT" 2>/dev/null)" == yes ]] && break; sleep 0.5; done
+DRY=(--dry-run=server)   # admission runs on server-side dry runs too
+# paas-tenant-protected-objects
+expect_denied paas-tenant-protected-objects "as paas-tenant: delete NetworkPolicy $TENANT-isolation" as_tenant -n "$TENANT" delete networkpolicy "$TENANT-isolation" "${DRY[@]}"
+expect_denied paas-tenant-protected-objects "as paas-tenant: delete RoleBinding paas-operator-tenant" as_tenant -n "$TENANT" delete rolebinding paas-operator-tenant "${DRY[@]}"
+expect_denied paas-tenant-protected-objects "as app: strip the managed-by label of ServiceAccount paas-tenant" as_app -n "$TENANT" label serviceaccount paas-tenant app.kubernetes.io/managed-by- "${DRY[@]}"
+expect_denied paas-tenant-protected-objects "as paas-tenant: create a ConfigMap labelled managed-by=paas-operator" as_tenant -n "$TENANT" create -f - "${DRY[@]}" \
+  <<<'{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"forged","labels":{"app.kubernetes.io/managed-by":"paas-operator"}}}'
+check "as paas-tenant: create its own NetworkPolicy (allowed)" as_tenant -n "$TENANT" create -f - "${DRY[@]}" \
+  <<<'{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"mine"},"spec":{"podSelector":{},"ingress":[{}]}}'
+check "token (operator): re-apply the tenant objects (allowed)" sa apply --server-side --field-manager=paas-operator -f "$WORK/tenant.yaml"
+check "admin: label NetworkPolicy $TENANT-isolation (allowed)" kubectl -n "$TENANT" label networkpolicy "$TENANT-isolation" probe=1 "${DRY[@]}"
+# paas-tenant-helm-records
+RECORD='{"apiVersion":"v1","kind":"Secret","type":"helm.sh/release.v1","metadata":{"name":"sh.helm.release.v1.web.v9","labels":{"owner":"helm","name":"web","status":"deployed","version":"9"}},"data":{"release":"eA=="}}'
+expect_denied paas-tenant-helm-records "as app: create a Helm release record (type helm.sh/release.v1)" as_app -n "$TENANT" create -f - "${DRY[@]}" <<<"$RECORD"
+expect_denied paas-tenant-helm-records "as app: create an Opaque Secret named sh.helm.release.v1.web.v9" as_app -n "$TENANT" create secret generic sh.helm.release.v1.web.v9 --from-literal=release=x "${DRY[@]}"
+check "as app: create an ordinary Secret (allowed)" as_app -n "$TENANT" create secret generic app-config --from-literal=a=b "${DRY[@]}"
+check "as paas-tenant: create a Helm release record (allowed: helm's identity)" as_tenant -n "$TENANT" create -f - "${DRY[@]}" <<<"$RECORD"
+check "admin: create a Helm release record (allowed)" kubectl -n "$TENANT" create -f - "${DRY[@]}" <<<"$RECORD"
+# paas-tenant-workloads
+DEPLOY='{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"},"spec":{"selector":{"matchLabels":{"a":"d"}},"template":{"metadata":{"labels":{"a":"d"}},"spec":{"serviceAccountName":"SA","containers":[{"name":"c","image":"registry.local/web:1"}]}}}}'
+expect_denied paas-tenant-workloads "as paas-tenant: Deployment whose pods run as paas-tenant" as_tenant -n "$TENANT" create -f - "${DRY[@]}" <<<"${DEPLOY/\"SA\"/\"paas-tenant\"}"
+expect_denied paas-tenant-workloads "admin: Pod running as paas-tenant" kubectl -n "$TENANT" run p --image=registry.local/web:1 --overrides='{"spec":{"serviceAccountName":"paas-tenant"}}' "${DRY[@]}"
+expect_denied paas-tenant-workloads "as paas-tenant: legacy token Secret for paas-tenant" as_tenant -n "$TENANT" create -f - "${DRY[@]}" \
+  <<<'{"apiVersion":"v1","kind":"Secret","type":"kubernetes.io/service-account-token","metadata":{"name":"t","annotations":{"kubernetes.io/service-account.name":"paas-tenant"}}}'
+check "as paas-tenant: Deployment whose pods run as app (allowed)" as_tenant -n "$TENANT" create -f - "${DRY[@]}" <<<"${DEPLOY/\"SA\"/\"app\"}"
+# paas-tenant-services
+expect_denied paas-tenant-services "as paas-tenant: Service of type NodePort" as_tenant -n "$TENANT" create service nodeport np --tcp=80 "${DRY[@]}"
+expect_denied paas-tenant-services "as app: Service with externalIPs" as_app -n "$TENANT" create -f - "${DRY[@]}" \
+  <<<'{"apiVersion":"v1","kind":"Service","metadata":{"name":"eip"},"spec":{"ports":[{"port":80}],"externalIPs":["10.0.0.1"]}}'
+expect_denied paas-tenant-services "admin: Service of type ExternalName" kubectl -n "$TENANT" create service externalname en --external-name=kubernetes.default.svc.cluster.local "${DRY[@]}"
+check "as paas-tenant: ClusterIP Service (allowed)" as_tenant -n "$TENANT" create service clusterip ok --tcp=80 "${DRY[@]}"
+# paas-tenant-rolebinding-subjects
+expect_denied paas-tenant-rolebinding-subjects "as paas-tenant: bind paas-tenant to group system:serviceaccounts" as_tenant -n "$TENANT" create rolebinding all --clusterrole=paas-tenant --group=system:serviceaccounts "${DRY[@]}"
+expect_denied paas-tenant-rolebinding-subjects "as app: bind paas-tenant to a ServiceAccount of kube-system" as_app -n "$TENANT" create rolebinding ks --clusterrole=paas-tenant --serviceaccount=kube-system:default "${DRY[@]}"
+check "as paas-tenant: bind paas-tenant to its own ServiceAccount app (allowed)" as_tenant -n "$TENANT" create rolebinding app2 --clusterrole=paas-tenant --serviceaccount="$TENANT:app" "${DRY[@]}"
+# The namespace controller (not a ServiceAccount of the namespace) still
+# deletes everything, protected objects included.
+check "admin: delete namespace $TENANT: gone within ${T}s (the policies do not block the namespace controller)" \
+  kubectl delete namespace "$TENANT" --timeout="${T}s"
 
 echo "== (c) charts/paas-operator"
 K8S_KINDS="$(kinds_of_yaml <<<"$RENDERED" | tr ' ' '\n' | grep -v '^Namespacex' | tr '\n' ' ')"
@@ -231,6 +393,10 @@ for h in 3 4; do
   if [[ "$a" == no ]]; then pass "helm$h: chart's ServiceAccount cannot get secrets -n kube-system"; else fail "helm$h: chart SA get secrets -n kube-system = $a"; fi
   a="$(kubectl auth can-i --as="$SA_CHART" bind "clusterroles/$rel-paas-operator-tenant" 2>/dev/null)"
   if [[ "$a" == yes ]]; then pass "helm$h: chart's ServiceAccount may bind its tenant role"; else fail "helm$h: chart SA bind tenant role = $a"; fi
+  a="$(kubectl auth can-i --as="$SA_CHART" bind "clusterroles/$rel-paas-operator-paas-tenant" 2>/dev/null)"
+  if [[ "$a" == yes ]]; then pass "helm$h: chart's ServiceAccount may bind its helm tenant role $rel-paas-operator-paas-tenant"; else fail "helm$h: chart SA bind helm tenant role = $a"; fi
+  check "helm$h: chart made ClusterRole $rel-paas-operator-paas-tenant and its 5 tenant policies + bindings" \
+    bash -c '[[ "$(kubectl get clusterrole,validatingadmissionpolicy,validatingadmissionpolicybinding -o name | grep -c "/$1-paas-operator-paas-tenant")" == 11 ]]' _ "$rel"
   check "helm$h uninstall $rel --wait" "$HELM" uninstall "$rel" -n "$ns" --wait --timeout "${T}s"
   check "helm$h: cluster-scoped objects of $rel are gone" \
     bash -c '! kubectl get clusterrole,clusterrolebinding,validatingadmissionpolicy -o name | grep -q "$1"' _ "$rel-"

@@ -20,6 +20,21 @@
 {{- printf "%s-tenant" (include "paas-operator.fullname" .) }}
 {{- end }}
 
+{{/* The ClusterRole helm's identity (tenant.serviceAccountName) gets in every
+     tenant namespace; also the prefix of the tenant admission policies.
+     paas-tenant for the release name paas-operator (as in k8s/), else
+     <fullname>-paas-tenant, so that two releases do not collide. */}}
+{{- define "paas-operator.tenantHelmRole" -}}
+{{- $full := include "paas-operator.fullname" . }}
+{{- if .Values.tenant.clusterRole }}
+{{- .Values.tenant.clusterRole }}
+{{- else if eq $full "paas-operator" }}
+{{- "paas-tenant" }}
+{{- else }}
+{{- printf "%s-paas-tenant" $full }}
+{{- end }}
+{{- end }}
+
 {{- define "paas-operator.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "paas-operator.fullname" .) .Values.serviceAccount.name }}
