@@ -132,6 +132,8 @@ codes! {
     OperatorForbidden = "operator_forbidden", INTERNAL_SERVER_ERROR;
     /// The confinement check could not be prepared.
     ConfinementUnavailable = "confinement_unavailable", INTERNAL_SERVER_ERROR;
+    /// The tenant identity helm runs as is not authorized in the cluster.
+    TenantIdentityUnavailable = "tenant_identity_unavailable", INTERNAL_SERVER_ERROR;
     /// The chart source could not be reached.
     ChartSourceUnreachable = "chart_source_unreachable", BAD_GATEWAY;
     /// The Kubernetes API is unreachable.

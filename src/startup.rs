@@ -48,7 +48,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     crate::metrics::handle();
     let reads = config.helm.effective_reads()?;
     let helm = helm(&config).await?;
-    let client = kube_client(&config).await?;
+    let (client, client_config) = kube_client(&config).await?;
     let probe = ApiProbe::start(client.clone(), Duration::from_secs(5)).await;
     let leases = ReleaseLeases::new(
         client.clone(),
@@ -70,7 +70,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         }
         _ => ReadCache::disabled(),
     };
-    let tenants = TenantService::new(client.clone(), config.tenant.clone());
+    let tenants = TenantService::new(client.clone(), client_config, config.tenant.clone());
     let releases = ReleaseService::new(Parts {
         helm,
         client: client.clone(),
@@ -89,6 +89,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
                 .iter()
                 .cloned()
                 .collect(),
+            tenant_account: config.tenant.tenant_service_account.clone(),
         },
     });
     Ok(AppState(Arc::new(App {
@@ -156,7 +157,11 @@ async fn helm(config: &Config) -> anyhow::Result<Helm> {
             .env
             .push(("HELM_PLUGINS".into(), plugin.plugins_dir().into()));
     }
-    let mut helm = Helm::new(HelmRunner::new(runner_config), version);
+    let mut helm = Helm::new(
+        HelmRunner::new(runner_config),
+        version,
+        &config.tenant.tenant_service_account,
+    );
     if let Some(plugin) = plugin {
         helm = helm.with_confine_plugin(plugin);
     }
@@ -198,7 +203,7 @@ async fn confine_plugin(
 
 /// The Kubernetes client: from `--kubeconfig`/KUBECONFIG when given, else
 /// ~/.kube/config or the in-cluster ServiceAccount.
-async fn kube_client(config: &Config) -> anyhow::Result<::kube::Client> {
+async fn kube_client(config: &Config) -> anyhow::Result<(::kube::Client, ::kube::Config)> {
     let kube_config = match &config.kubeconfig {
         Some(path) => {
             let file = ::kube::config::Kubeconfig::read_from(path)
@@ -211,7 +216,9 @@ async fn kube_client(config: &Config) -> anyhow::Result<::kube::Client> {
             "no Kubernetes configuration found (KUBECONFIG, ~/.kube/config or in-cluster)",
         )?,
     };
-    ::kube::Client::try_from(kube_config).context("cannot build the Kubernetes client")
+    let client = ::kube::Client::try_from(kube_config.clone())
+        .context("cannot build the Kubernetes client")?;
+    Ok((client, kube_config))
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests (and the

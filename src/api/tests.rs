@@ -30,7 +30,12 @@ use crate::tenants::TenantService;
 const KEY: &str = "edge-test-key";
 
 /// An operator whose helm does not exist and whose API server is `kube`.
-pub(super) fn app_with(client: kube::Client, locks: ReleaseLocks, extra: &[&str]) -> Router {
+pub(super) fn app_with(
+    client: kube::Client,
+    client_config: kube::Config,
+    locks: ReleaseLocks,
+    extra: &[&str],
+) -> Router {
     let mut args = vec!["paas-operator", "--api-key", KEY];
     args.extend_from_slice(extra);
     let config = Config::parse_from(args);
@@ -49,17 +54,18 @@ pub(super) fn app_with(client: kube::Client, locks: ReleaseLocks, extra: &[&str]
     };
     let keys = ApiKeys::new(&config.auth.static_keys(), None, false).expect("keys");
     let releases = ReleaseService::new(Parts {
-        helm: Helm::new(runner, version),
+        helm: Helm::new(runner, version, "paas-tenant"),
         client: client.clone(),
         reads: Reads::Storage(ReleaseStore::new(client.clone(), RecordKind::Secret)),
         cache: ReadCache::disabled(),
         locks,
-        tenants: TenantService::new(client, config.tenant.clone()),
+        tenants: TenantService::new(client, client_config, config.tenant.clone()),
         settings: ReleaseSettings {
             lock_wait: Duration::from_millis(600),
             stale_after: Duration::from_secs(60),
             confine: false,
             allowed_cluster_kinds: Default::default(),
+            tenant_account: "paas-tenant".into(),
         },
     });
     let state = AppState(Arc::new(App {
@@ -76,8 +82,8 @@ pub(super) fn app_with(client: kube::Client, locks: ReleaseLocks, extra: &[&str]
 /// answers 5xx, so every 4xx proves nothing reached helm or the cluster.
 fn offline_app(extra: &[&str]) -> Router {
     let kube_config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
-    let client = kube::Client::try_from(kube_config).expect("client");
-    app_with(client, ReleaseLocks::default(), extra)
+    let client = kube::Client::try_from(kube_config.clone()).expect("client");
+    app_with(client, kube_config, ReleaseLocks::default(), extra)
 }
 
 async fn send(app: &Router, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {

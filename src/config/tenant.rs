@@ -39,6 +39,24 @@ pub struct TenantConfig {
     )]
     pub tenant_cluster_role: String,
 
+    /// The ServiceAccount made in each tenant namespace that helm runs as
+    /// (impersonated): every chart is rendered and applied with its rights,
+    /// confined by RBAC and admission to that namespace.
+    #[arg(long, env = "TENANT_SERVICE_ACCOUNT", default_value = "paas-tenant")]
+    pub tenant_service_account: String,
+
+    /// ClusterRole bound (in each tenant namespace) to the tenant's
+    /// ServiceAccount: what charts may create there.
+    #[arg(long, env = "TENANT_HELM_ROLE", default_value = "paas-tenant")]
+    pub tenant_helm_role: String,
+
+    /// Adopt namespaces with the tenant prefix that this operator did not
+    /// label (made by the earlier operator) on first use: they get the
+    /// labels, the tenant identity, isolation and defaults (an existing
+    /// quota keeps its limits). `false`: such namespaces are refused (403).
+    #[arg(long, env = "ADOPT_NAMESPACES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub adopt_namespaces: bool,
+
     /// The operator's ServiceAccount as `namespace/name`, the subject of the
     /// tenant RoleBinding.
     #[arg(

@@ -37,7 +37,17 @@ impl Helm {
         namespace: &TenantNamespace,
         name: &ReleaseName,
     ) -> Result<Option<HelmRelease>, HelmError> {
-        let args = command::get_release(namespace, name);
+        self.revision_from_cli(namespace, name, None).await
+    }
+
+    /// One revision (the newest when `None`), manifest and hooks included.
+    pub async fn revision_from_cli(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        revision: Option<u32>,
+    ) -> Result<Option<HelmRelease>, HelmError> {
+        let args = self.as_tenant_args(namespace, command::get_release(namespace, name, revision));
         let Some(described) = self.read("get", target(namespace, name), args).await? else {
             return Ok(None);
         };
@@ -46,7 +56,7 @@ impl Helm {
             source,
         })?;
         let revision = record_revision(&record);
-        let args = command::get_values(namespace, name, revision);
+        let args = self.as_tenant_args(namespace, command::get_values(namespace, name, revision));
         // Gone between the two calls (uninstalled): as if never found.
         let Some(values) = self
             .read("get values", target(namespace, name), args)
@@ -68,7 +78,7 @@ impl Helm {
         namespace: &TenantNamespace,
         name: &ReleaseName,
     ) -> Result<Vec<HelmRelease>, HelmError> {
-        let args = command::history(namespace, name);
+        let args = self.as_tenant_args(namespace, command::history(namespace, name));
         let Some(stdout) = self.read("history", target(namespace, name), args).await? else {
             return Ok(Vec::new());
         };
@@ -85,7 +95,7 @@ impl Helm {
         &self,
         namespace: &TenantNamespace,
     ) -> Result<Vec<String>, HelmError> {
-        let args = command::list(namespace, self.version.major);
+        let args = self.as_tenant_args(namespace, command::list(namespace, self.version.major));
         let stdout = self
             .read("list", namespace.to_string(), args)
             .await?
@@ -254,6 +264,7 @@ fn history_from_output(
                         version: chart_version,
                         app_version: entry.app_version,
                     },
+                    values: None,
                 },
                 config: None,
                 manifest: String::new(),

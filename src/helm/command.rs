@@ -1,8 +1,10 @@
 //! Every helm command line the operator runs is built here, as a vector of
 //! arguments (never a shell string). Options always come first and `--` ends
 //! them, so no positional value can ever be read as a flag; values go through
-//! stdin (`--values -`), never `--set`.
+//! stdin (`--values -`), never `--set`. Every command about a release runs
+//! as the tenant ([`act_as`]: `--kube-as-user`), never as the operator.
 
+use std::path::Path;
 use std::time::Duration;
 
 use super::postrender::PostRenderArgs;
@@ -64,7 +66,16 @@ fn post_renderer(args: &mut Vec<String>, post_render: Option<&PostRenderArgs>) {
     }
 }
 
-/// `helm install`, values on stdin, JSON release on stdout.
+/// Makes helm act as `user` (the tenant's ServiceAccount) for every
+/// Kubernetes call, `lookup` in templates included: the option goes before
+/// the `--` that ends the options (or last, for commands without one).
+pub fn act_as(args: &mut Vec<String>, user: &str) {
+    let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    args.splice(at..at, ["--kube-as-user".to_owned(), user.to_owned()]);
+}
+
+/// `helm install`, values on stdin, JSON release on stdout. CRDs of the
+/// chart's `crds/` directory are cluster-scoped: never installed.
 pub fn install(
     namespace: &TenantNamespace,
     name: &ReleaseName,
@@ -79,6 +90,7 @@ pub fn install(
         "json".into(),
         "--values".into(),
         "-".into(),
+        "--skip-crds".into(),
     ]);
     post_renderer(&mut args, post_render);
     chart_tail(&mut args, name, chart);
@@ -111,6 +123,69 @@ pub fn upgrade(
     args
 }
 
+/// The same install or upgrade as a server-side dry run (Helm 3): the
+/// release helm would make, rendered once with `lookup` as the tenant and
+/// printed as JSON (manifest, hooks, values, chart metadata); nothing is
+/// stored or created.
+pub fn dry_run(mut args: Vec<String>) -> Vec<String> {
+    let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    args.insert(at, "--dry-run=server".to_owned());
+    args
+}
+
+/// `helm install` of a chart the operator wrote itself ([`super::wrapper`]:
+/// checked documents, nothing to render), values on stdin.
+pub fn install_local(
+    namespace: &TenantNamespace,
+    name: &ReleaseName,
+    chart: &Path,
+    timeout: Duration,
+) -> Vec<String> {
+    let mut args = vec!["install".to_owned()];
+    release_target(&mut args, namespace, timeout);
+    args.extend([
+        "--output".into(),
+        "json".into(),
+        "--values".into(),
+        "-".into(),
+    ]);
+    args.extend([
+        "--".into(),
+        name.as_str().into(),
+        chart.display().to_string(),
+    ]);
+    args
+}
+
+/// `helm upgrade` to a chart the operator wrote itself, with exactly the
+/// values on stdin (`--reset-values`: the caller merged them already).
+pub fn upgrade_local(
+    namespace: &TenantNamespace,
+    name: &ReleaseName,
+    chart: &Path,
+    description: Option<&str>,
+    timeout: Duration,
+) -> Vec<String> {
+    let mut args = vec!["upgrade".to_owned()];
+    release_target(&mut args, namespace, timeout);
+    args.extend([
+        "--output".into(),
+        "json".into(),
+        "--values".into(),
+        "-".into(),
+        "--reset-values".into(),
+    ]);
+    if let Some(description) = description {
+        args.extend(["--description".into(), description.into()]);
+    }
+    args.extend([
+        "--".into(),
+        name.as_str().into(),
+        chart.display().to_string(),
+    ]);
+    args
+}
+
 /// `helm uninstall`.
 pub fn uninstall(
     namespace: &TenantNamespace,
@@ -120,47 +195,6 @@ pub fn uninstall(
     let mut args = vec!["uninstall".to_owned()];
     release_target(&mut args, namespace, timeout);
     args.extend(["--".into(), name.as_str().into()]);
-    args
-}
-
-/// `helm rollback`; no revision means the previous one.
-pub fn rollback(
-    namespace: &TenantNamespace,
-    name: &ReleaseName,
-    revision: Option<u32>,
-    timeout: Duration,
-) -> Vec<String> {
-    let mut args = vec!["rollback".to_owned()];
-    release_target(&mut args, namespace, timeout);
-    args.extend(["--".into(), name.as_str().into()]);
-    if let Some(revision) = revision.filter(|r| *r > 0) {
-        args.push(revision.to_string());
-    }
-    args
-}
-
-/// `helm template`: renders the chart with the values on stdin (hooks
-/// included) without asking the cluster anything, for the confinement check
-/// with Helm 3 (Helm 4 checks inside install/upgrade, see
-/// [`super::postrender`]).
-/// A server-side dry run would instead be refused by RBAC for exactly the
-/// objects we want to list (and Helm 3's client dry run still reads them).
-pub fn template(
-    namespace: &TenantNamespace,
-    name: &ReleaseName,
-    chart: ChartArgs<'_>,
-    is_upgrade: bool,
-) -> Vec<String> {
-    let mut args = vec![
-        "template".to_owned(),
-        "--namespace".into(),
-        namespace.as_str().into(),
-    ];
-    args.extend(["--values".into(), "-".into()]);
-    if is_upgrade {
-        args.push("--is-upgrade".into());
-    }
-    chart_tail(&mut args, name, chart);
     args
 }
 
@@ -196,17 +230,24 @@ pub const LIST_MAX: u32 = 10_000;
 /// [`RELEASE_TEMPLATE`]. Reads storage only, unlike Helm 4's `helm status`,
 /// which also fetches every object of the release from the cluster (and
 /// neither major's `status` prints the chart's metadata).
-pub fn get_release(namespace: &TenantNamespace, name: &ReleaseName) -> Vec<String> {
-    vec![
+pub fn get_release(
+    namespace: &TenantNamespace,
+    name: &ReleaseName,
+    revision: Option<u32>,
+) -> Vec<String> {
+    let mut args = vec![
         "get".into(),
         "all".into(),
         "--namespace".into(),
         namespace.as_str().into(),
         "--template".into(),
         RELEASE_TEMPLATE.into(),
-        "--".into(),
-        name.as_str().into(),
-    ]
+    ];
+    if let Some(revision) = revision {
+        args.extend(["--revision".into(), revision.to_string()]);
+    }
+    args.extend(["--".into(), name.as_str().into()]);
+    args
 }
 
 /// `helm get values` of one revision: the user-supplied values as JSON
@@ -300,7 +341,7 @@ mod tests {
         );
         assert_eq!(
             args.join(" "),
-            "install --namespace paas-ws-3f9a0c1d --timeout 300s --output json --values - --version 0.1.0 --plain-http -- svc-1a2b3c4d oci://127.0.0.1:5000/charts/web"
+            "install --namespace paas-ws-3f9a0c1d --timeout 300s --output json --values - --skip-crds --version 0.1.0 --plain-http -- svc-1a2b3c4d oci://127.0.0.1:5000/charts/web"
         );
         assert!(!args.iter().any(|a| a.starts_with("--set")));
     }
@@ -358,30 +399,59 @@ mod tests {
     }
 
     #[test]
-    fn template_renders_the_same_chart() {
+    fn tenant_identity_and_dry_run_go_before_the_end_of_options() {
         let chart = ChartRef::Oci {
             url: "oci://r.example/charts/web".into(),
             host: "r.example".into(),
         };
-        let args = template(
+        let chart = ChartArgs {
+            chart: &chart,
+            version: None,
+            plain_http: false,
+        };
+        let mut args = dry_run(install(
             &ns(),
             &name(),
-            ChartArgs {
-                chart: &chart,
-                version: None,
-                plain_http: false,
-            },
-            true,
+            chart,
+            None,
+            Duration::from_secs(60),
+        ));
+        act_as(
+            &mut args,
+            "system:serviceaccount:paas-ws-3f9a0c1d:paas-tenant",
         );
         assert_eq!(
             args.join(" "),
-            "template --namespace paas-ws-3f9a0c1d --values - --is-upgrade -- svc-1a2b3c4d oci://r.example/charts/web"
+            "install --namespace paas-ws-3f9a0c1d --timeout 60s --output json --values - --skip-crds --dry-run=server --kube-as-user system:serviceaccount:paas-ws-3f9a0c1d:paas-tenant -- svc-1a2b3c4d oci://r.example/charts/web"
+        );
+        let mut list = list(&ns(), 4);
+        act_as(&mut list, "u");
+        assert_eq!(list[list.len() - 2..].join(" "), "--kube-as-user u");
+    }
+
+    #[test]
+    fn local_charts_are_installed_with_exactly_the_given_values() {
+        let dir = Path::new("/tmp/paas-operator-1-chart-x");
+        assert_eq!(
+            install_local(&ns(), &name(), dir, Duration::from_secs(60)).join(" "),
+            "install --namespace paas-ws-3f9a0c1d --timeout 60s --output json --values - -- svc-1a2b3c4d /tmp/paas-operator-1-chart-x"
+        );
+        assert_eq!(
+            upgrade_local(
+                &ns(),
+                &name(),
+                dir,
+                Some("Rollback to 2"),
+                Duration::from_secs(60)
+            )
+            .join(" "),
+            "upgrade --namespace paas-ws-3f9a0c1d --timeout 60s --output json --values - --reset-values --description Rollback to 2 -- svc-1a2b3c4d /tmp/paas-operator-1-chart-x"
         );
     }
 
     #[test]
     fn reads_end_options_before_the_release_name() {
-        let get = get_release(&ns(), &name());
+        let get = get_release(&ns(), &name(), None);
         assert_eq!(get[..4].join(" "), "get all --namespace paas-ws-3f9a0c1d");
         assert_eq!(get[4], "--template");
         assert_eq!(get[6..].join(" "), "-- svc-1a2b3c4d");
@@ -408,19 +478,10 @@ mod tests {
     }
 
     #[test]
-    fn rollback_and_uninstall() {
+    fn uninstall() {
         let t = Duration::from_secs(300);
         assert_eq!(
-            rollback(&ns(), &name(), Some(0), t).last().unwrap(),
-            "svc-1a2b3c4d"
-        );
-        assert_eq!(
-            rollback(&ns(), &name(), None, t).last().unwrap(),
-            "svc-1a2b3c4d"
-        );
-        assert_eq!(rollback(&ns(), &name(), Some(3), t).last().unwrap(), "3");
-        assert_eq!(
-            uninstall(&ns(), &name(), t).join(" "),
+            super::uninstall(&ns(), &name(), t).join(" "),
             "uninstall --namespace paas-ws-3f9a0c1d --timeout 300s -- svc-1a2b3c4d"
         );
     }

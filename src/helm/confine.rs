@@ -1,61 +1,128 @@
-//! Confinement: a chart may only create namespaced objects in its own
-//! release namespace, and cluster-scoped objects only of allow-listed kinds
-//! (none by default). Checked on helm's own rendering of the real install or
-//! upgrade, hooks included, before anything is created: inside the one helm
-//! run with Helm 4 (a post-renderer, [`super::postrender`]), with a separate
-//! `helm template` first with Helm 3 (whose post-renderers never see hooks).
+//! Confinement: what a chart's rendering may contain, checked on the very
+//! documents helm applies. A chart may only create namespaced objects in its
+//! own release namespace, cluster-scoped objects only of allow-listed kinds
+//! (none by default), and never what would undo the tenant's isolation:
+//! Helm release records, objects claiming the operator's own label, workloads
+//! running as the tenant's helm identity, or Services that reach out of the
+//! cluster network (`externalIPs`, `ExternalName`, `NodePort`,
+//! `LoadBalancer`).
 //!
-//! The check fails closed: a document it cannot read is a violation, and
-//! the `items` of a list are checked one by one (helm's kube client flattens
-//! any object with `items` into its items before creating them).
+//! **What is checked is what is applied**: [`Rules::apply`] parses the
+//! rendering strictly (YAML tags and merge keys are refused, since parsers
+//! disagree on them; aliases are expanded), checks every object (the
+//! `items` of lists one by one, as helm's kube client flattens them), and
+//! returns the documents it parsed re-serialised as JSON, one per document,
+//! so Helm cannot read them differently. Where it runs: inside the one helm
+//! run with Helm 4 (a post-renderer, [`super::postrender`]); on the release
+//! a server-side dry run printed with Helm 3, which is then installed as
+//! exactly these documents ([`super::wrapper`]); and on the stored manifest
+//! and hooks before a rollback or an uninstall.
+//!
+//! A refusal says what kind of problem and how many ([`refusal`]), never a
+//! name, namespace or kind from the chart: those are chart-rendered text,
+//! which `lookup` or `tpl` can fill with another tenant's secrets.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// One rendered object that breaks confinement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Largest rendering accepted (helm's release record is capped at ~1 MiB
+/// compressed by etcd; a rendering larger than this is no real chart).
+pub const MAX_RENDERING: usize = 32 << 20;
+
+/// The label the operator puts on what it owns in a tenant namespace (and
+/// which admission protects): a chart may not claim it.
+pub const OPERATOR_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "paas-operator");
+
+/// What is wrong with one rendered document (1-based index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "problem", rename_all = "snake_case")]
 pub enum Violation {
     /// A namespaced object aimed at another namespace.
-    OutsideNamespace {
-        kind: String,
-        name: String,
-        namespace: String,
-    },
+    OutsideNamespace { document: usize },
     /// A cluster-scoped object of a kind that is not allowed.
-    ClusterScoped { kind: String, name: String },
-    /// A document that cannot be read, so cannot be checked (1-based).
+    ClusterScoped { document: usize },
+    /// A Helm release record, or anything labelled `owner=helm`.
+    HelmRecord { document: usize },
+    /// An object claiming the operator's own label.
+    OperatorLabel { document: usize },
+    /// A workload or token running as the tenant's helm identity.
+    TenantIdentity { document: usize },
+    /// A Service reaching outside the cluster network.
+    ServiceExposure { document: usize },
+    /// YAML tags or merge keys, which parsers read differently.
+    Ambiguous { document: usize },
+    /// A document that cannot be read, so cannot be checked.
     Unreadable { document: usize },
+    /// The rendering is larger than [`MAX_RENDERING`].
+    TooLarge,
+    /// The cluster refused the tenant access to what the chart renders
+    /// (seen by helm's dry run, before anything was checked here).
+    RefusedByCluster,
 }
 
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Violation {
+    /// The problem, for people (no chart text).
+    fn problem(self) -> &'static str {
         match self {
-            Self::OutsideNamespace {
-                kind,
-                name,
-                namespace,
-            } => write!(
-                f,
-                "{kind} {namespace}/{name} (outside the release namespace)"
-            ),
-            Self::ClusterScoped { kind, name } => write!(f, "{kind} {name} (cluster-scoped)"),
-            Self::Unreadable { document } => {
-                write!(f, "document {document} (cannot be read, so not checked)")
+            Self::OutsideNamespace { .. } => "outside the release namespace",
+            Self::ClusterScoped { .. } => "cluster-scoped",
+            Self::HelmRecord { .. } => "a Helm release record",
+            Self::OperatorLabel { .. } => "claiming the operator's label",
+            Self::TenantIdentity { .. } => "running as the tenant's helm identity",
+            Self::ServiceExposure { .. } => {
+                "a Service with externalIPs, ExternalName, NodePort or LoadBalancer"
             }
+            Self::Ambiguous { .. } => "using YAML tags or merge keys",
+            Self::Unreadable { .. } => "unreadable",
+            Self::TooLarge => "too large",
+            Self::RefusedByCluster => "that the tenant may not touch (refused by the cluster)",
+        }
+    }
+
+    fn document(self) -> Option<usize> {
+        match self {
+            Self::OutsideNamespace { document }
+            | Self::ClusterScoped { document }
+            | Self::HelmRecord { document }
+            | Self::OperatorLabel { document }
+            | Self::TenantIdentity { document }
+            | Self::ServiceExposure { document }
+            | Self::Ambiguous { document }
+            | Self::Unreadable { document } => Some(document),
+            Self::TooLarge | Self::RefusedByCluster => None,
         }
     }
 }
 
-/// The sentence clients get (400 `chart_not_confined`) for `found`.
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.document() {
+            Some(document) => write!(f, "document {document}: {}", self.problem()),
+            None => write!(f, "the rendering: {}", self.problem()),
+        }
+    }
+}
+
+/// The sentence clients get (400 `chart_not_confined`) for `found`: the
+/// problems and how many objects have each, never chart text.
 pub fn refusal(namespace: &str, found: &[Violation]) -> String {
-    let listed: Vec<String> = found.iter().map(ToString::to_string).collect();
+    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for violation in found {
+        *counts.entry(violation.problem()).or_default() += 1;
+    }
+    let listed: Vec<String> = counts
+        .iter()
+        .map(|(problem, count)| {
+            let objects = if *count == 1 { "object" } else { "objects" };
+            format!("{count} {objects} {problem}")
+        })
+        .collect();
     format!(
-        "The chart would create objects outside namespace {namespace}: {}",
-        listed.join("; ")
+        "The chart would create objects it may not in namespace {namespace}: {}; nothing was created",
+        listed.join(", ")
     )
 }
 
@@ -98,18 +165,202 @@ pub struct Rules {
     /// Cluster-scoped kinds charts may create (`ALLOWED_CLUSTER_KINDS`).
     pub allowed_cluster_kinds: HashSet<String>,
     pub cluster_scoped: ClusterScoped,
+    /// The ServiceAccount helm runs as in the namespace (`paas-tenant`).
+    pub tenant_account: String,
+}
+
+/// A rendering that passed, as the JSON documents helm is to apply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    pub documents: Vec<Value>,
+}
+
+impl Checked {
+    /// One JSON object per YAML document; a comment when there is none
+    /// (helm refuses an empty post-renderer output).
+    pub fn to_yaml_stream(&self) -> String {
+        if self.documents.is_empty() {
+            return "# no objects\n".to_owned();
+        }
+        let mut out = String::new();
+        for document in &self.documents {
+            out.push_str("---\n");
+            out.push_str(&document.to_string());
+            out.push('\n');
+        }
+        out
+    }
 }
 
 impl Rules {
-    /// The objects of `rendered` (multi-document YAML) that break the rules.
-    pub fn check(&self, rendered: &str) -> Vec<Violation> {
-        violations(
-            rendered,
-            &self.namespace,
-            &self.allowed_cluster_kinds,
-            &self.cluster_scoped,
-        )
+    /// Checks `rendered` (multi-document YAML): the documents to apply, or
+    /// every violation found.
+    pub fn apply(&self, rendered: &str) -> Result<Checked, Vec<Violation>> {
+        parse(rendered, |value, document, found| {
+            self.object(value, document, found)
+        })
     }
+
+    /// Only parses `rendered` as strictly as [`Rules::apply`] (for
+    /// operators who turned confinement off): the documents to apply.
+    pub fn parse_only(rendered: &str) -> Result<Checked, Vec<Violation>> {
+        parse(rendered, |_, _, _| {})
+    }
+
+    /// The violations of `rendered` (none: it may be applied).
+    pub fn check(&self, rendered: &str) -> Vec<Violation> {
+        self.apply(rendered).err().unwrap_or_default()
+    }
+
+    fn object(&self, value: &Value, document: usize, found: &mut Vec<Violation>) {
+        // Like the API machinery helm builds objects with, anything with
+        // `items` is a list whose items are created one by one.
+        if let Some(items) = value.get("items") {
+            match items {
+                Value::Array(items) => {
+                    for item in items {
+                        self.object(item, document, found);
+                    }
+                }
+                Value::Null => {}
+                _ => found.push(Violation::Unreadable { document }),
+            }
+            return;
+        }
+        let Ok(object) = serde_json::from_value::<ObjectHead>(value.clone()) else {
+            found.push(Violation::Unreadable { document });
+            return;
+        };
+        if object.kind.is_empty() {
+            return;
+        }
+        if let Some(violation) = self.scope(&object, document) {
+            found.push(violation);
+        }
+        found.extend(self.isolation(&object, value, document));
+    }
+
+    /// Where the object lands.
+    fn scope(&self, object: &ObjectHead, document: usize) -> Option<Violation> {
+        if self
+            .cluster_scoped
+            .is_cluster_scoped(&object.api_version, &object.kind)
+        {
+            let allowed = self.allowed_cluster_kinds.contains(&object.kind);
+            return (!allowed).then_some(Violation::ClusterScoped { document });
+        }
+        let namespace = object.metadata.namespace.as_deref().unwrap_or_default();
+        (!namespace.is_empty() && namespace != self.namespace)
+            .then_some(Violation::OutsideNamespace { document })
+    }
+
+    /// What would undo the tenant's isolation from inside its namespace.
+    fn isolation(&self, object: &ObjectHead, value: &Value, document: usize) -> Vec<Violation> {
+        let mut found = Vec::new();
+        let labels = &object.metadata.labels;
+        let core = object.api_version == "v1";
+        let secret_type = value
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let is_record = labels.get("owner").is_some_and(|v| v == "helm")
+            || (core && object.kind == "Secret" && secret_type == "helm.sh/release.v1")
+            || object.metadata.name.starts_with("sh.helm.release.");
+        if is_record {
+            found.push(Violation::HelmRecord { document });
+        }
+        if labels
+            .get(OPERATOR_LABEL.0)
+            .is_some_and(|v| v == OPERATOR_LABEL.1)
+        {
+            found.push(Violation::OperatorLabel { document });
+        }
+        if self.runs_as_tenant(object, value, secret_type) {
+            found.push(Violation::TenantIdentity { document });
+        }
+        if core && object.kind == "Service" && reaches_out(value) {
+            found.push(Violation::ServiceExposure { document });
+        }
+        found
+    }
+
+    /// A pod (template) under the tenant's ServiceAccount, or a token of it.
+    fn runs_as_tenant(&self, object: &ObjectHead, value: &Value, secret_type: &str) -> bool {
+        if object.kind == "Secret" && secret_type == "kubernetes.io/service-account-token" {
+            let account = value
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.get("kubernetes.io/service-account.name"))
+                .and_then(Value::as_str);
+            return account == Some(self.tenant_account.as_str());
+        }
+        pod_specs(value).any(|spec| {
+            ["serviceAccountName", "serviceAccount"]
+                .iter()
+                .any(|field| spec.get(field).and_then(Value::as_str) == Some(&self.tenant_account))
+        })
+    }
+}
+
+/// Parses a rendering document by document, handing each object to
+/// `check`; the documents, or every violation found.
+fn parse(
+    rendered: &str,
+    mut check: impl FnMut(&Value, usize, &mut Vec<Violation>),
+) -> Result<Checked, Vec<Violation>> {
+    if rendered.len() > MAX_RENDERING {
+        return Err(vec![Violation::TooLarge]);
+    }
+    let mut found = Vec::new();
+    let mut documents = Vec::new();
+    for (index, document) in serde_yaml_ng::Deserializer::from_str(rendered).enumerate() {
+        let number = index + 1;
+        let Ok(yaml) = serde_yaml_ng::Value::deserialize(document) else {
+            // The parser cannot resume after a syntax error: nothing after
+            // this document was checked either.
+            found.push(Violation::Unreadable { document: number });
+            break;
+        };
+        match plain_json(yaml) {
+            Ok(Value::Null) => {} // Comments only: creates nothing.
+            Ok(value) => {
+                check(&value, number, &mut found);
+                documents.push(value);
+            }
+            Err(violation) => found.push(violation(number)),
+        }
+    }
+    if found.is_empty() {
+        Ok(Checked { documents })
+    } else {
+        Err(found)
+    }
+}
+
+/// Every pod spec an object carries: a Pod's own, a workload's template,
+/// a CronJob's job template.
+fn pod_specs(value: &Value) -> impl Iterator<Item = &Value> {
+    [
+        "/spec",
+        "/spec/template/spec",
+        "/spec/jobTemplate/spec/template/spec",
+    ]
+    .into_iter()
+    .filter_map(|path| value.pointer(path))
+    .filter(|spec| spec.get("containers").is_some() || spec.get("serviceAccountName").is_some())
+}
+
+/// A Service that reaches outside the cluster network.
+fn reaches_out(value: &Value) -> bool {
+    let spec = value.get("spec");
+    let kind = spec
+        .and_then(|s| s.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP");
+    let external_ips = spec
+        .and_then(|s| s.get("externalIPs"))
+        .and_then(Value::as_array)
+        .is_some_and(|ips| !ips.is_empty());
+    external_ips || matches!(kind, "ExternalName" | "NodePort" | "LoadBalancer")
 }
 
 #[derive(Deserialize)]
@@ -128,188 +379,161 @@ struct ObjectMeta {
     name: String,
     #[serde(default)]
     namespace: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
 }
 
-/// The objects of a rendered chart (multi-document YAML) that break confinement.
-pub fn violations(
-    rendered: &str,
-    namespace: &str,
-    allowed_cluster_kinds: &HashSet<String>,
-    scopes: &dyn ScopeLookup,
-) -> Vec<Violation> {
-    let check = Check {
-        namespace,
-        allowed_cluster_kinds,
-        scopes,
-    };
-    let mut found = Vec::new();
-    for (index, document) in serde_yaml_ng::Deserializer::from_str(rendered).enumerate() {
-        let Ok(yaml) = serde_yaml_ng::Value::deserialize(document) else {
-            // The parser cannot resume after a syntax error: nothing after
-            // this document was checked either.
-            found.push(Violation::Unreadable {
-                document: index + 1,
-            });
-            break;
-        };
-        match as_json(yaml) {
-            Some(value) => check.object(value, index + 1, &mut found),
-            None => found.push(Violation::Unreadable {
-                document: index + 1,
-            }),
-        }
-    }
-    found
-}
+type Refusal = fn(usize) -> Violation;
 
-/// A document as the API machinery reads it: merge keys (`<<`) applied, as
-/// Kubernetes' YAML decoder does. Custom tags survive as `{"!tag": …}`
-/// objects, which no longer read as names, so such objects are refused.
-fn as_json(mut yaml: serde_yaml_ng::Value) -> Option<Value> {
-    yaml.apply_merge().ok()?;
-    serde_json::to_value(yaml).ok()
-}
-
-struct Check<'a> {
-    namespace: &'a str,
-    allowed_cluster_kinds: &'a HashSet<String>,
-    scopes: &'a dyn ScopeLookup,
-}
-
-impl Check<'_> {
-    fn object(&self, value: Value, document: usize, found: &mut Vec<Violation>) {
-        // An empty document (comments only) creates nothing.
-        if value.is_null() {
-            return;
-        }
-        // Like the API machinery helm builds objects with, anything with
-        // `items` is a list whose items are created one by one.
-        if let Some(items) = value.get("items") {
-            match items {
-                Value::Array(items) => {
-                    for item in items {
-                        self.object(item.clone(), document, found);
-                    }
-                }
-                Value::Null => {}
-                _ => found.push(Violation::Unreadable { document }),
+/// A document as plain data, or why it is not: YAML tags (`!x`, `!!str`)
+/// and merge keys (`<<`) are refused, since YAML libraries apply them
+/// differently; what is left is emitted as JSON, which every parser reads
+/// the same way.
+fn plain_json(yaml: serde_yaml_ng::Value) -> Result<Value, Refusal> {
+    use serde_yaml_ng::Value as Yaml;
+    Ok(match yaml {
+        Yaml::Null => Value::Null,
+        Yaml::Bool(b) => Value::Bool(b),
+        Yaml::Number(n) => serde_json::to_value(&n).map_err(|_| unreadable as Refusal)?,
+        Yaml::String(s) => Value::String(s),
+        Yaml::Sequence(items) => Value::Array(
+            items
+                .into_iter()
+                .map(plain_json)
+                .collect::<Result<_, _>>()?,
+        ),
+        Yaml::Mapping(map) => {
+            let mut object = serde_json::Map::new();
+            for (key, value) in map {
+                let key = match key {
+                    Yaml::String(key) if key == "<<" => return Err(ambiguous),
+                    Yaml::String(key) => key,
+                    Yaml::Bool(key) => key.to_string(),
+                    Yaml::Number(key) => key.to_string(),
+                    _ => return Err(ambiguous),
+                };
+                object.insert(key, plain_json(value)?);
             }
-            return;
+            Value::Object(object)
         }
-        let Ok(object) = serde_json::from_value::<ObjectHead>(value) else {
-            found.push(Violation::Unreadable { document });
-            return;
-        };
-        if object.kind.is_empty() {
-            return;
-        }
-        if self
-            .scopes
-            .is_cluster_scoped(&object.api_version, &object.kind)
-        {
-            if !self.allowed_cluster_kinds.contains(&object.kind) {
-                found.push(Violation::ClusterScoped {
-                    kind: object.kind,
-                    name: object.metadata.name,
-                });
-            }
-        } else if let Some(other) = object
-            .metadata
-            .namespace
-            .filter(|n| !n.is_empty() && n != self.namespace)
-        {
-            found.push(Violation::OutsideNamespace {
-                kind: object.kind,
-                name: object.metadata.name,
-                namespace: other,
-            });
-        }
-    }
+        Yaml::Tagged(_) => return Err(ambiguous),
+    })
+}
+
+fn unreadable(document: usize) -> Violation {
+    Violation::Unreadable { document }
+}
+
+fn ambiguous(document: usize) -> Violation {
+    Violation::Ambiguous { document }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    struct Known;
-
-    impl ScopeLookup for Known {
-        fn is_cluster_scoped(&self, _api_version: &str, kind: &str) -> bool {
-            matches!(
-                kind,
-                "ClusterRole" | "Namespace" | "CustomResourceDefinition"
-            )
+    fn rules() -> Rules {
+        Rules {
+            namespace: "paas-ws-1".into(),
+            allowed_cluster_kinds: HashSet::new(),
+            cluster_scoped: [
+                (String::new(), "Namespace".to_owned()),
+                (
+                    "rbac.authorization.k8s.io".to_owned(),
+                    "ClusterRole".to_owned(),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+            tenant_account: "paas-tenant".into(),
         }
     }
 
-    /// `helm template` prints hooks after the main manifest, as more documents.
-    fn release(manifest: &str, hook: &str) -> String {
-        format!("{manifest}\n---\n# Source: hooks\n{hook}")
-    }
-
-    fn shown(found: &[Violation]) -> Vec<String> {
-        found.iter().map(ToString::to_string).collect()
+    fn problems(rendered: &str) -> Vec<Violation> {
+        rules().check(rendered)
     }
 
     #[test]
     fn finds_escapes_in_manifest_and_hooks() {
-        let manifest = "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ok\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: same\n  namespace: paas-ws-1\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: away\n  namespace: default\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: wide\n";
-        let hook = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: evil\n";
-        let found = violations(
-            &release(manifest, hook),
-            "paas-ws-1",
-            &HashSet::new(),
-            &Known,
-        );
+        let rendered = "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ok\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: same\n  namespace: paas-ws-1\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: away\n  namespace: default\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: wide\n---\n# Source: hooks\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: evil\n";
         assert_eq!(
-            shown(&found),
+            problems(rendered),
             [
-                "ConfigMap default/away (outside the release namespace)",
-                "ClusterRole wide (cluster-scoped)",
-                "Namespace evil (cluster-scoped)"
+                Violation::OutsideNamespace { document: 3 },
+                Violation::ClusterScoped { document: 4 },
+                Violation::ClusterScoped { document: 5 },
             ]
         );
-        let allowed: HashSet<String> = ["ClusterRole".to_owned(), "Namespace".to_owned()].into();
+        let mut allowed = rules();
+        allowed.allowed_cluster_kinds = ["ClusterRole".to_owned(), "Namespace".to_owned()].into();
+        assert_eq!(allowed.check(rendered).len(), 1);
+    }
+
+    #[test]
+    fn what_passes_is_re_emitted_as_json_exactly() {
+        let rendered = "# Source: c/templates/cm.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  annotations:\n    postrenderer.helm.sh/postrender-filename: 'c/templates/cm.yaml'\ndata:\n  on: yes\n  n: \"0777\"\n  t: \"{{ x }}\"\n---\n# nothing\n";
+        let checked = rules().apply(rendered).expect("confined");
+        assert_eq!(checked.documents.len(), 1);
+        let stream = checked.to_yaml_stream();
         assert_eq!(
-            violations(&release(manifest, hook), "paas-ws-1", &allowed, &Known).len(),
-            1
+            stream,
+            "---\n{\"apiVersion\":\"v1\",\"data\":{\"n\":\"0777\",\"on\":\"yes\",\"t\":\"{{ x }}\"},\"kind\":\"ConfigMap\",\"metadata\":{\"annotations\":{\"postrenderer.helm.sh/postrender-filename\":\"c/templates/cm.yaml\"},\"name\":\"a\"}}\n"
+        );
+        // What is emitted reads back as the same documents.
+        assert_eq!(rules().apply(&stream).expect("again"), checked);
+        assert_eq!(
+            rules().apply(" \n").expect("empty").to_yaml_stream(),
+            "# no objects\n"
         );
     }
 
     #[test]
-    fn confined_chart_passes() {
-        let manifest = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n";
-        assert!(
-            violations(&release(manifest, ""), "paas-ws-1", &HashSet::new(), &Known).is_empty()
+    fn merge_keys_and_tags_are_refused_wherever_they_are() {
+        let cases = [
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: paas-ws-1\n  <<: {namespace: victim}\n",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  <<: {<<: {namespace: victim}}\n",
+            "apiVersion: v1\nkind: ConfigMap\n<<: {kind: Namespace}\nmetadata: {name: a}\n",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: t\n  namespace: !x default\n",
+            "apiVersion: v1\nkind: !Secret ConfigMap\nmetadata: {name: t}\n",
+        ];
+        for case in cases {
+            assert_eq!(
+                problems(case),
+                [Violation::Ambiguous { document: 1 }],
+                "{case}"
+            );
+        }
+        // YAML's own core tags mean what they say, and are emitted as plain data.
+        let core = rules().apply("apiVersion: v1\nkind: !!str ConfigMap\nmetadata: {name: t}\n");
+        assert_eq!(core.expect("core tag").documents[0]["kind"], "ConfigMap");
+        // Aliases are expanded and re-emitted: helm sees the plain values.
+        let aliased = "apiVersion: v1\nkind: ConfigMap\nmetadata: &m {name: a}\ndata: {copy: *m}\n";
+        let checked = rules().apply(aliased).expect("aliases are plain data");
+        assert_eq!(checked.documents[0]["data"]["copy"]["name"], "a");
+        let escaping =
+            "apiVersion: v1\nkind: ConfigMap\nx: &ns victim\nmetadata: {name: a, namespace: *ns}\n";
+        assert_eq!(
+            problems(escaping),
+            [Violation::OutsideNamespace { document: 1 }]
         );
     }
 
     #[test]
     fn list_items_are_checked_one_by_one() {
         let list = "apiVersion: v1\nkind: List\nitems:\n  - apiVersion: v1\n    kind: ConfigMap\n    metadata: {name: inner, namespace: default}\n  - apiVersion: v1\n    kind: ConfigMapList\n    items:\n      - {apiVersion: v1, kind: Namespace, metadata: {name: deep}}\n";
-        let found = violations(list, "paas-ws-1", &HashSet::new(), &Known);
         assert_eq!(
-            shown(&found),
+            problems(list),
             [
-                "ConfigMap default/inner (outside the release namespace)",
-                "Namespace deep (cluster-scoped)"
+                Violation::OutsideNamespace { document: 1 },
+                Violation::ClusterScoped { document: 1 }
             ]
         );
-        // Any kind with `items` is a list to the API machinery.
         let disguised = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\nitems: [{apiVersion: v1, kind: Namespace, metadata: {name: n}}]\n";
-        assert_eq!(
-            violations(disguised, "paas-ws-1", &HashSet::new(), &Known).len(),
-            1
-        );
+        assert_eq!(problems(disguised).len(), 1);
         let not_a_list = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\nitems: 3\n";
         assert_eq!(
-            shown(&violations(
-                not_a_list,
-                "paas-ws-1",
-                &HashSet::new(),
-                &Known
-            )),
-            ["document 1 (cannot be read, so not checked)"]
+            problems(not_a_list),
+            [Violation::Unreadable { document: 1 }]
         );
     }
 
@@ -317,51 +541,78 @@ mod tests {
     fn unreadable_documents_fail_closed() {
         // A duplicate key: which value wins is up to the parser, so refuse.
         let duplicate = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: paas-ws-1\n  namespace: default\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: after}\n";
-        let found = violations(duplicate, "paas-ws-1", &HashSet::new(), &Known);
-        assert_eq!(found, [Violation::Unreadable { document: 2 }]);
-        // A document that is not an object.
-        let scalar = "just text\n";
+        assert_eq!(problems(duplicate), [Violation::Unreadable { document: 2 }]);
         assert_eq!(
-            violations(scalar, "paas-ws-1", &HashSet::new(), &Known),
+            problems("just text\n"),
             [Violation::Unreadable { document: 1 }]
         );
-        // Merge keys are applied, as Kubernetes does.
-        let merged =
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  <<: {namespace: default}\n  name: m\n";
+        let huge = "#".repeat(MAX_RENDERING + 1);
+        assert_eq!(problems(&huge), [Violation::TooLarge]);
+    }
+
+    #[test]
+    fn what_undoes_isolation_is_refused() {
+        let cases = [
+            (
+                "apiVersion: v1\nkind: Secret\ntype: helm.sh/release.v1\nmetadata: {name: sh.helm.release.v1.a.v2, labels: {owner: helm, name: a}}\n",
+                Violation::HelmRecord { document: 1 },
+            ),
+            (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, labels: {owner: helm}}\n",
+                Violation::HelmRecord { document: 1 },
+            ),
+            (
+                "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: x, labels: {app.kubernetes.io/managed-by: paas-operator}}\n",
+                Violation::OperatorLabel { document: 1 },
+            ),
+            (
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {template: {spec: {serviceAccountName: paas-tenant, containers: [{name: c, image: i}]}}}\n",
+                Violation::TenantIdentity { document: 1 },
+            ),
+            (
+                "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: c}\nspec: {jobTemplate: {spec: {template: {spec: {serviceAccount: paas-tenant, containers: []}}}}}\n",
+                Violation::TenantIdentity { document: 1 },
+            ),
+            (
+                "apiVersion: v1\nkind: Secret\ntype: kubernetes.io/service-account-token\nmetadata: {name: t, annotations: {kubernetes.io/service-account.name: paas-tenant}}\n",
+                Violation::TenantIdentity { document: 1 },
+            ),
+            (
+                "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {externalIPs: [1.2.3.4], ports: [{port: 80}]}\n",
+                Violation::ServiceExposure { document: 1 },
+            ),
+            (
+                "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {type: ExternalName, externalName: db.other.svc.cluster.local}\n",
+                Violation::ServiceExposure { document: 1 },
+            ),
+            (
+                "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {type: NodePort, ports: [{port: 80}]}\n",
+                Violation::ServiceExposure { document: 1 },
+            ),
+        ];
+        for (rendered, expected) in cases {
+            assert_eq!(problems(rendered), [expected], "{rendered}");
+        }
+        let fine = "apiVersion: v1\nkind: Service\nmetadata: {name: s, labels: {app.kubernetes.io/managed-by: Helm}}\nspec: {ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Secret\ntype: Opaque\nmetadata: {name: s}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {template: {spec: {serviceAccountName: app, containers: []}}}\n";
+        assert!(problems(fine).is_empty());
+    }
+
+    #[test]
+    fn refusal_names_problems_and_counts_never_chart_text() {
+        let found = problems(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: s3cret-name, namespace: s3cret-ns}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: b, namespace: other}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: s3cret}\n",
+        );
+        let sentence = refusal("paas-ws-1", &found);
         assert_eq!(
-            shown(&violations(merged, "paas-ws-1", &HashSet::new(), &Known)),
-            ["ConfigMap default/m (outside the release namespace)"]
+            sentence,
+            "The chart would create objects it may not in namespace paas-ws-1: 1 object cluster-scoped, 2 objects outside the release namespace; nothing was created"
         );
-        // A custom tag hides the value from us: refused.
-        let tagged =
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: t\n  namespace: !x default\n";
-        assert_eq!(
-            violations(tagged, "paas-ws-1", &HashSet::new(), &Known),
-            [Violation::Unreadable { document: 1 }]
-        );
-        // Comments and empty documents are fine.
-        assert!(
-            violations(
-                "# nothing\n---\n---\n",
-                "paas-ws-1",
-                &HashSet::new(),
-                &Known
-            )
-            .is_empty()
-        );
+        assert!(!sentence.contains("s3cret"));
     }
 
     #[test]
     fn cluster_scoped_lookup_by_group_and_kind() {
-        let scopes: ClusterScoped = [
-            (String::new(), "Namespace".to_owned()),
-            (
-                "rbac.authorization.k8s.io".to_owned(),
-                "ClusterRole".to_owned(),
-            ),
-        ]
-        .into_iter()
-        .collect();
+        let scopes = rules().cluster_scoped;
         assert!(scopes.is_cluster_scoped("v1", "Namespace"));
         assert!(scopes.is_cluster_scoped("rbac.authorization.k8s.io/v1", "ClusterRole"));
         assert!(!scopes.is_cluster_scoped("v1", "ConfigMap"));
@@ -369,21 +620,13 @@ mod tests {
     }
 
     #[test]
-    fn rules_round_trip_as_json_and_refusal_lists_objects() {
-        let rules = Rules {
-            namespace: "paas-ws-1".into(),
-            allowed_cluster_kinds: ["ClusterRole".to_owned()].into(),
-            cluster_scoped: [(String::new(), "Namespace".to_owned())]
-                .into_iter()
-                .collect(),
-        };
-        let json = serde_json::to_string(&rules).unwrap();
-        assert_eq!(serde_json::from_str::<Rules>(&json).unwrap(), rules);
-        let found = rules.check("apiVersion: v1\nkind: Namespace\nmetadata: {name: n}\n");
-        assert_eq!(
-            refusal("paas-ws-1", &found),
-            "The chart would create objects outside namespace paas-ws-1: Namespace n (cluster-scoped)"
-        );
+    fn rules_and_reports_round_trip_as_json() {
+        let json = serde_json::to_string(&rules()).unwrap();
+        assert_eq!(serde_json::from_str::<Rules>(&json).unwrap(), rules());
+        let found = vec![
+            Violation::ClusterScoped { document: 2 },
+            Violation::TooLarge,
+        ];
         let report = serde_json::to_string(&found).unwrap();
         assert_eq!(
             serde_json::from_str::<Vec<Violation>>(&report).unwrap(),

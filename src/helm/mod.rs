@@ -14,6 +14,7 @@ pub mod error;
 pub mod postrender;
 pub mod release;
 pub mod runner;
+pub mod wrapper;
 
 use std::sync::Arc;
 
@@ -25,8 +26,9 @@ pub use release::HelmRelease;
 pub use runner::{HelmRunner, Invocation, RunnerConfig};
 
 use crate::names::{ReleaseName, TenantNamespace};
-use confine::Rules;
+use confine::{Checked, Rules};
 use postrender::{ConfinePlugin, ConfineRun};
+use wrapper::{ChartIdentity, WrapperChart};
 
 /// The helm binary's version, detected at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,13 +50,34 @@ impl HelmVersion {
     }
 }
 
-/// Helm operations on releases, run through the helm CLI.
+/// Helm operations on releases, run through the helm CLI, always as the
+/// tenant: every command acts as the ServiceAccount `tenant_account` of
+/// the release's namespace (`--kube-as-user`), whatever credentials the
+/// operator itself has.
 #[derive(Clone)]
 pub struct Helm {
     runner: HelmRunner,
     version: HelmVersion,
+    tenant_account: String,
     /// Set with Helm 4 when charts are confined: the post-renderer plugin.
     confine_plugin: Option<Arc<ConfinePlugin>>,
+}
+
+/// What a server-side dry run (Helm 3) says helm would apply.
+#[derive(Debug, Clone)]
+pub struct DryRun {
+    /// The manifest and every hook, as one multi-document rendering.
+    pub rendering: String,
+    pub chart: ChartIdentity,
+    /// The values the release would store (merged, for `--reuse-values`).
+    pub values: Map<String, Value>,
+}
+
+/// Install or upgrade (for the commands both take).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    Install,
+    Upgrade(ValuesMode),
 }
 
 fn target(namespace: &TenantNamespace, name: &ReleaseName) -> String {
@@ -62,12 +85,32 @@ fn target(namespace: &TenantNamespace, name: &ReleaseName) -> String {
 }
 
 impl Helm {
-    pub fn new(runner: HelmRunner, version: HelmVersion) -> Self {
+    pub fn new(runner: HelmRunner, version: HelmVersion, tenant_account: &str) -> Self {
         Self {
             runner,
             version,
+            tenant_account: tenant_account.to_owned(),
             confine_plugin: None,
         }
+    }
+
+    /// The user helm acts as in `namespace`.
+    pub fn tenant_user(&self, namespace: &TenantNamespace) -> String {
+        format!("system:serviceaccount:{namespace}:{}", self.tenant_account)
+    }
+
+    /// `args` acting as the tenant of `namespace`.
+    pub(crate) fn as_tenant_args(
+        &self,
+        namespace: &TenantNamespace,
+        args: Vec<String>,
+    ) -> Vec<String> {
+        self.as_tenant(namespace, args)
+    }
+
+    fn as_tenant(&self, namespace: &TenantNamespace, mut args: Vec<String>) -> Vec<String> {
+        command::act_as(&mut args, &self.tenant_user(namespace));
+        args
     }
 
     /// Checks confinement inside install and upgrade runs with `plugin`
@@ -175,40 +218,91 @@ impl Helm {
             .map_err(HelmError::ConfineSetup)
     }
 
-    /// Renders the chart with `values` (`helm template`, hooks included):
-    /// the multi-document YAML the install or upgrade would apply.
-    pub async fn render(
+    /// A server-side dry run of an install or upgrade (Helm 3): helm pulls
+    /// and renders the chart once, as the tenant (so `lookup` sees only its
+    /// namespace), and prints the release it would make. The caller checks
+    /// the rendering and applies exactly it ([`Helm::apply_documents`]).
+    pub async fn dry_run(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
         chart: ChartArgs<'_>,
-        is_upgrade: bool,
+        kind: WriteKind,
         values: &Map<String, Value>,
-    ) -> Result<String, HelmError> {
-        let stdin = serde_json::to_vec(values).map_err(|source| HelmError::Output {
-            operation: "render",
-            source,
-        })?;
-        let args = command::template(namespace, name, chart, is_upgrade);
-        let invocation = Invocation {
-            operation: "render",
-            target: target(namespace, name),
-            args,
-            stdin: Some(stdin),
+    ) -> Result<DryRun, HelmError> {
+        let timeout = self.runner.helm_timeout();
+        let (operation, args) = match kind {
+            WriteKind::Install => (
+                "dry-run install",
+                command::install(namespace, name, chart, None, timeout),
+            ),
+            WriteKind::Upgrade(mode) => (
+                "dry-run upgrade",
+                command::upgrade(namespace, name, chart, mode, None, timeout),
+            ),
         };
-        let output = self.runner.run(invocation).await?;
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        let args = self.as_tenant(namespace, command::dry_run(args));
+        let output = match self
+            .run(operation, namespace, name, args, Some(values))
+            .await
+        {
+            // helm looks up every object of the rendering as the tenant
+            // first: a refusal means the chart reaches beyond the tenant.
+            Err(HelmError::Failed {
+                kind: FailureKind::RejectedByCluster,
+                ..
+            }) => {
+                return Err(HelmError::NotConfined {
+                    namespace: namespace.to_string(),
+                    violations: vec![confine::Violation::RefusedByCluster],
+                });
+            }
+            other => other?,
+        };
+        parse_dry_run(&output.stdout).map_err(|source| HelmError::Output { operation, source })
     }
 
-    /// `helm rollback`; helm prints no release, so the caller reads it back.
-    pub async fn rollback(
+    /// Installs or upgrades to exactly `checked` (a chart written for it,
+    /// [`wrapper`]), storing `values` as the release's values. A rollback is
+    /// such an upgrade to a stored revision's documents.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each is one part of the helm command"
+    )]
+    pub async fn apply_documents(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
-        revision: Option<u32>,
+        kind: WriteKind,
+        chart: &ChartIdentity,
+        checked: &Checked,
+        values: &Map<String, Value>,
+        description: Option<&str>,
     ) -> Result<Option<HelmRelease>, HelmError> {
-        let args = command::rollback(namespace, name, revision, self.runner.helm_timeout());
-        self.write("rollback", namespace, name, args, None).await
+        let wrapper = WrapperChart::write(&std::env::temp_dir(), chart, checked)
+            .await
+            .map_err(HelmError::ConfineSetup)?;
+        let timeout = self.runner.helm_timeout();
+        let (operation, args) = match kind {
+            WriteKind::Install => (
+                "install",
+                command::install_local(namespace, name, wrapper.path(), timeout),
+            ),
+            WriteKind::Upgrade(_) => (
+                "upgrade",
+                command::upgrade_local(namespace, name, wrapper.path(), description, timeout),
+            ),
+        };
+        let output = self
+            .run(
+                operation,
+                namespace,
+                name,
+                self.as_tenant(namespace, args),
+                Some(values),
+            )
+            .await?;
+        Ok(parse_release_output(&output.stdout))
     }
 
     pub async fn uninstall(
@@ -217,13 +311,10 @@ impl Helm {
         name: &ReleaseName,
     ) -> Result<(), HelmError> {
         let args = command::uninstall(namespace, name, self.runner.helm_timeout());
-        let invocation = Invocation {
-            operation: "uninstall",
-            target: target(namespace, name),
-            args,
-            stdin: None,
-        };
-        self.runner.run(invocation).await.map(drop)
+        let args = self.as_tenant(namespace, args);
+        self.run("uninstall", namespace, name, args, None)
+            .await
+            .map(drop)
     }
 
     /// Runs a write; returns the release it produced when helm printed it
@@ -236,6 +327,20 @@ impl Helm {
         args: Vec<String>,
         values: Option<&Map<String, Value>>,
     ) -> Result<Option<HelmRelease>, HelmError> {
+        let args = self.as_tenant(namespace, args);
+        let output = self.run(operation, namespace, name, args, values).await?;
+        Ok(parse_release_output(&output.stdout))
+    }
+
+    /// Runs helm about one release, `values` (if any) on its stdin.
+    async fn run(
+        &self,
+        operation: &'static str,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        args: Vec<String>,
+        values: Option<&Map<String, Value>>,
+    ) -> Result<runner::HelmOutput, HelmError> {
         let stdin = match values {
             Some(values) => Some(
                 serde_json::to_vec(values)
@@ -249,8 +354,7 @@ impl Helm {
             args,
             stdin,
         };
-        let output = self.runner.run(invocation).await?;
-        Ok(parse_release_output(&output.stdout))
+        self.runner.run(invocation).await
     }
 }
 
@@ -290,11 +394,25 @@ pub fn merge_values(base: &Map<String, Value>, overlay: &Map<String, Value>) -> 
     merged
 }
 
-/// Parses `-o json` output; `None` when helm printed no release (rollback
-/// prints plain text).
+/// Parses `-o json` output; `None` when helm printed no release.
 fn parse_release_output(stdout: &[u8]) -> Option<HelmRelease> {
     let start = stdout.iter().position(|b| *b == b'{')?;
     serde_json::from_slice(&stdout[start..]).ok()
+}
+
+/// The release a dry run printed: its manifest and hooks as one
+/// rendering, the chart's identity and the values it would store.
+fn parse_dry_run(stdout: &[u8]) -> Result<DryRun, serde_json::Error> {
+    let start = stdout
+        .iter()
+        .position(|b| *b == b'{')
+        .unwrap_or(stdout.len());
+    let release: HelmRelease = serde_json::from_slice(&stdout[start..])?;
+    Ok(DryRun {
+        rendering: release.rendering(),
+        chart: release.chart_identity(),
+        values: release.config.unwrap_or_default(),
+    })
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //!     │                --post-renderer-args <run>.rules.json --post-renderer-args <run>.report.json
 //!     ▼
 //!  helm 4 ── templates + hooks (stdin) ──> paas-operator confine-check <rules> <report>
-//!         <── the same manifests (stdout), exit 0
+//!         <── the documents it checked, re-serialised as JSON (stdout), exit 0
 //!          or exit 1 and <report> lists the violations (helm swallows the
 //!             plugin's stderr), before helm stores or creates anything
 //!  operator: helm failed and <report> exists → 400 chart_not_confined
@@ -23,15 +23,12 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::confine::{Rules, Violation};
+use super::confine::{MAX_RENDERING, Rules, Violation};
 
 /// The hidden subcommand helm runs (`paas-operator confine-check RULES REPORT`).
 pub const CHECKER_SUBCOMMAND: &str = "confine-check";
 /// The plugin's name, given to helm as `--post-renderer`.
 pub const PLUGIN_NAME: &str = "paas-confine";
-/// What the checker prints for a chart that renders nothing: helm refuses an
-/// empty post-renderer output, and a comment is no object.
-const NOTHING_RENDERED: &str = "# no objects\n";
 
 /// The plugin directory of this process; removed when dropped.
 #[derive(Debug)]
@@ -221,23 +218,19 @@ impl Drop for ConfineRun {
 }
 
 /// The checker's decision on one rendering.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Verdict {
-    /// Hand helm this (the rendering, unchanged).
+    /// Hand helm this: the documents checked, re-serialised.
     Pass(String),
     Refuse(Vec<Violation>),
 }
 
-/// The checker's pure logic: pass the rendering through unchanged, or refuse it.
+/// The checker's pure logic: the checked documents, or the refusal.
 pub fn post_render(rules: &Rules, rendered: &str) -> Verdict {
-    let found = rules.check(rendered);
-    if !found.is_empty() {
-        return Verdict::Refuse(found);
+    match rules.apply(rendered) {
+        Ok(checked) => Verdict::Pass(checked.to_yaml_stream()),
+        Err(found) => Verdict::Refuse(found),
     }
-    if rendered.trim().is_empty() {
-        return Verdict::Pass(NOTHING_RENDERED.to_owned());
-    }
-    Verdict::Pass(rendered.to_owned())
 }
 
 /// Exit status of the checker when it refused the rendering.
@@ -268,9 +261,15 @@ pub fn checker_main(args: &[OsString]) -> ExitCode {
 
 fn run_checker(rules: &Path, report: &Path) -> std::io::Result<ExitCode> {
     let rules: Rules = serde_json::from_slice(&std::fs::read(rules)?)?;
-    let mut rendered = String::new();
-    std::io::stdin().read_to_string(&mut rendered)?;
-    match post_render(&rules, &rendered) {
+    // One byte more than accepted, so an oversized rendering is refused.
+    let mut rendered = Vec::new();
+    let limit = u64::try_from(MAX_RENDERING + 1).unwrap_or(u64::MAX);
+    std::io::stdin().take(limit).read_to_end(&mut rendered)?;
+    let verdict = match String::from_utf8(rendered) {
+        Ok(rendered) => post_render(&rules, &rendered),
+        Err(_) => Verdict::Refuse(vec![Violation::Unreadable { document: 1 }]),
+    };
+    match verdict {
         Verdict::Pass(output) => {
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(output.as_bytes())?;
@@ -318,20 +317,21 @@ mod tests {
             )]
             .into_iter()
             .collect(),
+            tenant_account: "paas-tenant".into(),
         }
     }
 
     #[test]
-    fn passes_confined_renderings_through_unchanged() {
+    fn passes_confined_renderings_as_the_json_it_checked() {
         let rendered = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  annotations:\n    postrenderer.helm.sh/postrender-filename: 'c/templates/cm.yaml'\n";
         assert_eq!(
             post_render(&rules(), rendered),
-            Verdict::Pass(rendered.to_owned())
+            Verdict::Pass("---\n{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"annotations\":{\"postrenderer.helm.sh/postrender-filename\":\"c/templates/cm.yaml\"},\"name\":\"a\"}}\n".to_owned())
         );
         // helm refuses empty output: a chart that renders nothing gets a comment.
         assert_eq!(
             post_render(&rules(), " \n"),
-            Verdict::Pass(NOTHING_RENDERED.to_owned())
+            Verdict::Pass("# no objects\n".to_owned())
         );
     }
 
@@ -339,16 +339,12 @@ mod tests {
     fn refuses_hooks_and_templates_that_escape() {
         // Helm 4 sends hooks and templates together.
         let rendered = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n---\napiVersion: batch/v1\nkind: Job\nmetadata:\n  name: hook\n  namespace: kube-system\n  annotations: {helm.sh/hook: pre-install}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: wide}\n";
-        let Verdict::Refuse(found) = post_render(&rules(), rendered) else {
-            panic!("must refuse");
-        };
-        let shown: Vec<String> = found.iter().map(ToString::to_string).collect();
         assert_eq!(
-            shown,
-            [
-                "Job kube-system/hook (outside the release namespace)",
-                "ClusterRole wide (cluster-scoped)"
-            ]
+            post_render(&rules(), rendered),
+            Verdict::Refuse(vec![
+                Violation::OutsideNamespace { document: 2 },
+                Violation::ClusterScoped { document: 3 },
+            ])
         );
     }
 
@@ -407,10 +403,7 @@ mod tests {
             serde_json::from_slice(&std::fs::read(&args.args[0]).unwrap()).unwrap();
         assert_eq!(written, rules());
         assert!(run.violations().await.is_none());
-        let found = vec![Violation::ClusterScoped {
-            kind: "ClusterRole".into(),
-            name: "wide".into(),
-        }];
+        let found = vec![Violation::ClusterScoped { document: 1 }];
         std::fs::write(&args.args[1], serde_json::to_vec(&found).unwrap()).unwrap();
         assert_eq!(run.violations().await, Some(found));
 

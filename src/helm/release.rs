@@ -67,6 +67,9 @@ pub struct HelmInfo {
 pub struct HelmChart {
     #[serde(default)]
     pub metadata: ChartMetadata,
+    /// The chart's default values (`values.yaml`).
+    #[serde(default)]
+    pub values: Option<Map<String, Value>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -136,6 +139,28 @@ impl HelmRelease {
 }
 
 impl HelmRelease {
+    /// The manifest and every hook as one multi-document rendering: all
+    /// that applying this revision creates.
+    pub fn rendering(&self) -> String {
+        let mut rendering = self.manifest.clone();
+        for hook in &self.hooks {
+            rendering.push_str("\n---\n");
+            rendering.push_str(&hook.manifest);
+        }
+        rendering
+    }
+
+    /// The chart this revision was made from.
+    pub fn chart_identity(&self) -> crate::helm::wrapper::ChartIdentity {
+        let metadata = &self.chart.metadata;
+        crate::helm::wrapper::ChartIdentity {
+            name: metadata.name.clone(),
+            version: metadata.version.clone(),
+            app_version: metadata.app_version.clone(),
+            default_values: self.chart.values.clone().unwrap_or_default(),
+        }
+    }
+
     /// `pending-*` and last touched longer than `limit` ago: the helm that
     /// set it is gone.
     pub fn is_stale_pending(&self, limit: Duration) -> bool {

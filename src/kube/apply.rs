@@ -32,8 +32,7 @@ where
 }
 
 /// Applies an object inside a namespace whose RoleBinding for us was just
-/// created: the API server's RBAC cache may not know it yet, so a 403 is
-/// retried for a short while.
+/// created (see [`retry_forbidden`]).
 pub async fn apply_retrying<K>(
     api: &Api<K>,
     name: &str,
@@ -43,9 +42,20 @@ pub async fn apply_retrying<K>(
 where
     K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
 {
+    retry_forbidden(|| apply(api, name, body.clone(), action)).await
+}
+
+/// Runs `call` again while it is refused with 403, for a short while: right
+/// after our RoleBinding in a namespace is created, the API server's RBAC
+/// cache may not know it yet.
+pub async fn retry_forbidden<T, F, Fut>(mut call: F) -> Result<T, KubeError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, KubeError>>,
+{
     let mut delay = Duration::from_millis(50);
     loop {
-        match apply(api, name, body.clone(), action).await {
+        match call().await {
             Err(KubeError::Api {
                 source: kube::Error::Api(status),
                 ..

@@ -32,6 +32,10 @@ pub enum KubeError {
     /// The namespace is being deleted.
     #[error("namespace {0} is terminating")]
     Terminating(String),
+    /// The tenant identity helm runs as is not authorized (the tenant
+    /// ClusterRole is missing?).
+    #[error("the tenant identity of namespace {0} is not authorized")]
+    IdentityNotReady(String),
 }
 
 impl KubeError {
@@ -59,6 +63,12 @@ impl From<KubeError> for ApiError {
             KubeError::NotManaged(name) => ApiError::new(
                 Code::NamespaceNotManaged,
                 format!("Namespace {name} exists and is not managed by this operator"),
+            ),
+            KubeError::IdentityNotReady(name) => ApiError::new(
+                Code::TenantIdentityUnavailable,
+                format!(
+                    "The tenant identity of namespace {name} is not usable; the operator's cluster policy may be missing"
+                ),
             ),
             KubeError::Terminating(name) => ApiError::new(
                 Code::NamespaceTerminating,

@@ -53,6 +53,8 @@ pub struct ReleaseSettings {
     pub confine: bool,
     /// Cluster-scoped kinds charts may create.
     pub allowed_cluster_kinds: HashSet<String>,
+    /// The ServiceAccount helm runs as in each tenant namespace.
+    pub tenant_account: String,
 }
 
 /// Where reads come from when the cache cannot answer.

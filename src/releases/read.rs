@@ -157,6 +157,34 @@ impl ReleaseService {
         })
     }
 
+    /// One stored revision, manifest and hooks included; 404 when there is
+    /// no such revision.
+    pub(super) async fn revision_direct(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        revision: u32,
+    ) -> Result<HelmRelease, ApiError> {
+        let found = match &self.reads {
+            Reads::Storage(store) => {
+                store
+                    .revision(namespace.as_str(), name.as_str(), revision)
+                    .await?
+            }
+            Reads::Cli { .. } => {
+                self.helm
+                    .revision_from_cli(namespace, name, Some(revision))
+                    .await?
+            }
+        };
+        found.filter(|r| r.version == revision).ok_or_else(|| {
+            ApiError::new(
+                Code::RevisionNotFound,
+                format!("Release {namespace}/{name} has no revision {revision}"),
+            )
+        })
+    }
+
     /// Every stored revision, oldest first, from storage (or the CLI).
     pub(super) async fn history_direct(
         &self,

@@ -114,7 +114,7 @@ pub async fn mark_failed(
     name: &ReleaseName,
     latest: &HelmRelease,
 ) -> Result<bool, StorageError> {
-    let record = format!("sh.helm.release.v1.{}.v{}", name.as_str(), latest.version);
+    let record = super::store::record_name(name.as_str(), latest.version);
     match store.kind() {
         RecordKind::Secret => {
             let api = store.secrets(namespace.as_str());

@@ -107,6 +107,29 @@ impl ReleaseStore {
         Ok(newest)
     }
 
+    /// One revision of a release, read by its record's name.
+    pub async fn revision(
+        &self,
+        namespace: &str,
+        name: &str,
+        revision: u32,
+    ) -> Result<Option<HelmRelease>, StorageError> {
+        let record = record_name(name, revision);
+        let found = match self.kind {
+            RecordKind::Secret => self
+                .secrets(namespace)
+                .get_opt(&record)
+                .await?
+                .map(|s| decode_secret(&s)),
+            RecordKind::ConfigMap => self
+                .config_maps(namespace)
+                .get_opt(&record)
+                .await?
+                .map(|m| decode_config_map(&m)),
+        };
+        Ok(found.transpose()?)
+    }
+
     /// Every stored revision of a release, oldest first.
     pub async fn history(
         &self,
@@ -172,6 +195,11 @@ impl ReleaseStore {
     pub fn config_maps(&self, namespace: &str) -> Api<ConfigMap> {
         Api::namespaced(self.client.clone(), namespace)
     }
+}
+
+/// The name Helm gives the record of one revision.
+pub fn record_name(release: &str, revision: u32) -> String {
+    format!("sh.helm.release.v1.{release}.v{revision}")
 }
 
 /// The records of one release, as Helm selects them.

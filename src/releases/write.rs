@@ -1,13 +1,14 @@
 //! The write path: install, upgrade, roll back, uninstall, and the
-//! uninstall of a whole tenant namespace. Each write holds the release's
-//! lock and Lease while helm runs, leaves an expectation for the read cache
-//! (read-your-writes) and one audit event.
+//! uninstall of a whole tenant namespace. Each write makes sure the tenant
+//! identity helm runs as is in place (once per namespace), holds the
+//! release's lock and Lease while helm runs, leaves an expectation for the
+//! read cache (read-your-writes) and one audit event.
 //!
 //! Install and upgrade leave it to helm to refuse a name in use or a
 //! missing or pending release (it checks before changing anything), and read
 //! the release only then, so their happy path makes no Kubernetes call but
-//! the Lease besides helm's own. With Helm 3 and confinement, which renders
-//! first, they read the release before the render instead.
+//! the Lease besides helm's own. With Helm 3 and confinement (dry run,
+//! check, apply) they read the release before the dry run instead.
 
 use std::future::Future;
 use std::time::Instant;
@@ -15,12 +16,13 @@ use std::time::Instant;
 use super::ReleaseService;
 use super::audit::audit;
 use super::cache::Expectation;
-use super::commands::{Install, Upgrade};
+use super::commands::{ChartSpec, Install, Upgrade};
 use super::locks::{LockError, ReleaseGuard};
 use crate::auth::KeyId;
 use crate::error::{ApiError, Code};
-use crate::helm::{HelmRelease, ValuesMode, merge_values};
+use crate::helm::{HelmRelease, ValuesMode, WriteKind};
 use crate::names::{ReleaseName, TenantNamespace};
+use serde_json::{Map, Value};
 
 impl ReleaseService {
     /// `helm install`, creating the tenant namespace first when asked.
@@ -39,22 +41,17 @@ impl ReleaseService {
             // The release's Lease lives in its namespace, so that comes first.
             self.locked(namespace, name, async {
                 // helm refuses a name in use itself (the same 409, without
-                // our reading first); before a separate render, refuse it
-                // before paying for that.
-                if self.renders_first() && self.latest_direct(namespace, name).await?.is_some() {
+                // our reading first); before a dry run, refuse it before
+                // paying for that.
+                if self.checks_before_run() && self.latest_direct(namespace, name).await?.is_some()
+                {
                     return Err(ApiError::new(
                         Code::ReleaseExists,
                         format!("Release {namespace}/{name} already exists"),
                     ));
                 }
-                let confine = self
-                    .confinement(namespace, name, chart.args(), false, values)
-                    .await?;
-                let printed = self
-                    .helm
-                    .install(namespace, name, chart.args(), values, confine.as_ref())
-                    .await?;
-                self.produced(namespace, name, printed).await
+                self.write(namespace, name, chart, WriteKind::Install, values)
+                    .await
             })
             .await
         }
@@ -76,39 +73,16 @@ impl ReleaseService {
             values,
             mode,
         } = &upgrade;
+        let kind = WriteKind::Upgrade(*mode);
         let outcome = self
             .locked(namespace, name, async {
-                // A separate render needs the values helm will use, so the
-                // release is read first; else only when helm refuses (below).
-                let effective = if self.renders_first() {
+                // A dry run needs a release to upgrade, so it is read first;
+                // else only when helm refuses (below).
+                if self.checks_before_run() {
                     let previous = self.require_latest(namespace, name).await?;
                     self.recover_if_stuck(namespace, name, &previous).await?;
-                    match mode {
-                        ValuesMode::Reuse => {
-                            merge_values(&previous.config.clone().unwrap_or_default(), values)
-                        }
-                        ValuesMode::Reset => values.clone(),
-                    }
-                } else {
-                    values.clone()
-                };
-                let confine = self
-                    .confinement(namespace, name, chart.args(), true, &effective)
-                    .await?;
-                let run = || async {
-                    let printed = self
-                        .helm
-                        .upgrade(
-                            namespace,
-                            name,
-                            chart.args(),
-                            *mode,
-                            values,
-                            confine.as_ref(),
-                        )
-                        .await?;
-                    self.produced(namespace, name, printed).await
-                };
+                }
+                let run = || self.write(namespace, name, chart, kind, values);
                 match run().await {
                     Ok(release) => Ok(release),
                     Err(refused) => self.retry_if_recovered(namespace, name, refused, run).await,
@@ -156,8 +130,8 @@ impl ReleaseService {
                         format!("Release {namespace}/{name} has no revision {target}"),
                     ));
                 }
-                let printed = self.helm.rollback(namespace, name, Some(target)).await?;
-                Ok((target, self.produced(namespace, name, printed).await?))
+                let release = self.roll_back_to(namespace, name, target).await?;
+                Ok((target, release))
             })
             .await;
         let expected = outcome.as_ref().map(|(_, release)| release);
@@ -174,7 +148,13 @@ impl ReleaseService {
     ) -> Result<(), ApiError> {
         let outcome = self
             .locked(namespace, name, async {
-                self.require_latest(namespace, name).await?;
+                let latest = self.require_latest(namespace, name).await?;
+                // helm deletes what the stored manifest lists: only when it
+                // stays in the namespace.
+                let rules = self.rules(namespace).await?;
+                if let Some(rules) = &rules {
+                    self.checked(namespace, Some(rules), &latest.rendering())?;
+                }
                 Ok(self.helm.uninstall(namespace, name).await?)
             })
             .await;
@@ -220,10 +200,94 @@ impl ReleaseService {
         name: &ReleaseName,
         operation: impl Future<Output = Result<T, ApiError>>,
     ) -> Result<T, ApiError> {
+        if !self.tenants.ready(namespace).await? {
+            return Err(namespace_missing(namespace));
+        }
         let guard = self.lock(namespace, name).await?;
         let outcome = operation.await;
         self.locks.release_in_background(guard);
+        if outcome
+            .as_ref()
+            .err()
+            .is_some_and(|e| e.code == Code::RejectedByCluster)
+        {
+            // Perhaps the tenant identity changed under us: set it up again.
+            self.tenants.forget(namespace);
+        }
         outcome
+    }
+
+    /// Installs or upgrades: checked inside the one helm run (Helm 4), or
+    /// dry run, checked, and applied as checked (Helm 3).
+    async fn write(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        chart: &ChartSpec,
+        kind: WriteKind,
+        values: &Map<String, Value>,
+    ) -> Result<HelmRelease, ApiError> {
+        let rules = self.rules(namespace).await?;
+        let printed = if self.checks_before_run() {
+            let dry = self
+                .helm
+                .dry_run(namespace, name, chart.args(), kind, values)
+                .await?;
+            let checked = self.checked(namespace, rules.as_ref(), &dry.rendering)?;
+            self.helm
+                .apply_documents(
+                    namespace,
+                    name,
+                    kind,
+                    &dry.chart,
+                    &checked,
+                    &dry.values,
+                    None,
+                )
+                .await?
+        } else {
+            match kind {
+                WriteKind::Install => {
+                    self.helm
+                        .install(namespace, name, chart.args(), values, rules.as_ref())
+                        .await?
+                }
+                WriteKind::Upgrade(mode) => {
+                    self.helm
+                        .upgrade(namespace, name, chart.args(), mode, values, rules.as_ref())
+                        .await?
+                }
+            }
+        };
+        self.produced(namespace, name, printed).await
+    }
+
+    /// Applies a stored revision's documents again, checked as a new
+    /// rendering would be, with that revision's values.
+    async fn roll_back_to(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        target: u32,
+    ) -> Result<HelmRelease, ApiError> {
+        let revision = self.revision_direct(namespace, name, target).await?;
+        let rules = self.rules(namespace).await?;
+        let checked = self.checked(namespace, rules.as_ref(), &revision.rendering())?;
+        let values = revision.config.clone().unwrap_or_default();
+        let description = format!("Rollback to {target}");
+        let printed = self
+            .helm
+            .apply_documents(
+                namespace,
+                name,
+                WriteKind::Upgrade(ValuesMode::Reset),
+                &revision.chart_identity(),
+                &checked,
+                &values,
+                Some(&description),
+            )
+            .await?;
+        self.produced(namespace, name, printed).await
     }
 
     async fn lock(
@@ -244,12 +308,7 @@ impl ReleaseService {
         crate::metrics::lock_wait(outcome, started.elapsed());
         guard.map_err(|error| match error {
             LockError::Busy => ApiError::operation_in_progress(format!("{namespace}/{name}")),
-            LockError::NamespaceMissing => ApiError::new(
-                Code::NamespaceNotFound,
-                format!(
-                    "Namespace {namespace} does not exist; create it first (or send create_namespace: true)"
-                ),
-            ),
+            LockError::NamespaceMissing => namespace_missing(namespace),
             LockError::Kube(error) => error.into(),
         })
     }
@@ -294,4 +353,13 @@ impl ReleaseService {
         self.cache
             .expect(namespace.as_str(), name.as_str(), expectation);
     }
+}
+
+fn namespace_missing(namespace: &TenantNamespace) -> ApiError {
+    ApiError::new(
+        Code::NamespaceNotFound,
+        format!(
+            "Namespace {namespace} does not exist; create it first (or send create_namespace: true)"
+        ),
+    )
 }

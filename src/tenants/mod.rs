@@ -1,24 +1,49 @@
 //! Tenant namespaces: the namespace (labelled as ours, with Pod Security
-//! Admission labels), the RoleBinding that gives the operator (and so helm)
-//! its rights inside it, the ResourceQuota, a LimitRange with default
-//! requests and limits (so pods that set none still run under the quota) and
-//! a NetworkPolicy that isolates it from other tenants. All applied by
-//! server-side apply with one field manager: re-posting is idempotent and
-//! updates the limits.
+//! Admission labels); the tenant's own identity — a ServiceAccount that helm
+//! runs as (impersonated) and its RoleBinding to what charts may create; the
+//! RoleBinding that gives the operator its rights in the namespace; the
+//! ResourceQuota, a LimitRange with default requests and limits (so pods
+//! that set none still run under the quota) and a NetworkPolicy that
+//! isolates it from other tenants. All applied by server-side apply with one
+//! field manager ([`objects`] builds them): re-posting is idempotent and
+//! updates the limits. Everything carries the operator's label, which
+//! admission keeps out of the tenant's reach.
+//!
+//! Before any helm run in a namespace, [`TenantService::ready`] makes sure
+//! the tenant identity is in place (once per namespace and process), and
+//! adopts a namespace with the tenant prefix that the earlier operator made
+//! without our label (`ADOPT_NAMESPACES`).
 
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+pub mod objects;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::PostParams;
 use kube::{Api, Client};
-use serde_json::{Value, json};
 
 use crate::config::TenantConfig;
 use crate::kube::KubeError;
-use crate::kube::apply::{FIELD_MANAGER, apply, apply_retrying};
+use crate::kube::apply::{apply, apply_retrying, retry_forbidden};
 use crate::names::{Quantity, TenantNamespace};
+use objects::{
+    OPERATOR_BINDING, limit_range_body, namespace_body, network_policy_body, quota_body,
+    role_binding_body, tenant_account_body, tenant_binding_body,
+};
 
 /// Label marking namespaces this operator manages.
 pub const MANAGED_LABEL: &str = "paas-managed";
+
+/// How long a new tenant identity may take to be usable (the API server's
+/// RBAC cache learns a new RoleBinding through a watch: milliseconds).
+const IDENTITY_READY_WITHIN: Duration = Duration::from_secs(10);
 
 /// The limits of a tenant namespace.
 #[derive(Debug, Clone)]
@@ -46,287 +71,381 @@ pub enum Applied {
     Updated,
 }
 
-/// Tenant namespaces: set up, read and deleted under one policy.
-#[derive(Clone)]
-pub struct TenantService {
-    client: Client,
-    policy: TenantConfig,
-}
-
-impl TenantService {
-    pub fn new(client: Client, policy: TenantConfig) -> Self {
-        Self { client, policy }
-    }
-
-    /// Creates or updates a tenant namespace and everything in it.
-    pub async fn apply(
-        &self,
-        namespace: &TenantNamespace,
-        quota: &TenantQuota,
-    ) -> Result<Applied, KubeError> {
-        apply_tenant(&self.client, &self.policy, namespace, quota).await
-    }
-
-    /// Creates the tenant with the default quota only when the namespace
-    /// does not exist yet; an existing managed namespace is left as it is.
-    pub async fn ensure(&self, namespace: &TenantNamespace) -> Result<(), KubeError> {
-        ensure_tenant(
-            &self.client,
-            &self.policy,
-            namespace,
-            &TenantQuota::default_quota(),
-        )
-        .await
-    }
-
-    /// Reads a tenant namespace; `None` when it does not exist.
-    pub async fn read(
-        &self,
-        namespace: &TenantNamespace,
-    ) -> Result<Option<TenantState>, KubeError> {
-        read_tenant(&self.client, namespace).await
-    }
-
-    /// Starts deleting a tenant namespace.
-    pub async fn delete(&self, namespace: &TenantNamespace) -> Result<(), KubeError> {
-        delete_tenant(&self.client, namespace).await
-    }
-}
-
-async fn apply_tenant(
-    client: &Client,
-    policy: &TenantConfig,
-    namespace: &TenantNamespace,
-    quota: &TenantQuota,
-) -> Result<Applied, KubeError> {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let name = namespace.as_str();
-    let existing = namespaces
-        .get_opt(name)
-        .await
-        .map_err(KubeError::api("reading the namespace"))?;
-    if let Some(existing) = &existing {
-        check_ours(existing, name)?;
-    }
-    apply(
-        &namespaces,
-        name,
-        namespace_body(name, policy),
-        "applying the namespace",
-    )
-    .await?;
-    if let Some(binding) = role_binding_body(policy) {
-        let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), name);
-        apply(
-            &bindings,
-            TENANT_BINDING,
-            binding,
-            "binding the tenant role",
-        )
-        .await?;
-    }
-    let quota_name = format!("{name}-quota");
-    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), name);
-    apply_retrying(
-        &quotas,
-        &quota_name,
-        quota_body(&quota_name, quota),
-        "applying the resource quota",
-    )
-    .await?;
-    let defaults_name = format!("{name}-defaults");
-    let limits: Api<LimitRange> = Api::namespaced(client.clone(), name);
-    apply_retrying(
-        &limits,
-        &defaults_name,
-        limit_range_body(&defaults_name, policy),
-        "applying the limit range",
-    )
-    .await?;
-    let isolation_name = format!("{name}-isolation");
-    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), name);
-    apply_retrying(
-        &policies,
-        &isolation_name,
-        network_policy_body(&isolation_name, policy),
-        "applying the network policy",
-    )
-    .await?;
-    Ok(if existing.is_some() {
-        Applied::Updated
-    } else {
-        Applied::Created
-    })
-}
-
-async fn ensure_tenant(
-    client: &Client,
-    policy: &TenantConfig,
-    namespace: &TenantNamespace,
-    quota: &TenantQuota,
-) -> Result<(), KubeError> {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    match namespaces
-        .get_opt(namespace.as_str())
-        .await
-        .map_err(KubeError::api("reading the namespace"))?
-    {
-        Some(existing) => check_ours(&existing, namespace.as_str()),
-        None => apply_tenant(client, policy, namespace, quota)
-            .await
-            .map(drop),
-    }
-}
-
-/// Name of the RoleBinding that gives the operator its rights in a tenant.
-pub const TENANT_BINDING: &str = "paas-operator-tenant";
-
-fn namespace_body(name: &str, policy: &TenantConfig) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": { "name": name, "labels": {
-            MANAGED_LABEL: "true",
-            "pod-security.kubernetes.io/enforce": policy.psa_enforce.as_str(),
-            "pod-security.kubernetes.io/enforce-version": "latest",
-            "pod-security.kubernetes.io/warn": policy.psa_warn.as_str(),
-            "pod-security.kubernetes.io/audit": policy.psa_warn.as_str(),
-        }},
-    })
-}
-
-fn role_binding_body(policy: &TenantConfig) -> Option<Value> {
-    let role = policy.tenant_cluster_role.trim();
-    let (sa_namespace, sa_name) = policy.operator_service_account.split_once('/')?;
-    if role.is_empty() {
-        return None;
-    }
-    Some(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": { "name": TENANT_BINDING, "labels": { "app.kubernetes.io/managed-by": FIELD_MANAGER } },
-        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role },
-        "subjects": [{ "kind": "ServiceAccount", "name": sa_name, "namespace": sa_namespace }],
-    }))
-}
-
-fn limit_range_body(name: &str, policy: &TenantConfig) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "LimitRange",
-        "metadata": { "name": name, "labels": { "app.kubernetes.io/managed-by": FIELD_MANAGER } },
-        "spec": { "limits": [{
-            "type": "Container",
-            "default": { "cpu": policy.default_cpu_limit, "memory": policy.default_memory_limit },
-            "defaultRequest": { "cpu": policy.default_cpu_request, "memory": policy.default_memory_request },
-        }]},
-    })
-}
-
-fn network_policy_body(name: &str, policy: &TenantConfig) -> Value {
-    let allowed = policy.network_allowed_namespaces.items();
-    let mut from = vec![json!({ "podSelector": {} })];
-    if !allowed.is_empty() {
-        from.push(json!({ "namespaceSelector": { "matchExpressions": [
-            { "key": "kubernetes.io/metadata.name", "operator": "In", "values": allowed }
-        ]}}));
-    }
-    json!({
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": { "name": name, "labels": { "app.kubernetes.io/managed-by": FIELD_MANAGER } },
-        "spec": { "podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{ "from": from }] },
-    })
-}
-
-fn check_ours(existing: &Namespace, name: &str) -> Result<(), KubeError> {
-    if existing.metadata.deletion_timestamp.is_some() {
-        return Err(KubeError::Terminating(name.to_owned()));
-    }
-    if is_managed(existing) {
-        Ok(())
-    } else {
-        Err(KubeError::NotManaged(name.to_owned()))
-    }
-}
-
-fn quota_body(quota_name: &str, quota: &TenantQuota) -> serde_json::Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "ResourceQuota",
-        "metadata": { "name": quota_name, "labels": { "app.kubernetes.io/managed-by": FIELD_MANAGER } },
-        "spec": { "hard": {
-            "requests.cpu": quota.cpu.as_str(),
-            "limits.cpu": quota.cpu.as_str(),
-            "requests.memory": quota.memory.as_str(),
-            "limits.memory": quota.memory.as_str(),
-            "requests.storage": quota.storage.as_str(),
-            "persistentvolumeclaims": "10",
-        }},
-    })
-}
-
 /// What a tenant namespace holds now.
 #[derive(Debug, Clone)]
 pub struct TenantState {
     /// `Active` or `Terminating`.
     pub phase: String,
     /// Quota limits and current use, by resource name.
-    pub hard: std::collections::BTreeMap<String, String>,
-    pub used: std::collections::BTreeMap<String, String>,
+    pub hard: BTreeMap<String, String>,
+    pub used: BTreeMap<String, String>,
 }
 
-/// A namespace that exists but is not ours is an error.
-async fn read_tenant(
-    client: &Client,
-    namespace: &TenantNamespace,
-) -> Result<Option<TenantState>, KubeError> {
-    let name = namespace.as_str();
-    let Some(existing) = Api::<Namespace>::all(client.clone())
-        .get_opt(name)
-        .await
-        .map_err(KubeError::api("reading the namespace"))?
-    else {
-        return Ok(None);
-    };
-    if !is_managed(&existing) {
-        return Err(KubeError::NotManaged(name.to_owned()));
-    }
-    let phase = existing
-        .status
-        .and_then(|s| s.phase)
-        .unwrap_or_else(|| "Active".into());
-    let quota = Api::<ResourceQuota>::namespaced(client.clone(), name)
-        .get_opt(&format!("{name}-quota"))
-        .await
-        .map_err(KubeError::api("reading the resource quota"))?;
-    let status = quota.and_then(|q| q.status).unwrap_or_default();
-    let text = |map: Option<
-        std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
-    >| {
-        map.unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.0))
-            .collect()
-    };
-    Ok(Some(TenantState {
-        phase,
-        hard: text(status.hard),
-        used: text(status.used),
-    }))
+/// Tenant namespaces: set up, adopted, read and deleted under one policy.
+#[derive(Clone)]
+pub struct TenantService {
+    client: Client,
+    /// The operator's own client configuration, to ask as the tenant.
+    client_config: kube::Config,
+    policy: TenantConfig,
+    /// Namespaces whose tenant identity this process has put in place.
+    ready: Arc<Mutex<HashSet<String>>>,
 }
 
-/// The namespace controller finishes what this starts.
-async fn delete_tenant(client: &Client, namespace: &TenantNamespace) -> Result<(), KubeError> {
-    let api: Api<Namespace> = Api::all(client.clone());
-    match api.delete(namespace.as_str(), &Default::default()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(source) => Err(KubeError::Api {
-            action: "deleting the namespace",
-            source,
-        }),
+impl TenantService {
+    pub fn new(client: Client, client_config: kube::Config, policy: TenantConfig) -> Self {
+        Self {
+            client,
+            client_config,
+            policy,
+            ready: Arc::default(),
+        }
     }
+
+    /// The user helm acts as in `namespace`.
+    pub fn helm_user(&self, namespace: &TenantNamespace) -> String {
+        format!(
+            "system:serviceaccount:{namespace}:{}",
+            self.policy.tenant_service_account
+        )
+    }
+
+    /// Creates or updates a tenant namespace and everything in it. A
+    /// namespace with the prefix that is not ours is adopted when adoption
+    /// is on, else refused.
+    pub async fn apply(
+        &self,
+        namespace: &TenantNamespace,
+        quota: &TenantQuota,
+    ) -> Result<Applied, KubeError> {
+        let existing = self.get(namespace).await?;
+        if let Some(existing) = &existing {
+            self.check_usable(existing, namespace)?;
+        }
+        self.apply_all(namespace, quota).await?;
+        Ok(if existing.is_some() {
+            Applied::Updated
+        } else {
+            Applied::Created
+        })
+    }
+
+    /// Creates the tenant with the default quota when the namespace does not
+    /// exist yet; an existing one is made ready as by [`Self::ready`].
+    pub async fn ensure(&self, namespace: &TenantNamespace) -> Result<(), KubeError> {
+        if self.is_ready(namespace) {
+            return Ok(());
+        }
+        match self.get(namespace).await? {
+            Some(existing) => self.make_ready(namespace, &existing).await,
+            None => {
+                self.apply_all(namespace, &TenantQuota::default_quota())
+                    .await
+            }
+        }
+    }
+
+    /// Makes sure helm can run as the tenant in `namespace`: the namespace
+    /// exists and is ours (or is adopted), and its tenant identity is in
+    /// place and usable. Costs API calls once per namespace and process.
+    /// `Ok(false)` when the namespace does not exist.
+    pub async fn ready(&self, namespace: &TenantNamespace) -> Result<bool, KubeError> {
+        if self.is_ready(namespace) {
+            return Ok(true);
+        }
+        let Some(existing) = self.get(namespace).await? else {
+            return Ok(false);
+        };
+        self.make_ready(namespace, &existing).await?;
+        Ok(true)
+    }
+
+    /// Forgets that `namespace` was ready (it is being deleted, or helm was
+    /// refused there): the next operation checks again.
+    pub fn forget(&self, namespace: &TenantNamespace) {
+        self.lock_ready().remove(namespace.as_str());
+    }
+
+    /// Reads a tenant namespace; `None` when it does not exist. A namespace
+    /// that is not ours is adopted first (or refused).
+    pub async fn read(
+        &self,
+        namespace: &TenantNamespace,
+    ) -> Result<Option<TenantState>, KubeError> {
+        let name = namespace.as_str();
+        let Some(existing) = self.get(namespace).await? else {
+            return Ok(None);
+        };
+        if !is_managed(&existing) {
+            self.make_ready(namespace, &existing).await?;
+        }
+        let phase = existing
+            .status
+            .and_then(|s| s.phase)
+            .unwrap_or_else(|| "Active".into());
+        let quota = Api::<ResourceQuota>::namespaced(self.client.clone(), name)
+            .get_opt(&format!("{name}-quota"))
+            .await
+            .map_err(KubeError::api("reading the resource quota"))?;
+        let status = quota.and_then(|q| q.status).unwrap_or_default();
+        Ok(Some(TenantState {
+            phase,
+            hard: quantities(status.hard),
+            used: quantities(status.used),
+        }))
+    }
+
+    /// Starts deleting a tenant namespace (the namespace controller
+    /// finishes it).
+    pub async fn delete(&self, namespace: &TenantNamespace) -> Result<(), KubeError> {
+        self.forget(namespace);
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        match api.delete(namespace.as_str(), &Default::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(source) => Err(KubeError::Api {
+                action: "deleting the namespace",
+                source,
+            }),
+        }
+    }
+
+    fn is_ready(&self, namespace: &TenantNamespace) -> bool {
+        self.lock_ready().contains(namespace.as_str())
+    }
+
+    fn lock_ready(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.ready.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn get(&self, namespace: &TenantNamespace) -> Result<Option<Namespace>, KubeError> {
+        Api::<Namespace>::all(self.client.clone())
+            .get_opt(namespace.as_str())
+            .await
+            .map_err(KubeError::api("reading the namespace"))
+    }
+
+    /// Terminating namespaces are refused; namespaces not labelled as ours
+    /// only when adoption is off.
+    fn check_usable(
+        &self,
+        existing: &Namespace,
+        namespace: &TenantNamespace,
+    ) -> Result<(), KubeError> {
+        if existing.metadata.deletion_timestamp.is_some() {
+            return Err(KubeError::Terminating(namespace.to_string()));
+        }
+        if is_managed(existing) || self.policy.adopt_namespaces {
+            return Ok(());
+        }
+        Err(KubeError::NotManaged(namespace.to_string()))
+    }
+
+    /// Puts the tenant identity in place in an existing namespace; adopts it
+    /// (everything, keeping an existing quota's limits) when it is not ours.
+    async fn make_ready(
+        &self,
+        namespace: &TenantNamespace,
+        existing: &Namespace,
+    ) -> Result<(), KubeError> {
+        self.check_usable(existing, namespace)?;
+        if is_managed(existing) {
+            self.apply_identity(namespace).await?;
+        } else {
+            tracing::warn!(%namespace, "adopting a tenant namespace this operator did not label");
+            self.apply_operator_binding(namespace).await?;
+            let quota = self.existing_quota(namespace).await?;
+            self.apply_all(namespace, &quota).await?;
+        }
+        self.wait_identity_usable(namespace).await?;
+        self.lock_ready().insert(namespace.to_string());
+        Ok(())
+    }
+
+    /// Everything a tenant namespace holds.
+    async fn apply_all(
+        &self,
+        namespace: &TenantNamespace,
+        quota: &TenantQuota,
+    ) -> Result<(), KubeError> {
+        let name = namespace.as_str();
+        let policy = &self.policy;
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        apply(
+            &namespaces,
+            name,
+            namespace_body(name, policy),
+            "applying the namespace",
+        )
+        .await?;
+        if let Some(binding) = role_binding_body(policy) {
+            let bindings: Api<RoleBinding> = Api::namespaced(self.client.clone(), name);
+            apply(
+                &bindings,
+                OPERATOR_BINDING,
+                binding,
+                "binding the operator's role",
+            )
+            .await?;
+        }
+        self.apply_identity(namespace).await?;
+        let quota_name = format!("{name}-quota");
+        let quotas: Api<ResourceQuota> = Api::namespaced(self.client.clone(), name);
+        apply_retrying(
+            &quotas,
+            &quota_name,
+            quota_body(&quota_name, quota),
+            "applying the resource quota",
+        )
+        .await?;
+        let defaults_name = format!("{name}-defaults");
+        let limits: Api<LimitRange> = Api::namespaced(self.client.clone(), name);
+        apply_retrying(
+            &limits,
+            &defaults_name,
+            limit_range_body(&defaults_name, policy),
+            "applying the limit range",
+        )
+        .await?;
+        let isolation_name = format!("{name}-isolation");
+        let policies: Api<NetworkPolicy> = Api::namespaced(self.client.clone(), name);
+        apply_retrying(
+            &policies,
+            &isolation_name,
+            network_policy_body(&isolation_name, policy),
+            "applying the network policy",
+        )
+        .await?;
+        self.wait_identity_usable(namespace).await?;
+        self.lock_ready().insert(name.to_owned());
+        Ok(())
+    }
+
+    /// The operator's own rights in the namespace.
+    async fn apply_operator_binding(&self, namespace: &TenantNamespace) -> Result<(), KubeError> {
+        let Some(binding) = role_binding_body(&self.policy) else {
+            return Ok(());
+        };
+        let bindings: Api<RoleBinding> = Api::namespaced(self.client.clone(), namespace.as_str());
+        apply(
+            &bindings,
+            OPERATOR_BINDING,
+            binding,
+            "binding the operator's role",
+        )
+        .await
+    }
+
+    /// The tenant's ServiceAccount and its RoleBinding.
+    async fn apply_identity(&self, namespace: &TenantNamespace) -> Result<(), KubeError> {
+        let name = namespace.as_str();
+        let policy = &self.policy;
+        let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), name);
+        apply_retrying(
+            &accounts,
+            &policy.tenant_service_account,
+            tenant_account_body(policy),
+            "creating the tenant's ServiceAccount",
+        )
+        .await?;
+        let bindings: Api<RoleBinding> = Api::namespaced(self.client.clone(), name);
+        apply_retrying(
+            &bindings,
+            &policy.tenant_service_account,
+            tenant_binding_body(name, policy),
+            "binding the tenant role",
+        )
+        .await
+    }
+
+    /// Waits until the API server authorizes the tenant identity (its RBAC
+    /// cache learns new RoleBindings through a watch), so the first helm
+    /// run is not refused: asks, as the tenant (impersonated, as helm will
+    /// be), whether it may create Secrets there. Needs no permission beyond
+    /// the impersonation helm needs anyway.
+    async fn wait_identity_usable(&self, namespace: &TenantNamespace) -> Result<(), KubeError> {
+        let mut config = self.client_config.clone();
+        config.auth_info.impersonate = Some(self.helm_user(namespace));
+        let client =
+            Client::try_from(config).map_err(KubeError::api("impersonating the tenant"))?;
+        let api: Api<SelfSubjectAccessReview> = Api::all(client);
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    namespace: Some(namespace.to_string()),
+                    verb: Some("create".into()),
+                    resource: Some("secrets".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let deadline = tokio::time::Instant::now() + IDENTITY_READY_WITHIN;
+        let mut delay = Duration::from_millis(20);
+        loop {
+            // Forbidden: the operator may not impersonate the tenant yet (its
+            // own RoleBinding is new too); ask again.
+            let allowed = match api.create(&PostParams::default(), &review).await {
+                Ok(answer) => answer.status.is_some_and(|s| s.allowed),
+                Err(kube::Error::Api(status)) if status.code == 403 => false,
+                Err(source) => {
+                    return Err(KubeError::Api {
+                        action: "checking the tenant identity",
+                        source,
+                    });
+                }
+            };
+            if allowed {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::error!(%namespace, "the tenant identity is not authorized; is the tenant ClusterRole installed?");
+                return Err(KubeError::IdentityNotReady(namespace.to_string()));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// An adopted namespace's quota keeps the limits it had; the contract's
+    /// defaults when it had none.
+    async fn existing_quota(&self, namespace: &TenantNamespace) -> Result<TenantQuota, KubeError> {
+        let name = namespace.as_str();
+        let quotas = Api::<ResourceQuota>::namespaced(self.client.clone(), name);
+        let quota_name = format!("{name}-quota");
+        let existing = retry_forbidden(|| async {
+            quotas
+                .get_opt(&quota_name)
+                .await
+                .map_err(KubeError::api("reading the resource quota"))
+        })
+        .await?;
+        let hard = existing
+            .and_then(|q| q.spec)
+            .and_then(|s| s.hard)
+            .unwrap_or_default();
+        let kept = |key: &str, field: &'static str, default: Quantity| {
+            hard.get(key)
+                .and_then(|q| Quantity::parse(field, &q.0).ok())
+                .unwrap_or(default)
+        };
+        let defaults = TenantQuota::default_quota();
+        Ok(TenantQuota {
+            cpu: kept("limits.cpu", "cpu_limit", defaults.cpu),
+            memory: kept("limits.memory", "memory_limit", defaults.memory),
+            storage: kept("requests.storage", "storage_limit", defaults.storage),
+        })
+    }
+}
+
+fn quantities(
+    map: Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+) -> BTreeMap<String, String> {
+    map.unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect()
 }
 
 fn is_managed(namespace: &Namespace) -> bool {
@@ -336,72 +455,4 @@ fn is_managed(namespace: &Namespace) -> bool {
         .as_ref()
         .and_then(|l| l.get(MANAGED_LABEL))
         .is_some_and(|v| v == "true")
-}
-
-#[cfg(test)]
-mod tests {
-    use clap::Parser;
-
-    use super::*;
-
-    fn policy() -> TenantConfig {
-        crate::config::Config::parse_from(["paas-operator"]).tenant
-    }
-
-    #[test]
-    fn default_quota_is_the_contracts() {
-        let quota = TenantQuota::default_quota();
-        assert_eq!(
-            (
-                quota.cpu.as_str(),
-                quota.memory.as_str(),
-                quota.storage.as_str()
-            ),
-            ("2", "4Gi", "20Gi")
-        );
-    }
-
-    #[test]
-    fn namespace_carries_psa_labels() {
-        let body = namespace_body("paas-ws-1", &policy());
-        let labels = &body["metadata"]["labels"];
-        assert_eq!(labels["paas-managed"], "true");
-        assert_eq!(labels["pod-security.kubernetes.io/enforce"], "baseline");
-        assert_eq!(labels["pod-security.kubernetes.io/warn"], "restricted");
-    }
-
-    #[test]
-    fn binding_and_isolation() {
-        let binding = role_binding_body(&policy()).unwrap();
-        assert_eq!(binding["roleRef"]["name"], "paas-operator-tenant");
-        assert_eq!(binding["subjects"][0]["namespace"], "paas-system");
-        let mut none = policy();
-        none.tenant_cluster_role = String::new();
-        assert!(role_binding_body(&none).is_none());
-        let netpol = network_policy_body("x", &policy());
-        assert_eq!(
-            netpol["spec"]["ingress"][0]["from"][1]["namespaceSelector"]["matchExpressions"][0]["values"]
-                [0],
-            "kube-system"
-        );
-        let limits = limit_range_body("x", &policy());
-        assert_eq!(limits["spec"]["limits"][0]["defaultRequest"]["cpu"], "100m");
-    }
-
-    #[test]
-    fn quota_matches_the_earlier_operator() {
-        let quota = TenantQuota {
-            cpu: Quantity::parse("cpu_limit", "8").unwrap(),
-            memory: Quantity::parse("memory_limit", "16Gi").unwrap(),
-            storage: Quantity::parse("storage_limit", "100Gi").unwrap(),
-        };
-        let body = quota_body("paas-ws-1-quota", &quota);
-        let hard = &body["spec"]["hard"];
-        assert_eq!(hard["requests.cpu"], "8");
-        assert_eq!(hard["limits.cpu"], "8");
-        assert_eq!(hard["requests.memory"], "16Gi");
-        assert_eq!(hard["limits.memory"], "16Gi");
-        assert_eq!(hard["requests.storage"], "100Gi");
-        assert_eq!(hard["persistentvolumeclaims"], "10");
-    }
 }

@@ -119,29 +119,102 @@ async fn tenant_namespace_is_complete_and_idempotent() {
     }
 }
 
+/// A namespace with the tenant prefix that the earlier operator made (no
+/// label, no RoleBindings, its own quota): refused when adoption is off,
+/// adopted on first use otherwise: labelled, the tenant identity and every
+/// tenant object in place, the quota's limits kept, and helm runs in it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn foreign_namespace_is_not_taken_over() {
+async fn namespaces_of_the_earlier_operator_are_adopted_unless_told_not_to() {
     crate::require_env!();
-    let mut op = Operator::start(Major::Helm4, &[]).await;
+    let refusing = Operator::start(Major::Helm4, &["--adopt-namespaces", "false"]).await;
     let ns = random_namespace();
-    op.forget_later(&ns);
-    let foreign: Namespace =
+    let earlier: Namespace =
         serde_json::from_value(json!({"metadata": {"name": ns}})).expect("namespace");
-    Api::<Namespace>::all(op.kube.clone())
-        .create(&PostParams::default(), &foreign)
+    Api::<Namespace>::all(refusing.kube.clone())
+        .create(&PostParams::default(), &earlier)
         .await
         .expect("created");
-    let (status, answer) = op
-        .call(Method::POST, "/api/namespaces", Some(json!({"name": ns})))
-        .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
-    assert_eq!(answer["error_type"], "namespace_not_managed");
-    // And no quota was put into it.
-    let quotas = Api::<ResourceQuota>::namespaced(op.kube.clone(), &ns)
-        .list(&Default::default())
+    let quota: ResourceQuota = serde_json::from_value(json!({
+        "metadata": {"name": format!("{ns}-quota")},
+        "spec": {"hard": {"limits.cpu": "8", "requests.cpu": "8", "limits.memory": "16Gi",
+                          "requests.memory": "16Gi", "requests.storage": "100Gi"}}
+    }))
+    .expect("quota");
+    let quotas = Api::<ResourceQuota>::namespaced(refusing.kube.clone(), &ns);
+    quotas
+        .create(&PostParams::default(), &quota)
         .await
-        .expect("list");
-    assert!(quotas.items.is_empty());
+        .expect("quota");
+
+    let install = json!({"namespace": ns, "name": crate::harness::random_release(),
+        "chart": crate::harness::oci_chart("web"), "version": "0.1.0"});
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/api/namespaces".to_owned(),
+            Some(json!({"name": ns})),
+        ),
+        (Method::GET, format!("/api/namespaces/{ns}"), None),
+        (
+            Method::POST,
+            "/api/releases".to_owned(),
+            Some(install.clone()),
+        ),
+    ] {
+        let (status, answer) = refusing.call(method, &path, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {answer}");
+        assert_eq!(answer["error_type"], "namespace_not_managed");
+    }
+    let untouched = Api::<Namespace>::all(refusing.kube.clone())
+        .get(&ns)
+        .await
+        .expect("ns");
+    assert!(
+        untouched
+            .metadata
+            .labels
+            .unwrap_or_default()
+            .get("paas-managed")
+            .is_none()
+    );
+    drop(refusing);
+
+    // Adoption (the default): the first install makes the namespace ours.
+    let mut op = Operator::start(Major::Helm4, &[]).await;
+    op.forget_later(&ns);
+    let (status, answer) = op.call(Method::POST, "/api/releases", Some(install)).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let adopted = Api::<Namespace>::all(op.kube.clone())
+        .get(&ns)
+        .await
+        .expect("ns");
+    let labels = adopted.metadata.labels.expect("labels");
+    assert_eq!(labels["paas-managed"], "true");
+    assert_eq!(labels["pod-security.kubernetes.io/enforce"], "baseline");
+    for binding in ["paas-tenant", "paas-operator-tenant"] {
+        Api::<RoleBinding>::namespaced(op.kube.clone(), &ns)
+            .get(binding)
+            .await
+            .unwrap_or_else(|e| panic!("RoleBinding {binding}: {e}"));
+    }
+    let hard = quotas
+        .get(&format!("{ns}-quota"))
+        .await
+        .expect("quota")
+        .spec
+        .expect("spec")
+        .hard
+        .expect("hard");
+    assert_eq!(
+        hard["limits.cpu"].0, "8",
+        "the earlier quota's limits are kept"
+    );
+    assert_eq!(hard["requests.storage"].0, "100Gi");
+    assert_eq!(hard["persistentvolumeclaims"].0, "10");
+    Api::<NetworkPolicy>::namespaced(op.kube.clone(), &ns)
+        .get(&format!("{ns}-isolation"))
+        .await
+        .expect("isolation");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,30 +235,11 @@ async fn namespace_read_and_delete() {
     assert_eq!(body["releases"][0]["name"], name.as_str());
     assert_eq!(body["releases"][0]["revision"], 1);
 
-    // Outside the prefix, or not ours: 403 and nothing happens.
+    // Outside the prefix: 403 and nothing happens.
     let (status, body) = op
         .call(Method::DELETE, "/api/namespaces/kube-system", None)
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    let foreign = random_namespace();
-    op.forget_later(&foreign);
-    let object: Namespace =
-        serde_json::from_value(json!({"metadata": {"name": foreign}})).expect("namespace");
-    Api::<Namespace>::all(op.kube.clone())
-        .create(&PostParams::default(), &object)
-        .await
-        .expect("created");
-    let (status, body) = op
-        .call(Method::DELETE, &format!("/api/namespaces/{foreign}"), None)
-        .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    assert!(
-        Api::<Namespace>::all(op.kube.clone())
-            .get(&foreign)
-            .await
-            .is_ok_and(|n| n.metadata.deletion_timestamp.is_none())
-    );
-
     // Delete: 202 while terminating, then 404 once gone.
     let (status, body) = op.call(Method::DELETE, &path, None).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");

@@ -18,12 +18,14 @@ use super::{KEY, app_with, send};
 use crate::kube::lease::ReleaseLeases;
 use crate::releases::locks::ReleaseLocks;
 
-/// What the mock answers to a request: `(status, body)`.
-type Answer = Box<dyn Fn(&Method, &str) -> (StatusCode, Value) + Send + Sync>;
+/// What the mock answers to a request (method, path, JSON body):
+/// `(status, body)`.
+type Answer = Box<dyn Fn(&Method, &str, &Value) -> (StatusCode, Value) + Send + Sync>;
 
 /// A running mock API server.
 struct MockApi {
     client: kube::Client,
+    config: kube::Config,
     seen: Arc<Mutex<Vec<String>>>,
 }
 
@@ -36,10 +38,13 @@ impl MockApi {
             let (log, answer) = (log.clone(), answer.clone());
             async move {
                 let path = request.uri().path().to_owned();
-                log.lock()
-                    .expect("log")
-                    .push(format!("{} {path}", request.method()));
-                let (status, body) = answer(request.method(), &path);
+                let method = request.method().clone();
+                log.lock().expect("log").push(format!("{method} {path}"));
+                let bytes = axum::body::to_bytes(request.into_body(), 1 << 20)
+                    .await
+                    .unwrap_or_default();
+                let sent = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                let (status, body) = answer(&method, &path, &sent);
                 (status, axum::Json(body)).into_response()
             }
         });
@@ -50,19 +55,29 @@ impl MockApi {
         tokio::spawn(async move { axum::serve(listener, router).await });
         let config = kube::Config::new(url.parse().expect("url"));
         Self {
-            client: kube::Client::try_from(config).expect("client"),
+            client: kube::Client::try_from(config.clone()).expect("client"),
+            config,
             seen,
         }
     }
 
     /// The operator's app against this API, with Leases.
     fn app(&self) -> Router {
+        self.app_with(&[])
+    }
+
+    fn app_with(&self, extra: &[&str]) -> Router {
         let leases = ReleaseLeases::new(
             self.client.clone(),
             "paas-operator-test".into(),
             std::time::Duration::from_secs(60),
         );
-        app_with(self.client.clone(), ReleaseLocks::with_leases(leases), &[])
+        app_with(
+            self.client.clone(),
+            self.config.clone(),
+            ReleaseLocks::with_leases(leases),
+            extra,
+        )
     }
 
     fn seen(&self) -> Vec<String> {
@@ -79,6 +94,31 @@ fn status(code: u16, reason: &str) -> (StatusCode, Value) {
 
 fn lease_path(path: &str) -> bool {
     path.starts_with("/apis/coordination.k8s.io/v1/namespaces/")
+}
+
+/// The answers that make namespace `paas-ws-1` a ready tenant: ours, its
+/// tenant identity applied and authorized.
+fn tenant(method: &Method, path: &str) -> Option<(StatusCode, Value)> {
+    let ok = |body: Value| Some((StatusCode::OK, body));
+    match (method, path) {
+        (&Method::GET, "/api/v1/namespaces/paas-ws-1") => {
+            Some(namespace(json!({"paas-managed": "true"}), false))
+        }
+        (&Method::PATCH, "/api/v1/namespaces/paas-ws-1/serviceaccounts/paas-tenant") => ok(
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "paas-tenant", "namespace": "paas-ws-1"}}),
+        ),
+        (
+            &Method::PATCH,
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/paas-ws-1/rolebindings/paas-tenant",
+        ) => ok(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "paas-tenant", "namespace": "paas-ws-1"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "paas-tenant"}})),
+        (&Method::POST, "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews") => ok(json!({
+            "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+            "spec": {}, "status": {"allowed": true}})),
+        _ => None,
+    }
 }
 
 async fn call(app: &Router, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
@@ -104,7 +144,8 @@ fn upgrade() -> Option<Value> {
 #[tokio::test]
 async fn a_lease_held_by_another_replica_is_409_and_runs_nothing() {
     let now = jiff::Timestamp::now().to_string();
-    let api = MockApi::start(Box::new(move |method, path| match (method, lease_path(path)) {
+    let api = MockApi::start(Box::new(move |method, path, _| match (method, lease_path(path)) {
+        _ if tenant(method, path).is_some() => tenant(method, path).expect("tenant"),
         (&Method::POST, true) => status(409, "AlreadyExists"),
         (&Method::GET, true) => (
             StatusCode::OK,
@@ -125,22 +166,18 @@ async fn a_lease_held_by_another_replica_is_409_and_runs_nothing() {
     .await;
     assert_eq!(code, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error_type"], "operation_in_progress");
-    // Only the Lease was touched: no release read, no record, no helm.
-    assert!(
-        api.seen().iter().all(|r| r.contains("/leases")),
-        "{:?}",
-        api.seen()
-    );
+    // Only the tenant's set-up and the Lease were touched: no release
+    // read, no record, no helm.
+    let seen = api.seen();
+    assert!(seen.iter().any(|r| r.contains("/leases")), "{seen:?}");
+    assert!(!seen.iter().any(|r| r.contains("/secrets")), "{seen:?}");
 }
 
 #[tokio::test]
 async fn a_missing_namespace_is_404_before_helm() {
-    let api = MockApi::start(Box::new(|_, path| {
-        if lease_path(path) {
-            status(404, "NotFound")
-        } else {
-            status(500, "Unexpected")
-        }
+    let api = MockApi::start(Box::new(|method, path, _| match (method, path) {
+        (&Method::GET, "/api/v1/namespaces/paas-ws-1") => status(404, "NotFound"),
+        _ => status(500, "Unexpected"),
     }))
     .await;
     let (code, body) = call(
@@ -156,7 +193,10 @@ async fn a_missing_namespace_is_404_before_helm() {
 
 #[tokio::test]
 async fn a_failing_lease_api_is_500_kubernetes_error() {
-    let api = MockApi::start(Box::new(|_, _| status(500, "InternalError"))).await;
+    let api = MockApi::start(Box::new(|method, path, _| {
+        tenant(method, path).unwrap_or_else(|| status(500, "InternalError"))
+    }))
+    .await;
     let (code, body) = call(&api.app(), "DELETE", "/api/releases/paas-ws-1/svc-1", None).await;
     assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
     assert_eq!(body["error_type"], "kubernetes_error");
@@ -180,13 +220,13 @@ fn namespace(labels: Value, terminating: bool) -> (StatusCode, Value) {
 }
 
 #[tokio::test]
-async fn a_foreign_namespace_is_403_on_every_path() {
-    let api = MockApi::start(Box::new(|method, path| match (method, path) {
+async fn without_adoption_a_foreign_namespace_is_403_on_every_path() {
+    let api = MockApi::start(Box::new(|method, path, _| match (method, path) {
         (&Method::GET, "/api/v1/namespaces/paas-ws-1") => namespace(json!({"team": "x"}), false),
         _ => status(500, "Unexpected"),
     }))
     .await;
-    let app = api.app();
+    let app = api.app_with(&["--adopt-namespaces", "false"]);
     let (code, body) = call(
         &app,
         "POST",
@@ -199,6 +239,7 @@ async fn a_foreign_namespace_is_403_on_every_path() {
     for (method, uri) in [
         ("GET", "/api/namespaces/paas-ws-1"),
         ("DELETE", "/api/namespaces/paas-ws-1"),
+        ("DELETE", "/api/releases/paas-ws-1/svc-1"),
     ] {
         let (code, body) = call(&app, method, uri, None).await;
         assert_eq!(code, StatusCode::FORBIDDEN, "{method} {body}");
@@ -213,8 +254,65 @@ async fn a_foreign_namespace_is_403_on_every_path() {
 }
 
 #[tokio::test]
+async fn a_foreign_namespace_is_adopted_on_first_use() {
+    let seen_quota = Arc::new(Mutex::new(None::<Value>));
+    let log = seen_quota.clone();
+    let api = MockApi::start(Box::new(move |method, path, sent| {
+        if let Some(answer) = tenant(method, path).filter(|_| !path.ends_with("/paas-ws-1")) {
+            return answer;
+        }
+        match (method, path) {
+            (&Method::GET, "/api/v1/namespaces/paas-ws-1") => namespace(json!({"team": "x"}), false),
+            // The earlier operator's quota: its limits are kept.
+            (&Method::GET, "/api/v1/namespaces/paas-ws-1/resourcequotas/paas-ws-1-quota") => (
+                StatusCode::OK,
+                json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "paas-ws-1-quota"},
+                       "spec": {"hard": {"limits.cpu": "8", "limits.memory": "16Gi", "requests.storage": "100Gi"}}}),
+            ),
+            (&Method::PATCH, p) => {
+                if p.ends_with("/resourcequotas/paas-ws-1-quota") {
+                    *log.lock().expect("quota") = Some(sent.clone());
+                }
+                (StatusCode::OK, sent.clone())
+            }
+            _ => status(404, "NotFound"),
+        }
+    }))
+    .await;
+    let (code, body) = call(&api.app(), "DELETE", "/api/releases/paas-ws-1/svc-1", None).await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
+    let seen = api.seen();
+    // Adopted: labelled, the identity and every tenant object applied.
+    for object in [
+        "/namespaces/paas-ws-1",
+        "/serviceaccounts/paas-tenant",
+        "/rolebindings/paas-tenant",
+        "/rolebindings/paas-operator-tenant",
+        "/resourcequotas/paas-ws-1-quota",
+        "/limitranges/paas-ws-1-defaults",
+        "/networkpolicies/paas-ws-1-isolation",
+    ] {
+        assert!(
+            seen.iter()
+                .any(|r| r.starts_with("PATCH ") && r.ends_with(object)),
+            "{object}: {seen:?}"
+        );
+    }
+    let quota = seen_quota
+        .lock()
+        .expect("quota")
+        .clone()
+        .expect("quota applied");
+    assert_eq!(quota["spec"]["hard"]["limits.cpu"], "8", "{quota}");
+    assert_eq!(
+        quota["spec"]["hard"]["requests.storage"], "100Gi",
+        "{quota}"
+    );
+}
+
+#[tokio::test]
 async fn a_terminating_namespace_is_409() {
-    let api = MockApi::start(Box::new(|method, path| match (method, path) {
+    let api = MockApi::start(Box::new(|method, path, _| match (method, path) {
         (&Method::GET, "/api/v1/namespaces/paas-ws-1") => {
             namespace(json!({"paas-managed": "true"}), true)
         }
@@ -234,7 +332,7 @@ async fn a_terminating_namespace_is_409() {
 
 #[tokio::test]
 async fn a_corrupt_release_record_is_500_without_its_content() {
-    let api = MockApi::start(Box::new(|method, path| match (method, path) {
+    let api = MockApi::start(Box::new(|method, path, _| match (method, path) {
         (&Method::GET, "/api/v1/namespaces/paas-ws-1/secrets") => (
             StatusCode::OK,
             json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {}, "items": [{
@@ -255,7 +353,7 @@ async fn a_corrupt_release_record_is_500_without_its_content() {
 
 #[tokio::test]
 async fn a_release_without_records_is_404_on_every_read() {
-    let api = MockApi::start(Box::new(|method, path| match (method, path) {
+    let api = MockApi::start(Box::new(|method, path, _| match (method, path) {
         (&Method::GET, "/api/v1/namespaces/paas-ws-1/secrets") => (
             StatusCode::OK,
             json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {}, "items": []}),
