@@ -114,6 +114,8 @@ codes! {
     NamespaceTerminating = "namespace_terminating", CONFLICT;
     /// A Kubernetes write lost a race; retrying may succeed.
     KubernetesConflict = "kubernetes_conflict", CONFLICT;
+    /// The body did not arrive within BODY_READ_TIMEOUT.
+    BodyTimeout = "body_timeout", REQUEST_TIMEOUT;
     /// The body is larger than the limit.
     BodyTooLarge = "body_too_large", PAYLOAD_TOO_LARGE;
     /// The body is not sent as JSON.

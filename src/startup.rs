@@ -9,7 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::api::{App, AppState};
 use crate::auth::ApiKeys;
@@ -223,41 +228,67 @@ async fn kube_client(config: &Config) -> anyhow::Result<(::kube::Client, ::kube:
 
 /// Serves until `shutdown` resolves, then lets in-flight requests (and the
 /// helm processes they wait for) finish for up to `grace`.
+///
+/// Every connection is bounded: a client must send a request's headers
+/// within `HEADER_READ_TIMEOUT` (also the idle time of a kept-alive
+/// connection) and its body within `BODY_READ_TIMEOUT` (see the API's body
+/// limit), and at most `MAX_CONNECTIONS` are served at once; the rest wait
+/// in the listen queue.
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let signal = async move {
-        shutdown.await;
-        tracing::info!("shutting down: no new connections; finishing in-flight requests");
-        let _ = stopping_tx.send(());
-    };
-    let server =
-        axum::serve(listener, crate::api::app(state.clone())).with_graceful_shutdown(signal);
-    let server = tokio::spawn(async move { server.await });
-    tokio::pin!(server);
-    tokio::select! {
-        finished = &mut server => return finished.context("server task failed")?.context("server failed"),
-        _ = stopping_rx => {}
+    let limits = state.config.server.clone();
+    let app = crate::api::app(state.clone());
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit.context("connection slots closed")?,
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors, say: let the others go on.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .keep_alive(true);
+        let service = TowerToHyperService::new(app.clone());
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            // A dropped client or a header timeout ends the connection.
+            let _ = connection.await;
+            drop(permit);
+        });
     }
-    let outcome = match tokio::time::timeout(grace, &mut server).await {
-        Ok(finished) => finished
-            .context("server task failed")
-            .and_then(|served| served.context("server failed")),
-        Err(_) => {
-            tracing::warn!(
-                grace_s = grace.as_secs(),
-                "in-flight requests did not finish within the grace period"
-            );
-            Ok(())
-        }
-    };
+    tracing::info!("shutting down: no new connections; finishing in-flight requests");
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_s = grace.as_secs(),
+            "in-flight requests did not finish within the grace period"
+        );
+    }
     // Answered operations give their Lease back in the background.
     state.releases.settle(LEASE_SETTLE).await;
-    outcome
+    Ok(())
 }
 
 /// How long a stopping process waits for answered operations to give their

@@ -144,6 +144,7 @@ pub fn app(state: AppState) -> Router {
     // After the merge: the routes' operations are only in the document now.
     responses::CommonResponses.modify(&mut doc);
     let cors = cors_layer(state.config.server.cors_origins.items());
+    let body_timeout = state.config.server.body_read_timeout;
     let router = router
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .fallback(not_found)
@@ -154,7 +155,62 @@ pub fn app(state: AppState) -> Router {
         Some(cors) => router.layer(cors),
         None => router,
     };
-    router.layer(middleware::from_fn(log_request))
+    router
+        .layer(middleware::from_fn(move |request, next| {
+            read_body(request, next, body_timeout)
+        }))
+        .layer(middleware::from_fn(log_request))
+}
+
+/// Most bytes of an oversized body read (and dropped) before its 413 is
+/// answered, so a client that writes its whole body before reading the
+/// answer (Python's urllib does) gets the 413 and not a reset connection.
+const DRAIN_AT_MOST: usize = 16 << 20;
+
+/// Reads the whole body before the handler runs, within `timeout` and at
+/// most [`MAX_BODY_BYTES`]: a slow body is 408, a larger one 413 (after
+/// reading what the client still sends, up to [`DRAIN_AT_MOST`]).
+async fn read_body(request: Request, next: Next, timeout: std::time::Duration) -> Response {
+    use http_body_util::BodyExt;
+    let (parts, body) = request.into_parts();
+    let mut body = std::pin::pin!(body);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let (mut kept, mut seen) = (Vec::new(), 0usize);
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => {
+                return ApiError::new(Code::BodyTimeout, "The request body did not arrive in time")
+                    .into_response();
+            }
+            Ok(None) => break,
+            Ok(Some(Err(_))) => {
+                return ApiError::new(Code::InvalidBody, "The request body could not be read")
+                    .into_response();
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // Trailers.
+        };
+        seen = seen.saturating_add(data.len());
+        if seen <= MAX_BODY_BYTES {
+            kept.extend_from_slice(&data);
+        } else if seen > DRAIN_AT_MOST {
+            break;
+        }
+    }
+    if seen > MAX_BODY_BYTES {
+        let mut response =
+            ApiError::new(Code::BodyTooLarge, "The request body is larger than 1 MiB")
+                .into_response();
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            HeaderValue::from_static("close"),
+        );
+        return response;
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(kept)))
+        .await
 }
 
 async fn not_found() -> ApiError {

@@ -38,6 +38,20 @@ pub struct ServerConfig {
     /// Seconds to let in-flight requests finish after SIGTERM.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "340", value_parser = seconds)]
     pub shutdown_grace: Duration,
+
+    /// Seconds a client has to send a request's headers (also how long an
+    /// idle kept-alive connection stays open); slower clients are dropped.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "15", value_parser = seconds)]
+    pub header_read_timeout: Duration,
+
+    /// Seconds a client has to send a request's body.
+    #[arg(long, env = "BODY_READ_TIMEOUT", default_value = "30", value_parser = seconds)]
+    pub body_read_timeout: Duration,
+
+    /// Most client connections open at once; further ones wait in the
+    /// listen queue until one closes.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
 }
 
 impl ServerConfig {

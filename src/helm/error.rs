@@ -64,6 +64,9 @@ pub enum HelmError {
         target: String,
         kind: FailureKind,
     },
+    /// helm printed more than the operator reads.
+    #[error("helm {operation} printed more than the operator reads")]
+    OutputTooLarge { operation: &'static str },
     /// helm succeeded but printed something we cannot read.
     #[error("cannot read helm {operation} output: {source}")]
     Output {
@@ -157,7 +160,7 @@ impl From<HelmError> for ApiError {
                 format!("The helm operation on {target} did not finish in time and was stopped"),
             ),
             HelmError::Cancelled => ApiError::new(Code::Cancelled, "The operation was cancelled"),
-            HelmError::Output { .. } => {
+            HelmError::Output { .. } | HelmError::OutputTooLarge { .. } => {
                 tracing::error!(%error, "unexpected helm output");
                 ApiError::new(
                     Code::HelmOutputUnreadable,

@@ -194,8 +194,8 @@ async fn supervise(
             let _ = pipe.shutdown().await;
         }))
     });
-    let stdout = read_all(child.stdout.take());
-    let stderr = read_all(child.stderr.take());
+    let stdout = read_all(child.stdout.take(), MAX_STDOUT);
+    let stderr = read_all(child.stderr.take(), MAX_STDERR);
 
     let deadline = config.helm_timeout + config.deadline_margin;
     let status = tokio::select! {
@@ -216,8 +216,13 @@ async fn supervise(
     if let Some(task) = stdin_task {
         let _ = task.await;
     }
-    let stdout = stdout.await.unwrap_or_default();
-    let stderr = String::from_utf8_lossy(&stderr.await.unwrap_or_default()).into_owned();
+    let stdout = stdout.await.ok();
+    let stderr = stderr.await.map(|c| c.bytes).unwrap_or_default();
+    let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    let Some(stdout) = stdout.filter(|out| !out.truncated).map(|out| out.bytes) else {
+        tracing::error!(operation, release = %target, limit = MAX_STDOUT, "helm printed more than the operator reads; its output is dropped");
+        return Err(HelmError::OutputTooLarge { operation });
+    };
     if status.success() {
         if !stderr.trim().is_empty() {
             // Warnings only (deprecations, Pod Security); worth seeing.
@@ -250,16 +255,43 @@ async fn is_executable(path: &std::path::Path) -> bool {
         .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
-fn read_all<R>(pipe: Option<R>) -> tokio::task::JoinHandle<Vec<u8>>
+/// Most of helm's stdout kept (a release printed as JSON, manifest and
+/// hooks included, is far smaller: etcd caps a release near 1 MiB
+/// compressed).
+pub const MAX_STDOUT: usize = 32 << 20;
+/// Most of helm's stderr kept (for the log).
+pub const MAX_STDERR: usize = 64 << 10;
+
+/// What a pipe carried: at most `limit` bytes, and whether there was more
+/// (read to the end all the same, so helm never blocks on a full pipe).
+struct Captured {
+    bytes: Vec<u8>,
+    truncated: bool,
+}
+
+fn read_all<R>(pipe: Option<R>, limit: usize) -> tokio::task::JoinHandle<Captured>
 where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
-        let mut buffer = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_end(&mut buffer).await;
+        let mut captured = Captured {
+            bytes: Vec::new(),
+            truncated: false,
+        };
+        let Some(mut pipe) = pipe else {
+            return captured;
+        };
+        let mut chunk = vec![0u8; 64 << 10];
+        loop {
+            match pipe.read(&mut chunk).await {
+                Ok(0) | Err(_) => return captured,
+                Ok(read) => {
+                    let room = limit.saturating_sub(captured.bytes.len());
+                    captured.bytes.extend_from_slice(&chunk[..read.min(room)]);
+                    captured.truncated |= read > room;
+                }
+            }
         }
-        buffer
     })
 }
 
@@ -290,6 +322,30 @@ mod tests {
             queue_wait: Duration::from_secs(1),
             env: vec![("PATH".into(), path.into())],
         })
+    }
+
+    fn shell(script: &str) -> Invocation {
+        Invocation {
+            operation: "test",
+            target: String::new(),
+            args: vec!["-c".into(), script.into()],
+            stdin: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn output_beyond_the_caps_is_read_but_not_kept() {
+        let sh = runner("/bin/sh", "/usr/bin:/bin");
+        // Enormous stdout: refused, and helm (here sh) still runs to its end.
+        let over = format!("head -c {} /dev/zero", MAX_STDOUT + 1);
+        assert!(matches!(
+            sh.run(shell(&over)).await,
+            Err(HelmError::OutputTooLarge { operation: "test" })
+        ));
+        // Enormous stderr: kept short for the log; the run succeeds.
+        let noisy = format!("head -c {} /dev/zero >&2; printf ok", MAX_STDERR * 4);
+        let output = sh.run(shell(&noisy)).await.expect("succeeds");
+        assert_eq!(output.stdout, b"ok");
     }
 
     #[tokio::test]

@@ -83,28 +83,22 @@ impl ReleaseStore {
 
     /// The newest revision of a release, or `None` when it has no record.
     /// One round trip: the release's records (at most its history) are
-    /// listed and only the newest is decoded.
+    /// listed and only the newest genuine one is decoded.
     pub async fn latest(
         &self,
         namespace: &str,
         name: &str,
     ) -> Result<Option<HelmRelease>, StorageError> {
         let params = selector(name);
-        let newest = match self.kind {
+        Ok(match self.kind {
             RecordKind::Secret => {
-                let list = self.secrets(namespace).list(&params).await?;
-                newest(&list.items, |s| &s.metadata)
-                    .map(decode_secret)
-                    .transpose()?
+                latest_of(&self.secrets(namespace).list(&params).await?.items, name)?
             }
-            RecordKind::ConfigMap => {
-                let list = self.config_maps(namespace).list(&params).await?;
-                newest(&list.items, |m| &m.metadata)
-                    .map(decode_config_map)
-                    .transpose()?
-            }
-        };
-        Ok(newest)
+            RecordKind::ConfigMap => latest_of(
+                &self.config_maps(namespace).list(&params).await?.items,
+                name,
+            )?,
+        })
     }
 
     /// One revision of a release, read by its record's name.
@@ -120,14 +114,14 @@ impl ReleaseStore {
                 .secrets(namespace)
                 .get_opt(&record)
                 .await?
-                .map(|s| decode_secret(&s)),
+                .map(|s| decode_genuine(&s)),
             RecordKind::ConfigMap => self
                 .config_maps(namespace)
                 .get_opt(&record)
                 .await?
-                .map(|m| decode_config_map(&m)),
+                .map(|m| decode_genuine(&m)),
         };
-        Ok(found.transpose()?)
+        Ok(found.flatten().transpose()?)
     }
 
     /// Every stored revision of a release, oldest first.
@@ -137,24 +131,15 @@ impl ReleaseStore {
         name: &str,
     ) -> Result<Vec<HelmRelease>, StorageError> {
         let params = selector(name);
-        let mut releases = match self.kind {
+        Ok(match self.kind {
             RecordKind::Secret => {
-                let list = self.secrets(namespace).list(&params).await?;
-                list.items
-                    .iter()
-                    .map(decode_secret)
-                    .collect::<Result<Vec<_>, _>>()?
+                history_of(&self.secrets(namespace).list(&params).await?.items, name)?
             }
-            RecordKind::ConfigMap => {
-                let list = self.config_maps(namespace).list(&params).await?;
-                list.items
-                    .iter()
-                    .map(decode_config_map)
-                    .collect::<Result<Vec<_>, _>>()?
-            }
-        };
-        releases.sort_by_key(|r| r.version);
-        Ok(releases)
+            RecordKind::ConfigMap => history_of(
+                &self.config_maps(namespace).list(&params).await?.items,
+                name,
+            )?,
+        })
     }
 
     /// Names of the releases in a namespace (one per release, any status):
@@ -208,58 +193,228 @@ fn selector(name: &str) -> ListParams {
     ListParams::default().labels(&format!("owner=helm,name={name}"))
 }
 
-/// The record with the highest `version` label.
-fn newest<T>(records: &[T], meta: impl Fn(&T) -> &ObjectMeta) -> Option<&T> {
-    records
-        .iter()
-        .filter(|r| revision_label(meta(r)).is_some())
-        .max_by_key(|r| revision_label(meta(r)))
+/// The type of the Secrets Helm stores its records in.
+pub const RECORD_TYPE: &str = "helm.sh/release.v1";
+
+/// An object that may hold a release record: a Secret or a ConfigMap.
+pub trait RecordObject {
+    fn metadata(&self) -> &ObjectMeta;
+    /// True when its type is one Helm gives records (Secrets only).
+    fn has_record_type(&self) -> bool;
+    /// The encoded payload, when there is one.
+    fn payload(&self) -> Option<&[u8]>;
 }
 
-fn revision_label(meta: &ObjectMeta) -> Option<u32> {
-    meta.labels.as_ref()?.get("version")?.parse().ok()
-}
+impl RecordObject for Secret {
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
 
-fn no_payload(record: String) -> RecordError {
-    RecordError::Corrupt {
-        record,
-        reason: "no release field".into(),
+    fn has_record_type(&self) -> bool {
+        self.type_.as_deref() == Some(RECORD_TYPE)
+    }
+
+    fn payload(&self) -> Option<&[u8]> {
+        Some(self.data.as_ref()?.get("release")?.0.as_slice())
     }
 }
 
-pub fn decode_secret(secret: &Secret) -> Result<HelmRelease, RecordError> {
-    let record = secret.metadata.name.clone().unwrap_or_default();
-    let payload = secret.data.as_ref().and_then(|d| d.get("release"));
-    let payload = payload.ok_or_else(|| no_payload(record.clone()))?;
-    decode_record(&record, &payload.0)
+impl RecordObject for ConfigMap {
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn has_record_type(&self) -> bool {
+        true
+    }
+
+    fn payload(&self) -> Option<&[u8]> {
+        Some(self.data.as_ref()?.get("release")?.as_bytes())
+    }
 }
 
-pub fn decode_config_map(map: &ConfigMap) -> Result<HelmRelease, RecordError> {
-    let record = map.metadata.name.clone().unwrap_or_default();
-    let payload = map.data.as_ref().and_then(|d| d.get("release"));
-    let payload = payload.ok_or_else(|| no_payload(record.clone()))?;
-    decode_record(&record, payload.as_bytes())
+/// The release and revision a record claims, when it is shaped as Helm
+/// writes records: labelled `owner=helm`, `name`, `version`, named
+/// `sh.helm.release.v1.<name>.v<version>`, of Helm's type. Anything else
+/// in the namespace, whatever its labels, is no record.
+pub fn claim(object: &impl RecordObject) -> Option<(String, u32)> {
+    let meta = object.metadata();
+    let labels = meta.labels.as_ref()?;
+    if labels.get("owner").map(String::as_str) != Some("helm") || !object.has_record_type() {
+        return None;
+    }
+    let release = labels.get("name")?;
+    let revision: u32 = labels.get("version")?.parse().ok()?;
+    (meta.name.as_deref() == Some(record_name(release, revision).as_str()))
+        .then(|| (release.clone(), revision))
+}
+
+/// Decodes a record Helm wrote: `None` when the object is no genuine
+/// record (see [`claim`]) or its payload names another release or
+/// revision than it claims; an error when it cannot be read.
+pub fn decode_genuine(object: &impl RecordObject) -> Option<Result<HelmRelease, RecordError>> {
+    let (release, revision) = claim(object)?;
+    let record = object.metadata().name.clone().unwrap_or_default();
+    let Some(payload) = object.payload() else {
+        return Some(Err(RecordError::Corrupt {
+            record,
+            reason: "no release field".into(),
+        }));
+    };
+    match decode_record(&record, payload) {
+        Ok(decoded) if decoded.name == release && decoded.version == revision => Some(Ok(decoded)),
+        Ok(_) => {
+            tracing::warn!(
+                record,
+                "ignored: a release record whose content is not the release it is named for"
+            );
+            None
+        }
+        Err(error) => Some(Err(error)),
+    }
+}
+
+/// The newest genuine record of `release` among `objects`.
+fn latest_of<K: RecordObject>(
+    objects: &[K],
+    release: &str,
+) -> Result<Option<HelmRelease>, RecordError> {
+    let mut genuine: Vec<(u32, &K)> = objects
+        .iter()
+        .filter_map(|object| {
+            let (name, revision) = claim(object)?;
+            (name == release).then_some((revision, object))
+        })
+        .collect();
+    genuine.sort_by_key(|(revision, _)| std::cmp::Reverse(*revision));
+    for (_, object) in genuine {
+        if let Some(decoded) = decode_genuine(object) {
+            return decoded.map(Some);
+        }
+    }
+    Ok(None)
+}
+
+/// Every genuine record of `release` among `objects`, oldest first.
+fn history_of<K: RecordObject>(
+    objects: &[K],
+    release: &str,
+) -> Result<Vec<HelmRelease>, RecordError> {
+    let mut history = objects
+        .iter()
+        .filter(|object| claim(*object).is_some_and(|(name, _)| name == release))
+        .filter_map(decode_genuine)
+        .collect::<Result<Vec<_>, _>>()?;
+    history.sort_by_key(|r| r.version);
+    Ok(history)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
+    use base64::Engine;
+    use k8s_openapi::ByteString;
+
     use super::*;
 
-    #[test]
-    fn newest_is_the_highest_version_label_not_the_list_order() {
-        let meta = |version: Option<&str>| ObjectMeta {
-            labels: version.map(|v| [("version".to_owned(), v.to_owned())].into()),
+    fn payload(name: &str, version: u32) -> Vec<u8> {
+        let json =
+            serde_json::json!({"name": name, "version": version, "info": {"status": "deployed"}});
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(json.to_string().as_bytes()).unwrap();
+        base64::engine::general_purpose::STANDARD
+            .encode(gz.finish().unwrap())
+            .into_bytes()
+    }
+
+    fn secret(object: &str, labels: (&str, u32), kind: &str, content: (&str, u32)) -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                name: Some(object.into()),
+                labels: Some(
+                    [
+                        ("owner".to_owned(), "helm".to_owned()),
+                        ("name".to_owned(), labels.0.to_owned()),
+                        ("version".to_owned(), labels.1.to_string()),
+                    ]
+                    .into(),
+                ),
+                ..Default::default()
+            },
+            type_: Some(kind.into()),
+            data: Some(
+                [(
+                    "release".to_owned(),
+                    ByteString(payload(content.0, content.1)),
+                )]
+                .into(),
+            ),
             ..Default::default()
-        };
-        let records = [
-            meta(Some("9")),
-            meta(Some("10")),
-            meta(None),
-            meta(Some("2")),
+        }
+    }
+
+    fn genuine(name: &str, version: u32) -> Secret {
+        secret(
+            &record_name(name, version),
+            (name, version),
+            RECORD_TYPE,
+            (name, version),
+        )
+    }
+
+    #[test]
+    fn newest_is_the_highest_genuine_revision_not_the_list_order() {
+        let records = [genuine("a", 9), genuine("a", 10), genuine("a", 2)];
+        assert_eq!(latest_of(&records, "a").unwrap().unwrap().version, 10);
+        assert!(latest_of(&records, "b").unwrap().is_none());
+        let history: Vec<u32> = history_of(&records, "a")
+            .unwrap()
+            .iter()
+            .map(|r| r.version)
+            .collect();
+        assert_eq!(history, [2, 9, 10]);
+    }
+
+    #[test]
+    fn only_records_helm_wrote_for_that_release_are_read() {
+        let forged = [
+            // Wrong type: an Opaque Secret with Helm's labels and name.
+            secret(&record_name("a", 5), ("a", 5), "Opaque", ("a", 5)),
+            // Named for another revision than its labels say.
+            secret(&record_name("a", 4), ("a", 6), RECORD_TYPE, ("a", 6)),
+            // Content of another release.
+            secret(&record_name("a", 7), ("a", 7), RECORD_TYPE, ("victim", 7)),
+            // Content of another revision.
+            secret(&record_name("a", 8), ("a", 8), RECORD_TYPE, ("a", 1)),
         ];
-        let found = newest(&records, |m| m).unwrap();
-        assert_eq!(revision_label(found), Some(10));
-        assert!(newest(&[meta(None)], |m| m).is_none());
+        let mut records = forged.to_vec();
+        records.push(genuine("a", 3));
+        assert_eq!(latest_of(&records, "a").unwrap().unwrap().version, 3);
+        let history: Vec<u32> = history_of(&records, "a")
+            .unwrap()
+            .iter()
+            .map(|r| r.version)
+            .collect();
+        assert_eq!(history, [3]);
+        for object in &forged {
+            assert!(decode_genuine(object).is_none());
+        }
+    }
+
+    #[test]
+    fn unreadable_genuine_records_are_errors() {
+        let mut broken = genuine("a", 1);
+        broken.data = Some([("release".to_owned(), ByteString(b"%%%".to_vec()))].into());
+        assert!(matches!(
+            decode_genuine(&broken),
+            Some(Err(RecordError::Corrupt { .. }))
+        ));
+        broken.data = None;
+        assert!(matches!(
+            decode_genuine(&broken),
+            Some(Err(RecordError::Corrupt { .. }))
+        ));
     }
 
     #[test]
@@ -270,20 +425,5 @@ mod tests {
             Some(RecordKind::ConfigMap)
         );
         assert_eq!(RecordKind::of(HelmDriver::Sql), None);
-    }
-
-    #[test]
-    fn records_without_payload_are_corrupt() {
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some("sh.helm.release.v1.a.v1".into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        assert!(matches!(
-            decode_secret(&secret),
-            Err(RecordError::Corrupt { .. })
-        ));
     }
 }

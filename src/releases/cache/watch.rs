@@ -14,8 +14,7 @@ use tokio::task::AbortHandle;
 
 use super::index::{CachedRevision, Item, Part};
 use super::{EXPECT_WITHIN, Index, Inner, RETRY_FAILED, SWEEP_EVERY};
-use crate::helm::release::{HelmRelease, RecordError};
-use crate::releases::store::{RecordKind, decode_config_map, decode_secret};
+use crate::releases::store::{RecordKind, RecordObject, claim, decode_genuine};
 
 /// Starts the two watches of one namespace's index: Helm's records and the pods.
 pub(super) fn watch_namespace(
@@ -30,14 +29,14 @@ pub(super) fn watch_namespace(
             records_config(),
             index,
             Part::Records,
-            |secret| record_item(&secret, decode_secret),
+            |secret| record_item(&secret),
         ),
         RecordKind::ConfigMap => spawn_watch(
             Api::<ConfigMap>::namespaced(client.clone(), namespace),
             records_config(),
             index,
             Part::Records,
-            |map| record_item(&map, decode_config_map),
+            |map| record_item(&map),
         ),
     };
     let pods = spawn_watch(
@@ -110,18 +109,23 @@ where
 }
 
 /// A release record, keyed like Helm keys it (labels `name` and `version`).
-fn record_item<K: Resource>(
-    object: &K,
-    decode: fn(&K) -> Result<HelmRelease, RecordError>,
-) -> Item {
-    let meta = object.meta();
-    let name = meta.name.clone().unwrap_or_default();
-    let labels = meta.labels.as_ref();
-    let key = labels.and_then(|l| {
-        let revision = l.get("version")?.parse().ok()?;
-        Some((l.get("name")?.clone(), revision))
-    });
-    let record = decode(object).map(|release| Arc::new(CachedRevision::new(release)));
+fn record_item<K: Resource + RecordObject>(object: &K) -> Item {
+    let name = object.meta().name.clone().unwrap_or_default();
+    // Only records Helm wrote for the release they are named for are
+    // indexed; anything else is as if absent (as for direct reads).
+    let (key, record) = match decode_genuine(object) {
+        Some(decoded) => (
+            claim(object),
+            decoded.map(|release| Arc::new(CachedRevision::new(release))),
+        ),
+        None => (
+            None,
+            Err(crate::helm::release::RecordError::Corrupt {
+                record: name.clone(),
+                reason: "not a genuine record".into(),
+            }),
+        ),
+    };
     Item::Record {
         object: name,
         key,
