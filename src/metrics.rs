@@ -15,6 +15,7 @@
 //! | `kubernetes_api_errors_total` | counter | `kind` (`unreachable`, `conflict`, `forbidden`, `not_found`, `other`) |
 //! | `read_cache_lookups_total` | counter | `outcome` (`hit`: answered from the watch-fed index, `miss`: read from the API) |
 //! | `read_cache_namespaces` | gauge | – (namespaces indexed, two watches each) |
+//! | `helm_egress_refused_total` | counter | – (helm tried a host that is no allowed chart source) |
 //! | `api_errors_total` | counter | `error_type` (one of the API's error codes, `crate::error::Code`) |
 //!
 //! Labels only ever hold bounded, non-secret values: never a namespace,
@@ -37,6 +38,7 @@ const KUBE_ERRORS: &str = "kubernetes_api_errors_total";
 const CACHE_LOOKUPS: &str = "read_cache_lookups_total";
 const CACHE_NAMESPACES: &str = "read_cache_namespaces";
 const API_ERRORS: &str = "api_errors_total";
+const EGRESS_REFUSED: &str = "helm_egress_refused_total";
 
 /// Seconds; HTTP requests range from a storage read to a 120 s install.
 const HTTP_BUCKETS: &[f64] = &[
@@ -193,6 +195,11 @@ pub fn read_cache_lookup(hit: bool) {
 /// Sets the number of namespaces the read cache indexes.
 pub fn read_cache_namespaces(count: usize) {
     gauge!(CACHE_NAMESPACES).set(count as f64);
+}
+
+/// Counts a connection helm tried to a host that is no allowed chart source.
+pub fn egress_refused() {
+    counter!(EGRESS_REFUSED).increment(1);
 }
 
 /// Counts an error answer by its code (`crate::error::Code::as_str`).

@@ -137,7 +137,10 @@ pub enum ChartRef {
 /// What the operator accepts as a chart source (from the configuration).
 #[derive(Debug, Clone, Default)]
 pub struct ChartPolicy {
-    /// Accepted prefixes; empty means any `oci://` or `https://` source.
+    /// Accepted sources: a chart is accepted when its scheme and host:port
+    /// are an entry's and the entry's path segments begin its path
+    /// (`oci://host/charts` admits `oci://host/charts/web`, not
+    /// `oci://host/chartsx/web`). `*` admits any source; no entry, none.
     pub allowed_sources: Vec<String>,
     /// `host:port` of OCI registries spoken to over plain HTTP.
     pub plain_http_registries: Vec<String>,
@@ -146,6 +149,33 @@ pub struct ChartPolicy {
 }
 
 impl ChartPolicy {
+    /// True when `source` (a chart or repository URL) is within an entry of
+    /// the allow-list, segment by segment.
+    pub fn admits(&self, source: &str) -> bool {
+        let Some(source) = UrlParts::parse(source) else {
+            return false;
+        };
+        self.allowed_sources.iter().any(|entry| {
+            entry == "*" || UrlParts::parse(entry).is_some_and(|entry| entry.contains(&source))
+        })
+    }
+
+    /// `host[:port]` of every allowed source (`None`: any host, `*`): where
+    /// helm may fetch charts from.
+    pub fn allowed_hosts(&self) -> Option<Vec<String>> {
+        if self.allowed_sources.iter().any(|entry| entry == "*") {
+            return None;
+        }
+        let mut hosts: Vec<String> = self
+            .allowed_sources
+            .iter()
+            .filter_map(|entry| UrlParts::parse(entry).map(|parts| parts.authority))
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        Some(hosts)
+    }
+
     pub fn from_config(config: &crate::config::ChartConfig) -> Self {
         Self {
             allowed_sources: config.allowed_chart_sources.items().to_vec(),
@@ -156,6 +186,41 @@ impl ChartPolicy {
 }
 
 const MAX_URL_LEN: usize = 512;
+
+/// A source URL cut where the allow-list compares it.
+#[derive(Debug, PartialEq, Eq)]
+struct UrlParts {
+    scheme: String,
+    /// `host[:port]`, the host lower-cased.
+    authority: String,
+    segments: Vec<String>,
+}
+
+impl UrlParts {
+    fn parse(url: &str) -> Option<Self> {
+        let (scheme, rest) = url.split_once("://")?;
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        if authority.is_empty() || authority.contains('@') {
+            return None;
+        }
+        Some(Self {
+            scheme: scheme.to_ascii_lowercase(),
+            authority: authority.to_ascii_lowercase(),
+            segments: path
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        })
+    }
+
+    /// Same scheme and host:port, and `self`'s path segments begin `other`'s.
+    fn contains(&self, other: &Self) -> bool {
+        self.scheme == other.scheme
+            && self.authority == other.authority
+            && other.segments.starts_with(&self.segments)
+    }
+}
 
 impl ChartRef {
     /// Parses the `chart` field (and optional `repo_url`) of a request.
@@ -182,12 +247,7 @@ impl ChartRef {
             None => Self::parse_url_chart(chart, policy)?,
         };
         let source = parsed.source();
-        if !policy.allowed_sources.is_empty()
-            && !policy
-                .allowed_sources
-                .iter()
-                .any(|prefix| source.starts_with(prefix.as_str()))
-        {
+        if !policy.admits(source) {
             return Err(ValidationError::ChartSourceNotAllowed(truncate(source)));
         }
         Ok(parsed)
@@ -448,7 +508,7 @@ mod tests {
 
     fn policy() -> ChartPolicy {
         ChartPolicy {
-            allowed_sources: vec![],
+            allowed_sources: vec!["*".into()],
             plain_http_registries: vec!["127.0.0.1:5000".into()],
             allow_http: false,
         }
@@ -553,14 +613,53 @@ mod tests {
     }
 
     #[test]
-    fn chart_allow_list() {
+    fn chart_allow_list_matches_whole_path_segments() {
         let p = ChartPolicy {
-            allowed_sources: vec!["oci://127.0.0.1:5000/".into()],
+            allowed_sources: vec![
+                "oci://registry-1.docker.io/bitnamicharts".into(),
+                "https://charts.example.com/stable/".into(),
+            ],
             ..policy()
         };
-        assert!(ChartRef::parse("oci://127.0.0.1:5000/charts/web", None, &p).is_ok());
-        let err = ChartRef::parse("oci://evil.example/charts/web", None, &p).unwrap_err();
-        assert_eq!(err.code(), Code::ChartSourceNotAllowed);
+        for good in [
+            "oci://registry-1.docker.io/bitnamicharts/postgresql",
+            "oci://REGISTRY-1.docker.io/bitnamicharts/sub/chart",
+            "https://charts.example.com/stable/web-1.0.0.tgz",
+        ] {
+            assert!(ChartRef::parse(good, None, &p).is_ok(), "{good}");
+        }
+        for bad in [
+            "oci://registry-1.docker.io/bitnamichartsx/evil",
+            "oci://registry-1.docker.io/other/postgresql",
+            "oci://registry-1.docker.io.evil.example/bitnamicharts/x",
+            "oci://evil.example/charts/web",
+            "https://charts.example.com/stablex/web.tgz",
+            "https://charts.example.com:8443/stable/web.tgz",
+        ] {
+            let err = ChartRef::parse(bad, None, &p).unwrap_err();
+            assert_eq!(err.code(), Code::ChartSourceNotAllowed, "{bad}");
+        }
+        // A classic repository is matched by its URL.
+        assert!(ChartRef::parse("web", Some("https://charts.example.com/stable"), &p).is_ok());
+        assert!(ChartRef::parse("web", Some("https://charts.example.com/unstable"), &p).is_err());
+        assert_eq!(
+            p.allowed_hosts(),
+            Some(vec![
+                "charts.example.com".to_owned(),
+                "registry-1.docker.io".to_owned()
+            ])
+        );
+        let any = ChartPolicy {
+            allowed_sources: vec!["*".into()],
+            ..policy()
+        };
+        assert!(ChartRef::parse("oci://anything.example/x/y", None, &any).is_ok());
+        assert_eq!(any.allowed_hosts(), None);
+        let none = ChartPolicy {
+            allowed_sources: vec![],
+            ..policy()
+        };
+        assert!(ChartRef::parse("oci://anything.example/x/y", None, &none).is_err());
     }
 
     #[test]

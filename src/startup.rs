@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 use crate::api::{App, AppState};
 use crate::auth::ApiKeys;
 use crate::config::{Command, Config, LogFormat};
+use crate::helm::egress::{AllowedHosts, EgressGuard};
 use crate::helm::postrender::{ConfinePlugin, resolve_checker};
 use crate::helm::{Helm, HelmError, HelmRunner, HelmVersion, RunnerConfig};
 use crate::kube::ApiProbe;
@@ -52,8 +53,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     // Before the first helm run, so `helm version` is counted too.
     crate::metrics::handle();
     let reads = config.helm.effective_reads()?;
-    let helm = helm(&config).await?;
     let (client, client_config) = kube_client(&config).await?;
+    let helm = helm(&config, &client_config).await?;
     let probe = ApiProbe::start(client.clone(), Duration::from_secs(5)).await;
     let leases = ReleaseLeases::new(
         client.clone(),
@@ -126,7 +127,7 @@ fn api_keys(config: &Config) -> anyhow::Result<ApiKeys> {
 
 /// The helm client: its version detected, and with Helm 4 and confinement
 /// the post-renderer plugin that checks inside each run.
-async fn helm(config: &Config) -> anyhow::Result<Helm> {
+async fn helm(config: &Config, kube_config: &::kube::Config) -> anyhow::Result<Helm> {
     let settings = &config.helm;
     let mut runner_config = RunnerConfig {
         binary: settings.binary.clone(),
@@ -162,15 +163,65 @@ async fn helm(config: &Config) -> anyhow::Result<Helm> {
             .env
             .push(("HELM_PLUGINS".into(), plugin.plugins_dir().into()));
     }
+    let egress = egress_guard(config, kube_config).await?;
+    if let Some(guard) = &egress {
+        let direct = direct_hosts(kube_config);
+        let proxied = guard.child_env(&direct);
+        runner_config.env.retain(|(key, _)| {
+            !proxied
+                .iter()
+                .any(|(proxy_key, _)| key == proxy_key.as_str())
+        });
+        runner_config
+            .env
+            .extend(proxied.into_iter().map(|(k, v)| (k.into(), v.into())));
+    }
     let mut helm = Helm::new(
         HelmRunner::new(runner_config),
         version,
         &config.tenant.tenant_service_account,
-    );
+    )
+    .with_egress_guard(egress);
     if let Some(plugin) = plugin {
         helm = helm.with_confine_plugin(plugin);
     }
     Ok(helm)
+}
+
+/// The guard helm's chart traffic goes through: the allowed sources' hosts
+/// and CHART_FETCH_HOSTS only (none with `ALLOWED_CHART_SOURCES=*`).
+async fn egress_guard(
+    config: &Config,
+    kube_config: &::kube::Config,
+) -> anyhow::Result<Option<EgressGuard>> {
+    let policy = ChartPolicy::from_config(&config.charts);
+    if policy.allowed_sources.is_empty() {
+        bail!("ALLOWED_CHART_SOURCES is empty: name the chart sources to accept (or * for any)");
+    }
+    let Some(mut hosts) = policy.allowed_hosts() else {
+        tracing::warn!("ALLOWED_CHART_SOURCES=*: helm may fetch charts from any host");
+        return Ok(None);
+    };
+    hosts.extend(config.charts.chart_fetch_hosts.items().iter().cloned());
+    let guard = EgressGuard::start(AllowedHosts::new(hosts))
+        .await
+        .context("cannot start the chart source guard")?;
+    tracing::info!(proxy = %guard.proxy_url(), direct = ?direct_hosts(kube_config), "helm reaches chart sources only through the guard");
+    Ok(Some(guard))
+}
+
+/// Where helm connects directly: the Kubernetes API.
+fn direct_hosts(kube_config: &::kube::Config) -> Vec<String> {
+    let mut hosts: Vec<String> = kube_config
+        .cluster_url
+        .host()
+        .map(str::to_owned)
+        .into_iter()
+        .collect();
+    if let Ok(host) = std::env::var("KUBERNETES_SERVICE_HOST") {
+        hosts.push(host);
+    }
+    hosts
 }
 
 /// A helm environment without the storage driver settings (helm then

@@ -33,7 +33,7 @@ prefix="paas-st-$(printf '%04x' $((RANDOM % 65536)))-"
 log=target/schemathesis-operator.log
 
 API_KEY="$key" HOST=127.0.0.1 PORT="$port" HELM_BINARY="$HELM4_BINARY" \
-  NAMESPACE_PREFIX="$prefix" PLAIN_HTTP_REGISTRIES="$OCI_REGISTRY" \
+  NAMESPACE_PREFIX="$prefix" PLAIN_HTTP_REGISTRIES="$OCI_REGISTRY" ALLOWED_CHART_SOURCES="oci://$OCI_REGISTRY/charts" \
   HELM_TIMEOUT=30 RELEASE_LOCK_WAIT=1 LOG_LEVEL=warn \
   target/debug/paas-operator >"$log" 2>&1 &
 operator=$!

@@ -10,15 +10,29 @@ use super::List;
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Charts")]
 pub struct ChartConfig {
-    /// Chart sources accepted, as comma-separated prefixes (e.g.
-    /// `oci://registry-1.docker.io/bitnamicharts/`); empty = any oci:// or https://.
+    /// Chart sources accepted, comma-separated: a chart is accepted when
+    /// its scheme and host:port are an entry's and the entry's path
+    /// segments begin its path (`oci://host/charts` admits
+    /// `oci://host/charts/web`, not `oci://host/chartsx/web`); a classic
+    /// repository is matched by its URL. `*` accepts any source. helm may
+    /// only connect to these hosts (and CHART_FETCH_HOSTS), redirects
+    /// included.
     #[arg(
         long,
         env = "ALLOWED_CHART_SOURCES",
-        default_value = "",
-        hide_default_value = true
+        default_value = "oci://registry-1.docker.io/bitnamicharts"
     )]
     pub allowed_chart_sources: List,
+
+    /// Further hosts (`host[:port]`) helm may fetch from, comma-separated:
+    /// where allowed sources redirect downloads (e.g. a registry's blob
+    /// storage; Docker Hub's is `production.cloudflare.docker.com`).
+    #[arg(
+        long,
+        env = "CHART_FETCH_HOSTS",
+        default_value = "production.cloudflare.docker.com"
+    )]
+    pub chart_fetch_hosts: List,
 
     /// OCI registries (`host:port`) spoken to over plain HTTP, comma-separated.
     #[arg(

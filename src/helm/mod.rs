@@ -10,6 +10,7 @@
 pub mod cli_reads;
 pub mod command;
 pub mod confine;
+pub mod egress;
 pub mod error;
 pub mod postrender;
 pub mod release;
@@ -61,6 +62,8 @@ pub struct Helm {
     tenant_account: String,
     /// Set with Helm 4 when charts are confined: the post-renderer plugin.
     confine_plugin: Option<Arc<ConfinePlugin>>,
+    /// The proxy helm's chart traffic goes through (kept alive with helm).
+    egress: Option<Arc<egress::EgressGuard>>,
 }
 
 /// What a server-side dry run (Helm 3) says helm would apply.
@@ -91,7 +94,15 @@ impl Helm {
             version,
             tenant_account: tenant_account.to_owned(),
             confine_plugin: None,
+            egress: None,
         }
+    }
+
+    /// Keeps `guard` (the runner's environment points helm at it) alive as
+    /// long as helm runs.
+    pub fn with_egress_guard(mut self, guard: Option<egress::EgressGuard>) -> Self {
+        self.egress = guard.map(Arc::new);
+        self
     }
 
     /// The user helm acts as in `namespace`.

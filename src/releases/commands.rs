@@ -154,7 +154,10 @@ mod tests {
 
     #[test]
     fn upgrade_needs_a_chart_and_picks_the_values_mode() {
-        let policy = ChartPolicy::default();
+        let policy = ChartPolicy {
+            allowed_sources: vec!["*".into()],
+            ..ChartPolicy::default()
+        };
         let request =
             |json: serde_json::Value| -> UpgradeRequest { serde_json::from_value(json).unwrap() };
         let missing = Upgrade::parse(request(serde_json::json!({})), &policy).unwrap_err();
@@ -172,7 +175,10 @@ mod tests {
 
     #[test]
     fn install_validates_every_field_before_anything_runs() {
-        let policy = ChartPolicy::default();
+        let policy = ChartPolicy {
+            allowed_sources: vec!["*".into()],
+            ..ChartPolicy::default()
+        };
         let request = |namespace: &str, name: &str, chart: &str| -> InstallRequest {
             serde_json::from_value(serde_json::json!({
                 "namespace": namespace, "name": name, "chart": chart

@@ -170,12 +170,11 @@ async fn namespaces_of_the_earlier_operator_are_adopted_unless_told_not_to() {
         .await
         .expect("ns");
     assert!(
-        untouched
+        !untouched
             .metadata
             .labels
             .unwrap_or_default()
-            .get("paas-managed")
-            .is_none()
+            .contains_key("paas-managed")
     );
     drop(refusing);
 
