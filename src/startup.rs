@@ -29,6 +29,7 @@ use crate::releases::cache::ReadCache;
 use crate::releases::locks::ReleaseLocks;
 use crate::releases::{Parts, Reads, RecordKind, ReleaseService, ReleaseSettings, ReleaseStore};
 use crate::tenants::TenantService;
+use crate::tenants::policy::{PolicyState, ensure_cluster_policy};
 
 /// The binary's entry point: logging, then serve (or print the OpenAPI document).
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -55,6 +56,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let reads = config.helm.effective_reads()?;
     let (client, client_config) = kube_client(&config).await?;
     let helm = helm(&config, &client_config).await?;
+    if config.tenant.manage_tenant_policy {
+        tenant_policy(&client).await;
+    }
     let probe = ApiProbe::start(client.clone(), Duration::from_secs(5)).await;
     let leases = ReleaseLeases::new(
         client.clone(),
@@ -186,6 +190,23 @@ async fn helm(config: &Config, kube_config: &::kube::Config) -> anyhow::Result<H
         helm = helm.with_confine_plugin(plugin);
     }
     Ok(helm)
+}
+
+/// Applies the built-in tenant policy when this identity may; a cluster
+/// that cannot be reached now gets it at the next start.
+async fn tenant_policy(client: &::kube::Client) {
+    match ensure_cluster_policy(client).await {
+        Ok(PolicyState::Applied(count)) => {
+            tracing::info!(
+                objects = count,
+                "tenant policy applied (ClusterRole paas-tenant, admission policies)"
+            );
+        }
+        Ok(PolicyState::NotOurs) => {
+            tracing::info!("tenant policy left to the deployment (k8s/tenant-policy.yaml)");
+        }
+        Err(error) => tracing::warn!(%error, "tenant policy not applied"),
+    }
 }
 
 /// The guard helm's chart traffic goes through: the allowed sources' hosts

@@ -57,6 +57,13 @@ pub struct TenantConfig {
     #[arg(long, env = "ADOPT_NAMESPACES", default_value_t = true, action = clap::ArgAction::Set)]
     pub adopt_namespaces: bool,
 
+    /// Apply the built-in tenant policy (the ClusterRole charts run with
+    /// and the admission policies of k8s/tenant-policy.yaml) at start when
+    /// the operator's identity may (an admin kubeconfig); `false`: leave it
+    /// to the deployment.
+    #[arg(long, env = "MANAGE_TENANT_POLICY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub manage_tenant_policy: bool,
+
     /// The operator's ServiceAccount as `namespace/name`, the subject of the
     /// tenant RoleBinding.
     #[arg(

@@ -174,8 +174,10 @@ impl HelmRelease {
 
 /// Largest encoded record accepted (etcd caps objects near 1.5 MiB).
 const MAX_ENCODED: usize = 4 << 20;
-/// Largest decompressed record accepted (guards against gzip bombs).
-const MAX_DECODED: u64 = 64 << 20;
+/// Largest decompressed record accepted (guards against gzip bombs; etcd
+/// keeps a record under ~1.5 MiB compressed, and a rendered manifest
+/// compresses about tenfold).
+const MAX_DECODED: u64 = 16 << 20;
 
 /// A release record that cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -194,6 +196,45 @@ pub fn decode_record(record: &str, encoded: &[u8]) -> Result<HelmRelease, Record
     serde_json::from_slice(&json).map_err(|e| RecordError::Corrupt {
         record: record.to_owned(),
         reason: format!("json: {e}"),
+    })
+}
+
+/// Decodes only what a history lists (revision, status, times, chart):
+/// the manifest, hooks and values are skipped, not kept.
+pub fn decode_summary(record: &str, encoded: &[u8]) -> Result<HelmRelease, RecordError> {
+    #[derive(Deserialize)]
+    struct Summary {
+        name: String,
+        #[serde(default)]
+        namespace: String,
+        version: u32,
+        #[serde(default)]
+        info: HelmInfo,
+        #[serde(default)]
+        chart: SummaryChart,
+    }
+    #[derive(Default, Deserialize)]
+    struct SummaryChart {
+        #[serde(default)]
+        metadata: ChartMetadata,
+    }
+    let json = decode_payload(record, encoded)?;
+    let summary: Summary = serde_json::from_slice(&json).map_err(|e| RecordError::Corrupt {
+        record: record.to_owned(),
+        reason: format!("json: {e}"),
+    })?;
+    Ok(HelmRelease {
+        name: summary.name,
+        namespace: summary.namespace,
+        version: summary.version,
+        info: summary.info,
+        chart: HelmChart {
+            metadata: summary.chart.metadata,
+            values: None,
+        },
+        config: None,
+        manifest: String::new(),
+        hooks: Vec::new(),
     })
 }
 
@@ -294,6 +335,22 @@ mod tests {
             .encode(json)
             .into_bytes();
         assert_eq!(decode_record("r", &plain).unwrap().name, "a");
+    }
+
+    #[test]
+    fn summaries_skip_manifest_hooks_and_values() {
+        let json = serde_json::json!({"name": "a", "version": 3, "info": {"status": "superseded"},
+            "chart": {"metadata": {"name": "web", "version": "0.1.0"}, "values": {"big": "x"}},
+            "config": {"password": "s3cret"}, "manifest": "kind: ConfigMap", "hooks": [{"manifest": "x"}]});
+        let summary = decode_summary("r", &encode(json.to_string().as_bytes())).unwrap();
+        assert_eq!(
+            (summary.version, summary.chart.metadata.name.as_str()),
+            (3, "web")
+        );
+        assert!(
+            summary.manifest.is_empty() && summary.hooks.is_empty() && summary.config.is_none()
+        );
+        assert_eq!(summary.to_revision().status, ReleaseStatus::Superseded);
     }
 
     #[test]

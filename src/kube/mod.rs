@@ -32,6 +32,9 @@ pub enum KubeError {
     /// The namespace is being deleted.
     #[error("namespace {0} is terminating")]
     Terminating(String),
+    /// The built-in tenant policy cannot be read (a build defect).
+    #[error("the built-in tenant policy cannot be read")]
+    PolicyUnreadable,
     /// The tenant identity helm runs as is not authorized (the tenant
     /// ClusterRole is missing?).
     #[error("the tenant identity of namespace {0} is not authorized")]
@@ -63,6 +66,10 @@ impl From<KubeError> for ApiError {
             KubeError::NotManaged(name) => ApiError::new(
                 Code::NamespaceNotManaged,
                 format!("Namespace {name} exists and is not managed by this operator"),
+            ),
+            KubeError::PolicyUnreadable => ApiError::new(
+                Code::TenantIdentityUnavailable,
+                "The operator's built-in tenant policy cannot be read",
             ),
             KubeError::IdentityNotReady(name) => ApiError::new(
                 Code::TenantIdentityUnavailable,

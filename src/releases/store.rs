@@ -9,7 +9,7 @@ use kube::{Api, Client};
 
 use crate::config::HelmDriver;
 use crate::error::{ApiError, Code};
-use crate::helm::release::{HelmRelease, RecordError, decode_record};
+use crate::helm::release::{HelmRelease, RecordError, decode_record, decode_summary};
 use crate::kube::KubeError;
 
 /// Which objects hold the records.
@@ -124,7 +124,7 @@ impl ReleaseStore {
         Ok(found.flatten().transpose()?)
     }
 
-    /// Every stored revision of a release, oldest first.
+    /// Every stored revision of a release, oldest first, as summaries.
     pub async fn history(
         &self,
         namespace: &str,
@@ -253,6 +253,13 @@ pub fn claim(object: &impl RecordObject) -> Option<(String, u32)> {
 /// record (see [`claim`]) or its payload names another release or
 /// revision than it claims; an error when it cannot be read.
 pub fn decode_genuine(object: &impl RecordObject) -> Option<Result<HelmRelease, RecordError>> {
+    decode_genuine_with(object, decode_record)
+}
+
+fn decode_genuine_with(
+    object: &impl RecordObject,
+    decode: fn(&str, &[u8]) -> Result<HelmRelease, RecordError>,
+) -> Option<Result<HelmRelease, RecordError>> {
     let (release, revision) = claim(object)?;
     let record = object.metadata().name.clone().unwrap_or_default();
     let Some(payload) = object.payload() else {
@@ -261,7 +268,7 @@ pub fn decode_genuine(object: &impl RecordObject) -> Option<Result<HelmRelease, 
             reason: "no release field".into(),
         }));
     };
-    match decode_record(&record, payload) {
+    match decode(&record, payload) {
         Ok(decoded) if decoded.name == release && decoded.version == revision => Some(Ok(decoded)),
         Ok(_) => {
             tracing::warn!(

@@ -15,6 +15,7 @@
 //! without our label (`ADOPT_NAMESPACES`).
 
 pub mod objects;
+pub mod policy;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
