@@ -302,7 +302,8 @@ fn latest_of<K: RecordObject>(
     Ok(None)
 }
 
-/// Every genuine record of `release` among `objects`, oldest first.
+/// Every genuine record of `release` among `objects`, oldest first, as
+/// summaries (no manifest, hooks or values are kept).
 fn history_of<K: RecordObject>(
     objects: &[K],
     release: &str,
@@ -310,7 +311,7 @@ fn history_of<K: RecordObject>(
     let mut history = objects
         .iter()
         .filter(|object| claim(*object).is_some_and(|(name, _)| name == release))
-        .filter_map(decode_genuine)
+        .filter_map(|object| decode_genuine_with(object, decode_summary))
         .collect::<Result<Vec<_>, _>>()?;
     history.sort_by_key(|r| r.version);
     Ok(history)
