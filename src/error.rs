@@ -78,8 +78,24 @@ codes! {
     InvalidValues = "invalid_values", BAD_REQUEST;
     /// An upgrade without `chart`.
     ChartRequired = "chart_required", BAD_REQUEST;
+    /// The sidecar request is not acceptable (name, image, ports, env…).
+    InvalidSidecar = "invalid_sidecar", BAD_REQUEST;
+    /// The sidecar's Deployment is not (or no longer) in the release.
+    SidecarTargetMissing = "sidecar_target_missing", BAD_REQUEST;
     /// A rollback without a revision, of a release that has only one.
     NoPreviousRevision = "no_previous_revision", BAD_REQUEST;
+    /// A subdomain is not a DNS label of at most 59 characters.
+    InvalidSubdomain = "invalid_subdomain", BAD_REQUEST;
+    /// `service_name`, `service_port` or `service_url` of a route is not valid.
+    InvalidService = "invalid_service", BAD_REQUEST;
+    /// A tunnel's hostname is not a valid DNS name.
+    InvalidHostname = "invalid_hostname", BAD_REQUEST;
+    /// A tunnel's name is empty, too long or has control characters.
+    InvalidTunnelName = "invalid_tunnel_name", BAD_REQUEST;
+    /// `/api/routes` while exposure is off (EXPOSURE_BACKEND).
+    ExposureDisabled = "exposure_disabled", BAD_REQUEST;
+    /// `/api/tunnels` without a Cloudflare API token and account.
+    TunnelsDisabled = "tunnels_disabled", BAD_REQUEST;
     /// The chart (or the requested version) does not exist at its source.
     ChartNotFound = "chart_not_found", BAD_REQUEST;
     /// The chart failed to render with the given values.
@@ -102,6 +118,10 @@ codes! {
     RevisionNotFound = "revision_not_found", NOT_FOUND;
     /// No such namespace.
     NamespaceNotFound = "namespace_not_found", NOT_FOUND;
+    /// The release has no sidecar.
+    SidecarNotFound = "sidecar_not_found", NOT_FOUND;
+    /// No such tunnel (or it was deleted).
+    TunnelNotFound = "tunnel_not_found", NOT_FOUND;
     /// The endpoint does not take this method.
     MethodNotAllowed = "method_not_allowed", METHOD_NOT_ALLOWED;
     /// Install of a name that already has a release.
@@ -114,6 +134,10 @@ codes! {
     NamespaceTerminating = "namespace_terminating", CONFLICT;
     /// A Kubernetes write lost a race; retrying may succeed.
     KubernetesConflict = "kubernetes_conflict", CONFLICT;
+    /// The hostname is routed for another release or by someone else.
+    HostnameTaken = "hostname_taken", CONFLICT;
+    /// A live tunnel already has this name.
+    TunnelNameTaken = "tunnel_name_taken", CONFLICT;
     /// The body did not arrive within BODY_READ_TIMEOUT.
     BodyTimeout = "body_timeout", REQUEST_TIMEOUT;
     /// The body is larger than the limit.
@@ -138,6 +162,8 @@ codes! {
     TenantIdentityUnavailable = "tenant_identity_unavailable", INTERNAL_SERVER_ERROR;
     /// The chart source could not be reached.
     ChartSourceUnreachable = "chart_source_unreachable", BAD_GATEWAY;
+    /// Cloudflare refused a call (its reason is logged).
+    CloudflareError = "cloudflare_error", BAD_GATEWAY;
     /// The Kubernetes API is unreachable.
     KubernetesUnavailable = "kubernetes_unavailable", SERVICE_UNAVAILABLE;
     /// Every helm slot is busy.
@@ -148,6 +174,10 @@ codes! {
     NotReady = "not_ready", SERVICE_UNAVAILABLE;
     /// The pods of a release could not be read.
     PodsUnavailable = "pods_unavailable", SERVICE_UNAVAILABLE;
+    /// Cloudflare did not answer in time, or kept failing (5xx, 429).
+    CloudflareUnavailable = "cloudflare_unavailable", SERVICE_UNAVAILABLE;
+    /// Another replica held the shared tunnel's configuration too long.
+    RoutesBusy = "routes_busy", SERVICE_UNAVAILABLE;
     /// helm did not finish within its timeout.
     HelmTimeout = "helm_timeout", GATEWAY_TIMEOUT;
 }
@@ -156,8 +186,11 @@ impl Code {
     /// Seconds a client should wait before retrying (`Retry-After`).
     pub fn retry_after(self) -> Option<u32> {
         match self {
-            Code::OperatorBusy => Some(10),
-            Code::KubernetesUnavailable | Code::NotReady | Code::PodsUnavailable => Some(5),
+            Code::OperatorBusy | Code::CloudflareUnavailable => Some(10),
+            Code::KubernetesUnavailable
+            | Code::NotReady
+            | Code::PodsUnavailable
+            | Code::RoutesBusy => Some(5),
             _ => None,
         }
     }

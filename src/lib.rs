@@ -13,6 +13,8 @@
 //!                 │          (watch-fed cache ─► storage or helm CLI)
 //!                 ▼
 //!              tenants/     tenant namespaces: quota, limits, isolation, RBAC
+//!              exposure/    public routes (route records, shared Cloudflare
+//!                 │          Tunnel or Ingress, reconciliation), dedicated tunnels
 //!                 │
 //!      ┌──────────┴──────────┐
 //!      ▼                     ▼
@@ -36,10 +38,12 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod exposure;
 pub mod helm;
 pub mod kube;
 pub mod metrics;
 pub mod model;
+pub mod n8n;
 pub mod names;
 pub mod releases;
 pub mod startup;

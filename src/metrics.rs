@@ -17,6 +17,8 @@
 //! | `read_cache_namespaces` | gauge | – (namespaces indexed, two watches each) |
 //! | `helm_egress_refused_total` | counter | – (helm tried a host that is no allowed chart source) |
 //! | `api_errors_total` | counter | `error_type` (one of the API's error codes, `crate::error::Code`) |
+//! | `cloudflare_requests_total` | counter | `operation` (`get_config`, `put_config`, `create_dns`, …), `outcome` (`success`, `client_error`, `server_error`, `rate_limited`, `timeout`, `unreachable`, `unreadable`) |
+//! | `cloudflare_request_duration_seconds` | histogram | `operation`, `outcome` (one sample per attempt; retries count again) |
 //!
 //! Labels only ever hold bounded, non-secret values: never a namespace,
 //! release name, value or key.
@@ -39,6 +41,8 @@ const CACHE_LOOKUPS: &str = "read_cache_lookups_total";
 const CACHE_NAMESPACES: &str = "read_cache_namespaces";
 const API_ERRORS: &str = "api_errors_total";
 const EGRESS_REFUSED: &str = "helm_egress_refused_total";
+const CLOUDFLARE_REQUESTS: &str = "cloudflare_requests_total";
+const CLOUDFLARE_DURATION: &str = "cloudflare_request_duration_seconds";
 
 /// Seconds; HTTP requests range from a storage read to a 120 s install.
 const HTTP_BUCKETS: &[f64] = &[
@@ -47,6 +51,10 @@ const HTTP_BUCKETS: &[f64] = &[
 /// Seconds; helm runs take from 0.1 s (`version`) to HELM_TIMEOUT.
 const HELM_BUCKETS: &[f64] = &[
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+/// Seconds; one Cloudflare call is bounded by CLOUDFLARE_TIMEOUT.
+const CLOUDFLARE_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0,
 ];
 /// Seconds; the lock wait is bounded by RELEASE_LOCK_WAIT.
 const LOCK_BUCKETS: &[f64] = &[0.001, 0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
@@ -98,6 +106,7 @@ fn buckets(builder: PrometheusBuilder) -> PrometheusBuilder {
     };
     let builder = with(builder, HTTP_DURATION, HTTP_BUCKETS);
     let builder = with(builder, HELM_DURATION, HELM_BUCKETS);
+    let builder = with(builder, CLOUDFLARE_DURATION, CLOUDFLARE_BUCKETS);
     with(builder, LOCK_WAIT_DURATION, LOCK_BUCKETS)
 }
 
@@ -133,6 +142,15 @@ fn describe() {
         "release reads answered from the watch-fed index (hit) or the API (miss)"
     );
     describe_gauge!(CACHE_NAMESPACES, "namespaces in the read cache");
+    describe_counter!(
+        CLOUDFLARE_REQUESTS,
+        "Cloudflare API calls (each attempt), by operation and outcome"
+    );
+    describe_histogram!(
+        CLOUDFLARE_DURATION,
+        metrics::Unit::Seconds,
+        "Cloudflare API call latency (each attempt)"
+    );
     describe_counter!(
         API_ERRORS,
         "error answers, by error_type (the API's error code)"
@@ -200,6 +218,14 @@ pub fn read_cache_namespaces(count: usize) {
 /// Counts a connection helm tried to a host that is no allowed chart source.
 pub fn egress_refused() {
     counter!(EGRESS_REFUSED).increment(1);
+}
+
+/// Records one Cloudflare API attempt; `operation` and `outcome` come from
+/// fixed lists in `crate::exposure::cloudflare`.
+pub fn cloudflare_request(operation: &'static str, outcome: &'static str, elapsed: Duration) {
+    let labels = [("operation", operation), ("outcome", outcome)];
+    counter!(CLOUDFLARE_REQUESTS, &labels).increment(1);
+    histogram!(CLOUDFLARE_DURATION, &labels).record(elapsed.as_secs_f64());
 }
 
 /// Counts an error answer by its code (`crate::error::Code::as_str`).

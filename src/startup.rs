@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 use crate::api::{App, AppState};
 use crate::auth::ApiKeys;
 use crate::config::{Command, Config, LogFormat};
+use crate::exposure::{ExposureService, spawn_reconciler};
 use crate::helm::egress::{AllowedHosts, EgressGuard};
 use crate::helm::postrender::{ConfinePlugin, resolve_checker};
 use crate::helm::{Helm, HelmError, HelmRunner, HelmVersion, RunnerConfig};
@@ -80,7 +81,17 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         }
         _ => ReadCache::disabled(),
     };
-    let tenants = TenantService::new(client.clone(), client_config, config.tenant.clone());
+    let exposure = ExposureService::start(
+        client.clone(),
+        &config.exposure,
+        &format!("paas-operator-{}", uuid::Uuid::new_v4()),
+    )?;
+    // With exposure on, tenant NetworkPolicies admit the tunnel connector.
+    let tenant_policy = config
+        .exposure
+        .tenant_policy(&config.tenant, exposure.backend());
+    let admitted = admitted_namespaces(&config, &tenant_policy);
+    let tenants = TenantService::new(client.clone(), client_config, tenant_policy, admitted);
     let releases = ReleaseService::new(Parts {
         helm,
         client: client.clone(),
@@ -100,15 +111,23 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
                 .cloned()
                 .collect(),
             tenant_account: config.tenant.tenant_service_account.clone(),
+            app_access: config.apps.app_access,
+            n8n_ready_timeout: config.apps.n8n_ready_timeout,
+            namespace_prefix: config.tenant.namespace_prefix.clone(),
         },
+        exposure: exposure.clone(),
     });
-    Ok(AppState(Arc::new(App {
+    let reconcile_every = config.exposure.exposure_reconcile_interval;
+    let state = AppState(Arc::new(App {
         chart_policy: ChartPolicy::from_config(&config.charts),
         keys,
         probe,
         releases,
         config,
-    })))
+    }));
+    // Routes reconciled now (in the background) and periodically.
+    spawn_reconciler(exposure, Arc::downgrade(&state.0), reconcile_every);
+    Ok(state)
 }
 
 /// The accepted API keys; refuses to start without one unless told to.
@@ -192,6 +211,24 @@ async fn helm(config: &Config, kube_config: &::kube::Config) -> anyhow::Result<H
     Ok(helm)
 }
 
+/// The namespaces whose pods may reach tenant pods: those configured, the
+/// platform's (it calls the MCP sidecars), and the operator's own when it
+/// reaches apps directly (the n8n bootstrap).
+fn admitted_namespaces(config: &Config, tenant: &crate::config::TenantConfig) -> Vec<String> {
+    let mut admitted = tenant.network_allowed_namespaces.items().to_vec();
+    if !config.apps.platform_namespace.is_empty() {
+        admitted.push(config.apps.platform_namespace.clone());
+    }
+    if config.apps.app_access == crate::config::AppAccess::Direct
+        && let Some((namespace, _)) = config.tenant.operator_service_account.split_once('/')
+    {
+        admitted.push(namespace.to_owned());
+    }
+    admitted.sort();
+    admitted.dedup();
+    admitted
+}
+
 /// Applies the built-in tenant policy when this identity may; a cluster
 /// that cannot be reached now gets it at the next start.
 async fn tenant_policy(client: &::kube::Client) {
@@ -254,14 +291,14 @@ fn without_storage_driver(env: &[(OsString, OsString)]) -> Vec<(OsString, OsStri
         .collect()
 }
 
-/// With Helm 4 and `CONFINE_CHARTS`, the post-renderer plugin that checks
-/// confinement inside each install/upgrade, in a private directory under
-/// the temp dir (Helm 3 renders with `helm template` first instead).
+/// With Helm 4, the post-renderer plugin that checks confinement (and adds
+/// the operator's additions) inside each install/upgrade, in a private
+/// directory under the temp dir (Helm 3 is dry run first instead).
 async fn confine_plugin(
     config: &Config,
     version: &HelmVersion,
 ) -> anyhow::Result<Option<ConfinePlugin>> {
-    if !config.charts.confine_charts || version.major < 4 {
+    if version.major < 4 {
         return Ok(None);
     }
     let checker = match &config.charts.confine_checker {

@@ -2,14 +2,18 @@
 //! document built from the same `routes!` lists (so they cannot drift),
 //! request ids, one log line and one metrics sample per request.
 
+pub mod bootstrap;
 pub mod extract;
 pub mod health;
 pub mod metrics;
 pub mod namespaces;
 pub mod releases;
 pub mod responses;
+pub mod routes;
+pub mod sidecar;
 #[cfg(test)]
 mod tests;
+pub mod tunnels;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -75,6 +79,8 @@ impl Deref for AppState {
     modifiers(&ApiKeyScheme),
     tags((name = "releases", description = "Helm releases in tenant namespaces"),
          (name = "namespaces", description = "Tenant namespaces"),
+         (name = "routes", description = "Public exposure: routes to releases' Services (shared Cloudflare Tunnel or Ingress)"),
+         (name = "tunnels", description = "Dedicated Cloudflare Tunnels for customers' devices"),
          (name = "health", description = "Liveness, readiness and Prometheus metrics (no API key)")),
 )]
 struct ApiDoc;
@@ -109,6 +115,14 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(releases::rollback_release))
         .routes(routes!(releases::list_revisions))
         .routes(routes!(releases::release_status))
+        .routes(routes!(sidecar::attach_sidecar, sidecar::detach_sidecar))
+        .routes(routes!(bootstrap::init_n8n))
+        .routes(routes!(routes::list_routes, routes::create_route))
+        .routes(routes!(routes::delete_route))
+        .routes(routes!(routes::reconcile_routes))
+        .routes(routes!(tunnels::create_tunnel))
+        .routes(routes!(tunnels::tunnel_status, tunnels::delete_tunnel))
+        .routes(routes!(tunnels::tunnel_token))
         .routes(routes!(namespaces::create_namespace))
         .routes(routes!(
             namespaces::get_namespace,

@@ -6,15 +6,19 @@
 
 use std::convert::Infallible;
 
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponseParts, ResponseParts};
 use axum::{Extension, Json};
 
 use super::AppState;
 use super::extract::{ApiJson, ReleasePath};
+use super::routes::with_route;
 use crate::auth::KeyId;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, Code, ErrorBody};
+use crate::exposure::names::Subdomain;
+use crate::model::exposure::UninstallQuery;
 use crate::model::{
     InstallRequest, MessageResponse, ReleaseInfo, ReleaseStatusResponse, RevisionList,
     RollbackRequest, UpgradeRequest,
@@ -37,8 +41,20 @@ pub async fn install_release(
     ApiJson(request): ApiJson<InstallRequest>,
 ) -> Result<(StatusCode, Json<ReleaseInfo>), ApiError> {
     let install = Install::parse(request, state.namespace_prefix(), &state.chart_policy)?;
+    let exposed = (
+        install.namespace.clone(),
+        install.name.clone(),
+        install.expose.clone(),
+    );
     let release = state.releases.install(&key, install).await?;
-    Ok((StatusCode::CREATED, Json(release.to_info(true))))
+    let mut info = release.to_info(true);
+    let (namespace, name, expose) = exposed;
+    info.route = state
+        .releases
+        .exposure()
+        .route_after_install(&namespace, &name, expose.as_ref())
+        .await;
+    Ok((StatusCode::CREATED, Json(info)))
 }
 
 /// The release at its latest revision, whatever its status.
@@ -54,7 +70,8 @@ pub async fn get_release(
     ReleasePath { namespace, name }: ReleasePath,
 ) -> Result<(Served, Json<ReleaseInfo>), ApiError> {
     let (from, latest) = state.releases.latest(&namespace, &name).await?;
-    Ok((Served(from), Json(latest.release.to_info(false))))
+    let info = with_route(&state, latest.release.to_info(false)).await;
+    Ok((Served(from), Json(info)))
 }
 
 /// Upgrade a release (new chart version and/or values).
@@ -78,12 +95,15 @@ pub async fn upgrade_release(
         .releases
         .upgrade(&key, &namespace, &name, upgrade)
         .await?;
-    Ok(Json(release.to_info(true)))
+    Ok(Json(with_route(&state, release.to_info(true)).await))
 }
 
-/// Uninstall a release.
+/// Uninstall a release. Its routes (`{subdomain}-mcp` included) are
+/// removed with it, also when it was already gone (then 404); with
+/// `?subdomain=`, so is a route the earlier operator made there into the
+/// release's namespace.
 #[utoipa::path(delete, path = "/api/releases/{namespace}/{name}", tag = "releases",
-    params(("namespace" = String, Path), ("name" = String, Path)),
+    params(("namespace" = String, Path), ("name" = String, Path), UninstallQuery),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "Uninstalled", body = MessageResponse),
@@ -94,8 +114,28 @@ pub async fn uninstall_release(
     State(state): State<AppState>,
     Extension(key): Extension<KeyId>,
     ReleasePath { namespace, name }: ReleasePath,
+    query: Result<Query<UninstallQuery>, QueryRejection>,
 ) -> Result<Json<MessageResponse>, ApiError> {
-    state.releases.uninstall(&key, &namespace, &name).await?;
+    // Every recorded route of the release goes with it; `subdomain` also
+    // names one the earlier operator made (no record) to remove.
+    let Query(query) = query
+        .map_err(|_| ApiError::new(Code::InvalidPath, "The query is not ?subdomain=<subdomain>"))?;
+    let subdomain = query
+        .subdomain
+        .as_deref()
+        .map(Subdomain::parse)
+        .transpose()?;
+    let outcome = state.releases.uninstall(&key, &namespace, &name).await;
+    let gone = outcome
+        .as_ref()
+        .map_or_else(|e| e.code == Code::ReleaseNotFound, |()| true);
+    if let (true, Some(subdomain)) = (gone, &subdomain) {
+        let exposure = state.releases.exposure();
+        exposure
+            .remove_unrecorded(&namespace, &name, subdomain)
+            .await;
+    }
+    outcome?;
     Ok(Json(MessageResponse {
         message: format!("Release {name} uninstalled from {namespace}"),
     }))
@@ -162,7 +202,7 @@ pub async fn release_status(
     Ok((
         Served(from),
         Json(ReleaseStatusResponse {
-            release: status.release.release.to_info(false),
+            release: with_route(&state, status.release.release.to_info(false)).await,
             pods: status.pods,
             pod_retrieval_error: None,
             stuck: status.stuck,

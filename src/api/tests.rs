@@ -65,14 +65,18 @@ pub(super) fn app_with(
         reads: Reads::Storage(ReleaseStore::new(client.clone(), RecordKind::Secret)),
         cache: ReadCache::disabled(),
         locks,
-        tenants: TenantService::new(client, client_config, config.tenant.clone()),
+        tenants: TenantService::new(client, client_config, config.tenant.clone(), Vec::new()),
         settings: ReleaseSettings {
             lock_wait: Duration::from_millis(600),
             stale_after: Duration::from_secs(60),
             confine: false,
             allowed_cluster_kinds: Default::default(),
             tenant_account: "paas-tenant".into(),
+            app_access: crate::config::AppAccess::Direct,
+            n8n_ready_timeout: Duration::from_secs(5),
+            namespace_prefix: "paas-ws-".into(),
         },
+        exposure: crate::exposure::ExposureService::disabled(),
     });
     let state = AppState(Arc::new(App {
         chart_policy: ChartPolicy::from_config(&config.charts),

@@ -12,11 +12,15 @@
 //! | Helm | [`helm`] | `HELM_BINARY`, `HELM_TIMEOUT`, `HELM_DRIVER`, `RELEASE_READS` |
 //! | Charts | [`charts`] | `ALLOWED_CHART_SOURCES`, `CONFINE_CHARTS` |
 //! | Read cache | [`cache`] | `READ_CACHE`, `READ_CACHE_IDLE` |
+//! | Apps | [`apps`] | `APP_ACCESS`, `N8N_READY_TIMEOUT`, `PLATFORM_NAMESPACE` |
 //! | Tenants | [`tenant`] | `NAMESPACE_PREFIX`, `PSA_ENFORCE`, `NETWORK_ALLOWED_NAMESPACES` |
+//! | Exposure | [`exposure`] | `EXPOSURE_BACKEND`, `CLOUDFLARE_*`, `INGRESS_CLASS`, `OPERATOR_NAMESPACE` |
 
+pub mod apps;
 pub mod auth;
 pub mod cache;
 pub mod charts;
+pub mod exposure;
 pub mod helm;
 mod list;
 mod secret;
@@ -27,9 +31,11 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub use apps::{AppAccess, AppsConfig};
 pub use auth::AuthConfig;
 pub use cache::CacheConfig;
 pub use charts::ChartConfig;
+pub use exposure::{ExposureBackend, ExposureConfig};
 pub use helm::{HelmConfig, HelmDriver, ReleaseReads};
 pub use list::{List, seconds};
 pub use secret::SecretString;
@@ -65,6 +71,12 @@ pub struct Config {
 
     #[command(flatten)]
     pub tenant: TenantConfig,
+
+    #[command(flatten)]
+    pub apps: AppsConfig,
+
+    #[command(flatten)]
+    pub exposure: ExposureConfig,
 }
 
 /// Extra commands; with none the service serves.

@@ -52,6 +52,9 @@ pub enum Violation {
     TenantIdentity { document: usize },
     /// A Service reaching outside the cluster network.
     ServiceExposure { document: usize },
+    /// An Ingress that makes the ingress controller reach beyond the
+    /// tenant (configuration snippets, another namespace's Secrets).
+    IngressReach { document: usize },
     /// YAML tags or merge keys, which parsers read differently.
     Ambiguous { document: usize },
     /// A document that cannot be read, so cannot be checked.
@@ -75,6 +78,9 @@ impl Violation {
             Self::ServiceExposure { .. } => {
                 "a Service with externalIPs, ExternalName, NodePort or LoadBalancer"
             }
+            Self::IngressReach { .. } => {
+                "an Ingress with configuration snippets or another namespace's Secrets"
+            }
             Self::Ambiguous { .. } => "using YAML tags or merge keys",
             Self::Unreadable { .. } => "unreadable",
             Self::TooLarge => "too large",
@@ -90,6 +96,7 @@ impl Violation {
             | Self::OperatorLabel { document }
             | Self::TenantIdentity { document }
             | Self::ServiceExposure { document }
+            | Self::IngressReach { document }
             | Self::Ambiguous { document }
             | Self::Unreadable { document } => Some(document),
             Self::TooLarge | Self::RefusedByCluster => None,
@@ -160,6 +167,10 @@ impl ScopeLookup for ClusterScoped {
 /// operator writes it as JSON for the post-renderer (a separate process).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rules {
+    /// Check confinement (`CONFINE_CHARTS`); when false the rendering is
+    /// only parsed (and the additions applied).
+    #[serde(default = "checked_by_default")]
+    pub confine: bool,
     /// The release namespace.
     pub namespace: String,
     /// Cluster-scoped kinds charts may create (`ALLOWED_CLUSTER_KINDS`).
@@ -167,10 +178,20 @@ pub struct Rules {
     pub cluster_scoped: ClusterScoped,
     /// The ServiceAccount helm runs as in the namespace (`paas-tenant`).
     pub tenant_account: String,
+    /// The release (for what the operator adds to its rendering).
+    #[serde(default)]
+    pub release: String,
+    /// What the operator adds to the checked documents.
+    #[serde(default)]
+    pub additions: super::additions::Additions,
+}
+
+fn checked_by_default() -> bool {
+    true
 }
 
 /// A rendering that passed, as the JSON documents helm is to apply.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Checked {
     pub documents: Vec<Value>,
 }
@@ -281,6 +302,9 @@ impl Rules {
         if core && object.kind == "Service" && reaches_out(value) {
             found.push(Violation::ServiceExposure { document });
         }
+        if object.kind == "Ingress" && self.ingress_reaches_out(value) {
+            found.push(Violation::IngressReach { document });
+        }
         found
     }
 
@@ -333,6 +357,32 @@ fn parse(
         Ok(Checked { documents })
     } else {
         Err(found)
+    }
+}
+
+impl Rules {
+    /// Annotations that make the ingress controller (with its own,
+    /// cluster-wide rights) act beyond the tenant.
+    fn ingress_reaches_out(&self, value: &Value) -> bool {
+        const SECRET_REFERENCES: &[&str] = &[
+            "nginx.ingress.kubernetes.io/auth-tls-secret",
+            "nginx.ingress.kubernetes.io/auth-secret",
+            "nginx.ingress.kubernetes.io/proxy-ssl-secret",
+        ];
+        let Some(annotations) = value
+            .pointer("/metadata/annotations")
+            .and_then(Value::as_object)
+        else {
+            return false;
+        };
+        let own = format!("{}/", self.namespace);
+        annotations.iter().any(|(key, reference)| {
+            key.contains("snippet")
+                || (SECRET_REFERENCES.contains(&key.as_str())
+                    && reference
+                        .as_str()
+                        .is_some_and(|r| r.contains('/') && !r.starts_with(&own)))
+        })
     }
 }
 
@@ -434,6 +484,7 @@ mod tests {
 
     fn rules() -> Rules {
         Rules {
+            confine: true,
             namespace: "paas-ws-1".into(),
             allowed_cluster_kinds: HashSet::new(),
             cluster_scoped: [
@@ -446,6 +497,8 @@ mod tests {
             .into_iter()
             .collect(),
             tenant_account: "paas-tenant".into(),
+            release: "svc-a".into(),
+            additions: Default::default(),
         }
     }
 
@@ -589,10 +642,20 @@ mod tests {
                 "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {type: NodePort, ports: [{port: 80}]}\n",
                 Violation::ServiceExposure { document: 1 },
             ),
+            (
+                "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: i, annotations: {nginx.ingress.kubernetes.io/server-snippet: x}}\n",
+                Violation::IngressReach { document: 1 },
+            ),
+            (
+                "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: i, annotations: {nginx.ingress.kubernetes.io/auth-tls-secret: victim/s}}\n",
+                Violation::IngressReach { document: 1 },
+            ),
         ];
         for (rendered, expected) in cases {
             assert_eq!(problems(rendered), [expected], "{rendered}");
         }
+        let own = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: i, annotations: {nginx.ingress.kubernetes.io/auth-tls-secret: paas-ws-1/s}}\n";
+        assert!(problems(own).is_empty());
         let fine = "apiVersion: v1\nkind: Service\nmetadata: {name: s, labels: {app.kubernetes.io/managed-by: Helm}}\nspec: {ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Secret\ntype: Opaque\nmetadata: {name: s}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {template: {spec: {serviceAccountName: app, containers: []}}}\n";
         assert!(problems(fine).is_empty());
     }

@@ -7,6 +7,7 @@
 //! ([`postrender`]). Nothing here talks to the Kubernetes API; the release
 //! service (`crate::releases`) decides what to run and when.
 
+pub mod additions;
 pub mod cli_reads;
 pub mod command;
 pub mod confine;

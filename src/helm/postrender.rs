@@ -225,10 +225,16 @@ pub enum Verdict {
     Refuse(Vec<Violation>),
 }
 
-/// The checker's pure logic: the checked documents, or the refusal.
+/// The checker's pure logic: the checked documents with the operator's
+/// additions, or the refusal.
 pub fn post_render(rules: &Rules, rendered: &str) -> Verdict {
     match rules.apply(rendered) {
-        Ok(checked) => Verdict::Pass(checked.to_yaml_stream()),
+        Ok(mut checked) => {
+            // A sidecar whose Deployment the chart no longer renders is left
+            // out rather than failing the upgrade.
+            let _ = rules.additions.apply(&mut checked, &rules.release);
+            Verdict::Pass(checked.to_yaml_stream())
+        }
         Err(found) => Verdict::Refuse(found),
     }
 }
@@ -309,6 +315,7 @@ mod tests {
 
     fn rules() -> Rules {
         Rules {
+            confine: true,
             namespace: "paas-ws-1".into(),
             allowed_cluster_kinds: HashSet::new(),
             cluster_scoped: [(
@@ -318,6 +325,8 @@ mod tests {
             .into_iter()
             .collect(),
             tenant_account: "paas-tenant".into(),
+            release: "svc-a".into(),
+            additions: Default::default(),
         }
     }
 

@@ -134,7 +134,7 @@ impl ReleaseLeases {
         let lease = api
             .get_opt(&lease_name(release))
             .await
-            .map_err(KubeError::api("reading a release lease"))?;
+            .map_err(KubeError::api("reading a lease"))?;
         Ok(lease.and_then(|lease| {
             let holder = active_holder(&lease, jiff::Timestamp::now())?;
             Some(holder.to_owned())
@@ -164,7 +164,7 @@ impl ReleaseLeases {
             Err(kube::Error::Api(status)) if status.code == 409 => {}
             Err(source) => {
                 return Err(KubeError::Api {
-                    action: "creating a release lease",
+                    action: "creating a lease",
                     source,
                 });
             }
@@ -173,7 +173,7 @@ impl ReleaseLeases {
         let existing = api
             .get_opt(name)
             .await
-            .map_err(KubeError::api("reading a release lease"))?;
+            .map_err(KubeError::api("reading a lease"))?;
         let Some(mut lease) = existing else {
             // Deleted in between: the next attempt creates it.
             return Ok(None);
@@ -193,7 +193,7 @@ impl ReleaseLeases {
             Ok(replaced) => Ok(Some(replaced)),
             Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => Ok(None),
             Err(source) => Err(KubeError::Api {
-                action: "taking over a release lease",
+                action: "taking over a lease",
                 source,
             }),
         }
@@ -237,7 +237,7 @@ async fn renew(
             Ok(Some(lease)) => lease,
             Ok(None) => return,
             Err(error) => {
-                tracing::warn!(%error, lease = %name, "cannot read release lease to renew it");
+                tracing::warn!(%error, lease = %name, "cannot read the lease to renew it");
                 continue;
             }
         };
@@ -247,7 +247,7 @@ async fn renew(
             .and_then(|s| s.holder_identity.as_deref())
             != Some(&identity)
         {
-            tracing::error!(lease = %name, "release lease was taken by another replica");
+            tracing::error!(lease = %name, "the lease was taken by another replica");
             return;
         }
         let mut lease = lease;
@@ -258,7 +258,7 @@ async fn renew(
             Ok(renewed) => {
                 *written.lock().unwrap_or_else(|e| e.into_inner()) = preconditions(&renewed);
             }
-            Err(error) => tracing::warn!(%error, lease = %name, "cannot renew release lease"),
+            Err(error) => tracing::warn!(%error, lease = %name, "cannot renew the lease"),
         }
     }
 }
@@ -287,7 +287,7 @@ impl HeldLease {
                 delete_if_ours(&self.api, &self.name, &self.identity).await;
             }
             Err(error) => {
-                tracing::warn!(%error, lease = %self.name, "cannot delete release lease; it will expire");
+                tracing::warn!(%error, lease = %self.name, "cannot delete the lease; it will expire");
             }
         }
     }
@@ -316,7 +316,7 @@ async fn delete_if_ours(api: &Api<Lease>, name: &str, identity: &str) {
         Ok(Some(lease)) => lease,
         Ok(None) => return,
         Err(error) => {
-            tracing::warn!(%error, lease = %name, "cannot read release lease to release it; it will expire");
+            tracing::warn!(%error, lease = %name, "cannot read the lease to release it; it will expire");
             return;
         }
     };
@@ -336,7 +336,7 @@ async fn delete_if_ours(api: &Api<Lease>, name: &str, identity: &str) {
         ..DeleteParams::default()
     };
     if let Err(error) = api.delete(name, &params).await {
-        tracing::warn!(%error, lease = %name, "cannot delete release lease; it will expire");
+        tracing::warn!(%error, lease = %name, "cannot delete the lease; it will expire");
     }
 }
 

@@ -2,9 +2,15 @@
 //! the operator accepts and returns. Field names here are the contract; do
 //! not rename them.
 
+pub mod exposure;
+
+pub mod apps;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
+
+pub use exposure::{ExposeRequest, RouteInfo};
 
 /// Status of a Helm release, as Helm names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -62,9 +68,9 @@ pub struct ReleaseInfo {
     /// User-supplied values; only on install and upgrade responses.
     #[schema(value_type = Option<Object>)]
     pub values: Option<Map<String, Value>>,
-    /// Reserved; always null.
-    #[schema(value_type = Option<String>)]
-    pub route: Option<()>,
+    /// Where the release is published (`expose` on install); null when it
+    /// is not, or its route is not in place.
+    pub route: Option<RouteInfo>,
 }
 
 /// One entry of a release's history.
@@ -157,6 +163,9 @@ pub struct InstallRequest {
     /// Create the tenant namespace (with the default quota) when missing.
     #[serde(default)]
     pub create_namespace: bool,
+    /// Publish the release at `https://{subdomain}.{domain}` once installed.
+    #[serde(default)]
+    pub expose: Option<ExposeRequest>,
 }
 
 /// `PATCH /api/releases/{namespace}/{name}`.

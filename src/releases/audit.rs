@@ -29,6 +29,22 @@ impl<T: Audited> Audited for (u32, T) {
     }
 }
 
+/// An attached sidecar: the release, what was added, its public endpoint.
+impl Audited
+    for (
+        crate::helm::HelmRelease,
+        crate::helm::additions::Applied,
+        Option<String>,
+    )
+{
+    fn revision(&self) -> Option<u32> {
+        Some(self.0.version)
+    }
+}
+
+/// The n8n bootstrap's answer: its success is in the body, not the status.
+impl Audited for crate::model::apps::N8nInitResponse {}
+
 /// Logs the event (target `audit`) and hands the outcome on.
 pub fn audit<T: Audited>(
     key: &KeyId,

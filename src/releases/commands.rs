@@ -5,6 +5,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, Code};
+use crate::exposure::ExposeSpec;
 use crate::helm::{ChartArgs, ValuesMode};
 use crate::model::{InstallRequest, UpgradeRequest};
 use crate::names::{ChartPolicy, ChartRef, ChartVersion, ReleaseName, TenantNamespace};
@@ -55,6 +56,8 @@ pub struct Install {
     pub chart: ChartSpec,
     pub values: Map<String, Value>,
     pub create_namespace: bool,
+    /// Where to publish the release once installed (`expose`).
+    pub expose: Option<ExposeSpec>,
 }
 
 impl Install {
@@ -63,9 +66,12 @@ impl Install {
         prefix: &str,
         policy: &ChartPolicy,
     ) -> Result<Self, ApiError> {
+        let namespace = TenantNamespace::parse(&request.namespace, prefix)?;
+        let name = ReleaseName::parse(&request.name)?;
+        let expose = ExposeSpec::parse(request.expose.as_ref(), &namespace, &name, prefix)?;
         Ok(Self {
-            namespace: TenantNamespace::parse(&request.namespace, prefix)?,
-            name: ReleaseName::parse(&request.name)?,
+            namespace,
+            name,
             chart: ChartSpec::parse(
                 &request.chart,
                 request.repo_url.as_deref(),
@@ -74,6 +80,7 @@ impl Install {
             )?,
             values: checked_values(request.values)?,
             create_namespace: request.create_namespace,
+            expose,
         })
     }
 }

@@ -14,48 +14,77 @@
 use super::ReleaseService;
 use crate::error::{ApiError, Code};
 use crate::helm::HelmError;
+use crate::helm::additions::{Additions, Applied};
 use crate::helm::confine::{Checked, ClusterScoped, Rules, Violation};
-use crate::names::TenantNamespace;
+use crate::names::{ReleaseName, TenantNamespace};
 
 impl ReleaseService {
-    /// True when installs and upgrades are checked before helm applies
-    /// them (Helm 3 with confinement: dry run, check, apply), so before
-    /// helm itself looks at the release.
+    /// True when installs and upgrades that need a plan are dry run,
+    /// checked and applied as checked (Helm 3), rather than checked inside
+    /// the one helm run (Helm 4).
     pub(super) fn checks_before_run(&self) -> bool {
-        self.settings.confine && !self.helm.confines_in_run()
+        !self.helm.confines_in_run()
     }
 
-    /// The rules of `namespace`, `None` when charts are not confined.
-    pub(super) async fn rules(
+    /// The plan of a write in `namespace` to release `name`: the rules its
+    /// rendering must keep (when charts are confined) and what the operator
+    /// adds to it. `None` when there is nothing to check or add.
+    pub(super) async fn plan(
         &self,
         namespace: &TenantNamespace,
+        name: &ReleaseName,
+        additions: Additions,
     ) -> Result<Option<Rules>, ApiError> {
-        if !self.settings.confine {
+        let confine = self.settings.confine;
+        if !confine && additions.is_empty() {
             return Ok(None);
         }
-        let scopes = self.scopes.get(&self.client).await?;
+        let scopes = if confine {
+            self.scopes.get(&self.client).await?.as_ref().clone()
+        } else {
+            Default::default()
+        };
         Ok(Some(Rules {
+            confine,
             namespace: namespace.as_str().to_owned(),
             allowed_cluster_kinds: self.settings.allowed_cluster_kinds.clone(),
-            cluster_scoped: ClusterScoped::from(scopes.as_ref().clone()),
+            cluster_scoped: ClusterScoped::from(scopes),
             tenant_account: self.settings.tenant_account.clone(),
+            release: name.as_str().to_owned(),
+            additions,
         }))
     }
 
-    /// The documents of `rendering` to apply: checked against `rules`, or
-    /// only parsed (strictly) when charts are not confined. A refusal is a
-    /// 400 naming the problems, never chart text.
+    /// The documents of `rendering` to apply: checked against the plan's
+    /// rules and with its additions (only parsed, strictly, without a plan).
+    /// A refusal is a 400 naming the problems, never chart text.
     pub(super) fn checked(
         &self,
         namespace: &TenantNamespace,
-        rules: Option<&Rules>,
+        plan: Option<&Rules>,
         rendering: &str,
     ) -> Result<Checked, ApiError> {
-        let outcome = match rules {
-            Some(rules) => rules.apply(rendering),
-            None => Rules::parse_only(rendering),
+        self.checked_with_additions(namespace, plan, rendering)
+            .map(|(checked, _)| checked)
+    }
+
+    /// [`Self::checked`], and what the additions did.
+    pub(super) fn checked_with_additions(
+        &self,
+        namespace: &TenantNamespace,
+        plan: Option<&Rules>,
+        rendering: &str,
+    ) -> Result<(Checked, Applied), ApiError> {
+        let Some(rules) = plan else {
+            let checked = Rules::parse_only(rendering).map_err(|v| refused(namespace, v))?;
+            return Ok((checked, Applied::default()));
         };
-        outcome.map_err(|violations| refused(namespace, violations))
+        let mut checked = rules.apply(rendering).map_err(|v| refused(namespace, v))?;
+        let applied = rules
+            .additions
+            .apply(&mut checked, &rules.release)
+            .map_err(|error| ApiError::new(Code::SidecarTargetMissing, error.to_string()))?;
+        Ok((checked, applied))
     }
 }
 
@@ -64,11 +93,9 @@ fn refused(namespace: &TenantNamespace, violations: Vec<Violation>) -> ApiError 
     for violation in &violations {
         tracing::warn!(%namespace, %violation, "refused: the rendering breaks confinement");
     }
-    let error: ApiError = HelmError::NotConfined {
+    HelmError::NotConfined {
         namespace: namespace.to_string(),
         violations,
     }
-    .into();
-    debug_assert_eq!(error.code, Code::ChartNotConfined);
-    error
+    .into()
 }

@@ -13,9 +13,12 @@
 //!                 Kubernetes API (store.rs) or the helm CLI ─► warm the cache
 //! ```
 //!
-//! Below it: `helm/` (the helm CLI), `kube/` (Kubernetes primitives) and
-//! `tenants/` (tenant namespaces). Nothing here knows HTTP.
+//! Below it: `helm/` (the helm CLI), `kube/` (Kubernetes primitives),
+//! `tenants/` (tenant namespaces) and `exposure/` (a release's routes,
+//! claimed after its install and removed with it, under its lock).
+//! Nothing here knows HTTP.
 
+pub mod apps;
 pub mod audit;
 pub mod cache;
 pub mod commands;
@@ -23,6 +26,7 @@ mod confinement;
 pub mod locks;
 mod read;
 pub mod recovery;
+pub mod state;
 pub mod store;
 mod write;
 
@@ -36,6 +40,7 @@ pub use read::{ServedFrom, StatusRead};
 pub use store::{RecordKind, ReleaseStore, StorageError};
 
 use crate::config::ReleaseReads;
+use crate::exposure::ExposureService;
 use crate::helm::Helm;
 use crate::kube::discovery::ScopeCache;
 use crate::tenants::TenantService;
@@ -55,6 +60,12 @@ pub struct ReleaseSettings {
     pub allowed_cluster_kinds: HashSet<String>,
     /// The ServiceAccount helm runs as in each tenant namespace.
     pub tenant_account: String,
+    /// How the operator reaches a tenant's app (the n8n bootstrap).
+    pub app_access: crate::config::AppAccess,
+    /// How long the n8n bootstrap waits for n8n.
+    pub n8n_ready_timeout: Duration,
+    /// The tenant namespace prefix (a release's generated subdomain drops it).
+    pub namespace_prefix: String,
 }
 
 /// Where reads come from when the cache cannot answer.
@@ -96,6 +107,7 @@ pub struct ReleaseService {
     scopes: ScopeCache,
     tenants: TenantService,
     settings: ReleaseSettings,
+    exposure: ExposureService,
 }
 
 /// The parts a [`ReleaseService`] is built from (see `startup.rs`).
@@ -107,6 +119,8 @@ pub struct Parts {
     pub locks: ReleaseLocks,
     pub tenants: TenantService,
     pub settings: ReleaseSettings,
+    /// Public exposure of releases (routes follow installs and uninstalls).
+    pub exposure: ExposureService,
 }
 
 impl ReleaseService {
@@ -119,6 +133,7 @@ impl ReleaseService {
             locks,
             tenants,
             settings,
+            exposure,
         } = parts;
         let service = Self {
             helm,
@@ -129,6 +144,7 @@ impl ReleaseService {
             scopes: ScopeCache::default(),
             tenants,
             settings,
+            exposure,
         };
         if service.settings.confine {
             // Discovery (a call per API group) now, not in the first write.
@@ -153,6 +169,11 @@ impl ReleaseService {
 
     pub fn tenants(&self) -> &TenantService {
         &self.tenants
+    }
+
+    /// Public exposure and tunnels.
+    pub fn exposure(&self) -> &ExposureService {
+        &self.exposure
     }
 
     /// Waits (at most `limit`) for Leases being given back, at shutdown.

@@ -20,6 +20,7 @@ use super::commands::{ChartSpec, Install, Upgrade};
 use super::locks::{LockError, ReleaseGuard};
 use crate::auth::KeyId;
 use crate::error::{ApiError, Code};
+use crate::helm::additions::Additions;
 use crate::helm::{HelmRelease, ValuesMode, WriteKind};
 use crate::names::{ReleaseName, TenantNamespace};
 use serde_json::{Map, Value};
@@ -33,6 +34,7 @@ impl ReleaseService {
             chart,
             values,
             create_namespace,
+            expose,
         } = &install;
         let outcome = async {
             if *create_namespace {
@@ -43,15 +45,25 @@ impl ReleaseService {
                 // helm refuses a name in use itself (the same 409, without
                 // our reading first); before a dry run, refuse it before
                 // paying for that.
-                if self.checks_before_run() && self.latest_direct(namespace, name).await?.is_some()
+                if self.settings.confine
+                    && self.checks_before_run()
+                    && self.latest_direct(namespace, name).await?.is_some()
                 {
                     return Err(ApiError::new(
                         Code::ReleaseExists,
                         format!("Release {namespace}/{name} already exists"),
                     ));
                 }
-                self.write(namespace, name, chart, WriteKind::Install, values)
-                    .await
+                self.exposure
+                    .check_free(namespace, name, expose.as_ref())
+                    .await?;
+                let release = self
+                    .write(namespace, name, chart, WriteKind::Install, values)
+                    .await?;
+                self.exposure
+                    .expose_release(namespace, name, expose.as_ref())
+                    .await;
+                Ok(release)
             })
             .await
         }
@@ -148,14 +160,25 @@ impl ReleaseService {
     ) -> Result<(), ApiError> {
         let outcome = self
             .locked(namespace, name, async {
-                let latest = self.require_latest(namespace, name).await?;
+                let latest = self.require_latest(namespace, name).await;
+                if latest
+                    .as_ref()
+                    .is_err_and(|e| e.code == Code::ReleaseNotFound)
+                {
+                    // Already gone: its routes go too (then the 404).
+                    self.exposure.release_gone(namespace, name).await;
+                }
+                let latest = latest?;
                 // helm deletes what the stored manifest lists: only when it
                 // stays in the namespace.
-                let rules = self.rules(namespace).await?;
-                if let Some(rules) = &rules {
-                    self.checked(namespace, Some(rules), &latest.rendering())?;
+                if let Some(plan) = self.plan(namespace, name, Additions::default()).await? {
+                    self.checked(namespace, Some(&plan), &latest.rendering())?;
                 }
-                Ok(self.helm.uninstall(namespace, name).await?)
+                self.helm.uninstall(namespace, name).await?;
+                self.exposure.release_gone(namespace, name).await;
+                // What the operator kept about the release goes with it.
+                super::state::remove(&self.client, namespace, name).await?;
+                Ok(())
             })
             .await;
         let expectation = match &outcome {
@@ -182,6 +205,7 @@ impl ReleaseService {
                 })
                 .await?;
             }
+            self.exposure.namespace_gone(namespace).await;
             Ok(self.tenants.delete(namespace).await?)
         }
         .await;
@@ -200,10 +224,23 @@ impl ReleaseService {
         name: &ReleaseName,
         operation: impl Future<Output = Result<T, ApiError>>,
     ) -> Result<T, ApiError> {
+        self.locked_waiting(namespace, name, self.settings.lock_wait, operation)
+            .await
+    }
+
+    /// [`Self::locked`], waiting up to `wait` for another operation on the
+    /// release to end (an overlapping n8n bootstrap waits for the first).
+    pub(super) async fn locked_waiting<T>(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        wait: std::time::Duration,
+        operation: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
         if !self.tenants.ready(namespace).await? {
             return Err(namespace_missing(namespace));
         }
-        let guard = self.lock(namespace, name).await?;
+        let guard = self.lock(namespace, name, wait).await?;
         let outcome = operation.await;
         self.locks.release_in_background(guard);
         if outcome
@@ -227,8 +264,12 @@ impl ReleaseService {
         kind: WriteKind,
         values: &Map<String, Value>,
     ) -> Result<HelmRelease, ApiError> {
-        let rules = self.rules(namespace).await?;
-        let printed = if self.checks_before_run() {
+        let additions = match kind {
+            WriteKind::Install => Additions::default(),
+            WriteKind::Upgrade(_) => self.kept(namespace, name).await?.additions(),
+        };
+        let rules = self.plan(namespace, name, additions).await?;
+        let printed = if rules.is_some() && self.checks_before_run() {
             let dry = self
                 .helm
                 .dry_run(namespace, name, chart.args(), kind, values)
@@ -262,6 +303,15 @@ impl ReleaseService {
         self.produced(namespace, name, printed).await
     }
 
+    /// What the operator keeps about the release (its sidecar, the n8n key).
+    pub(super) async fn kept(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+    ) -> Result<super::state::ReleaseState, ApiError> {
+        Ok(super::state::load(&self.client, namespace, name).await?)
+    }
+
     /// Applies a stored revision's documents again, checked as a new
     /// rendering would be, with that revision's values.
     async fn roll_back_to(
@@ -271,7 +321,8 @@ impl ReleaseService {
         target: u32,
     ) -> Result<HelmRelease, ApiError> {
         let revision = self.revision_direct(namespace, name, target).await?;
-        let rules = self.rules(namespace).await?;
+        let additions = self.kept(namespace, name).await?.additions();
+        let rules = self.plan(namespace, name, additions).await?;
         let checked = self.checked(namespace, rules.as_ref(), &revision.rendering())?;
         let values = revision.config.clone().unwrap_or_default();
         let description = format!("Rollback to {target}");
@@ -294,11 +345,12 @@ impl ReleaseService {
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
+        wait: std::time::Duration,
     ) -> Result<ReleaseGuard, ApiError> {
         let started = Instant::now();
         let guard = self
             .locks
-            .acquire(namespace.as_str(), name.as_str(), self.settings.lock_wait)
+            .acquire(namespace.as_str(), name.as_str(), wait)
             .await;
         let outcome = match &guard {
             Ok(_) => "acquired",
@@ -314,7 +366,7 @@ impl ReleaseService {
     }
 
     /// The release a write produced: as helm printed it, else read back.
-    async fn produced(
+    pub(super) async fn produced(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,

@@ -89,16 +89,25 @@ pub struct TenantService {
     /// The operator's own client configuration, to ask as the tenant.
     client_config: kube::Config,
     policy: TenantConfig,
+    /// Namespaces whose pods may reach tenant pods.
+    admitted: Vec<String>,
     /// Namespaces whose tenant identity this process has put in place.
     ready: Arc<Mutex<HashSet<String>>>,
 }
 
 impl TenantService {
-    pub fn new(client: Client, client_config: kube::Config, policy: TenantConfig) -> Self {
+    /// `admitted`: the namespaces whose pods may reach tenant pods.
+    pub fn new(
+        client: Client,
+        client_config: kube::Config,
+        policy: TenantConfig,
+        admitted: Vec<String>,
+    ) -> Self {
         Self {
             client,
             client_config,
             policy,
+            admitted,
             ready: Arc::default(),
         }
     }
@@ -313,7 +322,7 @@ impl TenantService {
         apply_retrying(
             &policies,
             &isolation_name,
-            network_policy_body(&isolation_name, policy),
+            network_policy_body(&isolation_name, &self.admitted),
             "applying the network policy",
         )
         .await?;

@@ -75,8 +75,11 @@ pub fn limit_range_body(name: &str, policy: &TenantConfig) -> Value {
     })
 }
 
-pub fn network_policy_body(name: &str, policy: &TenantConfig) -> Value {
-    let allowed = policy.network_allowed_namespaces.items();
+/// Isolation: the tenant's pods take traffic from the namespace itself and
+/// from `admitted` namespaces only (the ingress controller's, the
+/// platform's, the operator's), never from other tenants.
+pub fn network_policy_body(name: &str, admitted: &[String]) -> Value {
+    let allowed = admitted;
     let mut from = vec![json!({ "podSelector": {} })];
     if !allowed.is_empty() {
         from.push(json!({ "namespaceSelector": { "matchExpressions": [
@@ -148,7 +151,8 @@ mod tests {
         let mut none = policy();
         none.tenant_cluster_role = String::new();
         assert!(role_binding_body(&none).is_none());
-        let netpol = network_policy_body("x", &policy());
+        let admitted = policy().network_allowed_namespaces.items().to_vec();
+        let netpol = network_policy_body("x", &admitted);
         assert_eq!(
             netpol["spec"]["ingress"][0]["from"][1]["namespaceSelector"]["matchExpressions"][0]["values"]
                 [0],

@@ -97,7 +97,7 @@ for want in Deployment Service ServiceAccount Secret ClusterRoleBinding Validati
 done
 check "k8s/ holds ClusterRoles paas-operator, paas-operator-tenant and paas-tenant" \
   bash -c 'grep -c "^kind: ClusterRole$" <<<"$1" | grep -qx 3' _ "$RENDERED"
-TENANT_POLICIES=(paas-tenant-protected-objects paas-tenant-helm-records paas-tenant-workloads paas-tenant-services paas-tenant-rolebinding-subjects)
+TENANT_POLICIES=(paas-tenant-protected-objects paas-tenant-helm-records paas-tenant-workloads paas-tenant-services paas-tenant-rolebinding-subjects paas-tenant-ingresses)
 check "k8s/ holds 6 ValidatingAdmissionPolicies and 6 bindings (operator scope + ${#TENANT_POLICIES[@]} tenant policies)" \
   bash -c '[[ "$(grep -c "^kind: ValidatingAdmissionPolicy$" <<<"$1") $(grep -c "^kind: ValidatingAdmissionPolicyBinding$" <<<"$1")" == "6 6" ]]' _ "$RENDERED"
 
@@ -361,6 +361,14 @@ check "as paas-tenant: ClusterIP Service (allowed)" as_tenant -n "$TENANT" creat
 expect_denied paas-tenant-rolebinding-subjects "as paas-tenant: bind paas-tenant to group system:serviceaccounts" as_tenant -n "$TENANT" create rolebinding all --clusterrole=paas-tenant --group=system:serviceaccounts "${DRY[@]}"
 expect_denied paas-tenant-rolebinding-subjects "as app: bind paas-tenant to a ServiceAccount of kube-system" as_app -n "$TENANT" create rolebinding ks --clusterrole=paas-tenant --serviceaccount=kube-system:default "${DRY[@]}"
 check "as paas-tenant: bind paas-tenant to its own ServiceAccount app (allowed)" as_tenant -n "$TENANT" create rolebinding app2 --clusterrole=paas-tenant --serviceaccount="$TENANT:app" "${DRY[@]}"
+# paas-tenant-ingresses
+INGRESS='{"apiVersion":"networking.k8s.io/v1","kind":"Ingress","metadata":{"name":"i","annotations":{ANNOTATION}},"spec":{"rules":[{"host":"a.example","http":{"paths":[{"path":"/","pathType":"Prefix","backend":{"service":{"name":"s","port":{"number":80}}}}]}}]}}'
+expect_denied paas-tenant-ingresses "as paas-tenant: Ingress with a configuration snippet" as_tenant -n "$TENANT" create -f - "${DRY[@]}" \
+  <<<"${INGRESS/ANNOTATION/\"nginx.ingress.kubernetes.io/server-snippet\":\"x\"}"
+expect_denied paas-tenant-ingresses "as paas-tenant: Ingress using another namespace's Secret" as_tenant -n "$TENANT" create -f - "${DRY[@]}" \
+  <<<"${INGRESS/ANNOTATION/\"nginx.ingress.kubernetes.io/auth-tls-secret\":\"kube-system/x\"}"
+check "as paas-tenant: Ingress using its own namespace's Secret (allowed)" as_tenant -n "$TENANT" create -f - "${DRY[@]}" \
+  <<<"${INGRESS/ANNOTATION/\"nginx.ingress.kubernetes.io/auth-tls-secret\":\"$TENANT/own\"}"
 # The namespace controller (not a ServiceAccount of the namespace) still
 # deletes everything, protected objects included.
 check "admin: delete namespace $TENANT: gone within ${T}s (the policies do not block the namespace controller)" \

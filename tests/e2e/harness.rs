@@ -25,7 +25,13 @@ pub enum Major {
 }
 
 /// The variables `scripts/testenv up` writes to `target/testenv/env`.
-const TESTENV: &[&str] = &["KUBECONFIG", "HELM3_BINARY", "HELM4_BINARY", "OCI_REGISTRY"];
+const TESTENV: &[&str] = &[
+    "KUBECONFIG",
+    "HELM3_BINARY",
+    "HELM4_BINARY",
+    "OCI_REGISTRY",
+    "CHART_REPO_URL",
+];
 
 /// True when the local control plane's coordinates are exported. When
 /// they are not, says so once on the terminal (past the test harness's
@@ -175,6 +181,14 @@ pub fn base_settings(helm: &str) -> Vec<Setting> {
             "PLAIN_HTTP_REGISTRIES",
             Some(&registry),
         ),
+        Setting::new(
+            "--allowed-chart-sources",
+            "ALLOWED_CHART_SOURCES",
+            Some(&format!(
+                "oci://{registry}/charts,{}",
+                env("CHART_REPO_URL")
+            )),
+        ),
         Setting::new("--allow-http-charts", "ALLOW_HTTP_CHARTS", None),
         Setting::new("--helm-timeout", "HELM_TIMEOUT", Some("120")),
         Setting::new("--release-lock-wait", "RELEASE_LOCK_WAIT", Some("2")),
@@ -202,48 +216,7 @@ impl Operator {
 
     /// Starts an operator running the given helm binary (e.g. a wrapper).
     pub async fn start_with_helm(helm: &str, extra: &[&str]) -> Self {
-        let helm = helm.to_owned();
-        let mut args = vec!["paas-operator".to_owned()];
-        for setting in base_settings(helm.as_str()) {
-            args.extend(setting.flag());
-        }
-        // The operator runs inside this test binary: Helm 4's confinement
-        // post-renderer is the real operator binary.
-        args.extend([
-            "--confine-checker".to_owned(),
-            env!("CARGO_BIN_EXE_paas-operator").to_owned(),
-        ]);
-        args.extend(extra.iter().map(|a| (*a).to_owned()));
-        let config = Config::parse_from(args);
-        let state = paas_operator::build_state(config)
-            .await
-            .expect("operator state");
-        // Tests check and arrange the cluster as admin (KUBECONFIG).
-        let kube = kube::Client::try_default().await.expect("admin kubeconfig");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("address"));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(paas_operator::serve(
-            state,
-            listener,
-            async {
-                let _ = rx.await;
-            },
-            Duration::from_secs(30),
-        ));
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(180))
-            .build()
-            .expect("http client");
-        Self {
-            base,
-            http,
-            kube,
-            shutdown: Some(tx),
-            namespaces: Vec::new(),
-        }
+        Self::start_with_settings(base_settings(helm), extra).await
     }
 
     /// Sends a request with the API key; returns status and JSON body (Null when empty).
@@ -623,4 +596,138 @@ pub async fn json_and_header(
         .to_owned();
     let body = response.json().await.unwrap_or(Value::Null);
     (status, body, value)
+}
+
+/// The settings of [`base_settings`], but acting as the admin kubeconfig
+/// (`KUBECONFIG`) whatever `OPERATOR_KUBECONFIG` says: for tests that must
+/// hold whatever identity the operator happens to run with.
+pub fn admin_settings(helm: &str) -> Vec<Setting> {
+    let mut settings: Vec<Setting> = base_settings(helm)
+        .into_iter()
+        .filter(|setting| setting.flag != "--kubeconfig")
+        .collect();
+    settings.push(Setting::new(
+        "--kubeconfig",
+        "KUBECONFIG",
+        Some(&env("KUBECONFIG")),
+    ));
+    settings
+}
+
+impl Operator {
+    /// Starts an operator (in process) that acts as the cluster admin
+    /// (`--kubeconfig $KUBECONFIG`), not as the ServiceAccount of
+    /// k8s/rbac.yaml.
+    pub async fn start_admin(major: Major, extra: &[&str]) -> Self {
+        let helm = helm_binary(major);
+        Self::start_with_settings(admin_settings(&helm), extra).await
+    }
+
+    /// Starts an operator (in process) with exactly these settings (see
+    /// [`base_settings`], [`admin_settings`]) and extra arguments.
+    pub async fn start_with_settings(settings: Vec<Setting>, extra: &[&str]) -> Self {
+        let mut args = vec!["paas-operator".to_owned()];
+        // A test's own arguments replace the setting of the same flag.
+        for setting in settings {
+            if !extra.contains(&setting.flag) {
+                args.extend(setting.flag());
+            }
+        }
+        // The operator runs inside this test binary: Helm 4's confinement
+        // post-renderer is the real operator binary.
+        args.extend([
+            "--confine-checker".to_owned(),
+            env!("CARGO_BIN_EXE_paas-operator").to_owned(),
+        ]);
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let config = Config::parse_from(args);
+        let state = paas_operator::build_state(config)
+            .await
+            .expect("operator state");
+        // Tests check and arrange the cluster as admin (KUBECONFIG).
+        let kube = kube::Client::try_default().await.expect("admin kubeconfig");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(paas_operator::serve(
+            state,
+            listener,
+            async {
+                let _ = rx.await;
+            },
+            Duration::from_secs(30),
+        ));
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(180))
+            .build()
+            .expect("http client");
+        Self {
+            base,
+            http,
+            kube,
+            shutdown: Some(tx),
+            namespaces: Vec::new(),
+        }
+    }
+}
+
+/// A kube client acting as `user` (and `groups`) through impersonation by
+/// the admin kubeconfig: what a pod holding that identity's token could do.
+pub async fn impersonating(user: &str, groups: &[String]) -> kube::Client {
+    let mut config = kube::Config::infer().await.expect("admin kubeconfig");
+    config.auth_info.impersonate = Some(user.to_owned());
+    config.auth_info.impersonate_groups = Some(groups.to_vec());
+    kube::Client::try_from(config).expect("impersonating client")
+}
+
+impl OperatorProcess {
+    /// Like [`OperatorProcess::spawn`], but the binary runs under
+    /// `prlimit --nofile=LIMIT` (at most `nofile` open files, sockets
+    /// included), so connection exhaustion is reachable in a test.
+    pub async fn spawn_with_nofile(helm: &str, env_vars: &[(&str, &str)], nofile: u32) -> Self {
+        let port = free_port();
+        let mut command = tokio::process::Command::new("prlimit");
+        command
+            .arg(format!("--nofile={nofile}:{nofile}"))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_paas-operator"));
+        for setting in base_settings(helm) {
+            command.env(setting.env, setting.env_value());
+        }
+        let child = command
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("LOG_LEVEL", "warn")
+            .envs(env_vars.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("prlimit and the operator binary start");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(180))
+            .build()
+            .expect("http client");
+        let started = Instant::now();
+        loop {
+            if http
+                .get(format!("{base}/health"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "operator process did not come up on {base}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Self { child, base, http }
+    }
 }

@@ -6,8 +6,12 @@
 
 mod harness;
 
+mod attacks;
 mod cli_reads;
+mod egress;
+mod exposure;
 mod hostile;
+mod n8n;
 mod namespaces;
 mod observability;
 mod read_cache;

@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -194,8 +195,18 @@ func keepTransitionTimes(st *v1.PodStatus, old []v1.PodCondition, now time.Time)
 	}
 }
 
-// podIP returns the pod's IP, allocating one from 10.244.0.0/16 if needed.
+// PodIPAnnotation lets a test give a pod an address of this machine, where
+// the test runs the pod's real program (this kubelet runs no containers):
+// the endpoints controller then lists it, and the API server's service
+// proxy (which only proxies to pod addresses) reaches that program.
+const PodIPAnnotation = "localkube.testenv/pod-ip"
+
+// podIP returns the pod's IP: the one its PodIPAnnotation asks for, or one
+// allocated from 10.244.0.0/16.
 func (k *kubeletSim) podIP(pod *v1.Pod) string {
+	if ip := net.ParseIP(pod.Annotations[PodIPAnnotation]); ip != nil && ip.To4() != nil {
+		return ip.String()
+	}
 	if pod.Status.PodIP != "" {
 		return pod.Status.PodIP
 	}

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 func TestBehaviourOf(t *testing.T) {
@@ -120,5 +123,21 @@ func TestInitContainersComplete(t *testing.T) {
 	}
 	if st.Phase != v1.PodRunning || condition(st, v1.PodInitialized) != v1.ConditionTrue {
 		t.Fatalf("phase %s", st.Phase)
+	}
+}
+
+func TestPodIPAnnotationGivesTheAskedAddress(t *testing.T) {
+	k := &kubeletSim{ips: map[types.UID]string{}}
+	asked := &v1.Pod{ObjectMeta: metav1.ObjectMeta{UID: "a", Annotations: map[string]string{PodIPAnnotation: "192.0.2.2"}}}
+	if got := k.podIP(asked); got != "192.0.2.2" {
+		t.Fatalf("asked address: got %s", got)
+	}
+	plain := &v1.Pod{ObjectMeta: metav1.ObjectMeta{UID: "b"}}
+	if got := k.podIP(plain); !strings.HasPrefix(got, "10.244.") {
+		t.Fatalf("allocated address: got %s", got)
+	}
+	junk := &v1.Pod{ObjectMeta: metav1.ObjectMeta{UID: "c", Annotations: map[string]string{PodIPAnnotation: "not-an-ip"}}}
+	if got := k.podIP(junk); !strings.HasPrefix(got, "10.244.") {
+		t.Fatalf("a bad annotation is ignored: got %s", got)
 	}
 }

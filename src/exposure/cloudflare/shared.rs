@@ -1,0 +1,470 @@
+//! The `cloudflare` backend: every route is a rule in one shared, remotely
+//! managed tunnel's configuration, and a proxied CNAME to that tunnel.
+//!
+//! The configuration is one document that every replica edits, and
+//! Cloudflare has no optimistic concurrency on it. So the document is made
+//! a function of the route records: [`SharedTunnel::sync`] reads every
+//! record and the document, and writes the document with exactly the rules
+//! the records want (see [`super::document`]). Syncs are serialised across
+//! replicas by a Lease in the operator's namespace
+//! (`paas-operator.tunnel-<id>`), and within a replica by a mutex that also
+//! coalesces: requests that queued while one sync ran are all served by the
+//! next one. A write whose resulting version is not the one read plus one
+//! (someone edited without the Lease) is followed by a fresh read and, if
+//! our rules are missing, another write.
+//!
+//! ```text
+//!  route record written ─► sync(): Lease ─► list records ─► GET config
+//!      ─► edit (ours in place, foreign untouched, catch-all last)
+//!      ─► PUT if changed ─► version = read + 1? else read again ─► Lease back
+//! ```
+//! DNS records are one per route and need no Lease: ours carry the comment
+//! [`ROUTE_COMMENT`], so they are told from anyone else's.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use kube::Client;
+
+use super::document::{self, Rule, Want};
+use super::{CfError, Cloudflare, DnsRecord, cname_body, tunnel_target};
+use crate::config::ExposureBackend;
+use crate::exposure::RouteError;
+use crate::exposure::store::{RouteRecord, RouteState, RouteStore};
+use crate::kube::lease::ReleaseLeases;
+use crate::model::exposure::RouteRule;
+
+/// The comment on every DNS record a route of ours made.
+pub const ROUTE_COMMENT: &str = "paas-operator route";
+/// How many times a sync writes again when someone else wrote in between.
+const MAX_WRITES: usize = 3;
+
+/// What one sync left in the document.
+#[derive(Debug, Clone)]
+pub struct Synced {
+    /// The version written (or read, when nothing changed).
+    pub version: i64,
+    /// The hostnames of ours with a rule.
+    pub present: BTreeSet<String>,
+}
+
+struct SyncState {
+    /// Requests up to this number were served by the last sync.
+    covered: u64,
+    last: Option<Result<Synced, RouteError>>,
+}
+
+/// The shared tunnel and its DNS records.
+pub struct SharedTunnel {
+    cloudflare: Cloudflare,
+    tunnel: String,
+    zone: Option<String>,
+    domain: String,
+    store: RouteStore,
+    client: Client,
+    lease_namespace: String,
+    lease_name: String,
+    lease_duration: Duration,
+    lease_wait: Duration,
+    identity: String,
+    acquisitions: AtomicU64,
+    requested: AtomicU64,
+    state: tokio::sync::Mutex<SyncState>,
+}
+
+/// How the shared tunnel is reached and where its Lease lives.
+pub struct SharedSettings {
+    pub tunnel: String,
+    pub zone: Option<String>,
+    pub domain: String,
+    pub lease_namespace: String,
+    /// Unique per process.
+    pub identity: String,
+    /// How long one Cloudflare call may take (the Lease covers a few).
+    pub call_timeout: Duration,
+}
+
+impl SharedTunnel {
+    pub fn new(
+        cloudflare: Cloudflare,
+        store: RouteStore,
+        client: Client,
+        settings: SharedSettings,
+    ) -> Self {
+        // A sync is a few calls, each retried: the Lease outlives that (it
+        // is renewed while held), and a waiter waits for as long.
+        let per_call = settings.call_timeout * super::MAX_ATTEMPTS + super::MAX_RETRY_AFTER;
+        Self {
+            cloudflare,
+            lease_name: format!("tunnel-{}", settings.tunnel),
+            tunnel: settings.tunnel,
+            zone: settings.zone.filter(|z| !z.is_empty()),
+            domain: settings.domain,
+            store,
+            client,
+            lease_namespace: settings.lease_namespace,
+            lease_duration: Duration::from_secs(30),
+            lease_wait: per_call * 2,
+            identity: settings.identity,
+            acquisitions: AtomicU64::new(0),
+            requested: AtomicU64::new(0),
+            state: tokio::sync::Mutex::new(SyncState {
+                covered: 0,
+                last: None,
+            }),
+        }
+    }
+
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    pub fn has_dns(&self) -> bool {
+        self.zone.is_some()
+    }
+
+    /// Makes the document what the records want. Waits for a sync that
+    /// starts after this call (which covers every record written before
+    /// it); concurrent callers share one.
+    pub async fn sync(&self) -> Result<Synced, RouteError> {
+        let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut state = self.state.lock().await;
+        if state.covered >= ticket
+            && let Some(last) = &state.last
+        {
+            return last.clone();
+        }
+        let covers = self.requested.load(Ordering::SeqCst);
+        let outcome = self.sync_under_lease().await;
+        state.covered = covers;
+        state.last = Some(outcome.clone());
+        outcome
+    }
+
+    async fn sync_under_lease(&self) -> Result<Synced, RouteError> {
+        // A fresh holder identity per acquisition: a Lease given back in
+        // the background after a cancelled sync can then never be taken
+        // for one of our later holds.
+        let n = self.acquisitions.fetch_add(1, Ordering::Relaxed);
+        let leases = ReleaseLeases::new(
+            self.client.clone(),
+            format!("{}-{n}", self.identity),
+            self.lease_duration,
+        );
+        let lease = leases
+            .acquire(&self.lease_namespace, &self.lease_name, self.lease_wait)
+            .await?
+            .ok_or(RouteError::Busy)?;
+        let outcome = self.sync_held().await;
+        lease.release().await;
+        outcome
+    }
+
+    async fn sync_held(&self) -> Result<Synced, RouteError> {
+        let records = self.store.list(None).await?;
+        let wants = wants(&records);
+        let mut writes = 0;
+        loop {
+            let current = self.cloudflare.get_config(&self.tunnel).await?;
+            let edited = document::edit(current.config.as_ref(), &wants);
+            if !edited.changed {
+                return Ok(Synced {
+                    version: current.version,
+                    present: edited.present,
+                });
+            }
+            let written = self
+                .cloudflare
+                .put_config(&self.tunnel, &edited.document)
+                .await?;
+            writes += 1;
+            if written == current.version + 1 || writes >= MAX_WRITES {
+                return Ok(Synced {
+                    version: written,
+                    present: edited.present,
+                });
+            }
+            tracing::warn!(
+                read = current.version,
+                written,
+                "the shared tunnel's configuration was written by someone else (without our Lease) while we edited it; reading it again"
+            );
+        }
+    }
+
+    /// Refuses a hostname someone else routes: a rule for it that is not
+    /// ours, or a DNS record at it that is not ours (a CNAME to this tunnel
+    /// without our comment, left by the earlier operator, is taken over).
+    pub async fn check_foreign(&self, record: &RouteRecord) -> Result<(), RouteError> {
+        let current = self.cloudflare.get_config(&self.tunnel).await?;
+        if document::foreign_rule(current.config.as_ref(), &record.hostname, &rule_of(record)) {
+            return Err(RouteError::HostnameTaken(record.hostname.clone()));
+        }
+        let Some(zone) = &self.zone else {
+            return Ok(());
+        };
+        let existing = self
+            .cloudflare
+            .list_dns(zone, &[("name", record.hostname.as_str())])
+            .await?;
+        let target = tunnel_target(&self.tunnel);
+        if existing.iter().any(|r| {
+            !(is_route_record(r) || (r.kind == "CNAME" && r.content.eq_ignore_ascii_case(&target)))
+        }) {
+            return Err(RouteError::HostnameTaken(record.hostname.clone()));
+        }
+        Ok(())
+    }
+
+    /// Makes the route's CNAME exist and point at the tunnel; returns its id
+    /// (`None` without a zone).
+    pub async fn ensure_dns(&self, record: &RouteRecord) -> Result<Option<String>, RouteError> {
+        let Some(zone) = &self.zone else {
+            return Ok(None);
+        };
+        let existing = self
+            .cloudflare
+            .list_dns(zone, &[("name", record.hostname.as_str())])
+            .await?;
+        Ok(Some(self.converge_dns(zone, record, &existing).await?))
+    }
+
+    /// Given the records at the hostname, makes ours right.
+    async fn converge_dns(
+        &self,
+        zone: &str,
+        record: &RouteRecord,
+        existing: &[DnsRecord],
+    ) -> Result<String, RouteError> {
+        let target = tunnel_target(&self.tunnel);
+        let body = cname_body(&record.hostname, &target, ROUTE_COMMENT);
+        let ours = existing.iter().find(|r| is_route_record(r));
+        if let Some(ours) = ours {
+            if ours.kind == "CNAME" && ours.content.eq_ignore_ascii_case(&target) && ours.proxied {
+                return Ok(ours.id.clone());
+            }
+            return Ok(self.cloudflare.update_dns(zone, &ours.id, &body).await?.id);
+        }
+        // The earlier operator's CNAME to this tunnel: taken over.
+        if let Some(adopted) = existing
+            .iter()
+            .find(|r| r.kind == "CNAME" && r.content.eq_ignore_ascii_case(&target))
+        {
+            return Ok(self
+                .cloudflare
+                .update_dns(zone, &adopted.id, &body)
+                .await?
+                .id);
+        }
+        if !existing.is_empty() {
+            return Err(RouteError::HostnameTaken(record.hostname.clone()));
+        }
+        match self.cloudflare.create_dns(zone, &body).await {
+            Ok(created) => Ok(created.id),
+            // Made meanwhile (another replica's reconcile): look again.
+            Err(CfError::Status { status: 400, .. }) => {
+                let again = self
+                    .cloudflare
+                    .list_dns(zone, &[("name", record.hostname.as_str())])
+                    .await?;
+                match again.iter().find(|r| is_route_record(r)) {
+                    Some(ours) => Ok(ours.id.clone()),
+                    None => Err(RouteError::HostnameTaken(record.hostname.clone())),
+                }
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Deletes the route's CNAME(s) of ours; others at the name stay.
+    pub async fn remove_dns(&self, record: &RouteRecord) -> Result<(), RouteError> {
+        let Some(zone) = &self.zone else {
+            return Ok(());
+        };
+        let existing = self
+            .cloudflare
+            .list_dns(zone, &[("name", record.hostname.as_str())])
+            .await?;
+        for ours in existing.iter().filter(|r| is_route_record(r)) {
+            self.cloudflare.delete_dns(zone, &ours.id).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the CNAMEs to this tunnel at `hostname` that carry no
+    /// comment: the earlier operator's, for a route taken over from it.
+    pub async fn remove_legacy_dns(&self, hostname: &str) -> Result<(), RouteError> {
+        let Some(zone) = &self.zone else {
+            return Ok(());
+        };
+        let target = tunnel_target(&self.tunnel);
+        let existing = self
+            .cloudflare
+            .list_dns(zone, &[("name", hostname)])
+            .await?;
+        for legacy in existing.iter().filter(|r| {
+            r.comment.as_deref().is_none_or(str::is_empty)
+                && r.kind == "CNAME"
+                && r.content.eq_ignore_ascii_case(&target)
+        }) {
+            self.cloudflare.delete_dns(zone, &legacy.id).await?;
+        }
+        Ok(())
+    }
+
+    /// Every DNS record of ours: `(records, orphans)` where orphans are
+    /// those under our domain, pointing at this tunnel, that no route
+    /// record names.
+    pub async fn dns_records(
+        &self,
+        records: &[RouteRecord],
+    ) -> Result<(Vec<DnsRecord>, Vec<DnsRecord>), RouteError> {
+        let Some(zone) = &self.zone else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let ours = self
+            .cloudflare
+            .list_dns(zone, &[("comment.exact", ROUTE_COMMENT)])
+            .await?;
+        let named: BTreeSet<&str> = records.iter().map(|r| r.hostname.as_str()).collect();
+        let target = tunnel_target(&self.tunnel);
+        let suffix = format!(".{}", self.domain);
+        let orphans = ours
+            .iter()
+            .filter(|r| {
+                is_route_record(r)
+                    && r.content.eq_ignore_ascii_case(&target)
+                    && r.name.ends_with(&suffix)
+                    && !named.contains(r.name.as_str())
+            })
+            .cloned()
+            .collect();
+        Ok((ours, orphans))
+    }
+
+    /// Makes the route's CNAME right given the zone's records of ours
+    /// (reconciliation: no lookup per route when it is already right).
+    pub async fn repair_dns(
+        &self,
+        record: &RouteRecord,
+        ours: &[DnsRecord],
+    ) -> Result<Option<String>, RouteError> {
+        if self.zone.is_none() {
+            return Ok(None);
+        }
+        let target = tunnel_target(&self.tunnel);
+        if let Some(right) = ours.iter().find(|r| {
+            r.name == record.hostname
+                && r.kind == "CNAME"
+                && r.content.eq_ignore_ascii_case(&target)
+                && r.proxied
+        }) {
+            return Ok(Some(right.id.clone()));
+        }
+        self.ensure_dns(record).await
+    }
+
+    pub async fn delete_dns_record(&self, record: &DnsRecord) -> Result<(), RouteError> {
+        match &self.zone {
+            Some(zone) => Ok(self.cloudflare.delete_dns(zone, &record.id).await?),
+            None => Ok(()),
+        }
+    }
+
+    /// The document's rules, foreign ones and the catch-all included.
+    pub async fn rules(&self) -> Result<Vec<RouteRule>, RouteError> {
+        let current = self.cloudflare.get_config(&self.tunnel).await?;
+        Ok(document::listed(current.config.as_ref()))
+    }
+}
+
+fn is_route_record(record: &DnsRecord) -> bool {
+    record.comment.as_deref() == Some(ROUTE_COMMENT)
+}
+
+/// Our rule for a record.
+fn rule_of(record: &RouteRecord) -> Rule {
+    Rule {
+        hostname: record.hostname.clone(),
+        service: record.service_url.clone(),
+        path: record.path.clone(),
+    }
+}
+
+/// What the records want of the document: a rule for every active route of
+/// this backend, none for one being removed (also when it moves to another
+/// backend). A pending claim (its hostname may be someone else's) and the
+/// routes of other backends want nothing either way: their hostnames'
+/// rules are not ours to touch.
+pub fn wants(records: &[RouteRecord]) -> BTreeMap<String, Want> {
+    records
+        .iter()
+        .filter(|record| record.backend == ExposureBackend::Cloudflare)
+        .filter_map(|record| {
+            let want = match record.state {
+                RouteState::Active => Want::Present(rule_of(record)),
+                RouteState::Removing => Want::Absent,
+                RouteState::Pending => return None,
+            };
+            Some((record.hostname.to_ascii_lowercase(), want))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exposure::names::Subdomain;
+    use crate::exposure::store::{ReleaseRef, RouteKind};
+
+    fn record(sub: &str, backend: ExposureBackend, state: RouteState) -> RouteRecord {
+        RouteRecord {
+            subdomain: Subdomain::parse(sub).unwrap(),
+            hostname: format!("{sub}.apps.paas.test"),
+            service_url: format!("http://{sub}.paas-ws-1.svc.cluster.local:80"),
+            path: None,
+            owner: Some(ReleaseRef {
+                namespace: "paas-ws-1".into(),
+                name: sub.into(),
+            }),
+            kind: RouteKind::App,
+            backend,
+            state,
+            applied: false,
+            dns_record_id: None,
+            version: None,
+        }
+    }
+
+    #[test]
+    fn records_want_rules_only_while_active_on_this_backend() {
+        let wants = wants(&[
+            record("a", ExposureBackend::Cloudflare, RouteState::Active),
+            record("b", ExposureBackend::Cloudflare, RouteState::Removing),
+            record("c", ExposureBackend::Ingress, RouteState::Active),
+            record("d", ExposureBackend::Cloudflare, RouteState::Pending),
+        ]);
+        assert!(!wants.contains_key("d.apps.paas.test"));
+        assert!(
+            matches!(&wants["a.apps.paas.test"], Want::Present(rule) if rule.service == "http://a.paas-ws-1.svc.cluster.local:80")
+        );
+        assert_eq!(wants["b.apps.paas.test"], Want::Absent);
+        assert!(!wants.contains_key("c.apps.paas.test"));
+    }
+
+    #[test]
+    fn route_records_are_told_by_their_comment() {
+        let dns = |comment: Option<&str>| DnsRecord {
+            id: "1".into(),
+            name: "a.apps.paas.test".into(),
+            kind: "CNAME".into(),
+            content: "t.cfargotunnel.com".into(),
+            proxied: true,
+            comment: comment.map(str::to_owned),
+        };
+        assert!(is_route_record(&dns(Some(ROUTE_COMMENT))));
+        assert!(!is_route_record(&dns(None)));
+        assert!(!is_route_record(&dns(Some("paas-operator tunnel"))));
+    }
+}
