@@ -80,7 +80,25 @@ pub async fn load(
         .get_opt(&secret_name(release))
         .await
         .map_err(KubeError::api("reading the release's kept state"))?;
-    let data = found.and_then(|s| s.data).unwrap_or_default();
+    // Only a Secret carrying the operator's label is the operator's: a
+    // tenant may not write one with it (admission), so one without it was
+    // made by someone else and is not trusted.
+    let ours = |secret: &Secret| {
+        secret
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(OPERATOR_LABEL.0))
+            .is_some_and(|value| value == OPERATOR_LABEL.1)
+    };
+    let data = match found {
+        Some(secret) if ours(&secret) => secret.data.unwrap_or_default(),
+        Some(_) => {
+            tracing::warn!(%namespace, %release, "a Secret named like the release's kept state was not written by the operator; ignored");
+            BTreeMap::new()
+        }
+        None => BTreeMap::new(),
+    };
     Ok(ReleaseState {
         sidecar: field(&data, "sidecar"),
         n8n: field(&data, "n8n"),

@@ -98,8 +98,8 @@ done
 check "k8s/ holds ClusterRoles paas-operator, paas-operator-tenant and paas-tenant" \
   bash -c 'grep -c "^kind: ClusterRole$" <<<"$1" | grep -qx 3' _ "$RENDERED"
 TENANT_POLICIES=(paas-tenant-protected-objects paas-tenant-helm-records paas-tenant-workloads paas-tenant-services paas-tenant-rolebinding-subjects paas-tenant-ingresses)
-check "k8s/ holds 6 ValidatingAdmissionPolicies and 6 bindings (operator scope + ${#TENANT_POLICIES[@]} tenant policies)" \
-  bash -c '[[ "$(grep -c "^kind: ValidatingAdmissionPolicy$" <<<"$1") $(grep -c "^kind: ValidatingAdmissionPolicyBinding$" <<<"$1")" == "6 6" ]]' _ "$RENDERED"
+check "k8s/ holds 7 ValidatingAdmissionPolicies and 7 bindings (operator scope + ${#TENANT_POLICIES[@]} tenant policies)" \
+  bash -c '[[ "$(grep -c "^kind: ValidatingAdmissionPolicy$" <<<"$1") $(grep -c "^kind: ValidatingAdmissionPolicyBinding$" <<<"$1")" == "7 7" ]]' _ "$RENDERED"
 
 echo "== (b) k8s/: applied for real"
 check "kubectl apply -k k8s/" kubectl apply -k k8s/
@@ -231,8 +231,14 @@ for _ in $(seq 1 20); do [[ "$(kubectl auth can-i --as="$TENANT_USER" create dep
 expect_yes get secrets -n "$TENANT"
 expect_yes watch configmaps -n "$TENANT"
 expect_yes update secrets -n "$TENANT"
-expect_no create secrets -n "$TENANT"
-expect_no delete secrets -n "$TENANT"
+# RBAC lets it create and delete Secrets (what it keeps about a release);
+# admission (paas-operator-tenant-scope) narrows that to its own.
+expect_yes create secrets -n "$TENANT"
+expect_yes delete secrets -n "$TENANT"
+OUT="$(sa create secret generic stolen -n "$TENANT" --from-literal=k=v --dry-run=server 2>&1)"
+if grep -q "paas-operator may only write its own Secrets" <<<"$OUT"; then pass "token: creating a Secret not named paas-operator.* in $TENANT is refused by admission"; else fail "token: create secret stolen: $OUT"; fi
+check "token: creating its own Secret paas-operator.svc-x in $TENANT is allowed" \
+  sa create secret generic paas-operator.svc-x -n "$TENANT" --from-literal=k=v --dry-run=server
 expect_no create deployments -n "$TENANT"
 expect_no create jobs.batch -n "$TENANT"
 expect_no create services -n "$TENANT"
@@ -381,6 +387,12 @@ for h in 3 4; do
   check "helm$h lint charts/paas-operator" "$HELM" lint charts/paas-operator
   check "helm$h lint --strict (custom values)" "$HELM" lint --strict charts/paas-operator \
     --set auth.existingSecret=keys,config.allowedChartSources=oci://r/,replicaCount=1
+  OUT="$("$HELM" template po charts/paas-operator --set exposure.backend=cloudflare,cloudflare.accountId=acc,cloudflare.tunnelId=tun,cloudflare.domain=apps.example.com,cloudflare.apiTokenSecret.name=cf-api,exposure.connectorNamespace=cloudflared,apps.platformNamespace=odoo 2>&1)"
+  if grep -q 'name: EXPOSURE_BACKEND' <<<"$OUT" && grep -A1 'name: CLOUDFLARE_TUNNEL_ID' <<<"$OUT" | grep -q '"tun"' \
+     && grep -A4 'name: CLOUDFLARE_API_TOKEN' <<<"$OUT" | grep -q 'name: "cf-api"' && ! grep -q 'value: .*cf-api' <<<"$OUT" \
+     && grep -A1 'name: PLATFORM_NAMESPACE' <<<"$OUT" | grep -q '"odoo"'; then
+    pass "helm$h template: exposure and app values become the operator's settings, the Cloudflare token only by secretKeyRef"
+  else fail "helm$h template: exposure/app values not rendered as expected"; fi
   TPL_KINDS="$("$HELM" template po charts/paas-operator -n ops 2>&1 | kinds_of_yaml)"
   if [[ "$TPL_KINDS" == "$K8S_KINDS" ]]; then pass "helm$h template renders the same kinds as k8s/ ($TPL_KINDS)"; else fail "helm$h template kinds '$TPL_KINDS' != k8s/ '$K8S_KINDS'"; fi
   OUT="$("$HELM" template po charts/paas-operator --set terminationGracePeriodSeconds=300 2>&1)"
@@ -403,8 +415,8 @@ for h in 3 4; do
   if [[ "$a" == yes ]]; then pass "helm$h: chart's ServiceAccount may bind its tenant role"; else fail "helm$h: chart SA bind tenant role = $a"; fi
   a="$(kubectl auth can-i --as="$SA_CHART" bind "clusterroles/$rel-paas-operator-paas-tenant" 2>/dev/null)"
   if [[ "$a" == yes ]]; then pass "helm$h: chart's ServiceAccount may bind its helm tenant role $rel-paas-operator-paas-tenant"; else fail "helm$h: chart SA bind helm tenant role = $a"; fi
-  check "helm$h: chart made ClusterRole $rel-paas-operator-paas-tenant and its 5 tenant policies + bindings" \
-    bash -c '[[ "$(kubectl get clusterrole,validatingadmissionpolicy,validatingadmissionpolicybinding -o name | grep -c "/$1-paas-operator-paas-tenant")" == 11 ]]' _ "$rel"
+  check "helm$h: chart made ClusterRole $rel-paas-operator-paas-tenant and its 6 tenant policies + bindings" \
+    bash -c '[[ "$(kubectl get clusterrole,validatingadmissionpolicy,validatingadmissionpolicybinding -o name | grep -c "/$1-paas-operator-paas-tenant")" == 13 ]]' _ "$rel"
   check "helm$h uninstall $rel --wait" "$HELM" uninstall "$rel" -n "$ns" --wait --timeout "${T}s"
   check "helm$h: cluster-scoped objects of $rel are gone" \
     bash -c '! kubectl get clusterrole,clusterrolebinding,validatingadmissionpolicy -o name | grep -q "$1"' _ "$rel-"

@@ -1914,3 +1914,90 @@ async fn chart_source_allowlist(major: Major, identity: Identity) {
     );
 }
 attack!(chart_source_allowlist);
+
+/// The tenant (a chart's own objects, written as the namespace's helm
+/// identity, or a pod whose ServiceAccount the chart bound to the tenant
+/// role) forges the operator's kept state `paas-operator.<release>`: a sidecar
+/// the operator would add to every rendering. Admission refuses it with
+/// the operator's label; without the label the operator ignores it, so an
+/// upgrade adds nothing and a later attach replaces it.
+async fn forged_kept_state(major: Major, identity: Identity) {
+    let mut op = start(major, identity, &[]).await;
+    let namespace = op.tenant().await;
+    let name = format!("svc-{}", &random_hex()[..8]);
+    let chart = format!("{}/web", local_charts());
+    let (status, body) = op
+        .call(
+            Method::POST,
+            "/api/releases",
+            Some(json!({"namespace": namespace, "name": name, "chart": chart, "version": "0.1.0"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let tenant_pod = crate::harness::impersonating(
+        &format!("system:serviceaccount:{namespace}:paas-tenant"),
+        &[
+            "system:serviceaccounts".to_owned(),
+            format!("system:serviceaccounts:{namespace}"),
+            "system:authenticated".to_owned(),
+        ],
+    )
+    .await;
+    let secrets = Api::<Secret>::namespaced(tenant_pod, &namespace);
+    let forged_sidecar = json!({"deployment": format!("{name}-web"), "container": {
+        "name": "implant", "image": "registry.local/implant:1",
+        "securityContext": {"privileged": true}}});
+    let forged = |labelled: bool| -> Secret {
+        let mut metadata = json!({"name": format!("paas-operator.{name}")});
+        if labelled {
+            metadata["labels"] = json!({"app.kubernetes.io/managed-by": "paas-operator"});
+        }
+        serde_json::from_value(json!({
+            "metadata": metadata,
+            "type": "Opaque",
+            "data": {"sidecar": b64(forged_sidecar.to_string().as_bytes())},
+        }))
+        .expect("secret")
+    };
+    let refused = secrets
+        .create(&PostParams::default(), &forged(true))
+        .await
+        .expect_err("admission refuses a tenant's Secret with the operator's label");
+    assert!(
+        refused
+            .to_string()
+            .contains("paas-tenant-protected-objects"),
+        "{refused}"
+    );
+    secrets
+        .create(&PostParams::default(), &forged(false))
+        .await
+        .expect("a tenant may write an unlabelled Secret of that name");
+
+    let path = format!("/api/releases/{namespace}/{name}");
+    let (status, body) = op
+        .call(
+            Method::PATCH,
+            &path,
+            Some(json!({"chart": chart, "version": "0.2.0"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let deployment = Api::<Deployment>::namespaced(op.kube.clone(), &namespace)
+        .get(&format!("{name}-web"))
+        .await
+        .expect("deployment");
+    let containers: Vec<String> = deployment
+        .spec
+        .and_then(|s| s.template.spec)
+        .map(|s| s.containers.into_iter().map(|c| c.name).collect())
+        .unwrap_or_default();
+    assert_eq!(containers, ["web"], "the forged sidecar was not added");
+    let (status, body) = op
+        .call(Method::DELETE, &format!("{path}/sidecar"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no sidecar is kept: {body}");
+    assert_eq!(body["error_type"], "sidecar_not_found", "{body}");
+}
+attack!(forged_kept_state);

@@ -55,6 +55,10 @@ impl Child {
             .env("API_KEY", api_key)
             .env("HELM_BINARY", env("HELM4_BINARY"))
             .env("PLAIN_HTTP_REGISTRIES", env("OCI_REGISTRY"))
+            .env(
+                "ALLOWED_CHART_SOURCES",
+                format!("oci://{}/charts", env("OCI_REGISTRY")),
+            )
             .env("KUBECONFIG", env("KUBECONFIG"))
             .env("HELM_TIMEOUT", "120")
             .stdin(Stdio::null())

@@ -603,7 +603,15 @@ async fn unreachable_chart_registry_is_502_not_a_hang() {
     crate::require_env!();
     let closed = format!("127.0.0.1:{}", crate::harness::free_port());
     let registries = format!("{},{closed}", crate::harness::env("OCI_REGISTRY"));
-    let op = OperatorProcess::spawn(&helm4(), &[("PLAIN_HTTP_REGISTRIES", &registries)]).await;
+    let sources = format!("oci://{closed}/charts");
+    let op = OperatorProcess::spawn(
+        &helm4(),
+        &[
+            ("PLAIN_HTTP_REGISTRIES", &registries),
+            ("ALLOWED_CHART_SOURCES", &sources),
+        ],
+    )
+    .await;
     let ns = create_tenant(&op.http, &op.base).await;
     let started = Instant::now();
     let (status, body) = op
