@@ -547,20 +547,7 @@ impl ExposureService {
             }
             ExposureBackend::None => None,
         };
-        let marked = routes
-            .store
-            .update(&record.subdomain, |r| {
-                if r.owner != record.owner
-                    || r.state != RouteState::Active
-                    || r.service_url != record.service_url
-                {
-                    return false;
-                }
-                r.applied = true;
-                r.dns_record_id.clone_from(&dns_record_id);
-                true
-            })
-            .await?;
+        let marked = mark_applied(routes, record, dns_record_id).await?;
         Ok(marked.unwrap_or_else(|| record.clone()))
     }
 
@@ -936,6 +923,30 @@ impl ExposureService {
             .map_err(KubeError::api("reading a namespace"))?;
         Ok(found.is_some_and(|n| n.metadata.deletion_timestamp.is_none()))
     }
+}
+
+/// Marks a route applied with the DNS record it got, unless its record
+/// changed meanwhile (another owner, removal begun, or a new target): then
+/// `None`, and the next reconciliation looks at it again.
+async fn mark_applied(
+    routes: &Routes,
+    record: &RouteRecord,
+    dns_record_id: Option<String>,
+) -> Result<Option<RouteRecord>, RouteError> {
+    Ok(routes
+        .store
+        .update(&record.subdomain, |r| {
+            if r.owner != record.owner
+                || r.state != RouteState::Active
+                || r.service_url != record.service_url
+            {
+                return false;
+            }
+            r.applied = true;
+            r.dns_record_id.clone_from(&dns_record_id);
+            true
+        })
+        .await?)
 }
 
 fn shared(routes: &Routes) -> Result<&SharedTunnel, RouteError> {

@@ -372,20 +372,7 @@ impl ExposureService {
         if record.applied && record.dns_record_id == dns_record_id {
             return Ok(false);
         }
-        let marked = routes
-            .store
-            .update(&record.subdomain, |r| {
-                if r.owner != record.owner
-                    || r.state != RouteState::Active
-                    || r.service_url != record.service_url
-                {
-                    return false;
-                }
-                r.applied = true;
-                r.dns_record_id.clone_from(&dns_record_id);
-                true
-            })
-            .await?;
+        let marked = super::mark_applied(routes, record, dns_record_id).await?;
         Ok(marked.is_some() && !record.applied)
     }
 

@@ -411,6 +411,15 @@ impl Cloudflare {
                 request = request.json(body);
             }
             let started = Instant::now();
+            let failed = |error: &reqwest::Error| {
+                let error = transport(operation, error);
+                crate::metrics::cloudflare_request(
+                    operation,
+                    transport_label(&error),
+                    started.elapsed(),
+                );
+                (error, None)
+            };
             let failure = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
@@ -429,26 +438,10 @@ impl Cloudflare {
                                 Err(error) => (error, retry_after),
                             }
                         }
-                        Err(error) => {
-                            let error = transport(operation, &error);
-                            crate::metrics::cloudflare_request(
-                                operation,
-                                transport_label(&error),
-                                started.elapsed(),
-                            );
-                            (error, None)
-                        }
+                        Err(error) => failed(&error),
                     }
                 }
-                Err(error) => {
-                    let error = transport(operation, &error);
-                    crate::metrics::cloudflare_request(
-                        operation,
-                        transport_label(&error),
-                        started.elapsed(),
-                    );
-                    (error, None)
-                }
+                Err(error) => failed(&error),
             };
             let (error, retry_after) = failure;
             let retryable = match &error {
