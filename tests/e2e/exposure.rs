@@ -134,7 +134,7 @@ impl Double {
         let last = rules.last().expect("a catch-all");
         assert!(last.get("hostname").is_none(), "catch-all last: {config}");
         assert_eq!(last["service"], "http_status:404");
-        let zone_name = self.domain.split_once('.').map_or("", |(_, z)| z);
+        let zone_name = self.zone_name();
         let foreign = rules
             .iter()
             .filter(|r| r["hostname"] == format!("foreign.{zone_name}"))
@@ -155,6 +155,18 @@ impl Double {
 
     fn hostname(&self, subdomain: &str) -> String {
         format!("{subdomain}.{}", self.domain)
+    }
+
+    /// The zone the exposure domain lies in (`apps.example.com` → `example.com`).
+    fn zone_name(&self) -> &str {
+        self.domain.split_once('.').map_or("", |(_, z)| z)
+    }
+
+    /// A fresh dedicated tunnel's name and its hostname in the zone.
+    fn new_tunnel(&self) -> (String, String) {
+        let name = format!("home-{:08x}", rand::rng().random::<u32>());
+        let hostname = format!("{name}.{}", self.zone_name());
+        (name, hostname)
     }
 }
 
@@ -828,13 +840,7 @@ async fn dedicated_tunnel_flow() {
     let _shared = DOUBLE.read().await;
     let double = Double::new();
     let op = start(&double, &[]).await;
-    let zone_name = double
-        .domain
-        .split_once('.')
-        .map_or("", |(_, z)| z)
-        .to_owned();
-    let name = format!("home-{:08x}", rand::rng().random::<u32>());
-    let hostname = format!("{name}.{zone_name}");
+    let (name, hostname) = double.new_tunnel();
     let (status, created) = op
         .call(
             Method::POST,
@@ -972,11 +978,6 @@ async fn a_failed_tunnel_creation_leaves_nothing() {
     double.clear_faults().await;
     let _clear = ClearFaults(double.control.clone());
     let op = start(&double, &[]).await;
-    let zone_name = double
-        .domain
-        .split_once('.')
-        .map_or("", |(_, z)| z)
-        .to_owned();
     for (step, fault) in [
         (
             "configuration",
@@ -988,8 +989,7 @@ async fn a_failed_tunnel_creation_leaves_nothing() {
         ),
     ] {
         double.fault(fault).await;
-        let name = format!("home-{:08x}", rand::rng().random::<u32>());
-        let hostname = format!("{name}.{zone_name}");
+        let (name, hostname) = double.new_tunnel();
         let (status, body) = op
             .call(
                 Method::POST,
@@ -1065,13 +1065,7 @@ async fn reconcile_removes_gone_releases_routes_and_orphaned_dns() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let zone_name = double
-        .domain
-        .split_once('.')
-        .map_or("", |(_, z)| z)
-        .to_owned();
-    let tunnel_name = format!("home-{:08x}", rand::rng().random::<u32>());
-    let tunnel_host = format!("{tunnel_name}.{zone_name}");
+    let (tunnel_name, tunnel_host) = double.new_tunnel();
     let (status, created) = op
         .call(
             Method::POST,
@@ -1271,30 +1265,16 @@ async fn tokens_never_reach_logs_or_error_answers() {
         .expect("operator starts");
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let started = Instant::now();
-    while !http
-        .get(format!("{base}/health"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(started.elapsed() < Duration::from_secs(30), "operator up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::harness::wait_healthy(&http, &base).await;
     // A tunnel (its token is in the answers, never in the log), an exposed
     // install, and Cloudflare failing (its reason logged, not answered).
-    let zone_name = double
-        .domain
-        .split_once('.')
-        .map_or("", |(_, z)| z)
-        .to_owned();
-    let name = format!("home-{:08x}", rand::rng().random::<u32>());
+    let (name, hostname) = double.new_tunnel();
     let (status, created) = call_at(
         &http,
         &base,
         Method::POST,
         "/api/tunnels",
-        Some(json!({"name": name, "hostname": format!("{name}.{zone_name}")})),
+        Some(json!({"name": name, "hostname": hostname})),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
@@ -1332,7 +1312,7 @@ async fn tokens_never_reach_logs_or_error_answers() {
         &base,
         Method::POST,
         "/api/tunnels",
-        Some(json!({"name": name, "hostname": format!("{name}.{zone_name}")})),
+        Some(json!({"name": name, "hostname": hostname})),
     )
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "{refused}");

@@ -391,6 +391,24 @@ pub fn recorded_helm_calls(log: &std::path::Path) -> Vec<String> {
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released).
+/// Waits (30 s at most) until an operator started at `base` answers
+/// `/health` with success.
+pub async fn wait_healthy(http: &reqwest::Client, base: &str) {
+    let started = Instant::now();
+    while !http
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "operator process did not come up on {base}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -463,22 +481,7 @@ impl OperatorProcess {
             .timeout(Duration::from_secs(180))
             .build()
             .expect("http client");
-        let started = Instant::now();
-        loop {
-            if http
-                .get(format!("{base}/health"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "operator process did not come up on {base}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_healthy(&http, &base).await;
         Self { child, base, http }
     }
 
@@ -712,22 +715,7 @@ impl OperatorProcess {
             .timeout(Duration::from_secs(180))
             .build()
             .expect("http client");
-        let started = Instant::now();
-        loop {
-            if http
-                .get(format!("{base}/health"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "operator process did not come up on {base}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_healthy(&http, &base).await;
         Self { child, base, http }
     }
 }
