@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::confine::Checked;
+use super::documents::Checked;
 
 /// The label that ties the sidecar's Service to that one Deployment's pods.
 pub const SIDECAR_LABEL: &str = "paas-operator/sidecar-of";

@@ -1,7 +1,7 @@
 //! Release reads through the helm CLI, for storage the operator does not
 //! read itself (HELM_DRIVER=sql) or when `RELEASE_READS=helm`.
 //!
-//! They give the same [`HelmRelease`] values as [`super::storage`]: helm's
+//! They give the same [`HelmRelease`] values as the storage reads (`crate::releases::store`): helm's
 //! output is turned into the release record's JSON shape and decoded by the
 //! same type. Each read runs these helm processes, through the shared
 //! [`super::HelmRunner`] (bounded parallelism, deadlines):
@@ -15,7 +15,7 @@
 //! `helm status -o json` is not used: neither major prints the chart's
 //! metadata there, and Helm 4's also fetches every object of the release
 //! (and its pods) from the cluster. No template function prints JSON, so
-//! the template prints Go-quoted strings ([`unquote_go`]).
+//! the template prints Go-quoted strings (`unquote_go`).
 //!
 //! A missing release is `None` or an empty history (404 at the edge); any
 //! other failure stays a [`HelmError`], narrowed to what a read can mean.

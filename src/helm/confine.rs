@@ -28,6 +28,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::documents::Checked;
+
 /// Largest rendering accepted (helm's release record is capped at ~1 MiB
 /// compressed by etcd; a rendering larger than this is no real chart).
 pub const MAX_RENDERING: usize = 32 << 20;
@@ -188,29 +190,6 @@ pub struct Rules {
 
 fn checked_by_default() -> bool {
     true
-}
-
-/// A rendering that passed, as the JSON documents helm is to apply.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Checked {
-    pub documents: Vec<Value>,
-}
-
-impl Checked {
-    /// One JSON object per YAML document; a comment when there is none
-    /// (helm refuses an empty post-renderer output).
-    pub fn to_yaml_stream(&self) -> String {
-        if self.documents.is_empty() {
-            return "# no objects\n".to_owned();
-        }
-        let mut out = String::new();
-        for document in &self.documents {
-            out.push_str("---\n");
-            out.push_str(&document.to_string());
-            out.push('\n');
-        }
-        out
-    }
 }
 
 impl Rules {

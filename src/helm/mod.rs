@@ -3,14 +3,18 @@
 //! what its failures mean ([`error`]), the release record it prints and
 //! stores ([`release`]), reads through the CLI for storage the operator does
 //! not read itself ([`cli_reads`]), and confinement: the rules
-//! ([`confine`]) and Helm 4's post-renderer that applies them inside the run
-//! ([`postrender`]). Nothing here talks to the Kubernetes API; the release
-//! service (`crate::releases`) decides what to run and when.
+//! ([`confine`]), the checked documents they yield ([`documents`]), what the
+//! operator adds to them ([`additions`]), Helm 4's post-renderer that does
+//! both inside the run ([`postrender`]) and, for Helm 3, the chart that
+//! installs exactly those documents ([`wrapper`]); helm's outbound traffic
+//! goes through [`egress`]. Nothing here talks to the Kubernetes API; the
+//! release service (`crate::releases`) decides what to run and when.
 
 pub mod additions;
 pub mod cli_reads;
 pub mod command;
 pub mod confine;
+pub mod documents;
 pub mod egress;
 pub mod error;
 pub mod postrender;
@@ -28,7 +32,8 @@ pub use release::HelmRelease;
 pub use runner::{HelmRunner, Invocation, RunnerConfig};
 
 use crate::names::{ReleaseName, TenantNamespace};
-use confine::{Checked, Rules};
+use confine::Rules;
+use documents::Checked;
 use postrender::{ConfinePlugin, ConfineRun};
 use wrapper::{ChartIdentity, WrapperChart};
 
@@ -133,7 +138,7 @@ impl Helm {
     }
 
     /// True when install and upgrade check confinement themselves (given
-    /// rules); else the caller must check a [`Helm::render`] first.
+    /// rules); else the caller must check a [`Helm::dry_run`] first.
     pub fn confines_in_run(&self) -> bool {
         self.confine_plugin.is_some()
     }

@@ -136,7 +136,7 @@ pub struct ApiProbe {
 
 impl ApiProbe {
     /// Probes `/version` once before returning (bounded, so an unreachable
-    /// cluster delays the start by at most [`FIRST_PROBE`]: `/health` is
+    /// cluster delays the start by at most `FIRST_PROBE`: `/health` is
     /// right from the first request), then every `period` in the background.
     pub async fn start(client: Client, period: Duration) -> Self {
         let reachable = Arc::new(AtomicBool::new(probe(&client, FIRST_PROBE).await));

@@ -15,7 +15,8 @@ use super::ReleaseService;
 use crate::error::{ApiError, Code};
 use crate::helm::HelmError;
 use crate::helm::additions::{Additions, Applied};
-use crate::helm::confine::{Checked, ClusterScoped, Rules, Violation};
+use crate::helm::confine::{ClusterScoped, Rules, Violation};
+use crate::helm::documents::Checked;
 use crate::names::{ReleaseName, TenantNamespace};
 
 impl ReleaseService {

@@ -13,7 +13,7 @@
 //!   once per change, manifest and values dropped) + a watch of its pods
 //! ```
 //!
-//! [`index`] is the pure state (unit-tested without a cluster), [`watch`]
+//! `index` is the pure state (unit-tested without a cluster), `watch`
 //! the watches and the sweeper, this file the lifecycle and the lookups.
 //!
 //! - **Lazy and bounded**: a namespace is indexed after a direct read found a
