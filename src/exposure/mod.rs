@@ -380,25 +380,8 @@ impl ExposureService {
 
     /// After the sidecar is taken off: removes the release's MCP route.
     pub async fn mcp_gone(&self, namespace: &TenantNamespace, name: &ReleaseName) {
-        let Some(routes) = &self.0.routes else {
-            return;
-        };
-        match routes
-            .store
-            .of_release(namespace.as_str(), name.as_str())
-            .await
-        {
-            Ok(records) => {
-                let mcp: Vec<_> = records
-                    .into_iter()
-                    .filter(|r| r.kind == RouteKind::Mcp)
-                    .collect();
-                self.remove_all(routes, &mcp).await;
-            }
-            Err(error) => {
-                tracing::warn!(%namespace, release = %name, %error, "the release's routes could not be listed; reconciliation will remove the MCP route");
-            }
-        }
+        self.remove_release_routes(namespace, name, Some(RouteKind::Mcp))
+            .await;
     }
 
     /// Claims `subdomain` for `owner` (a release, or `None` for a route of
@@ -684,6 +667,17 @@ impl ExposureService {
     /// every route of the release (`{subdomain}-mcp` included), and never
     /// another's.
     pub async fn release_gone(&self, namespace: &TenantNamespace, name: &ReleaseName) {
+        self.remove_release_routes(namespace, name, None).await;
+    }
+
+    /// Removes the release's routes (of one kind, or all); when they cannot
+    /// be listed, the next reconciliation removes them.
+    async fn remove_release_routes(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        only: Option<RouteKind>,
+    ) {
         let Some(routes) = &self.0.routes else {
             return;
         };
@@ -692,7 +686,10 @@ impl ExposureService {
             .of_release(namespace.as_str(), name.as_str())
             .await
         {
-            Ok(records) => self.remove_all(routes, &records).await,
+            Ok(mut records) => {
+                records.retain(|r| only.is_none_or(|kind| r.kind == kind));
+                self.remove_all(routes, &records).await;
+            }
             Err(error) => {
                 tracing::warn!(%namespace, release = %name, %error, "the release's routes could not be listed; reconciliation will remove them");
             }
