@@ -76,9 +76,12 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     );
     // The cache watches the records it decodes: only when reads come from storage.
     let cache = match (&reads, kind) {
-        (Reads::Storage(_), Some(kind)) if config.cache.enabled => {
-            ReadCache::start(client.clone(), kind, config.cache.clone())
-        }
+        (Reads::Storage(_), Some(kind)) => ReadCache::start(
+            client.clone(),
+            kind,
+            config.cache.clone(),
+            &config.tenant.namespace_prefix,
+        ),
         _ => ReadCache::disabled(),
     };
     let exposure = ExposureService::start(

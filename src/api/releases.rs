@@ -70,7 +70,7 @@ pub async fn get_release(
     ReleasePath { namespace, name }: ReleasePath,
 ) -> Result<(Served, Json<ReleaseInfo>), ApiError> {
     let (from, latest) = state.releases.latest(&namespace, &name).await?;
-    let info = with_route(&state, latest.release.to_info(false)).await;
+    let info = with_route(&state, latest.summary.to_info()).await;
     Ok((Served(from), Json(info)))
 }
 
@@ -202,7 +202,7 @@ pub async fn release_status(
     Ok((
         Served(from),
         Json(ReleaseStatusResponse {
-            release: with_route(&state, status.release.release.to_info(false)).await,
+            release: with_route(&state, status.release.summary.to_info()).await,
             pods: status.pods,
             pod_retrieval_error: None,
             stuck: status.stuck,

@@ -5,6 +5,7 @@
 //! (`crate::releases`, `crate::tenants`).
 
 pub mod apply;
+pub mod compact;
 pub mod discovery;
 pub mod lease;
 pub mod pods;

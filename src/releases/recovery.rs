@@ -20,7 +20,8 @@ use serde_json::Value;
 use super::ReleaseService;
 use super::store::{RecordKind, ReleaseStore, StorageError};
 use crate::error::ApiError;
-use crate::helm::release::{HelmRelease, RecordError, decode_payload};
+use crate::helm::HelmRelease;
+use crate::helm::release::{RecordError, ReleaseSummary, decode_payload};
 use crate::names::{ReleaseName, TenantNamespace};
 
 impl ReleaseService {
@@ -31,7 +32,7 @@ impl ReleaseService {
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
-        release: &HelmRelease,
+        release: &ReleaseSummary,
     ) -> bool {
         release.is_stale_pending(self.settings.stale_after)
             && !self
@@ -48,7 +49,7 @@ impl ReleaseService {
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
-        latest: &HelmRelease,
+        latest: &ReleaseSummary,
     ) -> Result<bool, ApiError> {
         if !latest.is_stale_pending(self.settings.stale_after) {
             return Ok(false);
@@ -93,7 +94,9 @@ impl ReleaseService {
         }
         let latest = self.require_latest(namespace, name).await?;
         if refused.code == Code::OperationInProgress
-            && self.recover_if_stuck(namespace, name, &latest).await?
+            && self
+                .recover_if_stuck(namespace, name, &latest.summary())
+                .await?
         {
             return retry().await;
         }
@@ -112,7 +115,7 @@ pub async fn mark_failed(
     store: &ReleaseStore,
     namespace: &TenantNamespace,
     name: &ReleaseName,
-    latest: &HelmRelease,
+    latest: &ReleaseSummary,
 ) -> Result<bool, StorageError> {
     let record = super::store::record_name(name.as_str(), latest.version);
     match store.kind() {

@@ -92,7 +92,8 @@ impl ReleaseService {
                 // else only when helm refuses (below).
                 if self.checks_before_run() {
                     let previous = self.require_latest(namespace, name).await?;
-                    self.recover_if_stuck(namespace, name, &previous).await?;
+                    self.recover_if_stuck(namespace, name, &previous.summary())
+                        .await?;
                 }
                 let run = || self.write(namespace, name, chart, kind, values);
                 match run().await {
