@@ -223,6 +223,8 @@ where
                     state.complete()
                 };
                 let counts = index.read().counts();
+                crate::metrics::read_cache_namespaces(counts.namespaces);
+                crate::metrics::read_cache_contents(counts.releases, counts.revisions, counts.pods);
                 tracing::info!(
                     ?part,
                     seconds = listing_since.elapsed().as_secs_f64(),
