@@ -461,15 +461,15 @@ async fn a_restarted_replica_answers_correctly_while_it_lists() {
             assert_eq!(body["release"]["revision"], 1);
             *served.entry(from).or_default() += 1;
         }
-        let ready = restarted
-            .http
-            .get(format!("{}/ready", restarted.base))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == StatusCode::OK);
-        if ready {
+        let (status, body) = restarted.call(Method::GET, "/ready", None).await;
+        if status == StatusCode::OK {
             break;
         }
+        // Not ready while listing, and for no other reason.
+        assert_eq!(
+            body["detail"], "Not ready: the read cache is still listing the cluster",
+            "{body}"
+        );
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "not ready after 30 s"
