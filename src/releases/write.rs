@@ -4,10 +4,12 @@
 //! release's lock and Lease while helm runs, leaves an expectation for the
 //! read cache (read-your-writes) and one audit event.
 //!
-//! Install and upgrade leave it to helm to refuse a name in use or a
-//! missing or pending release (it checks before changing anything), and read
-//! the release only then, so their happy path makes no Kubernetes call but
-//! the Lease besides helm's own. With Helm 3 and confinement (dry run,
+//! Install and upgrade fetch and inspect the chart (`crate::charts`) under
+//! the lock, just before helm, which only ever gets the local archive.
+//! They leave it to helm to refuse a name in use or a missing or pending
+//! release (it checks before changing anything), and read the release only
+//! then, so their happy path makes no Kubernetes call but the Lease besides
+//! helm's own. With Helm 3 and confinement (dry run,
 //! check, apply) they read the release before the dry run instead.
 
 use std::future::Future;
