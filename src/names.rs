@@ -123,14 +123,15 @@ impl ReleaseName {
     }
 }
 
-/// Where a chart comes from, as helm will be told.
+/// Where a chart comes from (`crate::charts` fetches it; helm only gets
+/// the local archive).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChartRef {
     /// `oci://host[:port]/path/name`.
     Oci { url: String, host: String },
     /// A packaged chart at an `https://` (or allowed `http://`) URL.
     Url(String),
-    /// A chart name in a classic repository, passed with `--repo`.
+    /// A chart name in a classic repository (its `index.yaml`).
     Repo { name: String, repo_url: String },
 }
 
@@ -164,7 +165,7 @@ impl ChartPolicy {
     }
 
     /// `host[:port]` of every allowed source (`None`: any host, `*`): where
-    /// helm may fetch charts from.
+    /// charts may be fetched from.
     pub fn allowed_hosts(&self) -> Option<Vec<String>> {
         if self.allowed_sources.iter().any(|entry| entry == "*") {
             return None;
@@ -367,7 +368,7 @@ impl ChartRef {
         }
     }
 
-    /// Whether helm must be told `--plain-http` for this chart.
+    /// Whether this chart's OCI registry is spoken to over plain HTTP.
     pub fn plain_http(&self, policy: &ChartPolicy) -> bool {
         match self {
             Self::Oci { host, .. } => policy.plain_http_registries.iter().any(|h| h == host),

@@ -135,11 +135,7 @@ impl ChartCache {
             return None;
         }
         entry.users += 1;
-        Some(Ok(Held {
-            inner: self.inner.clone(),
-            sha256: sha256.to_owned(),
-            path,
-        }))
+        Some(Ok(self.held(sha256, path)))
     }
 
     /// A fresh path in the directory for a download in progress.
@@ -162,13 +158,25 @@ impl ChartCache {
         verdict: Option<Refusal>,
     ) -> std::io::Result<Known> {
         let path = self.inner.path(sha256);
+        let mut state = self.inner.lock();
+        state.clock += 1;
+        let used = state.clock;
+        // The same content may arrive twice at once (two URLs of one
+        // chart): the first stored wins, and its holders are kept.
+        if let Some(entry) = state.entries.get_mut(sha256)
+            && (entry.verdict.is_some() || path.is_file())
+        {
+            entry.used = used;
+            if let Some(refusal) = entry.verdict {
+                return Ok(Err(refusal));
+            }
+            entry.users += 1;
+            return Ok(Ok(self.held(sha256, path)));
+        }
         if verdict.is_none() {
             std::fs::rename(partial.path(), &path)?;
         }
         drop(partial);
-        let mut state = self.inner.lock();
-        state.clock += 1;
-        let used = state.clock;
         let size = if verdict.is_some() { 0 } else { size };
         let previous = state.entries.insert(
             sha256.to_owned(),
@@ -187,12 +195,16 @@ impl ChartCache {
         drop(state);
         Ok(match verdict {
             Some(refusal) => Err(refusal),
-            None => Ok(Held {
-                inner: self.inner.clone(),
-                sha256: sha256.to_owned(),
-                path,
-            }),
+            None => Ok(self.held(sha256, path)),
         })
+    }
+
+    fn held(&self, sha256: &str, path: PathBuf) -> Held {
+        Held {
+            inner: self.inner.clone(),
+            sha256: sha256.to_owned(),
+            path,
+        }
     }
 
     /// Waits until no other fetch of `key` is under way; the fetch holds
@@ -358,6 +370,22 @@ mod tests {
         // A file removed under the cache is fetched again.
         std::fs::remove_file(held.path()).unwrap();
         assert!(cache.lookup("aa").is_none());
+        drop(cache);
+        std::fs::remove_dir_all(parent).unwrap();
+    }
+
+    #[test]
+    fn the_same_content_stored_twice_keeps_the_first_and_its_holders() {
+        let (parent, cache) = cache(10);
+        let first = store(&cache, "aa", 10, None).unwrap();
+        let second = store(&cache, "aa", 10, None).unwrap();
+        assert_eq!(first.path(), second.path());
+        assert_eq!(cache.bytes(), 10);
+        drop(first);
+        // Still held by the second: a newcomer cannot evict it.
+        drop(store(&cache, "bb", 10, None).unwrap());
+        assert!(second.path().exists());
+        drop(second);
         drop(cache);
         std::fs::remove_dir_all(parent).unwrap();
     }
