@@ -102,6 +102,11 @@ codes! {
     ChartRenderFailed = "chart_render_failed", BAD_REQUEST;
     /// The chart would create objects outside its namespace.
     ChartNotConfined = "chart_not_confined", BAD_REQUEST;
+    /// A values schema of the chart (or of a subchart) names something
+    /// outside the chart that helm would fetch or read.
+    ChartSchemaRefused = "chart_schema_refused", BAD_REQUEST;
+    /// The chart archive is unreadable or beyond the operator's bounds.
+    ChartArchiveRefused = "chart_archive_refused", BAD_REQUEST;
     /// The cluster refused the chart's objects (quota, admission, RBAC).
     RejectedByCluster = "rejected_by_cluster", BAD_REQUEST;
     /// No API key, or not one of ours.
@@ -160,6 +165,8 @@ codes! {
     ConfinementUnavailable = "confinement_unavailable", INTERNAL_SERVER_ERROR;
     /// The tenant identity helm runs as is not authorized in the cluster.
     TenantIdentityUnavailable = "tenant_identity_unavailable", INTERNAL_SERVER_ERROR;
+    /// A fetched chart could not be stored for helm (the cache directory).
+    ChartCacheUnavailable = "chart_cache_unavailable", INTERNAL_SERVER_ERROR;
     /// The chart source could not be reached.
     ChartSourceUnreachable = "chart_source_unreachable", BAD_GATEWAY;
     /// Cloudflare refused a call (its reason is logged).

@@ -16,10 +16,13 @@
 //!              exposure/    public routes (route records, shared Cloudflare
 //!                 │          Tunnel or Ingress, reconciliation), dedicated tunnels
 //!                 │
-//!      ┌──────────┴──────────┐
-//!      ▼                     ▼
-//!    helm/ (the helm CLI)   kube/ (Kubernetes primitives)
-//!      └──────────┬──────────┘
+//!      ┌──────────┼──────────────┐
+//!      ▼          ▼              ▼
+//!    charts/    helm/          kube/ (Kubernetes primitives)
+//!  (fetch and   (the helm CLI,
+//!   inspect,    given local
+//!   for helm)   archives only)
+//!      └──────────┼──────────────┘
 //!                 ▼
 //!   config/ · error.rs · names.rs · model.rs · auth.rs · metrics.rs
 //! ```
@@ -36,6 +39,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod charts;
 pub mod config;
 pub mod error;
 pub mod exposure;

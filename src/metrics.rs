@@ -47,6 +47,8 @@ const API_ERRORS: &str = "api_errors_total";
 const EGRESS_REFUSED: &str = "helm_egress_refused_total";
 const CLOUDFLARE_REQUESTS: &str = "cloudflare_requests_total";
 const CLOUDFLARE_DURATION: &str = "cloudflare_request_duration_seconds";
+const CHART_FETCHES: &str = "chart_fetches_total";
+const CHART_FETCH_DURATION: &str = "chart_fetch_duration_seconds";
 
 /// Seconds; HTTP requests range from a storage read to a 120 s install.
 const HTTP_BUCKETS: &[f64] = &[
@@ -59,6 +61,11 @@ const HELM_BUCKETS: &[f64] = &[
 /// Seconds; one Cloudflare call is bounded by CLOUDFLARE_TIMEOUT.
 const CLOUDFLARE_BUCKETS: &[f64] = &[
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0,
+];
+/// Seconds; a chart fetch is a cache hit (ms) or downloads, bounded by
+/// CHART_FETCH_TIMEOUT.
+const CHART_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 /// Seconds; the lock wait is bounded by RELEASE_LOCK_WAIT.
 const LOCK_BUCKETS: &[f64] = &[0.001, 0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
@@ -111,6 +118,7 @@ fn buckets(builder: PrometheusBuilder) -> PrometheusBuilder {
     let builder = with(builder, HTTP_DURATION, HTTP_BUCKETS);
     let builder = with(builder, HELM_DURATION, HELM_BUCKETS);
     let builder = with(builder, CLOUDFLARE_DURATION, CLOUDFLARE_BUCKETS);
+    let builder = with(builder, CHART_FETCH_DURATION, CHART_BUCKETS);
     with(builder, LOCK_WAIT_DURATION, LOCK_BUCKETS)
 }
 
@@ -163,6 +171,19 @@ fn describe() {
         CLOUDFLARE_DURATION,
         metrics::Unit::Seconds,
         "Cloudflare API call latency (each attempt)"
+    );
+    describe_counter!(
+        EGRESS_REFUSED,
+        "outbound chart requests refused (a host that is no allowed chart source), by the chart fetcher or helm's egress guard"
+    );
+    describe_counter!(
+        CHART_FETCHES,
+        "charts fetched for helm, by outcome (ok, refused, not_found, not_allowed, failed)"
+    );
+    describe_histogram!(
+        CHART_FETCH_DURATION,
+        metrics::Unit::Seconds,
+        "time to have a chart ready for helm (a cache hit included)"
     );
     describe_counter!(
         API_ERRORS,
@@ -235,9 +256,17 @@ pub fn read_cache_contents(releases: usize, revisions: usize, pods: usize) {
     gauge!(CACHE_PODS).set(pods as f64);
 }
 
-/// Counts a connection helm tried to a host that is no allowed chart source.
+/// Counts a request (of the chart fetcher, or of helm through its guard)
+/// to a host that is no allowed chart source.
 pub fn egress_refused() {
     counter!(EGRESS_REFUSED).increment(1);
+}
+
+/// Records one chart fetch; `outcome` is from a fixed list in
+/// `crate::charts`.
+pub fn chart_fetch(outcome: &'static str, elapsed: Duration) {
+    counter!(CHART_FETCHES, "outcome" => outcome).increment(1);
+    histogram!(CHART_FETCH_DURATION, "outcome" => outcome).record(elapsed.as_secs_f64());
 }
 
 /// Records one Cloudflare API attempt; `operation` and `outcome` come from

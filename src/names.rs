@@ -123,14 +123,15 @@ impl ReleaseName {
     }
 }
 
-/// Where a chart comes from, as helm will be told.
+/// Where a chart comes from (`crate::charts` fetches it; helm only gets
+/// the local archive).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChartRef {
     /// `oci://host[:port]/path/name`.
     Oci { url: String, host: String },
     /// A packaged chart at an `https://` (or allowed `http://`) URL.
     Url(String),
-    /// A chart name in a classic repository, passed with `--repo`.
+    /// A chart name in a classic repository (its `index.yaml`).
     Repo { name: String, repo_url: String },
 }
 
@@ -146,6 +147,9 @@ pub struct ChartPolicy {
     pub plain_http_registries: Vec<String>,
     /// Whether `http://` chart and repository URLs are accepted.
     pub allow_http: bool,
+    /// Further `host[:port]` chart downloads may go to (CHART_FETCH_HOSTS):
+    /// where allowed sources redirect, or their token service.
+    pub fetch_hosts: Vec<String>,
 }
 
 impl ChartPolicy {
@@ -161,7 +165,7 @@ impl ChartPolicy {
     }
 
     /// `host[:port]` of every allowed source (`None`: any host, `*`): where
-    /// helm may fetch charts from.
+    /// charts may be fetched from.
     pub fn allowed_hosts(&self) -> Option<Vec<String>> {
         if self.allowed_sources.iter().any(|entry| entry == "*") {
             return None;
@@ -176,12 +180,63 @@ impl ChartPolicy {
         Some(hosts)
     }
 
+    /// Every host a chart download may reach: the allowed sources' hosts
+    /// and `fetch_hosts`, or any host with `*`.
+    pub fn fetch_hosts(&self) -> AllowedHosts {
+        match self.allowed_hosts() {
+            None => AllowedHosts::Any,
+            Some(mut hosts) => {
+                hosts.extend(self.fetch_hosts.iter().cloned());
+                AllowedHosts::new(hosts)
+            }
+        }
+    }
+
     pub fn from_config(config: &crate::config::ChartConfig) -> Self {
         Self {
             allowed_sources: config.allowed_chart_sources.items().to_vec(),
             plain_http_registries: config.plain_http_registries.items().to_vec(),
             allow_http: config.allow_http_charts,
+            fetch_hosts: config.chart_fetch_hosts.items().to_vec(),
         }
+    }
+}
+
+/// Which `host:port` an outbound request may reach: the listed entries (an
+/// entry without a port admits the default ports, 443 and 80), or any host
+/// (`ALLOWED_CHART_SOURCES=*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedHosts {
+    /// Any host at all (`*`).
+    Any,
+    /// Only these `host[:port]`, lower-cased.
+    Only(Vec<String>),
+}
+
+impl AllowedHosts {
+    pub fn new(hosts: impl IntoIterator<Item = String>) -> Self {
+        Self::Only(hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect())
+    }
+
+    /// No host at all.
+    pub fn none() -> Self {
+        Self::Only(Vec::new())
+    }
+
+    /// True when `target` (`host:port`) is allowed.
+    pub fn admits(&self, target: &str) -> bool {
+        let entries = match self {
+            Self::Any => return true,
+            Self::Only(entries) => entries,
+        };
+        let target = target.to_ascii_lowercase();
+        let Some((host, port)) = target.rsplit_once(':') else {
+            return false;
+        };
+        entries.iter().any(|entry| match entry.rsplit_once(':') {
+            Some(_) => *entry == target,
+            None => entry == host && matches!(port, "443" | "80"),
+        })
     }
 }
 
@@ -313,7 +368,7 @@ impl ChartRef {
         }
     }
 
-    /// Whether helm must be told `--plain-http` for this chart.
+    /// Whether this chart's OCI registry is spoken to over plain HTTP.
     pub fn plain_http(&self, policy: &ChartPolicy) -> bool {
         match self {
             Self::Oci { host, .. } => policy.plain_http_registries.iter().any(|h| h == host),
@@ -511,6 +566,7 @@ mod tests {
             allowed_sources: vec!["*".into()],
             plain_http_registries: vec!["127.0.0.1:5000".into()],
             allow_http: false,
+            fetch_hosts: Vec::new(),
         }
     }
 

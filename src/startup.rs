@@ -18,9 +18,11 @@ use tokio::sync::Semaphore;
 
 use crate::api::{App, AppState};
 use crate::auth::ApiKeys;
+use crate::charts::{ChartStore, StoreSettings};
 use crate::config::{Command, Config, LogFormat};
 use crate::exposure::{ExposureService, spawn_reconciler};
 use crate::helm::egress::{AllowedHosts, EgressGuard};
+use crate::helm::home::HelmHome;
 use crate::helm::postrender::{ConfinePlugin, resolve_checker};
 use crate::helm::{Helm, HelmError, HelmRunner, HelmVersion, RunnerConfig};
 use crate::kube::ApiProbe;
@@ -95,8 +97,10 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         .tenant_policy(&config.tenant, exposure.backend());
     let admitted = admitted_namespaces(&config, &tenant_policy);
     let tenants = TenantService::new(client.clone(), client_config, tenant_policy, admitted);
+    let charts = chart_store(&config)?;
     let releases = ReleaseService::new(Parts {
         helm,
+        charts,
         client: client.clone(),
         reads,
         cache,
@@ -189,25 +193,27 @@ async fn helm(config: &Config, kube_config: &::kube::Config) -> anyhow::Result<H
             .env
             .push(("HELM_PLUGINS".into(), plugin.plugins_dir().into()));
     }
-    let egress = egress_guard(config, kube_config).await?;
-    if let Some(guard) = &egress {
-        let direct = direct_hosts(kube_config);
-        let proxied = guard.child_env(&direct);
-        runner_config.env.retain(|(key, _)| {
-            !proxied
-                .iter()
-                .any(|(proxy_key, _)| key == proxy_key.as_str())
-        });
-        runner_config
-            .env
-            .extend(proxied.into_iter().map(|(k, v)| (k.into(), v.into())));
-    }
+    let egress = egress_guard(kube_config).await?;
+    let direct = direct_hosts(kube_config);
+    let proxied = egress.child_env(&direct);
+    runner_config.env.retain(|(key, _)| {
+        !proxied
+            .iter()
+            .any(|(proxy_key, _)| key == proxy_key.as_str())
+    });
+    runner_config
+        .env
+        .extend(proxied.into_iter().map(|(k, v)| (k.into(), v.into())));
+    let home = HelmHome::create(&std::env::temp_dir())
+        .context("cannot create helm's private cache and config directories")?;
+    home.add_to(&mut runner_config.env);
     let mut helm = Helm::new(
         HelmRunner::new(runner_config),
         version,
         &config.tenant.tenant_service_account,
     )
-    .with_egress_guard(egress);
+    .with_egress_guard(Some(egress))
+    .with_home(home);
     if let Some(plugin) = plugin {
         helm = helm.with_confine_plugin(plugin);
     }
@@ -249,26 +255,45 @@ async fn tenant_policy(client: &::kube::Client) {
     }
 }
 
-/// The guard helm's chart traffic goes through: the allowed sources' hosts
-/// and CHART_FETCH_HOSTS only (none with `ALLOWED_CHART_SOURCES=*`).
-async fn egress_guard(
-    config: &Config,
-    kube_config: &::kube::Config,
-) -> anyhow::Result<Option<EgressGuard>> {
+/// The fetcher and cache of charts: the operator downloads and inspects
+/// every chart itself, from the allowed sources' hosts and
+/// CHART_FETCH_HOSTS only (any host with `ALLOWED_CHART_SOURCES=*`).
+fn chart_store(config: &Config) -> anyhow::Result<Arc<ChartStore>> {
     let policy = ChartPolicy::from_config(&config.charts);
     if policy.allowed_sources.is_empty() {
         bail!("ALLOWED_CHART_SOURCES is empty: name the chart sources to accept (or * for any)");
     }
-    let Some(mut hosts) = policy.allowed_hosts() else {
-        tracing::warn!("ALLOWED_CHART_SOURCES=*: helm may fetch charts from any host");
-        return Ok(None);
-    };
-    hosts.extend(config.charts.chart_fetch_hosts.items().iter().cloned());
-    let guard = EgressGuard::start(AllowedHosts::new(hosts))
+    let hosts = policy.fetch_hosts();
+    match &hosts {
+        AllowedHosts::Any => tracing::warn!(
+            "ALLOWED_CHART_SOURCES=*: charts are fetched from any host, loopback and private networks included (for development)"
+        ),
+        AllowedHosts::Only(hosts) => {
+            tracing::info!(?hosts, "charts are fetched from these hosts only")
+        }
+    }
+    let store = ChartStore::new(StoreSettings {
+        policy,
+        fetch_timeout: config.charts.chart_fetch_timeout,
+        cache_parent: std::env::temp_dir(),
+        cache_bytes: config.charts.chart_cache_mb.saturating_mul(1 << 20),
+    })
+    .context("cannot set up the chart cache")?;
+    tracing::info!(dir = %store.cache().dir().display(), "chart cache");
+    Ok(Arc::new(store))
+}
+
+/// helm's proxy: it admits no host at all. helm is only given local
+/// archives and needs nothing but the Kubernetes API (left direct), so
+/// anything else it tries (a schema reference the inspection missed, say)
+/// is refused and counted. Go never proxies loopback, which the inspection
+/// covers instead.
+async fn egress_guard(kube_config: &::kube::Config) -> anyhow::Result<EgressGuard> {
+    let guard = EgressGuard::start(AllowedHosts::none())
         .await
-        .context("cannot start the chart source guard")?;
-    tracing::info!(proxy = %guard.proxy_url(), direct = ?direct_hosts(kube_config), "helm reaches chart sources only through the guard");
-    Ok(Some(guard))
+        .context("cannot start helm's egress guard")?;
+    tracing::info!(proxy = %guard.proxy_url(), direct = ?direct_hosts(kube_config), "helm reaches nothing but the Kubernetes API");
+    Ok(guard)
 }
 
 /// Where helm connects directly: the Kubernetes API.

@@ -59,8 +59,16 @@ pub(super) fn app_with(
         major: 4,
     };
     let keys = ApiKeys::new(&config.auth.static_keys(), None, false).expect("keys");
+    let charts = crate::charts::ChartStore::new(crate::charts::StoreSettings {
+        policy: ChartPolicy::from_config(&config.charts),
+        fetch_timeout: Duration::from_secs(5),
+        cache_parent: std::env::temp_dir(),
+        cache_bytes: 1 << 20,
+    })
+    .expect("chart store");
     let releases = ReleaseService::new(Parts {
         helm: Helm::new(runner, version, "paas-tenant"),
+        charts: Arc::new(charts),
         client: client.clone(),
         reads: Reads::Storage(ReleaseStore::new(client.clone(), RecordKind::Secret)),
         cache: ReadCache::disabled(),

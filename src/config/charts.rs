@@ -1,10 +1,11 @@
 //! Which charts are accepted, and how their rendering is checked.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 
-use super::List;
+use super::{List, seconds};
 
 /// Chart sources and confinement.
 #[derive(Debug, Clone, Args)]
@@ -68,4 +69,14 @@ pub struct ChartConfig {
         hide_default_value = true
     )]
     pub allowed_cluster_kinds: List,
+
+    /// Seconds one chart fetch may take in all (tags, manifest, index,
+    /// token and download) before a 502 `chart_source_unreachable`.
+    #[arg(long, env = "CHART_FETCH_TIMEOUT", default_value = "60", value_parser = seconds)]
+    pub chart_fetch_timeout: Duration,
+
+    /// MiB of fetched chart archives kept (content-addressed, least
+    /// recently used evicted; archives helm is reading are never evicted).
+    #[arg(long, env = "CHART_CACHE_MB", default_value_t = 256)]
+    pub chart_cache_mb: u64,
 }

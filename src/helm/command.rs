@@ -8,14 +8,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::postrender::PostRenderArgs;
-use crate::names::{ChartRef, ChartVersion, ReleaseName, TenantNamespace};
+use crate::names::{ReleaseName, TenantNamespace};
 
-/// The chart part of an install or upgrade.
+/// The chart of an install or upgrade: always a local archive the
+/// operator fetched and inspected (`crate::charts`), never a URL, so helm
+/// has nothing to pull (no `--version`, `--repo` or `--plain-http`).
 #[derive(Debug, Clone, Copy)]
 pub struct ChartArgs<'a> {
-    pub chart: &'a ChartRef,
-    pub version: Option<&'a ChartVersion>,
-    pub plain_http: bool,
+    pub archive: &'a Path,
 }
 
 /// How an upgrade treats the values of the previous revision.
@@ -36,22 +36,13 @@ fn release_target(args: &mut Vec<String>, namespace: &TenantNamespace, timeout: 
     args.extend(["--timeout".into(), timeout_arg(timeout)]);
 }
 
-/// Adds chart options, then `--`, the release name and the chart positional.
+/// Ends the options (`--`), then the release name and the archive.
 fn chart_tail(args: &mut Vec<String>, name: &ReleaseName, chart: ChartArgs<'_>) {
-    if let Some(version) = chart.version {
-        args.extend(["--version".into(), version.as_str().into()]);
-    }
-    if chart.plain_http {
-        args.push("--plain-http".into());
-    }
-    let positional = match chart.chart {
-        ChartRef::Oci { url, .. } | ChartRef::Url(url) => url.clone(),
-        ChartRef::Repo { name, repo_url } => {
-            args.extend(["--repo".into(), repo_url.clone()]);
-            name.clone()
-        }
-    };
-    args.extend(["--".into(), name.as_str().into(), positional]);
+    args.extend([
+        "--".into(),
+        name.as_str().into(),
+        chart.archive.display().to_string(),
+    ]);
 }
 
 /// Helm 4's `--post-renderer PLUGIN --post-renderer-args A …` (the
@@ -321,61 +312,50 @@ mod tests {
         ReleaseName::parse("svc-1a2b3c4d").unwrap()
     }
 
-    #[test]
-    fn install_ends_options_before_positionals() {
-        let chart = ChartRef::Oci {
-            url: "oci://127.0.0.1:5000/charts/web".into(),
-            host: "127.0.0.1:5000".into(),
-        };
-        let version = ChartVersion::parse("0.1.0").unwrap();
-        let args = install(
-            &ns(),
-            &name(),
-            ChartArgs {
-                chart: &chart,
-                version: Some(&version),
-                plain_http: true,
-            },
-            None,
-            Duration::from_secs(300),
-        );
-        assert_eq!(
-            args.join(" "),
-            "install --namespace paas-ws-3f9a0c1d --timeout 300s --output json --values - --skip-crds --version 0.1.0 --plain-http -- svc-1a2b3c4d oci://127.0.0.1:5000/charts/web"
-        );
-        assert!(!args.iter().any(|a| a.starts_with("--set")));
+    const ARCHIVE: &str = "/tmp/paas-operator-charts-1-x/0bc5.tgz";
+
+    fn chart() -> ChartArgs<'static> {
+        ChartArgs {
+            archive: Path::new(ARCHIVE),
+        }
     }
 
     #[test]
-    fn upgrade_from_classic_repo() {
-        let chart = ChartRef::Repo {
-            name: "web".into(),
-            repo_url: "https://charts.example.com".into(),
-        };
+    fn install_ends_options_before_positionals() {
+        let args = install(&ns(), &name(), chart(), None, Duration::from_secs(300));
+        assert_eq!(
+            args.join(" "),
+            format!(
+                "install --namespace paas-ws-3f9a0c1d --timeout 300s --output json --values - --skip-crds -- svc-1a2b3c4d {ARCHIVE}"
+            )
+        );
+        assert!(!args.iter().any(|a| a.starts_with("--set")));
+        // Nothing to pull: no chart source options at all.
+        for pulling in ["--version", "--repo", "--plain-http"] {
+            assert!(!args.iter().any(|a| a == pulling), "{pulling}");
+        }
+    }
+
+    #[test]
+    fn upgrade_of_a_local_archive() {
         let args = upgrade(
             &ns(),
             &name(),
-            ChartArgs {
-                chart: &chart,
-                version: None,
-                plain_http: false,
-            },
+            chart(),
             ValuesMode::Reset,
             None,
             Duration::from_secs(60),
         );
         assert_eq!(
             args.join(" "),
-            "upgrade --namespace paas-ws-3f9a0c1d --timeout 60s --output json --values - --reset-values --repo https://charts.example.com -- svc-1a2b3c4d web"
+            format!(
+                "upgrade --namespace paas-ws-3f9a0c1d --timeout 60s --output json --values - --reset-values -- svc-1a2b3c4d {ARCHIVE}"
+            )
         );
     }
 
     #[test]
     fn post_renderer_options_come_before_the_end_of_options() {
-        let chart = ChartRef::Oci {
-            url: "oci://r.example/charts/web".into(),
-            host: "r.example".into(),
-        };
         let post_render = PostRenderArgs {
             plugin: "paas-confine",
             args: vec!["/tmp/p/r.rules.json".into(), "/tmp/p/r.report.json".into()],
@@ -383,36 +363,25 @@ mod tests {
         let args = upgrade(
             &ns(),
             &name(),
-            ChartArgs {
-                chart: &chart,
-                version: None,
-                plain_http: false,
-            },
+            chart(),
             ValuesMode::Reuse,
             Some(&post_render),
             Duration::from_secs(60),
         );
         assert_eq!(
             args.join(" "),
-            "upgrade --namespace paas-ws-3f9a0c1d --timeout 60s --output json --values - --reuse-values --post-renderer paas-confine --post-renderer-args /tmp/p/r.rules.json --post-renderer-args /tmp/p/r.report.json -- svc-1a2b3c4d oci://r.example/charts/web"
+            format!(
+                "upgrade --namespace paas-ws-3f9a0c1d --timeout 60s --output json --values - --reuse-values --post-renderer paas-confine --post-renderer-args /tmp/p/r.rules.json --post-renderer-args /tmp/p/r.report.json -- svc-1a2b3c4d {ARCHIVE}"
+            )
         );
     }
 
     #[test]
     fn tenant_identity_and_dry_run_go_before_the_end_of_options() {
-        let chart = ChartRef::Oci {
-            url: "oci://r.example/charts/web".into(),
-            host: "r.example".into(),
-        };
-        let chart = ChartArgs {
-            chart: &chart,
-            version: None,
-            plain_http: false,
-        };
         let mut args = dry_run(install(
             &ns(),
             &name(),
-            chart,
+            chart(),
             None,
             Duration::from_secs(60),
         ));
@@ -422,7 +391,9 @@ mod tests {
         );
         assert_eq!(
             args.join(" "),
-            "install --namespace paas-ws-3f9a0c1d --timeout 60s --output json --values - --skip-crds --dry-run=server --kube-as-user system:serviceaccount:paas-ws-3f9a0c1d:paas-tenant -- svc-1a2b3c4d oci://r.example/charts/web"
+            format!(
+                "install --namespace paas-ws-3f9a0c1d --timeout 60s --output json --values - --skip-crds --dry-run=server --kube-as-user system:serviceaccount:paas-ws-3f9a0c1d:paas-tenant -- svc-1a2b3c4d {ARCHIVE}"
+            )
         );
         let mut list = list(&ns(), 4);
         act_as(&mut list, "u");

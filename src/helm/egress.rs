@@ -1,9 +1,10 @@
-//! helm's only way out to chart sources: a small HTTP proxy inside the
-//! operator, given to every helm child as `HTTPS_PROXY`/`HTTP_PROXY`, that
-//! lets helm reach the hosts of the allowed chart sources (and
-//! `CHART_FETCH_HOSTS`) and refuses every other host. So a redirect, or a
-//! chart URL in a repository's `index.yaml`, cannot take helm anywhere
-//! else, and helm cannot be used to probe the network (SSRF).
+//! helm's only way out: a small HTTP proxy inside the operator, given to
+//! every helm child as `HTTPS_PROXY`/`HTTP_PROXY`, that admits the hosts
+//! it is started with and refuses every other. helm is only ever given
+//! local archives (`crate::charts` fetches charts), so the operator starts
+//! it admitting no host at all: whatever helm might still try (a values
+//! schema reference, say) is refused and counted, and helm cannot be used
+//! to probe the network (SSRF).
 //!
 //! ```text
 //!  helm ── CONNECT host:443 ──────────────► guard ── allowed? ──► host:443 (TLS end to end)
@@ -12,8 +13,9 @@
 //! ```
 //!
 //! The Kubernetes API is left out (`NO_PROXY`). Go never proxies loopback
-//! destinations, so a chart source on 127.0.0.1 (a test registry) is not
-//! seen here; real registries never are loopback.
+//! destinations, so what helm would send to 127.0.0.1 or `localhost` is
+//! not seen here: the chart inspection (`crate::charts::schema`) refuses
+//! such references before helm runs.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,28 +37,7 @@ pub struct EgressGuard {
     task: AbortHandle,
 }
 
-/// Which `host[:port]` may be reached: an entry without a port admits the
-/// default ports (443 and 80).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AllowedHosts(Vec<String>);
-
-impl AllowedHosts {
-    pub fn new(hosts: impl IntoIterator<Item = String>) -> Self {
-        Self(hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect())
-    }
-
-    /// True when `target` (`host:port`) is allowed.
-    pub fn admits(&self, target: &str) -> bool {
-        let target = target.to_ascii_lowercase();
-        let Some((host, port)) = target.rsplit_once(':') else {
-            return false;
-        };
-        self.0.iter().any(|entry| match entry.rsplit_once(':') {
-            Some(_) => *entry == target,
-            None => entry == host && matches!(port, "443" | "80"),
-        })
-    }
-}
+pub use crate::names::AllowedHosts;
 
 impl EgressGuard {
     /// Listens on 127.0.0.1 (a free port) and serves helm.

@@ -6,8 +6,10 @@
 //! ([`confine`]), the checked documents they yield ([`documents`]), what the
 //! operator adds to them ([`additions`]), Helm 4's post-renderer that does
 //! both inside the run ([`postrender`]) and, for Helm 3, the chart that
-//! installs exactly those documents ([`wrapper`]); helm's outbound traffic
-//! goes through [`egress`]. Nothing here talks to the Kubernetes API; the
+//! installs exactly those documents ([`wrapper`]). helm is only ever given
+//! local chart archives (`crate::charts` fetches them); its own outbound
+//! traffic goes through [`egress`], which admits nothing, and its caches
+//! live in a private [`home`]. Nothing here talks to the Kubernetes API; the
 //! release service (`crate::releases`) decides what to run and when.
 
 pub mod additions;
@@ -17,6 +19,7 @@ pub mod confine;
 pub mod documents;
 pub mod egress;
 pub mod error;
+pub mod home;
 pub mod postrender;
 pub mod release;
 pub mod runner;
@@ -68,8 +71,10 @@ pub struct Helm {
     tenant_account: String,
     /// Set with Helm 4 when charts are confined: the post-renderer plugin.
     confine_plugin: Option<Arc<ConfinePlugin>>,
-    /// The proxy helm's chart traffic goes through (kept alive with helm).
+    /// The proxy helm's outbound traffic goes through (kept alive with helm).
     egress: Option<Arc<egress::EgressGuard>>,
+    /// helm's private cache and config directories (kept with helm).
+    home: Option<Arc<home::HelmHome>>,
 }
 
 /// What a server-side dry run (Helm 3) says helm would apply.
@@ -101,6 +106,7 @@ impl Helm {
             tenant_account: tenant_account.to_owned(),
             confine_plugin: None,
             egress: None,
+            home: None,
         }
     }
 
@@ -108,6 +114,13 @@ impl Helm {
     /// long as helm runs.
     pub fn with_egress_guard(mut self, guard: Option<egress::EgressGuard>) -> Self {
         self.egress = guard.map(Arc::new);
+        self
+    }
+
+    /// Keeps `home` (the runner's environment points helm at it) as long
+    /// as helm runs.
+    pub fn with_home(mut self, home: home::HelmHome) -> Self {
+        self.home = Some(Arc::new(home));
         self
     }
 
@@ -235,8 +248,8 @@ impl Helm {
             .map_err(HelmError::ConfineSetup)
     }
 
-    /// A server-side dry run of an install or upgrade (Helm 3): helm pulls
-    /// and renders the chart once, as the tenant (so `lookup` sees only its
+    /// A server-side dry run of an install or upgrade (Helm 3): helm
+    /// renders the (local) chart once, as the tenant (so `lookup` sees only its
     /// namespace), and prints the release it would make. The caller checks
     /// the rendering and applies exactly it ([`Helm::apply_documents`]).
     pub async fn dry_run(

@@ -6,19 +6,18 @@ use serde_json::{Map, Value};
 
 use crate::error::{ApiError, Code};
 use crate::exposure::ExposeSpec;
-use crate::helm::{ChartArgs, ValuesMode};
+use crate::helm::ValuesMode;
 use crate::model::{InstallRequest, UpgradeRequest};
 use crate::names::{ChartPolicy, ChartRef, ChartVersion, ReleaseName, TenantNamespace};
 
 /// Maximum nesting depth of `values`.
 const MAX_VALUES_DEPTH: usize = 32;
 
-/// A chart, its version and how to reach it.
+/// A chart and its version (`crate::charts` fetches it for helm).
 #[derive(Debug, Clone)]
 pub struct ChartSpec {
     pub chart: ChartRef,
     pub version: Option<ChartVersion>,
-    pub plain_http: bool,
 }
 
 impl ChartSpec {
@@ -30,21 +29,7 @@ impl ChartSpec {
     ) -> Result<Self, ApiError> {
         let chart = ChartRef::parse(chart, repo_url, policy)?;
         let version = version.map(ChartVersion::parse).transpose()?;
-        let plain_http = chart.plain_http(policy);
-        Ok(Self {
-            chart,
-            version,
-            plain_http,
-        })
-    }
-
-    /// As helm's command line takes it.
-    pub fn args(&self) -> ChartArgs<'_> {
-        ChartArgs {
-            chart: &self.chart,
-            version: self.version.as_ref(),
-            plain_http: self.plain_http,
-        }
+        Ok(Self { chart, version })
     }
 }
 

@@ -5,8 +5,9 @@
 //!        │ validated commands (commands.rs)
 //!        ▼
 //!  ReleaseService
-//!   ├─ write.rs   lock + Lease (locks.rs) ─► confinement (confinement.rs)
-//!   │             ─► helm ─► read-your-writes expectation ─► audit (audit.rs)
+//!   ├─ write.rs   lock + Lease (locks.rs) ─► the chart fetched and inspected
+//!   │             (crate::charts) ─► confinement (confinement.rs) ─► helm
+//!   │             ─► read-your-writes expectation ─► audit (audit.rs)
 //!   │             a stuck `pending-*` revision is marked failed and the
 //!   │             operation retried once (recovery.rs)
 //!   └─ read.rs    watch-fed cache (cache/) ─► else Helm's records from the
@@ -31,6 +32,7 @@ pub mod store;
 mod write;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Client;
@@ -39,6 +41,7 @@ pub use commands::{ChartSpec, Install, Upgrade};
 pub use read::{ServedFrom, StatusRead};
 pub use store::{RecordKind, ReleaseStore, StorageError};
 
+use crate::charts::ChartStore;
 use crate::config::ReleaseReads;
 use crate::exposure::ExposureService;
 use crate::helm::Helm;
@@ -100,6 +103,7 @@ impl Reads {
 /// Operations on Helm releases.
 pub struct ReleaseService {
     helm: Helm,
+    charts: Arc<ChartStore>,
     client: Client,
     reads: Reads,
     cache: ReadCache,
@@ -113,6 +117,8 @@ pub struct ReleaseService {
 /// The parts a [`ReleaseService`] is built from (see `startup.rs`).
 pub struct Parts {
     pub helm: Helm,
+    /// Where charts come from: fetched, inspected, local (helm pulls nothing).
+    pub charts: Arc<ChartStore>,
     pub client: Client,
     pub reads: Reads,
     pub cache: ReadCache,
@@ -127,6 +133,7 @@ impl ReleaseService {
     pub fn new(parts: Parts) -> Self {
         let Parts {
             helm,
+            charts,
             client,
             reads,
             cache,
@@ -137,6 +144,7 @@ impl ReleaseService {
         } = parts;
         let service = Self {
             helm,
+            charts,
             client,
             reads,
             cache,

@@ -4,10 +4,12 @@
 //! release's lock and Lease while helm runs, leaves an expectation for the
 //! read cache (read-your-writes) and one audit event.
 //!
-//! Install and upgrade leave it to helm to refuse a name in use or a
-//! missing or pending release (it checks before changing anything), and read
-//! the release only then, so their happy path makes no Kubernetes call but
-//! the Lease besides helm's own. With Helm 3 and confinement (dry run,
+//! Install and upgrade fetch and inspect the chart (`crate::charts`) under
+//! the lock, just before helm, which only ever gets the local archive.
+//! They leave it to helm to refuse a name in use or a missing or pending
+//! release (it checks before changing anything), and read the release only
+//! then, so their happy path makes no Kubernetes call but the Lease besides
+//! helm's own. With Helm 3 and confinement (dry run,
 //! check, apply) they read the release before the dry run instead.
 
 use std::future::Future;
@@ -21,7 +23,7 @@ use super::locks::{LockError, ReleaseGuard};
 use crate::auth::KeyId;
 use crate::error::{ApiError, Code};
 use crate::helm::additions::Additions;
-use crate::helm::{HelmRelease, ValuesMode, WriteKind};
+use crate::helm::{ChartArgs, HelmRelease, ValuesMode, WriteKind};
 use crate::names::{ReleaseName, TenantNamespace};
 use serde_json::{Map, Value};
 
@@ -255,8 +257,9 @@ impl ReleaseService {
         outcome
     }
 
-    /// Installs or upgrades: checked inside the one helm run (Helm 4), or
-    /// dry run, checked, and applied as checked (Helm 3).
+    /// Installs or upgrades: the chart fetched and inspected first (helm
+    /// only ever gets the local archive), then checked inside the one helm
+    /// run (Helm 4), or dry run, checked, and applied as checked (Helm 3).
     async fn write(
         &self,
         namespace: &TenantNamespace,
@@ -265,6 +268,13 @@ impl ReleaseService {
         kind: WriteKind,
         values: &Map<String, Value>,
     ) -> Result<HelmRelease, ApiError> {
+        let local = self
+            .charts
+            .fetch(&chart.chart, chart.version.as_ref())
+            .await?;
+        let chart = ChartArgs {
+            archive: local.path(),
+        };
         let additions = match kind {
             WriteKind::Install => Additions::default(),
             WriteKind::Upgrade(_) => self.kept(namespace, name).await?.additions(),
@@ -273,7 +283,7 @@ impl ReleaseService {
         let printed = if rules.is_some() && self.checks_before_run() {
             let dry = self
                 .helm
-                .dry_run(namespace, name, chart.args(), kind, values)
+                .dry_run(namespace, name, chart, kind, values)
                 .await?;
             let checked = self.checked(namespace, rules.as_ref(), &dry.rendering)?;
             self.helm
@@ -291,12 +301,12 @@ impl ReleaseService {
             match kind {
                 WriteKind::Install => {
                     self.helm
-                        .install(namespace, name, chart.args(), values, rules.as_ref())
+                        .install(namespace, name, chart, values, rules.as_ref())
                         .await?
                 }
                 WriteKind::Upgrade(mode) => {
                     self.helm
-                        .upgrade(namespace, name, chart.args(), mode, values, rules.as_ref())
+                        .upgrade(namespace, name, chart, mode, values, rules.as_ref())
                         .await?
                 }
             }

@@ -128,6 +128,79 @@ pub async fn fixture_chart(chart: &str) -> String {
     oci_chart(chart)
 }
 
+/// A copy of `tests/fixtures/charts/<chart>` in a scratch directory, named
+/// `<chart>-<variant>` (its own OCI repository once pushed), with every
+/// `(placeholder, text)` replaced in its files. Returns the chart's
+/// directory (for bare helm too).
+pub fn fixture_variant(chart: &str, variant: &str, replace: &[(&str, &str)]) -> std::path::PathBuf {
+    fn copy(from: &std::path::Path, to: &std::path::Path, replace: &[(&str, &str)]) {
+        std::fs::create_dir_all(to).expect("chart dir");
+        for entry in std::fs::read_dir(from).expect("fixture dir") {
+            let entry = entry.expect("entry");
+            let target = to.join(entry.file_name());
+            if entry.path().is_dir() {
+                copy(&entry.path(), &target, replace);
+                continue;
+            }
+            let mut text = std::fs::read_to_string(entry.path()).expect("fixture file");
+            for (placeholder, value) in replace {
+                text = text.replace(placeholder, value);
+            }
+            std::fs::write(target, text).expect("write fixture file");
+        }
+    }
+    let name = format!("{chart}-{variant}");
+    let dir = scratch_dir("variant").join(&name);
+    let fixture = format!(
+        "{}/tests/fixtures/charts/{chart}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    copy(std::path::Path::new(&fixture), &dir, replace);
+    let chart_yaml = dir.join("Chart.yaml");
+    let text = std::fs::read_to_string(&chart_yaml).expect("Chart.yaml");
+    let renamed = text.replacen(&format!("name: {chart}\n"), &format!("name: {name}\n"), 1);
+    assert_ne!(
+        text, renamed,
+        "Chart.yaml of {chart} names it on a line of its own"
+    );
+    std::fs::write(&chart_yaml, renamed).expect("Chart.yaml");
+    dir
+}
+
+/// Packages the chart in `dir` and pushes it to the local registry;
+/// returns its `oci://` reference.
+pub async fn push_chart_dir(dir: &std::path::Path) -> String {
+    let out = scratch_dir("package");
+    let helm = helm_binary(Major::Helm4);
+    let package = tokio::process::Command::new(&helm)
+        .arg("package")
+        .arg(dir)
+        .arg("-d")
+        .arg(&out)
+        .output()
+        .await
+        .expect("helm package");
+    assert!(package.status.success(), "{package:?}");
+    let tgz = std::fs::read_dir(&out)
+        .expect("package dir")
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .find(|path| path.extension().is_some_and(|e| e == "tgz"))
+        .expect("packaged chart");
+    let push = tokio::process::Command::new(&helm)
+        .arg("push")
+        .arg(&tgz)
+        .arg(format!("oci://{}/charts", env("OCI_REGISTRY")))
+        .arg("--plain-http")
+        .output()
+        .await
+        .expect("helm push");
+    assert!(push.status.success(), "{push:?}");
+    let _ = std::fs::remove_dir_all(&out);
+    let name = dir.file_name().expect("chart dir name").to_string_lossy();
+    oci_chart(&name)
+}
+
 /// A random tenant namespace name, `paas-ws-` + 8 hex digits.
 pub fn random_namespace() -> String {
     format!("paas-ws-{:08x}", rand::rng().random::<u32>())

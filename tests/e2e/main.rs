@@ -17,3 +17,4 @@ mod observability;
 mod read_cache;
 mod releases;
 mod robustness;
+mod schemas;
