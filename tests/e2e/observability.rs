@@ -372,7 +372,7 @@ async fn health_is_right_from_the_first_request() {
         );
         op.wait_for(
             "the read cache's listing",
-            Duration::from_secs(30),
+            Duration::from_secs(65),
             || async {
                 let (status, _) = op.call(Method::GET, "/ready", None).await;
                 (status == StatusCode::OK).then_some(())

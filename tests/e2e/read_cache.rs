@@ -22,7 +22,10 @@ use crate::harness::{
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-const SETTLE: Duration = Duration::from_secs(20);
+/// How long the watch may take to show a change. Milliseconds normally; the
+/// margin is for a shared API server under load (an operator that has just
+/// started lists the whole cluster first).
+const SETTLE: Duration = Duration::from_secs(60);
 
 async fn install(op: &Operator, ns: &str, name: &str) {
     let install = json!({"namespace": ns, "name": name, "chart": oci_chart("web"),
@@ -435,8 +438,8 @@ async fn one_watch_answers_for_every_namespace_from_the_first_read() {
 }
 
 /// A replica that starts while tenants exist answers every read correctly
-/// while it lists (from the API, or from memory for the namespaces already
-/// listed), reports ready once it has listed, and then answers from memory.
+/// while it lists (from the API), reports ready once it has listed, and
+/// then answers from memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_replica_answers_correctly_while_it_lists() {
     crate::require_env!();
@@ -470,9 +473,10 @@ async fn a_restarted_replica_answers_correctly_while_it_lists() {
             body["detail"], "Not ready: the read cache is still listing the cluster",
             "{body}"
         );
+        // READ_CACHE_READY_WAIT (60 s) bounds it whatever the API server's load.
         assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "not ready after 30 s"
+            started.elapsed() < Duration::from_secs(65),
+            "not ready after 65 s"
         );
     }
     // Listed: every namespace from memory.

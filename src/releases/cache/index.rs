@@ -3,14 +3,12 @@
 //! and how watch events, listings and write expectations change it. No
 //! I/O: the watches ([`super::watch`]) feed it, the cache ([`super`]) asks it.
 //!
-//! **Coverage.** An index answers for a namespace only once its listing
-//! has covered that namespace. A list is returned in the order of the
-//! objects' storage keys (`<namespace>/<name>`), so while a cluster-wide
-//! listing is still running, every namespace whose key sorts before the
-//! namespace of the last object received is already complete: reads of
-//! those are answered from memory while the rest is still arriving. If the
-//! server ever sent objects out of that order, the listing counts for
-//! nothing until it is done.
+//! **Coverage.** An index answers for a namespace only once the listing of
+//! the part it needs (records, or pods for status) is complete and its
+//! watch follows. Not while it lists: a listing is a snapshot taken when it
+//! started, and a release written meanwhile (say, a pending install) would
+//! be missing from it until the watch catches up, so a read then would be
+//! wrong, not merely late.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -71,60 +69,14 @@ pub enum Part {
 }
 
 /// How far a part's listing has got.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Coverage {
-    /// Listing; namespaces sorting before `last` (the namespace of the last
-    /// object received) are complete, unless the order was broken.
-    Listing {
-        last: Option<Box<str>>,
-        ordered: bool,
-    },
+    /// Listing (or not started): answers nothing yet.
+    Listing,
     /// Listed, and followed by the watch.
     Complete,
     /// The watch failed; nothing is covered until it has listed again.
     Failed,
-}
-
-impl Coverage {
-    fn listing() -> Self {
-        Self::Listing {
-            last: None,
-            ordered: true,
-        }
-    }
-
-    pub fn covers(&self, namespace: &str) -> bool {
-        match self {
-            Self::Complete => true,
-            Self::Listing {
-                last: Some(last),
-                ordered: true,
-            } => sorts_before(namespace, last),
-            Self::Listing { .. } | Self::Failed => false,
-        }
-    }
-
-    fn saw(&mut self, namespace: &str) {
-        let Self::Listing { last, ordered } = self else {
-            return;
-        };
-        match last {
-            Some(previous) if **previous == *namespace => {}
-            Some(previous) => {
-                if sorts_before(namespace, previous) {
-                    *ordered = false;
-                }
-                *last = Some(namespace.into());
-            }
-            None => *last = Some(namespace.into()),
-        }
-    }
-}
-
-/// True when every storage key of namespace `a` (`a/…`) sorts before every
-/// key of namespace `b`: the API server lists in that order.
-fn sorts_before(a: &str, b: &str) -> bool {
-    a.bytes().chain([b'/']).lt(b.bytes().chain([b'/']))
 }
 
 /// One watched object, converted (and decoded) outside the index's lock.
@@ -181,8 +133,8 @@ impl Default for IndexState {
     fn default() -> Self {
         Self {
             tenants: HashMap::new(),
-            records: Coverage::listing(),
-            pods: Coverage::listing(),
+            records: Coverage::Listing,
+            pods: Coverage::Listing,
             counts: Counts::default(),
         }
     }
@@ -203,9 +155,9 @@ impl IndexState {
         }
     }
 
-    /// True when `part` answers for `namespace`.
-    pub fn covers(&self, part: Part, namespace: &str) -> bool {
-        self.coverage(part).covers(namespace)
+    /// True when `part` answers: listed, and followed by its watch.
+    pub fn covers(&self, part: Part) -> bool {
+        *self.coverage(part) == Coverage::Complete
     }
 
     /// True when both parts have listed everything and follow their watches.
@@ -248,17 +200,12 @@ impl IndexState {
             }
             Part::Pods => self.counts.pods = 0,
         }
-        *self.coverage_mut(part) = Coverage::listing();
+        *self.coverage_mut(part) = Coverage::Listing;
     }
 
-    /// One object of a listing, in the namespace `namespace`; `item` is
-    /// `None` for objects of namespaces that are not indexed (they still
-    /// move the listing on).
-    pub fn listed(&mut self, part: Part, namespace: &str, item: Option<Item>) {
-        self.coverage_mut(part).saw(namespace);
-        if let Some(item) = item {
-            self.apply(namespace, item);
-        }
+    /// One object of a listing, in the namespace `namespace`.
+    pub fn listed(&mut self, namespace: &str, item: Item) {
+        self.apply(namespace, item);
     }
 
     /// The listing of `part` is complete.
@@ -453,7 +400,7 @@ mod tests {
     fn listed(state: &mut IndexState, part: Part, items: Vec<(&str, Item)>) {
         state.begin_listing(part);
         for (namespace, item) in items {
-            state.listed(part, namespace, Some(item));
+            state.listed(namespace, item);
         }
         state.end_listing(part);
     }
@@ -461,13 +408,13 @@ mod tests {
     #[test]
     fn records_follow_applies_deletes_and_relists() {
         let mut state = IndexState::default();
-        assert!(!state.covers(Part::Records, "ns"));
+        assert!(!state.covers(Part::Records));
         listed(
             &mut state,
             Part::Records,
             vec![("ns", record("a", 1, "superseded"))],
         );
-        assert!(state.covers(Part::Records, "ns") && !state.complete());
+        assert!(state.covers(Part::Records) && !state.complete());
         listed(&mut state, Part::Pods, vec![("ns", pod("p"))]);
         assert!(state.complete());
         state.apply("ns", record("a", 2, "pending-upgrade"));
@@ -520,54 +467,26 @@ mod tests {
             }
         );
         state.fail(Part::Pods);
-        assert!(!state.covers(Part::Pods, "ns") && state.covers(Part::Records, "ns"));
+        assert!(!state.covers(Part::Pods) && state.covers(Part::Records));
     }
 
     #[test]
-    fn a_listing_covers_the_namespaces_it_has_passed() {
+    fn a_listing_answers_nothing_until_it_is_done() {
         let mut state = IndexState::default();
         state.begin_listing(Part::Records);
-        // Storage-key order: "paas-ws-1-x/…" sorts before "paas-ws-1/…".
-        let order = ["paas-ws-0", "paas-ws-1-x", "paas-ws-1", "paas-ws-2"];
-        for (at, namespace) in order.iter().enumerate() {
-            state.listed(Part::Records, namespace, Some(record("a", 1, "deployed")));
-            state.listed(Part::Records, namespace, Some(record("a", 2, "deployed")));
-            for (before, earlier) in order.iter().enumerate() {
-                assert_eq!(
-                    state.covers(Part::Records, earlier),
-                    before < at,
-                    "{earlier} after {namespace}"
-                );
-            }
-        }
-        // A namespace with no records, passed by the listing, is covered
-        // (and has no release); one after it is not.
-        assert!(
-            state.covers(Part::Records, "paas-ws-0a")
-                && state.revisions("paas-ws-0a", "a").is_none()
-        );
-        assert!(!state.covers(Part::Records, "paas-ws-3"));
-        // Items of namespaces that are not indexed still move it on.
-        state.listed(Part::Records, "zzz", None);
-        assert!(state.covers(Part::Records, "paas-ws-3"));
+        state.listed("a", record("a", 1, "deployed"));
+        // A snapshot being read: a namespace already passed may have
+        // changed since, so nothing is answered yet.
+        assert!(!state.covers(Part::Records));
         state.end_listing(Part::Records);
-        assert!(state.covers(Part::Records, "zzzz"));
-        assert_eq!(
-            newest(&state, "paas-ws-2", "a"),
-            Some((2, "deployed".into()))
-        );
-
-        // Out of order: nothing counts until the listing is done.
+        assert!(state.covers(Part::Records) && !state.covers(Part::Pods));
+        // A re-list (after a watch error) answers nothing until done again.
+        state.fail(Part::Records);
+        assert!(!state.covers(Part::Records));
         state.begin_listing(Part::Records);
-        state.listed(Part::Records, "b", Some(record("a", 1, "deployed")));
-        state.listed(Part::Records, "c", Some(record("a", 1, "deployed")));
-        assert!(state.covers(Part::Records, "b"));
-        state.listed(Part::Records, "a", Some(record("a", 1, "deployed")));
-        assert!(!state.covers(Part::Records, "b"));
-        state.listed(Part::Records, "d", None);
-        assert!(!state.covers(Part::Records, "a"));
+        assert!(!state.covers(Part::Records) && state.revisions("a", "a").is_none());
         state.end_listing(Part::Records);
-        assert!(state.covers(Part::Records, "a"));
+        assert!(state.covers(Part::Records));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!   GET ─► ReadCache ──hit──────────────────────────────► answer
-//!             │ miss: namespace not listed yet, watch failed,
+//!             │ miss: still listing, watch failed,
 //!             │ or this replica's own write not seen yet
 //!             ▼
 //!          direct read (ReleaseStore, pod list) ─► answer
@@ -23,10 +23,10 @@
 //! - **No cliff**: in cluster mode the cost of a read does not depend on
 //!   how many tenants exist; memory grows with what is kept (a summary per
 //!   revision, a few hundred bytes, and one per pod).
-//! - **Start**: the index lists once (paginated) and answers for each
-//!   namespace as soon as the listing has passed it (lists come in key
-//!   order); `/ready` waits for the whole listing (at most
-//!   `READ_CACHE_READY_WAIT`). Reads it cannot answer yet go to the API.
+//! - **Start**: the index lists once (paginated) and answers once the
+//!   listing is done (a listing is a snapshot: a namespace already listed
+//!   may change before it ends); `/ready` waits for it (at most
+//!   `READ_CACHE_READY_WAIT`). Reads before that go to the API.
 //! - **Never stale by surprise**: after a watch error the index answers
 //!   nothing until it has listed again (cluster mode: it re-lists with a
 //!   backoff; namespaces mode: a later read rebuilds it).
@@ -187,7 +187,7 @@ pub struct ReadCache {
 /// What the index can say about a release right now.
 enum Lookup<T> {
     Answer(T),
-    /// Read it from the API (not listed yet, or the watch failed).
+    /// Read it from the API (still listing, or the watch failed).
     Direct,
     /// This replica's own write is not in the index yet.
     Wait(Arc<Index>),
@@ -288,7 +288,7 @@ impl ReadCache {
     ) -> Option<Vec<PodInfo>> {
         let index = self.index_for(namespace)?;
         let state = index.read();
-        if !state.covers(Part::Pods, namespace) {
+        if !state.covers(Part::Pods) {
             return None;
         }
         Some(select_pods(
@@ -422,7 +422,7 @@ impl ReadCache {
             return Lookup::Direct;
         };
         let state = index.read();
-        if !state.covers(Part::Records, namespace) {
+        if !state.covers(Part::Records) {
             return Lookup::Direct;
         }
         let revisions = state.revisions(namespace, name);

@@ -209,8 +209,9 @@ where
                 index.write().begin_listing(part);
             }
             Event::InitApply(object) => {
-                let (namespace, item) = convert(&object);
-                index.write().listed(part, &namespace, item);
+                if let (namespace, Some(item)) = convert(&object) {
+                    index.write().listed(&namespace, item);
+                }
                 converted += 1;
                 if converted % YIELD_EVERY == 0 {
                     tokio::task::yield_now().await;
