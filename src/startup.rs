@@ -445,20 +445,26 @@ pub async fn serve(
     }
     // Answered operations give their Lease back in the background.
     state.releases.settle(LEASE_SETTLE).await;
-    // No helm child outlives the process.
-    let kill = state.config.helm.kill_grace + Duration::from_secs(1);
-    if !state.releases.wait_helm_exited(kill).await {
+    // No helm child outlives the process (each was stopped and reaped
+    // above; this only waits for the last reaping).
+    if !state.releases.wait_helm_exited(HELM_REAPED).await {
         tracing::error!("a helm process is still running at exit");
     }
     Ok(())
 }
 
-/// How long a stopping process waits for answered operations to give their
-/// Leases back (one API call each).
-const LEASE_SETTLE: Duration = Duration::from_secs(5);
+// After SHUTDOWN_GRACE the process exits within HELM_KILL_GRACE +
+// STOP_REPAIR + LEASE_SETTLE + HELM_REAPED (5 + 9 s by default), inside
+// the pod's terminationGracePeriodSeconds (docs/deploy.md).
+
 /// After helm was stopped at shutdown: time to read and repair its release
 /// and answer (beyond HELM_KILL_GRACE).
 const STOP_REPAIR: Duration = Duration::from_secs(5);
+/// How long a stopping process waits for answered operations to give their
+/// Leases back (one API call each).
+const LEASE_SETTLE: Duration = Duration::from_secs(3);
+/// How long the last helm child may take to be reaped.
+const HELM_REAPED: Duration = Duration::from_secs(1);
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};

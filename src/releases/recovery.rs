@@ -298,13 +298,7 @@ impl ReleaseService {
             // Gone since helm said it exists: the install may run.
             return Ok(true);
         };
-        let undeployed = history.iter().all(|r| {
-            matches!(
-                r.status(),
-                ReleaseStatus::Failed | ReleaseStatus::PendingInstall
-            )
-        });
-        if !undeployed {
+        if !never_deployed(&history) {
             return Ok(false);
         }
         if latest.status().is_pending() && !self.recover_if_stuck(namespace, name, latest).await? {
@@ -384,6 +378,19 @@ impl ReleaseService {
     pub fn is_stopping(&self) -> bool {
         self.stopping.is_cancelled()
     }
+}
+
+/// True when no revision of `history` ever reached `deployed`: every one is
+/// `failed` or `pending-install` (a superseded, uninstalled or pending
+/// upgrade or rollback revision means one was deployed once).
+fn never_deployed(history: &[HelmRelease]) -> bool {
+    !history.is_empty()
+        && history.iter().all(|r| {
+            matches!(
+                r.status(),
+                ReleaseStatus::Failed | ReleaseStatus::PendingInstall
+            )
+        })
 }
 
 /// Runs the recovery sweep now and every `every` (never when zero), as
@@ -527,6 +534,70 @@ fn rewrite_failed(record: &str, encoded: &[u8]) -> Result<Option<Vec<u8>>, Recor
 mod tests {
     use super::*;
     use crate::helm::release::decode_record;
+
+    fn revisions(statuses: &[&str]) -> Vec<HelmRelease> {
+        statuses
+            .iter()
+            .enumerate()
+            .map(|(i, status)| {
+                serde_json::from_value(serde_json::json!({
+                    "name": "svc-a", "version": i + 1, "info": {"status": status}
+                }))
+                .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_a_release_never_deployed_is_replaced_by_an_install() {
+        assert!(never_deployed(&revisions(&["failed"])));
+        assert!(never_deployed(&revisions(&["pending-install"])));
+        assert!(never_deployed(&revisions(&["failed", "failed"])));
+        assert!(!never_deployed(&revisions(&["deployed"])));
+        assert!(!never_deployed(&revisions(&["superseded", "failed"])));
+        assert!(!never_deployed(&revisions(&[
+            "deployed",
+            "pending-upgrade"
+        ])));
+        assert!(!never_deployed(&revisions(&["failed", "pending-rollback"])));
+        assert!(!never_deployed(&[]));
+    }
+
+    #[test]
+    fn failures_that_may_hide_a_dead_helm_are_read_again() {
+        let with = |code| ApiError::new(code, "x");
+        for code in [
+            Code::HelmFailed,
+            Code::HelmTimeout,
+            Code::Cancelled,
+            Code::HelmInterrupted,
+            Code::KubernetesUnavailable,
+        ] {
+            assert!(may_have_died(&with(code)), "{code}");
+        }
+        // helm refused before changing anything: nothing to read again.
+        for code in [
+            Code::ReleaseExists,
+            Code::OperationInProgress,
+            Code::ChartRenderFailed,
+            Code::ChartNotConfined,
+            Code::OperatorBusy,
+        ] {
+            assert!(!may_have_died(&with(code)), "{code}");
+        }
+        let answer = interrupted(
+            &TenantNamespace::parse("paas-ws-1", "paas-ws-").unwrap(),
+            &ReleaseName::parse("svc-a").unwrap(),
+            "helm did not finish",
+        );
+        assert_eq!(answer.status().as_u16(), 503);
+        assert_eq!(answer.code.retry_after(), Some(5));
+        assert!(
+            answer.detail.contains("retrying is safe"),
+            "{}",
+            answer.detail
+        );
+    }
 
     #[test]
     fn marks_a_record_failed_and_keeps_the_rest() {

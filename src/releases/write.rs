@@ -505,3 +505,25 @@ fn namespace_missing(namespace: &TenantNamespace) -> ApiError {
         ),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_is_deleted_only_when_the_outcome_is_known() {
+        assert_eq!(ending::<()>(&Ok(())), Ending::Clean);
+        let refused = ApiError::new(Code::ReleaseExists, "x");
+        assert_eq!(ending::<()>(&Err(refused)), Ending::Clean);
+        for code in [
+            Code::HelmFailed,
+            Code::HelmInterrupted,
+            Code::KubernetesUnavailable,
+        ] {
+            assert_eq!(
+                ending::<()>(&Err(ApiError::new(code, "x"))),
+                Ending::Doubtful
+            );
+        }
+    }
+}
