@@ -187,20 +187,20 @@ impl ReleaseService {
         let started = jiff::Timestamp::now();
         let error = match write.await {
             Ok(release) => return Ok(release),
-            Err(error) if may_have_died(&error) => error,
+            // Records the operator cannot rewrite (HELM_DRIVER=sql): helm's
+            // answer is all there is.
+            Err(error) if may_have_died(&error) && self.reads.store().is_some() => error,
             Err(error) => return Err(error),
         };
         let latest = match self.latest_direct(namespace, name).await {
             Ok(Some(latest)) => latest,
             Ok(None) => return Err(error),
             Err(read) => {
+                // The Lease is left in doubt (a 5xx): the next taker or the
+                // recovery sweep checks the release.
                 tracing::warn!(%namespace, release = %name, %read,
                     "cannot read the release after helm failed; the recovery sweep will check it");
-                return Err(if error.code == Code::KubernetesUnavailable {
-                    error
-                } else {
-                    interrupted(namespace, name, "helm did not finish")
-                });
+                return Err(error);
             }
         };
         if latest.status().is_pending() {
@@ -404,6 +404,7 @@ where
         return;
     }
     tokio::spawn(async move {
+        let mut told_forbidden = false;
         loop {
             let Some(owner) = owner.upgrade() else {
                 return;
@@ -417,6 +418,15 @@ where
                 Ok(recovered) => tracing::info!(recovered, "recovery sweep: releases recovered"),
                 Err(error) if error.code == Code::KubernetesUnavailable => {
                     tracing::debug!(%error, "recovery sweep skipped: the API is unreachable");
+                }
+                Err(error) if error.code == Code::OperatorForbidden => {
+                    // Said once: the RBAC of an older deployment.
+                    if !told_forbidden {
+                        tracing::warn!(
+                            "the recovery sweep may not list Leases cluster-wide (k8s/rbac.yaml grants it); releases whose replica died are recovered by their next write instead"
+                        );
+                        told_forbidden = true;
+                    }
                 }
                 Err(error) => tracing::warn!(%error, "recovery sweep failed"),
             }
