@@ -177,6 +177,10 @@ codes! {
     OperatorBusy = "operator_busy", SERVICE_UNAVAILABLE;
     /// The operation was cancelled (the service is stopping).
     Cancelled = "cancelled", SERVICE_UNAVAILABLE;
+    /// helm ended abnormally mid-write (killed, stopped at a deadline or at
+    /// shutdown, or its Lease could not be kept); the release was marked
+    /// failed (or will be within seconds) and retrying the call is safe.
+    HelmInterrupted = "helm_interrupted", SERVICE_UNAVAILABLE;
     /// `/ready`: not ready to serve.
     NotReady = "not_ready", SERVICE_UNAVAILABLE;
     /// The pods of a release could not be read.
@@ -195,6 +199,7 @@ impl Code {
         match self {
             Code::OperatorBusy | Code::CloudflareUnavailable => Some(10),
             Code::KubernetesUnavailable
+            | Code::HelmInterrupted
             | Code::NotReady
             | Code::PodsUnavailable
             | Code::RoutesBusy => Some(5),

@@ -12,6 +12,7 @@
 //! | `helm_processes_in_flight` | gauge | – |
 //! | `release_lock_waits_total` | counter | `outcome` (`acquired`, `timed_out` = a 409, `error`) |
 //! | `release_lock_wait_seconds` | histogram | `outcome` |
+//! | `releases_recovered_total` | counter | `trigger` (`own_helm`: this replica's helm ended abnormally; `abandoned`: a Lease left without a live holder, or a revision pending too long; `shutdown`) |
 //! | `kubernetes_api_errors_total` | counter | `kind` (`unreachable`, `conflict`, `forbidden`, `not_found`, `other`) |
 //! | `read_cache_lookups_total` | counter | `outcome` (`hit`: answered from the watch-fed index, `miss`: read from the API) |
 //! | `read_cache_namespaces` | gauge | – (namespaces indexed, two watches each) |
@@ -37,6 +38,7 @@ const HELM_IN_FLIGHT: &str = "helm_processes_in_flight";
 const LOCK_WAITS: &str = "release_lock_waits_total";
 const LOCK_WAIT_DURATION: &str = "release_lock_wait_seconds";
 const KUBE_ERRORS: &str = "kubernetes_api_errors_total";
+const RECOVERED: &str = "releases_recovered_total";
 const CACHE_LOOKUPS: &str = "read_cache_lookups_total";
 const CACHE_NAMESPACES: &str = "read_cache_namespaces";
 const API_ERRORS: &str = "api_errors_total";
@@ -146,6 +148,10 @@ fn describe() {
     );
     describe_counter!(KUBE_ERRORS, "failed Kubernetes API calls, by kind");
     describe_counter!(
+        RECOVERED,
+        "pending-* revisions whose helm was gone, marked failed, by trigger"
+    );
+    describe_counter!(
         CACHE_LOOKUPS,
         "release reads answered from the watch-fed index (hit) or the API (miss)"
     );
@@ -223,6 +229,12 @@ impl Drop for HelmInFlight {
 pub fn lock_wait(outcome: &'static str, waited: Duration) {
     counter!(LOCK_WAITS, "outcome" => outcome).increment(1);
     histogram!(LOCK_WAIT_DURATION, "outcome" => outcome).record(waited.as_secs_f64());
+}
+
+/// Counts a `pending-*` revision marked failed because its helm was gone;
+/// `trigger` comes from a fixed list in `crate::releases::recovery`.
+pub fn release_recovered(trigger: &'static str) {
+    counter!(RECOVERED, "trigger" => trigger).increment(1);
 }
 
 /// Records a release read answered from the read cache (`hit`) or not.

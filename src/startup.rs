@@ -26,10 +26,11 @@ use crate::helm::home::HelmHome;
 use crate::helm::postrender::{ConfinePlugin, resolve_checker};
 use crate::helm::{Helm, HelmError, HelmRunner, HelmVersion, RunnerConfig};
 use crate::kube::ApiProbe;
-use crate::kube::lease::ReleaseLeases;
+use crate::kube::lease::{Identity, ReleaseLeases};
 use crate::names::ChartPolicy;
 use crate::releases::cache::ReadCache;
 use crate::releases::locks::ReleaseLocks;
+use crate::releases::recovery::spawn_sweep;
 use crate::releases::{Parts, Reads, RecordKind, ReleaseService, ReleaseSettings, ReleaseStore};
 use crate::tenants::TenantService;
 use crate::tenants::policy::{PolicyState, ensure_cluster_policy};
@@ -57,17 +58,25 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     // Before the first helm run, so `helm version` is counted too.
     crate::metrics::handle();
     let reads = config.helm.effective_reads()?;
-    let (client, client_config) = kube_client(&config).await?;
+    let lease_timing = config.helm.lease_timing();
+    lease_timing.check().map_err(anyhow::Error::msg)?;
+    let KubeClients {
+        requests: client,
+        watches,
+        config: client_config,
+    } = kube_clients(&config).await?;
     let helm = helm(&config, &client_config).await?;
     if config.tenant.manage_tenant_policy {
         tenant_policy(&client).await;
     }
-    let probe = ApiProbe::start(client.clone(), Duration::from_secs(5)).await;
-    let leases = ReleaseLeases::new(
-        client.clone(),
-        format!("paas-operator-{}", uuid::Uuid::new_v4()),
-        config.helm.lease_duration(),
+    let probe = ApiProbe::start(client.clone()).await;
+    let identity = Identity::of_this_process(config.helm.pod_name.as_deref());
+    tracing::info!(
+        identity = identity.as_str(),
+        lease_ttl_s = lease_timing.ttl.as_secs(),
+        "release leases"
     );
+    let leases = ReleaseLeases::new(client.clone(), identity, lease_timing);
     let kind = RecordKind::of(config.helm.driver);
     let store = kind.map(|kind| ReleaseStore::new(client.clone(), kind));
     let reads = Reads::new(reads, store)?;
@@ -79,12 +88,13 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     // The cache watches the records it decodes: only when reads come from storage.
     let cache = match (&reads, kind) {
         (Reads::Storage(_), Some(kind)) if config.cache.enabled => {
-            ReadCache::start(client.clone(), kind, config.cache.clone())
+            ReadCache::start(watches.clone(), kind, config.cache.clone())
         }
         _ => ReadCache::disabled(),
     };
     let exposure = ExposureService::start(
         client.clone(),
+        watches,
         &config.exposure,
         &format!("paas-operator-{}", uuid::Uuid::new_v4()),
     )?;
@@ -122,6 +132,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         exposure: exposure.clone(),
     });
     let reconcile_every = config.exposure.exposure_reconcile_interval;
+    let sweep_every = config.helm.recovery_sweep_interval;
     let state = AppState(Arc::new(App {
         chart_policy: ChartPolicy::from_config(&config.charts),
         keys,
@@ -131,6 +142,13 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     }));
     // Routes reconciled now (in the background) and periodically.
     spawn_reconciler(exposure, Arc::downgrade(&state.0), reconcile_every);
+    // Releases left pending by a helm that is gone (a replica that died, an
+    // operation that ended in doubt) are recovered without waiting for a write.
+    spawn_sweep(
+        Arc::downgrade(&state.0),
+        |app: &App| &app.releases,
+        sweep_every,
+    );
     Ok(state)
 }
 
@@ -340,9 +358,33 @@ async fn confine_plugin(
     Ok(Some(plugin))
 }
 
-/// The Kubernetes client: from `--kubeconfig`/KUBECONFIG when given, else
+/// The Kubernetes clients, from one configuration.
+pub struct KubeClients {
+    /// For requests: every call bounded ([`crate::kube::for_requests`]).
+    pub requests: ::kube::Client,
+    /// For watches (the read cache, the route index): no read timeout
+    /// ([`crate::kube::for_watches`]).
+    pub watches: ::kube::Client,
+    /// The configuration both came from (helm gets the same kubeconfig).
+    pub config: ::kube::Config,
+}
+
+/// The Kubernetes clients: from `--kubeconfig`/KUBECONFIG when given, else
 /// ~/.kube/config or the in-cluster ServiceAccount.
-async fn kube_client(config: &Config) -> anyhow::Result<(::kube::Client, ::kube::Config)> {
+pub async fn kube_clients(config: &Config) -> anyhow::Result<KubeClients> {
+    let kube_config = kube_config(config).await?;
+    let requests = ::kube::Client::try_from(crate::kube::for_requests(kube_config.clone()))
+        .context("cannot build the Kubernetes client")?;
+    let watches = ::kube::Client::try_from(crate::kube::for_watches(kube_config.clone()))
+        .context("cannot build the Kubernetes client for watches")?;
+    Ok(KubeClients {
+        requests,
+        watches,
+        config: kube_config,
+    })
+}
+
+async fn kube_config(config: &Config) -> anyhow::Result<::kube::Config> {
     let kube_config = match &config.kubeconfig {
         Some(path) => {
             let file = ::kube::config::Kubeconfig::read_from(path)
@@ -355,9 +397,7 @@ async fn kube_client(config: &Config) -> anyhow::Result<(::kube::Client, ::kube:
             "no Kubernetes configuration found (KUBECONFIG, ~/.kube/config or in-cluster)",
         )?,
     };
-    let client = ::kube::Client::try_from(kube_config.clone())
-        .context("cannot build the Kubernetes client")?;
-    Ok((client, kube_config))
+    Ok(kube_config)
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests (and the
@@ -411,23 +451,45 @@ pub async fn serve(
     }
     tracing::info!("shutting down: no new connections; finishing in-flight requests");
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let drained = graceful.shutdown();
+    let mut drained = std::pin::pin!(drained);
+    if tokio::time::timeout(grace, &mut drained).await.is_err() {
+        // Past the grace: every helm still running is asked to stop
+        // (SIGTERM lets it mark its release failed; SIGKILL after
+        // HELM_KILL_GRACE), its release is repaired if left pending, its
+        // Lease given back, and its request answered 503 helm_interrupted.
         tracing::warn!(
             grace_s = grace.as_secs(),
-            "in-flight requests did not finish within the grace period"
+            "in-flight requests did not finish within the grace period; stopping their helm"
         );
+        state.releases.stop_operations();
+        let stop = state.config.helm.kill_grace + STOP_REPAIR;
+        if tokio::time::timeout(stop, &mut drained).await.is_err() {
+            tracing::warn!("requests still open after their helm was stopped; closing them");
+        }
     }
     // Answered operations give their Lease back in the background.
     state.releases.settle(LEASE_SETTLE).await;
+    // No helm child outlives the process (each was stopped and reaped
+    // above; this only waits for the last reaping).
+    if !state.releases.wait_helm_exited(HELM_REAPED).await {
+        tracing::error!("a helm process is still running at exit");
+    }
     Ok(())
 }
 
+// After SHUTDOWN_GRACE the process exits within HELM_KILL_GRACE +
+// STOP_REPAIR + LEASE_SETTLE + HELM_REAPED (5 + 9 s by default), inside
+// the pod's terminationGracePeriodSeconds (docs/deploy.md).
+
+/// After helm was stopped at shutdown: time to read and repair its release
+/// and answer (beyond HELM_KILL_GRACE).
+const STOP_REPAIR: Duration = Duration::from_secs(5);
 /// How long a stopping process waits for answered operations to give their
 /// Leases back (one API call each).
-const LEASE_SETTLE: Duration = Duration::from_secs(5);
+const LEASE_SETTLE: Duration = Duration::from_secs(3);
+/// How long the last helm child may take to be reaped.
+const HELM_REAPED: Duration = Duration::from_secs(1);
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};

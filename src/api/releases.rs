@@ -69,6 +69,9 @@ pub async fn get_release(
     State(state): State<AppState>,
     ReleasePath { namespace, name }: ReleasePath,
 ) -> Result<(Served, Json<ReleaseInfo>), ApiError> {
+    // While the API server does not answer, no answer from memory that
+    // may be stale, and no call that would wait for it: 503 at once.
+    state.probe.require()?;
     let (from, latest) = state.releases.latest(&namespace, &name).await?;
     let info = with_route(&state, latest.release.to_info(false)).await;
     Ok((Served(from), Json(info)))
@@ -180,6 +183,9 @@ pub async fn list_revisions(
     State(state): State<AppState>,
     ReleasePath { namespace, name }: ReleasePath,
 ) -> Result<(Served, Json<RevisionList>), ApiError> {
+    // While the API server does not answer, no answer from memory that
+    // may be stale, and no call that would wait for it: 503 at once.
+    state.probe.require()?;
     let (from, revisions) = state.releases.revisions(&namespace, &name).await?;
     Ok((Served(from), Json(RevisionList { revisions })))
 }
@@ -198,6 +204,9 @@ pub async fn release_status(
     State(state): State<AppState>,
     ReleasePath { namespace, name }: ReleasePath,
 ) -> Result<(Served, Json<ReleaseStatusResponse>), ApiError> {
+    // While the API server does not answer, no answer from memory that
+    // may be stale, and no call that would wait for it: 503 at once.
+    state.probe.require()?;
     let (from, status) = state.releases.status(&namespace, &name).await?;
     Ok((
         Served(from),

@@ -34,6 +34,7 @@ pub(super) fn app_with(
     client: kube::Client,
     client_config: kube::Config,
     locks: ReleaseLocks,
+    probe: ApiProbe,
     extra: &[&str],
 ) -> Router {
     let mut args = vec![
@@ -89,7 +90,7 @@ pub(super) fn app_with(
     let state = AppState(Arc::new(App {
         chart_policy: ChartPolicy::from_config(&config.charts),
         keys,
-        probe: ApiProbe::fixed(false),
+        probe,
         releases,
         config,
     }));
@@ -101,7 +102,13 @@ pub(super) fn app_with(
 fn offline_app(extra: &[&str]) -> Router {
     let kube_config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
     let client = kube::Client::try_from(kube_config.clone()).expect("client");
-    app_with(client, kube_config, ReleaseLocks::default(), extra)
+    app_with(
+        client,
+        kube_config,
+        ReleaseLocks::default(),
+        ApiProbe::fixed(false),
+        extra,
+    )
 }
 
 async fn send(app: &Router, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {

@@ -26,8 +26,25 @@ pub struct HelmConfig {
     pub deadline_margin: Duration,
 
     /// Seconds between SIGTERM and SIGKILL when helm must be stopped.
-    #[arg(long = "helm-kill-grace", env = "HELM_KILL_GRACE", default_value = "20", value_parser = seconds)]
+    #[arg(long = "helm-kill-grace", env = "HELM_KILL_GRACE", default_value = "5", value_parser = seconds)]
     pub kill_grace: Duration,
+
+    /// Seconds a release Lease outlives its last renewal. It is renewed
+    /// every third of this while helm runs, so a replica that dies blocks
+    /// its releases for at most this long.
+    #[arg(long = "lease-ttl", env = "LEASE_TTL", default_value = "15", value_parser = seconds)]
+    pub lease_ttl: Duration,
+
+    /// Seconds between two recovery sweeps: releases left `pending-*` under
+    /// a Lease without a live holder are marked failed. 0 = no sweep (the
+    /// next write on such a release still recovers it).
+    #[arg(long = "recovery-sweep-interval", env = "RECOVERY_SWEEP_INTERVAL", default_value = "5", value_parser = seconds)]
+    pub recovery_sweep_interval: Duration,
+
+    /// The pod's name (from the downward API): a restarted container then
+    /// takes over its predecessor's Leases at once instead of after LEASE_TTL.
+    #[arg(long = "pod-name", env = "POD_NAME")]
+    pub pod_name: Option<String>,
 
     /// Most helm processes running at once.
     #[arg(
@@ -176,9 +193,13 @@ impl HelmConfig {
         self.timeout + self.deadline_margin
     }
 
-    /// How long a release Lease lasts: longer than the longest operation
-    /// (the slot wait, helm's own timeout, our margin and the SIGTERM grace).
-    pub fn lease_duration(&self) -> Duration {
-        self.timeout + self.deadline_margin + self.kill_grace + self.queue_wait
+    /// How release Leases are kept: `LEASE_TTL`, and helm's SIGTERM grace
+    /// as the time a holder needs to stop before its Lease could lapse.
+    /// Independent of HELM_TIMEOUT: a Lease is renewed while helm runs.
+    pub fn lease_timing(&self) -> crate::kube::lease::LeaseTiming {
+        crate::kube::lease::LeaseTiming {
+            ttl: self.lease_ttl,
+            stop_margin: self.kill_grace,
+        }
     }
 }

@@ -109,6 +109,13 @@ mod tests {
         assert_eq!(config.tenant.namespace_prefix, "paas-ws-");
         assert_eq!(config.helm.timeout.as_secs(), 300);
         assert_eq!(config.helm.driver, HelmDriver::Secret);
+        // Leases: a heartbeat of 15 s, independent of HELM_TIMEOUT, and
+        // helm stopped (SIGTERM, SIGKILL 5 s later) before one could lapse.
+        let leases = config.helm.lease_timing();
+        assert_eq!(leases.ttl.as_secs(), 15);
+        assert_eq!(leases.stop_margin.as_secs(), 5);
+        assert!(leases.check().is_ok());
+        assert_eq!(config.helm.recovery_sweep_interval.as_secs(), 5);
         assert_eq!(config.tenant.psa_enforce, PodSecurityLevel::Baseline);
         assert!(config.command.is_none());
     }

@@ -169,8 +169,14 @@ impl ExposureService {
     }
 
     /// Builds the service from the configuration; `identity` must be unique
-    /// per process (it holds the shared tunnel's Lease).
-    pub fn start(client: Client, config: &ExposureConfig, identity: &str) -> anyhow::Result<Self> {
+    /// per process (it holds the shared tunnel's Lease). `watches` is the
+    /// client for the route records' watch (no read timeout).
+    pub fn start(
+        client: Client,
+        watches: Client,
+        config: &ExposureConfig,
+        identity: &str,
+    ) -> anyhow::Result<Self> {
         let backend = config.backend()?;
         let domain = config.domain().to_owned();
         let cloudflare = match config.token() {
@@ -222,7 +228,7 @@ impl ExposureService {
             Some(Routes {
                 backend,
                 client,
-                index: store.index(),
+                index: store.index(watches),
                 store,
                 shared,
                 ingress,

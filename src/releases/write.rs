@@ -19,7 +19,7 @@ use super::ReleaseService;
 use super::audit::audit;
 use super::cache::Expectation;
 use super::commands::{ChartSpec, Install, Upgrade};
-use super::locks::{LockError, ReleaseGuard};
+use super::locks::{Ending, LockError, ReleaseGuard};
 use crate::auth::KeyId;
 use crate::error::{ApiError, Code};
 use crate::helm::additions::Additions;
@@ -28,7 +28,8 @@ use crate::names::{ReleaseName, TenantNamespace};
 use serde_json::{Map, Value};
 
 impl ReleaseService {
-    /// `helm install`, creating the tenant namespace first when asked.
+    /// `helm install`, creating the tenant namespace first when asked; a
+    /// release of that name that never reached `deployed` is replaced.
     pub async fn install(&self, key: &KeyId, install: Install) -> Result<HelmRelease, ApiError> {
         let Install {
             namespace,
@@ -46,10 +47,13 @@ impl ReleaseService {
             self.locked(namespace, name, async {
                 // helm refuses a name in use itself (the same 409, without
                 // our reading first); before a dry run, refuse it before
-                // paying for that.
+                // paying for that. A release that never reached `deployed`
+                // (its first install failed or crashed) is removed and
+                // installed again: what a retried install means.
                 if self.settings.confine
                     && self.checks_before_run()
                     && self.latest_direct(namespace, name).await?.is_some()
+                    && !self.clear_undeployed(namespace, name).await?
                 {
                     return Err(ApiError::new(
                         Code::ReleaseExists,
@@ -59,9 +63,22 @@ impl ReleaseService {
                 self.exposure
                     .check_free(namespace, name, expose.as_ref())
                     .await?;
-                let release = self
-                    .write(namespace, name, chart, WriteKind::Install, values)
-                    .await?;
+                let install = || {
+                    self.recovering(
+                        namespace,
+                        name,
+                        self.write(namespace, name, chart, WriteKind::Install, values),
+                    )
+                };
+                let release = match install().await {
+                    Err(exists)
+                        if exists.code == Code::ReleaseExists
+                            && self.clear_undeployed(namespace, name).await? =>
+                    {
+                        install().await?
+                    }
+                    outcome => outcome?,
+                };
                 self.exposure
                     .expose_release(namespace, name, expose.as_ref())
                     .await;
@@ -74,7 +91,8 @@ impl ReleaseService {
         audit(key, "install", namespace.as_str(), name.as_str(), outcome)
     }
 
-    /// `helm upgrade`; a stuck release is recovered and the upgrade retried once.
+    /// `helm upgrade`; a release whose pending revision lost its helm is
+    /// recovered and the upgrade retried once.
     pub async fn upgrade(
         &self,
         key: &KeyId,
@@ -96,7 +114,13 @@ impl ReleaseService {
                     let previous = self.require_latest(namespace, name).await?;
                     self.recover_if_stuck(namespace, name, &previous).await?;
                 }
-                let run = || self.write(namespace, name, chart, kind, values);
+                let run = || {
+                    self.recovering(
+                        namespace,
+                        name,
+                        self.write(namespace, name, chart, kind, values),
+                    )
+                };
                 match run().await {
                     Ok(release) => Ok(release),
                     Err(refused) => self.retry_if_recovered(namespace, name, refused, run).await,
@@ -144,7 +168,9 @@ impl ReleaseService {
                         format!("Release {namespace}/{name} has no revision {target}"),
                     ));
                 }
-                let release = self.roll_back_to(namespace, name, target).await?;
+                let release = self
+                    .recovering(namespace, name, self.roll_back_to(namespace, name, target))
+                    .await?;
                 Ok((target, release))
             })
             .await;
@@ -239,12 +265,56 @@ impl ReleaseService {
         wait: std::time::Duration,
         operation: impl Future<Output = Result<T, ApiError>>,
     ) -> Result<T, ApiError> {
+        if self.stopping.is_cancelled() {
+            return Err(ApiError::new(
+                Code::Cancelled,
+                "The service is stopping; try again shortly",
+            ));
+        }
         if !self.tenants.ready(namespace).await? {
             return Err(namespace_missing(namespace));
         }
         let guard = self.lock(namespace, name, wait).await?;
-        let outcome = operation.await;
-        self.locks.release_in_background(guard);
+        let lease_lost = guard.lost();
+        // The operation runs until it ends, unless its Lease is lost or the
+        // service stops: then it is dropped, which stops its helm (SIGTERM,
+        // SIGKILL after HELM_KILL_GRACE).
+        let stopped = tokio::select! {
+            outcome = operation => Ok(outcome),
+            () = lease_lost => Err(Stopped::LeaseLost),
+            () = self.stopping.cancelled() => Err(Stopped::Shutdown),
+        };
+        let outcome = match stopped {
+            Ok(outcome) => {
+                self.locks.finish_in_background(guard, ending(&outcome));
+                outcome
+            }
+            Err(Stopped::LeaseLost) => {
+                tracing::error!(%namespace, release = %name,
+                    "stopped the operation: its Lease could not be kept; the recovery sweep repairs the release");
+                self.locks.finish_in_background(guard, Ending::LeaseLost);
+                return Err(super::recovery::interrupted(
+                    namespace,
+                    name,
+                    "this replica could not keep its hold on the release",
+                ));
+            }
+            Err(Stopped::Shutdown) => {
+                // Shutdown: helm was asked to stop; repair the release
+                // under the Lease before giving it back.
+                let repaired = self.repair_after_stop(namespace, name).await;
+                let ending = match &repaired {
+                    Ok(()) => Ending::Clean,
+                    Err(_) => Ending::Doubtful,
+                };
+                self.locks.finish_in_background(guard, ending);
+                return Err(super::recovery::interrupted(
+                    namespace,
+                    name,
+                    "the service is stopping",
+                ));
+            }
+        };
         if outcome
             .as_ref()
             .err()
@@ -417,6 +487,26 @@ impl ReleaseService {
     }
 }
 
+/// Why an operation was stopped before its end.
+enum Stopped {
+    /// Its Lease could not be renewed in time.
+    LeaseLost,
+    /// The service is shutting down and the grace is over.
+    Shutdown,
+}
+
+/// How an operation that ran to its end gives its Lease back: deleted when
+/// the outcome is known (success, or a refusal before or by helm), kept
+/// without a holder when helm may have left the release `pending-*` (any
+/// server-side failure), so the next taker or the sweep checks it.
+fn ending<T>(outcome: &Result<T, ApiError>) -> Ending {
+    match outcome {
+        Ok(_) => Ending::Clean,
+        Err(error) if error.status().is_client_error() => Ending::Clean,
+        Err(_) => Ending::Doubtful,
+    }
+}
+
 fn namespace_missing(namespace: &TenantNamespace) -> ApiError {
     ApiError::new(
         Code::NamespaceNotFound,
@@ -424,4 +514,26 @@ fn namespace_missing(namespace: &TenantNamespace) -> ApiError {
             "Namespace {namespace} does not exist; create it first (or send create_namespace: true)"
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_is_deleted_only_when_the_outcome_is_known() {
+        assert_eq!(ending::<()>(&Ok(())), Ending::Clean);
+        let refused = ApiError::new(Code::ReleaseExists, "x");
+        assert_eq!(ending::<()>(&Err(refused)), Ending::Clean);
+        for code in [
+            Code::HelmFailed,
+            Code::HelmInterrupted,
+            Code::KubernetesUnavailable,
+        ] {
+            assert_eq!(
+                ending::<()>(&Err(ApiError::new(code, "x"))),
+                Ending::Doubtful
+            );
+        }
+    }
 }

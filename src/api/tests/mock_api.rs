@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use super::{KEY, app_with, send};
+use crate::kube::ApiProbe;
 use crate::kube::lease::ReleaseLeases;
 use crate::releases::locks::ReleaseLocks;
 
@@ -69,13 +70,17 @@ impl MockApi {
     fn app_with(&self, extra: &[&str]) -> Router {
         let leases = ReleaseLeases::new(
             self.client.clone(),
-            "paas-operator-test".into(),
-            std::time::Duration::from_secs(60),
+            crate::kube::lease::Identity::named("paas-operator-test"),
+            crate::kube::lease::LeaseTiming {
+                ttl: std::time::Duration::from_secs(15),
+                stop_margin: std::time::Duration::from_secs(5),
+            },
         );
         app_with(
             self.client.clone(),
             self.config.clone(),
             ReleaseLocks::with_leases(leases),
+            ApiProbe::fixed(true),
             extra,
         )
     }

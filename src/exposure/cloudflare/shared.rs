@@ -32,7 +32,7 @@ use super::{CfError, Cloudflare, DnsRecord, cname_body, tunnel_target};
 use crate::config::ExposureBackend;
 use crate::exposure::RouteError;
 use crate::exposure::store::{RouteRecord, RouteState, RouteStore};
-use crate::kube::lease::ReleaseLeases;
+use crate::kube::lease::{Identity, LeaseTiming, ReleaseLeases};
 use crate::model::exposure::RouteRule;
 
 /// The comment on every DNS record a route of ours made.
@@ -149,8 +149,11 @@ impl SharedTunnel {
         let n = self.acquisitions.fetch_add(1, Ordering::Relaxed);
         let leases = ReleaseLeases::new(
             self.client.clone(),
-            format!("{}-{n}", self.identity),
-            self.lease_duration,
+            Identity::named(&format!("{}-{n}", self.identity)),
+            LeaseTiming {
+                ttl: self.lease_duration,
+                stop_margin: Duration::from_secs(5),
+            },
         );
         let lease = leases
             .acquire(&self.lease_namespace, &self.lease_name, self.lease_wait)
