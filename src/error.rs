@@ -155,8 +155,9 @@ codes! {
     HelmUnavailable = "helm_unavailable", INTERNAL_SERVER_ERROR;
     /// helm succeeded but printed something unreadable.
     HelmOutputUnreadable = "helm_output_unreadable", INTERNAL_SERVER_ERROR;
-    /// A release record in the cluster is corrupt or too large.
-    ReleaseRecordUnreadable = "release_record_unreadable", INTERNAL_SERVER_ERROR;
+    /// The release's record in the cluster is corrupt or too large to read
+    /// (the release can still be uninstalled).
+    ReleaseRecordUnreadable = "release_record_unreadable", CONFLICT;
     /// The Kubernetes API failed.
     KubernetesError = "kubernetes_error", INTERNAL_SERVER_ERROR;
     /// The Kubernetes API refused the operator itself (its RBAC).

@@ -188,19 +188,28 @@ impl ReleaseService {
     ) -> Result<(), ApiError> {
         let outcome = self
             .locked(namespace, name, async {
-                let latest = self.require_latest(namespace, name).await;
-                if latest
-                    .as_ref()
-                    .is_err_and(|e| e.code == Code::ReleaseNotFound)
-                {
-                    // Already gone: its routes go too (then the 404).
-                    self.exposure.release_gone(namespace, name).await;
-                }
-                let latest = latest?;
+                let latest = match self.require_latest(namespace, name).await {
+                    Ok(latest) => Some(latest),
+                    Err(error) if error.code == Code::ReleaseNotFound => {
+                        // Already gone: its routes go too (then the 404).
+                        self.exposure.release_gone(namespace, name).await;
+                        return Err(error);
+                    }
+                    Err(error) if error.code == Code::ReleaseRecordUnreadable => {
+                        // Too large or corrupt for us: helm, as the tenant
+                        // (RBAC keeps it inside the namespace), still
+                        // removes it; its owner must be able to.
+                        tracing::warn!(%namespace, release = %name, "the release's latest record cannot be read; uninstalling it without checking its documents");
+                        None
+                    }
+                    Err(error) => return Err(error),
+                };
                 // helm deletes what the stored manifest lists: only when it
                 // stays in the namespace.
-                if let Some(plan) = self.plan(namespace, name, Additions::default()).await? {
-                    self.checked(namespace, Some(&plan), &latest.rendering())?;
+                if let Some(latest) = &latest
+                    && let Some(plan) = self.plan(namespace, name, Additions::default()).await?
+                {
+                    self.check_uninstall(namespace, &plan, &latest.rendering())?;
                 }
                 self.helm.uninstall(namespace, name).await?;
                 self.exposure.release_gone(namespace, name).await;

@@ -4,7 +4,9 @@
 //! RoleBinding that gives the operator its rights in the namespace; the
 //! ResourceQuota, a LimitRange with default requests and limits (so pods
 //! that set none still run under the quota) and a NetworkPolicy that
-//! isolates it from other tenants. All applied by server-side apply with one
+//! isolates it from other tenants. The quota also counts pods, Services,
+//! Secrets, ConfigMaps and PVCs, and the LimitRange sets minimums, so one
+//! tenant cannot take the nodes' pod slots or fill etcd. All applied by server-side apply with one
 //! field manager ([`objects`] builds them): re-posting is idempotent and
 //! updates the limits. Everything carries the operator's label, which
 //! admission keeps out of the tenant's reach.
@@ -52,15 +54,42 @@ pub struct TenantQuota {
     pub cpu: Quantity,
     pub memory: Quantity,
     pub storage: Quantity,
+    pub counts: ObjectCounts,
 }
 
 impl TenantQuota {
-    /// The earlier operator's defaults: cpu 2, memory 4Gi, storage 20Gi.
-    pub fn default_quota() -> Self {
+    /// The earlier operator's defaults (cpu 2, memory 4Gi, storage 20Gi)
+    /// and these object counts.
+    pub fn default_quota(counts: ObjectCounts) -> Self {
         Self {
             cpu: Quantity::known("2"),
             memory: Quantity::known("4Gi"),
             storage: Quantity::known("20Gi"),
+            counts,
+        }
+    }
+}
+
+/// How many objects of each kind a tenant namespace may hold: what bounds
+/// a tenant's share of the nodes' pod slots and of etcd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectCounts {
+    pub pods: u32,
+    pub services: u32,
+    pub secrets: u32,
+    pub configmaps: u32,
+    pub pvcs: u32,
+}
+
+impl ObjectCounts {
+    /// The defaults of the settings (`QUOTA_PODS`, …).
+    pub fn from_policy(policy: &TenantConfig) -> Self {
+        Self {
+            pods: policy.quota_pods,
+            services: policy.quota_services,
+            secrets: policy.quota_secrets,
+            configmaps: policy.quota_configmaps,
+            pvcs: policy.quota_pvcs,
         }
     }
 }
@@ -112,6 +141,11 @@ impl TenantService {
         }
     }
 
+    /// The object counts a namespace gets when its request names none.
+    pub fn default_counts(&self) -> ObjectCounts {
+        ObjectCounts::from_policy(&self.policy)
+    }
+
     /// The user helm acts as in `namespace`.
     pub fn helm_user(&self, namespace: &TenantNamespace) -> String {
         format!(
@@ -149,8 +183,11 @@ impl TenantService {
         match self.get(namespace).await? {
             Some(existing) => self.make_ready(namespace, &existing).await,
             None => {
-                self.apply_all(namespace, &TenantQuota::default_quota())
-                    .await
+                self.apply_all(
+                    namespace,
+                    &TenantQuota::default_quota(self.default_counts()),
+                )
+                .await
             }
         }
     }
@@ -419,7 +456,7 @@ impl TenantService {
     }
 
     /// An adopted namespace's quota keeps the limits it had; the contract's
-    /// defaults when it had none.
+    /// defaults (and the settings' object counts) when it had none.
     async fn existing_quota(&self, namespace: &TenantNamespace) -> Result<TenantQuota, KubeError> {
         let name = namespace.as_str();
         let quotas = Api::<ResourceQuota>::namespaced(self.client.clone(), name);
@@ -440,11 +477,25 @@ impl TenantService {
                 .and_then(|q| Quantity::parse(field, &q.0).ok())
                 .unwrap_or(default)
         };
-        let defaults = TenantQuota::default_quota();
+        let defaults = TenantQuota::default_quota(self.default_counts());
+        let count = |key: &str, default: u32| {
+            hard.get(key)
+                .and_then(|q| q.0.parse::<i64>().ok())
+                .and_then(|n| crate::names::object_count("count", n).ok())
+                .unwrap_or(default)
+        };
+        let counts = defaults.counts;
         Ok(TenantQuota {
             cpu: kept("limits.cpu", "cpu_limit", defaults.cpu),
             memory: kept("limits.memory", "memory_limit", defaults.memory),
             storage: kept("requests.storage", "storage_limit", defaults.storage),
+            counts: ObjectCounts {
+                pods: count("pods", counts.pods),
+                services: count("services", counts.services),
+                secrets: count("count/secrets", counts.secrets),
+                configmaps: count("count/configmaps", counts.configmaps),
+                pvcs: count("persistentvolumeclaims", counts.pvcs),
+            },
         })
     }
 }

@@ -336,7 +336,7 @@ async fn a_terminating_namespace_is_409() {
 }
 
 #[tokio::test]
-async fn a_corrupt_release_record_is_500_without_its_content() {
+async fn a_corrupt_release_record_is_409_without_its_content() {
     let api = MockApi::start(Box::new(|method, path, _| match (method, path) {
         (&Method::GET, "/api/v1/namespaces/paas-ws-1/secrets") => (
             StatusCode::OK,
@@ -351,7 +351,7 @@ async fn a_corrupt_release_record_is_500_without_its_content() {
     }))
     .await;
     let (code, body) = call(&api.app(), "GET", "/api/releases/paas-ws-1/svc-1", None).await;
-    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error_type"], "release_record_unreadable");
     assert!(!body.to_string().contains("s3cret"), "{body}");
 }
