@@ -143,6 +143,9 @@ codes! {
     HostnameTaken = "hostname_taken", CONFLICT;
     /// A live tunnel already has this name.
     TunnelNameTaken = "tunnel_name_taken", CONFLICT;
+    /// A Secret `paas-operator.<release>` exists that the operator did not
+    /// make: what it keeps about the release cannot be written (or read).
+    KeptStateConflict = "kept_state_conflict", CONFLICT;
     /// The body did not arrive within BODY_READ_TIMEOUT.
     BodyTimeout = "body_timeout", REQUEST_TIMEOUT;
     /// The body is larger than the limit.

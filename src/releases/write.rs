@@ -355,7 +355,7 @@ impl ReleaseService {
         };
         let additions = match kind {
             WriteKind::Install => Additions::default(),
-            WriteKind::Upgrade(_) => self.kept(namespace, name).await?.additions(),
+            WriteKind::Upgrade(_) => self.kept_additions(namespace, name).await?,
         };
         let rules = self.plan(namespace, name, additions).await?;
         let printed = if rules.is_some() && self.checks_before_run() {
@@ -392,13 +392,27 @@ impl ReleaseService {
         self.produced(namespace, name, printed).await
     }
 
-    /// What the operator keeps about the release (its sidecar, the n8n key).
+    /// What the operator keeps about the release (its sidecar, the n8n
+    /// key), before changing it: 409 `kept_state_conflict` when a Secret of
+    /// its name was made by someone else.
     pub(super) async fn kept(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
     ) -> Result<super::state::ReleaseState, ApiError> {
-        Ok(super::state::load(&self.client, namespace, name).await?)
+        Ok(super::state::load_for_change(&self.client, namespace, name).await?)
+    }
+
+    /// What the operator keeps about the release, to add to a rendering
+    /// (nothing from a Secret of its name someone else made).
+    async fn kept_additions(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+    ) -> Result<Additions, ApiError> {
+        Ok(super::state::load(&self.client, namespace, name)
+            .await?
+            .additions())
     }
 
     /// Applies a stored revision's documents again, checked as a new
@@ -410,7 +424,7 @@ impl ReleaseService {
         target: u32,
     ) -> Result<HelmRelease, ApiError> {
         let revision = self.revision_direct(namespace, name, target).await?;
-        let additions = self.kept(namespace, name).await?.additions();
+        let additions = self.kept_additions(namespace, name).await?;
         let rules = self.plan(namespace, name, additions).await?;
         let checked = self.checked(namespace, rules.as_ref(), &revision.rendering())?;
         let values = revision.config.clone().unwrap_or_default();
