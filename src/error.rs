@@ -86,6 +86,9 @@ codes! {
     NoPreviousRevision = "no_previous_revision", BAD_REQUEST;
     /// A subdomain is not a DNS label of at most 59 characters.
     InvalidSubdomain = "invalid_subdomain", BAD_REQUEST;
+    /// An app route's subdomain ends in `-mcp`: those are the MCP
+    /// sidecars' routes (`{release subdomain}-mcp`).
+    SubdomainReserved = "subdomain_reserved", BAD_REQUEST;
     /// `service_name`, `service_port` or `service_url` of a route is not valid.
     InvalidService = "invalid_service", BAD_REQUEST;
     /// A tunnel's hostname is not a valid DNS name.
