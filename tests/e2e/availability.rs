@@ -354,6 +354,7 @@ async fn an_unreadable_release_is_still_uninstalled(major: Major) {
         if status == StatusCode::CONFLICT {
             assert_error(&answer, "release_record_unreadable");
         }
+        eprintln!("{method} {path}{read} of an oversized record: {status}");
     }
     let started = Instant::now();
     let (status, body) = op.call(Method::DELETE, &path, None).await;
