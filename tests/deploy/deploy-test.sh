@@ -384,7 +384,9 @@ expect_denied paas-tenant-scheduling "as paas-tenant: Deployment with priorityCl
   <<<"${DEPLOY/\"serviceAccountName\":\"SA\"/\"priorityClassName\":\"system-node-critical\"}"
 expect_denied paas-tenant-scheduling "admin: Pod tolerating every taint" kubectl -n "$TENANT" create -f - "${DRY[@]}" \
   <<<"$(pod_with '"tolerations":[{"operator":"Exists"}],')"
-expect_denied paas-tenant-scheduling "as app: Pod with nodeName" as_app -n "$TENANT" create -f - "${DRY[@]}" <<<"$(pod_with '"nodeName":"n1",')"
+expect_denied paas-tenant-scheduling "admin: Pod with nodeName" kubectl -n "$TENANT" create -f - "${DRY[@]}" <<<"$(pod_with '"nodeName":"n1",')"
+expect_denied paas-tenant-scheduling "as app: Deployment with nodeName" as_app -n "$TENANT" create -f - "${DRY[@]}" \
+  <<<"${DEPLOY/\"serviceAccountName\":\"SA\"/\"nodeName\":\"n1\"}"
 expect_denied paas-tenant-scheduling "as paas-tenant: Deployment with another scheduler" as_tenant -n "$TENANT" create -f - "${DRY[@]}" \
   <<<"${DEPLOY/\"serviceAccountName\":\"SA\"/\"schedulerName\":\"mine\"}"
 check "admin: Pod with the tolerations Kubernetes adds itself (allowed)" kubectl -n "$TENANT" create -f - "${DRY[@]}" \
