@@ -12,7 +12,9 @@
 //! admission keeps out of the tenant's reach.
 //!
 //! Before any helm run in a namespace, [`TenantService::ready`] makes sure
-//! the tenant identity is in place (once per namespace and process), and
+//! the tenant identity is in place and the quota and LimitRange carry
+//! today's fences (once per namespace and process; a namespace's own limits
+//! are kept), and
 //! adopts a namespace with the tenant prefix that the earlier operator made
 //! without our label (`ADOPT_NAMESPACES`).
 
@@ -298,6 +300,11 @@ impl TenantService {
         self.check_usable(existing, namespace)?;
         if is_managed(existing) {
             self.apply_identity(namespace).await?;
+            // A namespace made before the quota counted objects or the
+            // LimitRange had minimums gets them now: its limits are kept,
+            // what it lacks comes from the settings.
+            let quota = self.existing_quota(namespace).await?;
+            self.apply_limits(namespace, &quota).await?;
         } else {
             tracing::warn!(%namespace, "adopting a tenant namespace this operator did not label");
             self.apply_operator_binding(namespace).await?;
@@ -336,6 +343,28 @@ impl TenantService {
             .await?;
         }
         self.apply_identity(namespace).await?;
+        self.apply_limits(namespace, quota).await?;
+        let isolation_name = format!("{name}-isolation");
+        let policies: Api<NetworkPolicy> = Api::namespaced(self.client.clone(), name);
+        apply_retrying(
+            &policies,
+            &isolation_name,
+            network_policy_body(&isolation_name, &self.admitted),
+            "applying the network policy",
+        )
+        .await?;
+        self.wait_identity_usable(namespace).await?;
+        self.lock_ready().insert(name.to_owned());
+        Ok(())
+    }
+
+    /// The ResourceQuota and the LimitRange.
+    async fn apply_limits(
+        &self,
+        namespace: &TenantNamespace,
+        quota: &TenantQuota,
+    ) -> Result<(), KubeError> {
+        let name = namespace.as_str();
         let quota_name = format!("{name}-quota");
         let quotas: Api<ResourceQuota> = Api::namespaced(self.client.clone(), name);
         apply_retrying(
@@ -350,22 +379,10 @@ impl TenantService {
         apply_retrying(
             &limits,
             &defaults_name,
-            limit_range_body(&defaults_name, policy),
+            limit_range_body(&defaults_name, &self.policy),
             "applying the limit range",
         )
-        .await?;
-        let isolation_name = format!("{name}-isolation");
-        let policies: Api<NetworkPolicy> = Api::namespaced(self.client.clone(), name);
-        apply_retrying(
-            &policies,
-            &isolation_name,
-            network_policy_body(&isolation_name, &self.admitted),
-            "applying the network policy",
-        )
-        .await?;
-        self.wait_identity_usable(namespace).await?;
-        self.lock_ready().insert(name.to_owned());
-        Ok(())
+        .await
     }
 
     /// The operator's own rights in the namespace.

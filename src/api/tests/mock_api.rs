@@ -102,10 +102,22 @@ fn lease_path(path: &str) -> bool {
 }
 
 /// The answers that make namespace `paas-ws-1` a ready tenant: ours, its
-/// tenant identity applied and authorized.
+/// tenant identity applied and authorized, its quota (made before the
+/// quota counted objects) and LimitRange brought up to date.
 fn tenant(method: &Method, path: &str) -> Option<(StatusCode, Value)> {
     let ok = |body: Value| Some((StatusCode::OK, body));
     match (method, path) {
+        (&Method::GET, "/api/v1/namespaces/paas-ws-1/resourcequotas/paas-ws-1-quota") => {
+            ok(json!({
+            "apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "paas-ws-1-quota"},
+            "spec": {"hard": {"limits.cpu": "8", "limits.memory": "16Gi", "requests.storage": "100Gi"}}}))
+        }
+        (&Method::PATCH, "/api/v1/namespaces/paas-ws-1/resourcequotas/paas-ws-1-quota") => ok(
+            json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "paas-ws-1-quota"}}),
+        ),
+        (&Method::PATCH, "/api/v1/namespaces/paas-ws-1/limitranges/paas-ws-1-defaults") => ok(
+            json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "paas-ws-1-defaults"}}),
+        ),
         (&Method::GET, "/api/v1/namespaces/paas-ws-1") => {
             Some(namespace(json!({"paas-managed": "true"}), false))
         }
@@ -263,7 +275,8 @@ async fn a_foreign_namespace_is_adopted_on_first_use() {
     let seen_quota = Arc::new(Mutex::new(None::<Value>));
     let log = seen_quota.clone();
     let api = MockApi::start(Box::new(move |method, path, sent| {
-        if let Some(answer) = tenant(method, path).filter(|_| !path.ends_with("/paas-ws-1")) {
+        let ours = path.ends_with("/paas-ws-1") || path.contains("/resourcequotas/");
+        if let Some(answer) = tenant(method, path).filter(|_| !ours) {
             return answer;
         }
         match (method, path) {
@@ -375,6 +388,40 @@ async fn a_kept_state_secret_the_operator_did_not_make_is_409_and_left_alone() {
         .collect();
     assert!(!secrets.is_empty(), "the Secret was read");
     assert!(secrets.iter().all(|r| r.starts_with("GET ")), "{secrets:?}");
+}
+
+#[tokio::test]
+async fn a_namespace_made_before_object_counts_gets_them_on_first_use() {
+    let seen_quota = Arc::new(Mutex::new(None::<Value>));
+    let log = seen_quota.clone();
+    let api = MockApi::start(Box::new(move |method, path, sent| {
+        if method == Method::PATCH && path.ends_with("/resourcequotas/paas-ws-1-quota") {
+            *log.lock().expect("quota") = Some(sent.clone());
+        }
+        tenant(method, path).unwrap_or_else(|| status(404, "NotFound"))
+    }))
+    .await;
+    let (code, body) = call(&api.app(), "DELETE", "/api/releases/paas-ws-1/svc-1", None).await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
+    let quota = seen_quota
+        .lock()
+        .expect("quota")
+        .clone()
+        .expect("quota applied");
+    let hard = &quota["spec"]["hard"];
+    assert_eq!(
+        (&hard["limits.cpu"], &hard["pods"]),
+        (&json!("8"), &json!("20")),
+        "{quota}"
+    );
+    assert_eq!(hard["count/configmaps"], "50", "{quota}");
+    assert!(
+        api.seen()
+            .iter()
+            .any(|r| r == "PATCH /api/v1/namespaces/paas-ws-1/limitranges/paas-ws-1-defaults"),
+        "{:?}",
+        api.seen()
+    );
 }
 
 #[tokio::test]

@@ -35,7 +35,7 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// Most records asked for per page of a DNS listing.
 const DNS_PAGE: usize = 500;
-/// Largest answer read: a DNS page of [`DNS_PAGE`] records is about
+/// Largest answer read: a DNS page of 500 records is about
 /// 250 KiB, the shared tunnel's configuration about 200 bytes per route
 /// (8 MiB: some 40,000 routes).
 pub const MAX_ANSWER: usize = 8 << 20;
