@@ -103,9 +103,23 @@ async fn pods_when_refused(op: &Operator, namespace: &str, selector: &str) -> (V
     (pods, message)
 }
 
+/// The pods quota of the attacked namespace.
+const PODS_LIMIT: usize = 5;
+
 async fn tenant_fences_hold(major: Major) {
     let mut op = Operator::start(major, &[]).await;
-    let namespace = op.tenant().await;
+    // A small pods quota (set per namespace, as `POST /api/namespaces`
+    // allows): what it bounds shows with few pods on the shared node.
+    let namespace = crate::harness::random_namespace();
+    op.forget_later(&namespace);
+    let (status, body) = op
+        .call(
+            Method::POST,
+            "/api/namespaces",
+            Some(json!({"name": namespace, "pods_limit": PODS_LIMIT})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     let chart = fixture_chart("attack-fences").await;
     let install = |name: &str, values: Value| {
         let body = json!({"namespace": namespace, "name": name, "chart": chart, "values": values});
@@ -122,7 +136,9 @@ async fn tenant_fences_hold(major: Major) {
         "squat-mcp",
     ] {
         let name = random_release();
+        let started = Instant::now();
         let (status, body) = install(&name, json!({"attack": attack})).await;
+        eprintln!("{major:?}: {attack} refused in {:?}", started.elapsed());
         assert_eq!(status, StatusCode::BAD_REQUEST, "{attack}: {body}");
         assert_error(&body, "chart_not_confined");
         let (status, _) = op
@@ -144,7 +160,12 @@ async fn tenant_fences_hold(major: Major) {
 
     // Many ConfigMaps: the quota stops them (the cluster refuses helm).
     let name = random_release();
+    let started = Instant::now();
     let (status, body) = install(&name, json!({"attack": "configmaps", "count": 200})).await;
+    eprintln!(
+        "{major:?}: 200 ConfigMaps refused in {:?}",
+        started.elapsed()
+    );
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_error(&body, "rejected_by_cluster");
     let config_maps = Api::<ConfigMap>::namespaced(op.kube.clone(), &namespace)
@@ -223,8 +244,9 @@ async fn tenant_fences_hold(major: Major) {
         format!("app.kubernetes.io/instance={tiny}"),
     ] {
         let (pods, message) = pods_when_refused(&op, &namespace, &selector).await;
-        assert!(pods.is_empty(), "{} pods at 1m/1Mi", pods.len());
-        assert!(message.contains("minimum"), "{message}");
+        let names: Vec<_> = pods.iter().map(|p| p.metadata.name.clone()).collect();
+        assert!(pods.is_empty(), "pods at 1m/1Mi: {names:?}");
+        assert!(message.contains("minimum"), "{selector}: {message}");
     }
     deployments
         .create(
@@ -247,8 +269,9 @@ async fn tenant_fences_hold(major: Major) {
             !matches!(phase, Some("Succeeded" | "Failed"))
         })
         .count();
-    assert!(live <= 20, "{live} pods in the namespace");
+    assert!(live <= PODS_LIMIT, "{live} pods in the namespace");
     // No tenant pod runs with a system priority, whatever was tried.
+    eprintln!("{major:?}: {live} pods for 106 replicas at the minimums (pods quota {PODS_LIMIT})");
     for pod in &all {
         let class = pod
             .spec
@@ -258,14 +281,38 @@ async fn tenant_fences_hold(major: Major) {
         assert!(!class.starts_with("system-"), "pod with {class}");
     }
 
+    // The attacker's pods go now (the namespace controller may be slow to
+    // delete a namespace, and the node is shared).
+    let admin = Api::<Deployment>::namespaced(op.kube.clone(), &namespace);
+    for deployment in ["tiny", "many"] {
+        admin
+            .delete(deployment, &Default::default())
+            .await
+            .expect("delete");
+    }
+    let (status, body) = op
+        .call(
+            Method::DELETE,
+            &format!("/api/releases/{namespace}/{tiny}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
     // Another tenant still gets its pods scheduled.
     let other = op.tenant().await;
     let name = random_release();
     let body = json!({"namespace": other, "name": name, "chart": oci_chart("web"), "version": "0.1.0",
                       "values": {"replicaCount": 1}});
+    let started = Instant::now();
     let (status, body) = op.call(Method::POST, "/api/releases", Some(body)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    let installed = started.elapsed();
     wait_pods_ready(&op, &format!("/api/releases/{other}/{name}")).await;
+    eprintln!(
+        "{major:?}: another tenant's install {installed:?}, its pod Running and ready after {:?}",
+        started.elapsed()
+    );
 }
 crate::both_helms!(tenant_fences_hold);
 
