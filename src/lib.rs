@@ -24,7 +24,7 @@
 //!   for helm)   archives only)
 //!      └──────────┼──────────────┘
 //!                 ▼
-//!   config/ · error.rs · names.rs · model.rs · auth.rs · metrics.rs
+//!   config/ · error.rs · names.rs · model.rs · auth.rs · metrics.rs · bounded.rs
 //! ```
 //! - [`config`]: every option, in clap groups; nothing else reads the environment.
 //! - [`error`]: the one error type clients see and the one list of error codes.
@@ -32,6 +32,7 @@
 //! - [`model`]: the wire types of the contract with the platform.
 //! - [`auth`]: API keys, checked in constant time.
 //! - [`metrics`]: the Prometheus recorder behind `GET /metrics`.
+//! - [`bounded`]: every outside answer read capped in size and time.
 //!
 //! The binary is also Helm 4's confinement post-renderer: helm runs it as
 //! `paas-operator confine-check …` ([`helm::postrender`]), inside each
@@ -39,6 +40,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod bounded;
 pub mod charts;
 pub mod config;
 pub mod error;

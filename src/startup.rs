@@ -21,6 +21,7 @@ use crate::auth::ApiKeys;
 use crate::charts::{ChartStore, StoreSettings};
 use crate::config::{Command, Config, LogFormat};
 use crate::exposure::{ExposureService, spawn_reconciler};
+use crate::helm::confine::SchedulingRules;
 use crate::helm::egress::{AllowedHosts, EgressGuard};
 use crate::helm::home::HelmHome;
 use crate::helm::postrender::{ConfinePlugin, resolve_checker};
@@ -67,7 +68,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     } = kube_clients(&config).await?;
     let helm = helm(&config, &client_config).await?;
     if config.tenant.manage_tenant_policy {
-        tenant_policy(&client).await;
+        tenant_policy(&client, &config.tenant).await;
     }
     let probe = ApiProbe::start(client.clone()).await;
     let identity = Identity::of_this_process(config.helm.pod_name.as_deref());
@@ -128,6 +129,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             app_access: config.apps.app_access,
             n8n_ready_timeout: config.apps.n8n_ready_timeout,
             namespace_prefix: config.tenant.namespace_prefix.clone(),
+            scheduling: SchedulingRules {
+                priority_classes: config.tenant.allowed_priority_classes.items().to_vec(),
+                toleration_keys: config.tenant.allowed_toleration_keys.items().to_vec(),
+                runtime_classes: config.tenant.allowed_runtime_classes.items().to_vec(),
+            },
         },
         exposure: exposure.clone(),
     });
@@ -255,8 +261,8 @@ fn admitted_namespaces(config: &Config, tenant: &crate::config::TenantConfig) ->
 
 /// Applies the built-in tenant policy when this identity may; a cluster
 /// that cannot be reached now gets it at the next start.
-async fn tenant_policy(client: &::kube::Client) {
-    match ensure_cluster_policy(client).await {
+async fn tenant_policy(client: &::kube::Client, settings: &crate::config::TenantConfig) {
+    match ensure_cluster_policy(client, settings).await {
         Ok(PolicyState::Applied(count)) => {
             tracing::info!(
                 objects = count,

@@ -84,6 +84,7 @@ pub(super) fn app_with(
             app_access: crate::config::AppAccess::Direct,
             n8n_ready_timeout: Duration::from_secs(5),
             namespace_prefix: "paas-ws-".into(),
+            scheduling: Default::default(),
         },
         exposure: crate::exposure::ExposureService::disabled(),
     });

@@ -123,7 +123,8 @@ impl ExposeSpec {
         let subdomain = match request.subdomain.as_deref() {
             Some(given) => Subdomain::parse(given)?,
             None => Subdomain::generated(namespace, name, prefix)?,
-        };
+        }
+        .for_app()?;
         Ok(Some(Self {
             subdomain,
             service_name: request
@@ -454,6 +455,16 @@ impl ExposureService {
         wanted: &RouteRecord,
     ) -> Result<(RouteRecord, bool), RouteError> {
         let mut existing = routes.store.get(&wanted.subdomain).await?;
+        if wanted.kind == RouteKind::Mcp
+            && let Some(squatter) = existing.as_ref().filter(|r| r.kind != RouteKind::Mcp)
+        {
+            // An app's (or `/api/routes`') route on a release's MCP route
+            // name, made before such names were reserved: the release's MCP
+            // route wins, and that route goes.
+            tracing::warn!(hostname = %squatter.hostname, "an app route held a release's MCP route name; removing it for the MCP route");
+            self.remove_record(routes, squatter).await?;
+            existing = routes.store.get(&wanted.subdomain).await?;
+        }
         if existing.is_none() {
             let checked = match wanted.backend {
                 ExposureBackend::Cloudflare => shared(routes)?.check_foreign(wanted).await,
@@ -847,7 +858,7 @@ impl ExposureService {
         request: CreateRouteRequest,
     ) -> Result<RouteCreated, ApiError> {
         self.routes()?;
-        let subdomain = Subdomain::parse(&request.subdomain)?;
+        let subdomain = Subdomain::parse(&request.subdomain)?.for_app()?;
         let service = names::origin_url(&request.service_url, Origins::Web)?;
         let path = request.path.as_deref().map(names::rule_path).transpose()?;
         let outcome = self

@@ -327,6 +327,7 @@ mod tests {
             tenant_account: "paas-tenant".into(),
             release: "svc-a".into(),
             additions: Default::default(),
+            scheduling: Default::default(),
         }
     }
 

@@ -53,6 +53,7 @@ impl ReleaseService {
             tenant_account: self.settings.tenant_account.clone(),
             release: name.as_str().to_owned(),
             additions,
+            scheduling: self.settings.scheduling.clone(),
         }))
     }
 
@@ -86,6 +87,35 @@ impl ReleaseService {
             .apply(&mut checked, &rules.release)
             .map_err(|error| ApiError::new(Code::SidecarTargetMissing, error.to_string()))?;
         Ok((checked, applied))
+    }
+}
+
+impl ReleaseService {
+    /// Before helm deletes what a stored manifest lists: refused only when
+    /// it lists objects outside the namespace (a forged record). Anything
+    /// else the rules would refuse today (a revision made before a rule, a
+    /// manifest this check cannot read) is logged and does not stand in
+    /// the way: helm deletes as the tenant, which RBAC keeps inside its
+    /// namespace, and every release installed must stay removable.
+    pub(super) fn check_uninstall(
+        &self,
+        namespace: &TenantNamespace,
+        plan: &Rules,
+        rendering: &str,
+    ) -> Result<(), ApiError> {
+        let Err(found) = plan.apply(rendering) else {
+            return Ok(());
+        };
+        let (scope, other): (Vec<Violation>, Vec<Violation>) =
+            found.into_iter().partition(|v| v.is_about_scope());
+        for violation in &other {
+            tracing::info!(%namespace, %violation, "uninstalling a release whose stored documents break a rule of today");
+        }
+        if scope.is_empty() {
+            Ok(())
+        } else {
+            Err(refused(namespace, scope))
+        }
     }
 }
 

@@ -70,6 +70,8 @@ pub struct ReleaseSettings {
     pub n8n_ready_timeout: Duration,
     /// The tenant namespace prefix (a release's generated subdomain drops it).
     pub namespace_prefix: String,
+    /// What tenant pods may name (`ALLOWED_*`), checked before helm runs.
+    pub scheduling: crate::helm::confine::SchedulingRules,
 }
 
 /// Where reads come from when the cache cannot answer.

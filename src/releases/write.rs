@@ -188,19 +188,28 @@ impl ReleaseService {
     ) -> Result<(), ApiError> {
         let outcome = self
             .locked(namespace, name, async {
-                let latest = self.require_latest(namespace, name).await;
-                if latest
-                    .as_ref()
-                    .is_err_and(|e| e.code == Code::ReleaseNotFound)
-                {
-                    // Already gone: its routes go too (then the 404).
-                    self.exposure.release_gone(namespace, name).await;
-                }
-                let latest = latest?;
+                let latest = match self.require_latest(namespace, name).await {
+                    Ok(latest) => Some(latest),
+                    Err(error) if error.code == Code::ReleaseNotFound => {
+                        // Already gone: its routes go too (then the 404).
+                        self.exposure.release_gone(namespace, name).await;
+                        return Err(error);
+                    }
+                    Err(error) if error.code == Code::ReleaseRecordUnreadable => {
+                        // Too large or corrupt for us: helm, as the tenant
+                        // (RBAC keeps it inside the namespace), still
+                        // removes it; its owner must be able to.
+                        tracing::warn!(%namespace, release = %name, "the release's latest record cannot be read; uninstalling it without checking its documents");
+                        None
+                    }
+                    Err(error) => return Err(error),
+                };
                 // helm deletes what the stored manifest lists: only when it
                 // stays in the namespace.
-                if let Some(plan) = self.plan(namespace, name, Additions::default()).await? {
-                    self.checked(namespace, Some(&plan), &latest.rendering())?;
+                if let Some(latest) = &latest
+                    && let Some(plan) = self.plan(namespace, name, Additions::default()).await?
+                {
+                    self.check_uninstall(namespace, &plan, &latest.rendering())?;
                 }
                 self.helm.uninstall(namespace, name).await?;
                 self.exposure.release_gone(namespace, name).await;
@@ -346,7 +355,7 @@ impl ReleaseService {
         };
         let additions = match kind {
             WriteKind::Install => Additions::default(),
-            WriteKind::Upgrade(_) => self.kept(namespace, name).await?.additions(),
+            WriteKind::Upgrade(_) => self.kept_additions(namespace, name).await?,
         };
         let rules = self.plan(namespace, name, additions).await?;
         let printed = if rules.is_some() && self.checks_before_run() {
@@ -383,13 +392,27 @@ impl ReleaseService {
         self.produced(namespace, name, printed).await
     }
 
-    /// What the operator keeps about the release (its sidecar, the n8n key).
+    /// What the operator keeps about the release (its sidecar, the n8n
+    /// key), before changing it: 409 `kept_state_conflict` when a Secret of
+    /// its name was made by someone else.
     pub(super) async fn kept(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
     ) -> Result<super::state::ReleaseState, ApiError> {
-        Ok(super::state::load(&self.client, namespace, name).await?)
+        Ok(super::state::load_for_change(&self.client, namespace, name).await?)
+    }
+
+    /// What the operator keeps about the release, to add to a rendering
+    /// (nothing from a Secret of its name someone else made).
+    async fn kept_additions(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+    ) -> Result<Additions, ApiError> {
+        Ok(super::state::load(&self.client, namespace, name)
+            .await?
+            .additions())
     }
 
     /// Applies a stored revision's documents again, checked as a new
@@ -401,7 +424,7 @@ impl ReleaseService {
         target: u32,
     ) -> Result<HelmRelease, ApiError> {
         let revision = self.revision_direct(namespace, name, target).await?;
-        let additions = self.kept(namespace, name).await?.additions();
+        let additions = self.kept_additions(namespace, name).await?;
         let rules = self.plan(namespace, name, additions).await?;
         let checked = self.checked(namespace, rules.as_ref(), &revision.rendering())?;
         let values = revision.config.clone().unwrap_or_default();

@@ -1504,3 +1504,127 @@ async fn the_sidecar_gets_its_mcp_route_and_loses_it_with_the_sidecar() {
     double.assert_foreign_rule_and_catch_all_kept().await;
     delete_tenant(&op, &namespace).await;
 }
+
+/// Route squatting (issue 20): an app route may not take another
+/// release's MCP route name `{generated subdomain}-mcp`, derivable from its
+/// public hostname, whether given at install or through `/api/routes`; and
+/// an app route already holding such a name (recorded before names ending
+/// in `-mcp` were reserved) loses it when that release attaches its
+/// sidecar: the victim gets its MCP route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_route_cannot_squat_a_releases_mcp_route() {
+    use paas_operator::config::ExposureBackend;
+    use paas_operator::exposure::names::Subdomain;
+    use paas_operator::exposure::store::{
+        ReleaseRef, RouteKind, RouteRecord, RouteState, RouteStore,
+    };
+
+    crate::require_env!();
+    let _exclusive = DOUBLE.write().await;
+    let double = Double::new();
+    let mut op = start(&double, &[]).await;
+    let victim_ns = op.tenant().await;
+    let attacker_ns = op.tenant().await;
+    let victim = random_release();
+    let victims_mcp = format!("{victim}-{}-mcp", victim_ns.trim_start_matches("paas-ws-"));
+
+    let squatter = random_release();
+    let (status, body) = install(&op, &attacker_ns, &squatter, &victims_mcp).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error(&body, "subdomain_reserved");
+    let (status, _) = op
+        .call(
+            Method::GET,
+            &format!("/api/releases/{attacker_ns}/{squatter}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "refused before helm ran");
+    let (status, body) = op
+        .call(
+            Method::POST,
+            "/api/routes",
+            Some(json!({"subdomain": victims_mcp, "service_url": "http://elsewhere.example:80"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error(&body, "subdomain_reserved");
+    assert!(record(&op, &victims_mcp).await.is_none());
+
+    // What an earlier version let through: the attacker's release, with an
+    // app route on the victim's future MCP name, in place.
+    let (status, body) = op
+        .call(
+            Method::POST,
+            "/api/releases",
+            Some(install_body(
+                &attacker_ns,
+                &squatter,
+                json!({"enabled": false}),
+            )),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let squatted = service_url(&squatter, &attacker_ns);
+    RouteStore::new(op.kube.clone(), "paas-system")
+        .create(&RouteRecord {
+            subdomain: Subdomain::parse(&victims_mcp).expect("subdomain"),
+            hostname: double.hostname(&victims_mcp),
+            service_url: squatted.clone(),
+            path: None,
+            owner: Some(ReleaseRef {
+                namespace: attacker_ns.clone(),
+                name: squatter.clone(),
+            }),
+            kind: RouteKind::App,
+            backend: ExposureBackend::Cloudflare,
+            state: RouteState::Active,
+            applied: false,
+            dns_record_id: None,
+            version: None,
+        })
+        .await
+        .expect("record written")
+        .expect("record new");
+    let (status, report) = op.call(Method::POST, "/api/routes/reconcile", None).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_routed(&op, &double, &victims_mcp, &squatted).await;
+
+    // The victim installs and attaches its sidecar: its MCP route wins.
+    let (status, body) = op
+        .call(
+            Method::POST,
+            "/api/releases",
+            Some(install_body(&victim_ns, &victim, json!({"enabled": false}))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let sidecar = json!({"container": {"name": "mcp-sidecar", "image": "ghcr.io/acme/n8n-mcp:1.2.3",
+        "ports": [{"container_port": 3000}]}});
+    let (status, body) = op
+        .call(
+            Method::POST,
+            &format!("/api/releases/{victim_ns}/{victim}/sidecar"),
+            Some(sidecar),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["mcp_endpoint_url"],
+        format!("https://{}/mcp", double.hostname(&victims_mcp))
+    );
+    let mcp_service = format!("http://{victim}-mcp.{victim_ns}.svc.cluster.local:3000");
+    assert_routed(&op, &double, &victims_mcp, &mcp_service).await;
+    let data = record(&op, &victims_mcp)
+        .await
+        .and_then(|map| map.data)
+        .expect("record");
+    assert_eq!(
+        (data["kind"].as_str(), data["release"].as_str()),
+        ("mcp", victim.as_str())
+    );
+    delete_tenant(&op, &attacker_ns).await;
+    delete_tenant(&op, &victim_ns).await;
+    assert_unrouted(&op, &double, &victims_mcp).await;
+    double.assert_foreign_rule_and_catch_all_kept().await;
+}

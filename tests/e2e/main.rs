@@ -7,6 +7,7 @@
 mod harness;
 
 mod attacks;
+mod availability;
 mod chaos;
 mod cli_reads;
 mod egress;

@@ -24,7 +24,7 @@ const PASSWORD: &str = "Owner-Pass-123";
 
 /// The machine's address on its default route (the API server must reach
 /// n8n at it: it does not proxy to loopback addresses).
-fn own_address() -> Option<IpAddr> {
+pub(crate) fn own_address() -> Option<IpAddr> {
     let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
     socket.connect("192.0.2.1:9").ok()?;
     let ip = socket.local_addr().ok()?.ip();
