@@ -312,8 +312,9 @@ impl ReleaseService {
         let plan = self.plan(namespace, name, updated.additions()).await?;
         let (checked, applied) =
             self.checked_with_additions(namespace, plan.as_ref(), &stripped.to_yaml_stream())?;
-        if checked == current {
-            // Already so: the same request again changes nothing.
+        if checked.same_objects(&current) {
+            // Already so (helm stored the same objects, sorted by kind):
+            // the same request again changes nothing.
             if previous != updated {
                 state::save(&self.client, namespace, name, updated).await?;
             }

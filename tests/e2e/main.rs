@@ -20,3 +20,4 @@ mod read_cache;
 mod releases;
 mod robustness;
 mod schemas;
+mod sidecar;
