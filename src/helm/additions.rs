@@ -125,7 +125,7 @@ pub fn detach(checked: &mut Checked, sidecar: &Sidecar) {
 }
 
 /// The Deployments among the documents (list items included).
-fn deployments(documents: &mut [Value]) -> Vec<&mut Value> {
+pub fn deployments(documents: &mut [Value]) -> Vec<&mut Value> {
     let mut found = Vec::new();
     for document in documents {
         if document.get("items").is_some_and(Value::is_array) {
@@ -263,7 +263,7 @@ fn keep_value(checked: &mut Checked, release: &str, kept: &KeptValue) -> bool {
 }
 
 /// The first 16 hex digits of the value's SHA-256 (not the value).
-fn hex_digest(value: &str) -> String {
+pub fn hex_digest(value: &str) -> String {
     Sha256::digest(value.as_bytes())[..8]
         .iter()
         .map(|b| format!("{b:02x}"))

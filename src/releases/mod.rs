@@ -25,6 +25,7 @@ pub mod audit;
 pub mod cache;
 pub mod commands;
 mod confinement;
+mod kept_key;
 pub mod locks;
 mod read;
 pub mod recovery;
