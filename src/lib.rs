@@ -48,6 +48,7 @@ pub mod exposure;
 pub mod helm;
 pub mod kube;
 pub mod metrics;
+pub mod migrate;
 pub mod model;
 pub mod n8n;
 pub mod names;

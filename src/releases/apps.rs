@@ -64,6 +64,11 @@ impl ReleaseService {
                 let mut kept = self.kept(namespace, name).await?;
                 let previous = kept.clone();
                 kept.sidecar = Some(sidecar.clone());
+                if sidecar.service.is_some() {
+                    // A release of the earlier operator: its Service of
+                    // that name becomes the release's.
+                    self.hand_earlier_service_to_helm(namespace, name).await?;
+                }
                 let (release, applied) = self
                     .reapply(namespace, name, &previous, &kept, "Sidecar attached")
                     .await?;
@@ -496,6 +501,14 @@ fn step_failed(failed: &StepError) -> N8nInitResponse {
         ),
         error: Some(failed.to_string()),
     }
+}
+
+/// Refuses a request that is not a sidecar we accept (see [`sidecar_from`]).
+pub(super) fn check_sidecar(
+    request: &SidecarRequest,
+    release: &ReleaseName,
+) -> Result<(), ApiError> {
+    sidecar_from(request.clone(), release).map(drop)
 }
 
 /// The validated sidecar: names, image reference, ports, env, resources

@@ -193,6 +193,7 @@ impl ReleaseService {
                     Err(error) if error.code == Code::ReleaseNotFound => {
                         // Already gone: its routes go too (then the 404).
                         self.exposure.release_gone(namespace, name).await;
+                        self.earlier_gone(namespace, name).await;
                         return Err(error);
                     }
                     Err(error) if error.code == Code::ReleaseRecordUnreadable => {
@@ -213,6 +214,7 @@ impl ReleaseService {
                 }
                 self.helm.uninstall(namespace, name).await?;
                 self.exposure.release_gone(namespace, name).await;
+                self.earlier_gone(namespace, name).await;
                 // What the operator kept about the release goes with it.
                 super::state::remove(&self.client, namespace, name).await?;
                 Ok(())
@@ -225,6 +227,17 @@ impl ReleaseService {
         self.cache
             .expect(namespace.as_str(), name.as_str(), expectation);
         audit(key, "uninstall", namespace.as_str(), name.as_str(), outcome)
+    }
+
+    /// What the earlier operator made beside a release that is now gone:
+    /// its MCP route (with its CNAME) and its `{release}-mcp` Service, each
+    /// only with evidence that it is this release's.
+    async fn earlier_gone(&self, namespace: &TenantNamespace, name: &ReleaseName) {
+        let prefix = &self.settings.namespace_prefix;
+        self.exposure
+            .remove_earlier_mcp(namespace, name, prefix)
+            .await;
+        self.remove_earlier_mcp_service(namespace, name).await;
     }
 
     /// Uninstalls every release of a tenant namespace, then starts deleting
@@ -241,6 +254,11 @@ impl ReleaseService {
                     Ok(self.helm.uninstall(namespace, &name).await?)
                 })
                 .await?;
+                // Its Services go with the namespace; the route would stay.
+                let prefix = &self.settings.namespace_prefix;
+                self.exposure
+                    .remove_earlier_mcp(namespace, &name, prefix)
+                    .await;
             }
             self.exposure.namespace_gone(namespace).await;
             Ok(self.tenants.delete(namespace).await?)
