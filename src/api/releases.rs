@@ -102,9 +102,10 @@ pub async fn upgrade_release(
 }
 
 /// Uninstall a release. Its routes (`{subdomain}-mcp` included) are
-/// removed with it, also when it was already gone (then 404); with
-/// `?subdomain=`, so is a route the earlier operator made there into the
-/// release's namespace.
+/// removed with it, also when it was already gone (then 404); so are the
+/// routes the earlier operator made for it into the release's namespace (at
+/// `?subdomain=`, else at its default name `{release}-{namespace suffix}`,
+/// and its MCP route), and its `{release}-mcp` Service.
 #[utoipa::path(delete, path = "/api/releases/{namespace}/{name}", tag = "releases",
     params(("namespace" = String, Path), ("name" = String, Path), UninstallQuery),
     security(("api_key" = [])),
@@ -132,6 +133,9 @@ pub async fn uninstall_release(
     let gone = outcome
         .as_ref()
         .map_or_else(|e| e.code == Code::ReleaseNotFound, |()| true);
+    // Without `subdomain`, the earlier operator's default name for it.
+    let prefix = &state.config.tenant.namespace_prefix;
+    let subdomain = subdomain.or_else(|| Subdomain::generated(&namespace, &name, prefix).ok());
     if let (true, Some(subdomain)) = (gone, &subdomain) {
         let exposure = state.releases.exposure();
         exposure

@@ -93,6 +93,17 @@ impl Additions {
     }
 }
 
+impl Sidecar {
+    /// The Deployment of `checked` (release `release`'s documents) this
+    /// sidecar goes into, and the Service it is reached by as rendered.
+    pub fn rendered_service(&self, checked: &Checked, release: &str) -> Option<(String, Value)> {
+        let mut copy = checked.clone();
+        let deployment = attach(&mut copy, release, self).ok()?;
+        let service = sidecar_service(release, &deployment, self.service.as_ref()?);
+        Some((deployment, service))
+    }
+}
+
 /// Takes a sidecar out of documents that carry it (a revision applied while
 /// it was attached): its container, its pod label and its Service.
 pub fn detach(checked: &mut Checked, sidecar: &Sidecar) {

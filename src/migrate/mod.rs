@@ -29,6 +29,10 @@ use crate::releases::ReleaseService;
 use report::Report;
 use scan::Plan;
 
+/// How long the command waits, before it exits, for the release Leases it
+/// took to be given back.
+const LEASE_SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The migration's view of the cluster: the release service (tenants and
 /// exposure with it) built from the service's settings.
 pub struct Migration<'a> {
@@ -52,6 +56,9 @@ pub async fn run(
     } else {
         migration.scan("dry-run").await.0
     };
+    // Leases are given back in the background: let them go before exiting,
+    // or the next operation on those releases waits for them to expire.
+    releases.settle(LEASE_SETTLE).await;
     match args.output {
         ReportFormat::Text => print!("{}", report.to_text()),
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),

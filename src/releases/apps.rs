@@ -67,7 +67,8 @@ impl ReleaseService {
                 if sidecar.service.is_some() {
                     // A release of the earlier operator: its Service of
                     // that name becomes the release's.
-                    self.hand_earlier_service_to_helm(namespace, name).await?;
+                    self.hand_earlier_service_to_helm(namespace, name, &sidecar)
+                        .await?;
                 }
                 let (release, applied) = self
                     .reapply(namespace, name, &previous, &kept, "Sidecar attached")

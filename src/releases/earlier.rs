@@ -24,7 +24,7 @@ use super::apps::Attached;
 use crate::auth::KeyId;
 use crate::error::{ApiError, Code};
 use crate::helm::HelmRelease;
-use crate::helm::additions::deployments;
+use crate::helm::additions::{Sidecar, deployments};
 use crate::helm::confine::Rules;
 use crate::kube::KubeError;
 use crate::model::apps::SidecarRequest;
@@ -210,32 +210,58 @@ impl ReleaseService {
 
     /// Gives the earlier operator's `{release}-mcp` Service (labelled as
     /// this release's MCP Service, not Helm's) Helm's ownership labels and
-    /// annotations for this release, so the revision that renders the
-    /// sidecar's Service takes it over instead of failing on an existing
-    /// object. Any other Service of that name is left alone.
+    /// annotations for this release, and the selector the sidecar's Service
+    /// is rendered with, so the revision that renders it takes it over
+    /// instead of failing on an existing object (Helm 3) or on a field
+    /// another manager set differently (Helm 4's server-side apply). Any
+    /// other Service of that name is left alone.
     pub(super) async fn hand_earlier_service_to_helm(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
+        sidecar: &Sidecar,
     ) -> Result<(), ApiError> {
         let service_name = format!("{name}-mcp");
         let found = Api::<Service>::namespaced(self.client.clone(), namespace.as_str())
             .get_opt(&service_name)
             .await
             .map_err(KubeError::api("reading the MCP Service"))?;
-        if !found.is_some_and(|s| is_earlier_service(&s, name)) {
+        let Some(earlier) = found.filter(|s| is_earlier_service(s, name)) else {
             return Ok(());
+        };
+        let latest = self.require_latest(namespace, name).await?;
+        let documents = Rules::parse_only(&latest.rendering()).unwrap_or_default();
+        let Some((deployment, rendered)) = sidecar.rendered_service(&documents, name.as_str())
+        else {
+            // No Deployment to attach to: the attach fails on its own.
+            return Ok(());
+        };
+        // A merge patch merges maps: keys of the old selector go (null).
+        let mut selector = rendered["spec"]["selector"].clone();
+        for key in earlier
+            .spec
+            .and_then(|s| s.selector)
+            .unwrap_or_default()
+            .keys()
+        {
+            if selector.get(key).is_none() {
+                selector[key] = Value::Null;
+            }
         }
+        let patch = json!({
+            "metadata": {
+                "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                "annotations": {HELM_RELEASE_NAME: name.as_str(), HELM_RELEASE_NAMESPACE: namespace.as_str()},
+            },
+            "spec": {"selector": selector},
+        });
         let tenant =
             Api::<Service>::namespaced(self.tenants.as_tenant(namespace)?, namespace.as_str());
-        let patch = json!({"metadata": {
-            "labels": {"app.kubernetes.io/managed-by": "Helm"},
-            "annotations": {HELM_RELEASE_NAME: name.as_str(), HELM_RELEASE_NAMESPACE: namespace.as_str()},
-        }});
         tenant
             .patch(&service_name, &PatchParams::default(), &Patch::Merge(patch))
             .await
             .map_err(KubeError::api("handing the MCP Service to Helm"))?;
+        tracing::info!(%namespace, release = %name, service = %service_name, %deployment, "the earlier operator's MCP Service handed to Helm");
         Ok(())
     }
 

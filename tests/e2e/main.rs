@@ -13,6 +13,7 @@ mod cli_reads;
 mod egress;
 mod exposure;
 mod hostile;
+mod migration;
 mod n8n;
 mod namespaces;
 mod observability;
