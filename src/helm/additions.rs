@@ -95,11 +95,14 @@ impl Additions {
 
 impl Sidecar {
     /// The Deployment of `checked` (release `release`'s documents) this
-    /// sidecar goes into, and the Service it is reached by as rendered.
-    pub fn rendered_service(&self, checked: &Checked, release: &str) -> Option<(String, Value)> {
+    /// sidecar goes into, and the Service it is reached by, as rendered.
+    pub fn rendered(&self, checked: &Checked, release: &str) -> Option<(String, Option<Value>)> {
         let mut copy = checked.clone();
         let deployment = attach(&mut copy, release, self).ok()?;
-        let service = sidecar_service(release, &deployment, self.service.as_ref()?);
+        let service = self
+            .service
+            .as_ref()
+            .map(|service| sidecar_service(release, &deployment, service));
         Some((deployment, service))
     }
 }

@@ -10,6 +10,7 @@ use super::Migration;
 use super::report::{
     Action, ClusterFinding, NamespaceFinding, Report, RouteFinding, ServiceFinding, SidecarFinding,
 };
+use crate::error::Code;
 use crate::exposure::earlier::{CnameState, UnrecordedRule};
 use crate::exposure::names::Subdomain;
 use crate::exposure::store::{ReleaseRef, RouteKind};
@@ -288,6 +289,12 @@ impl Migration<'_> {
                 finding.action = Action::Leave(format!(
                     "no release of {namespace} owns Service {}",
                     target.service
+                ));
+                return finding;
+            }
+            Err(error) if error.code == Code::OperatorForbidden => {
+                finding.action = Action::Leave(format!(
+                    "its Service is not readable by this identity until {namespace} is set up; --apply sets it up first, then adopts the route"
                 ));
                 return finding;
             }

@@ -64,12 +64,10 @@ impl ReleaseService {
                 let mut kept = self.kept(namespace, name).await?;
                 let previous = kept.clone();
                 kept.sidecar = Some(sidecar.clone());
-                if sidecar.service.is_some() {
-                    // A release of the earlier operator: its Service of
-                    // that name becomes the release's.
-                    self.hand_earlier_service_to_helm(namespace, name, &sidecar)
-                        .await?;
-                }
+                // A release of the earlier operator: what it made for its
+                // sidecar becomes the release's.
+                self.hand_earlier_sidecar_to_helm(namespace, name, &sidecar)
+                    .await?;
                 let (release, applied) = self
                     .reapply(namespace, name, &previous, &kept, "Sidecar attached")
                     .await?;

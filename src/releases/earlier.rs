@@ -24,7 +24,7 @@ use super::apps::Attached;
 use crate::auth::KeyId;
 use crate::error::{ApiError, Code};
 use crate::helm::HelmRelease;
-use crate::helm::additions::{Sidecar, deployments};
+use crate::helm::additions::{SIDECAR_LABEL, Sidecar, deployments};
 use crate::helm::confine::Rules;
 use crate::kube::KubeError;
 use crate::model::apps::SidecarRequest;
@@ -208,18 +208,41 @@ impl ReleaseService {
         }
     }
 
-    /// Gives the earlier operator's `{release}-mcp` Service (labelled as
-    /// this release's MCP Service, not Helm's) Helm's ownership labels and
-    /// annotations for this release, and the selector the sidecar's Service
-    /// is rendered with, so the revision that renders it takes it over
-    /// instead of failing on an existing object (Helm 3) or on a field
-    /// another manager set differently (Helm 4's server-side apply). Any
-    /// other Service of that name is left alone.
-    pub(super) async fn hand_earlier_service_to_helm(
+    /// Before a sidecar is attached to a release of the earlier operator:
+    /// what it made for its sidecar is handed to Helm, so the revision that
+    /// renders the sidecar takes it over instead of failing on an existing
+    /// object (Helm 3) or on fields another manager set differently (Helm
+    /// 4's server-side apply). Nothing happens for a release without them.
+    pub(super) async fn hand_earlier_sidecar_to_helm(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
         sidecar: &Sidecar,
+    ) -> Result<(), ApiError> {
+        let latest = self.require_latest(namespace, name).await?;
+        let documents = Rules::parse_only(&latest.rendering()).unwrap_or_default();
+        let Some((deployment, service)) = sidecar.rendered(&documents, name.as_str()) else {
+            // No Deployment to attach to: the attach fails on its own.
+            return Ok(());
+        };
+        if let Some(service) = service {
+            self.hand_service(namespace, name, &service).await?;
+        }
+        let rendered = rendered_containers(&latest.manifest);
+        let own = rendered.get(&deployment).cloned().unwrap_or_default();
+        self.hand_container(namespace, &deployment, &own, sidecar)
+            .await
+    }
+
+    /// The earlier operator's `{release}-mcp` Service (labelled as this
+    /// release's MCP Service, not Helm's) gets Helm's ownership labels and
+    /// annotations for the release and the selector it is rendered with.
+    /// Any other Service of that name is left alone.
+    async fn hand_service(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        rendered: &Value,
     ) -> Result<(), ApiError> {
         let service_name = format!("{name}-mcp");
         let found = Api::<Service>::namespaced(self.client.clone(), namespace.as_str())
@@ -229,21 +252,10 @@ impl ReleaseService {
         let Some(earlier) = found.filter(|s| is_earlier_service(s, name)) else {
             return Ok(());
         };
-        let latest = self.require_latest(namespace, name).await?;
-        let documents = Rules::parse_only(&latest.rendering()).unwrap_or_default();
-        let Some((deployment, rendered)) = sidecar.rendered_service(&documents, name.as_str())
-        else {
-            // No Deployment to attach to: the attach fails on its own.
-            return Ok(());
-        };
         // A merge patch merges maps: keys of the old selector go (null).
         let mut selector = rendered["spec"]["selector"].clone();
-        for key in earlier
-            .spec
-            .and_then(|s| s.selector)
-            .unwrap_or_default()
-            .keys()
-        {
+        let old = earlier.spec.and_then(|s| s.selector).unwrap_or_default();
+        for key in old.keys() {
             if selector.get(key).is_none() {
                 selector[key] = Value::Null;
             }
@@ -261,7 +273,66 @@ impl ReleaseService {
             .patch(&service_name, &PatchParams::default(), &Patch::Merge(patch))
             .await
             .map_err(KubeError::api("handing the MCP Service to Helm"))?;
-        tracing::info!(%namespace, release = %name, service = %service_name, %deployment, "the earlier operator's MCP Service handed to Helm");
+        tracing::info!(%namespace, release = %name, service = %service_name, "the earlier operator's MCP Service handed to Helm");
+        Ok(())
+    }
+
+    /// A container of the sidecar's name that the earlier operator patched
+    /// into the live Deployment (the stored manifest, `own`, lacks it) is
+    /// set to the sidecar as it will be rendered, with its pod label, so
+    /// Helm finds its fields already so.
+    async fn hand_container(
+        &self,
+        namespace: &TenantNamespace,
+        deployment: &str,
+        own: &[String],
+        sidecar: &Sidecar,
+    ) -> Result<(), ApiError> {
+        let container = sidecar.container["name"].as_str().unwrap_or_default();
+        if own.iter().any(|c| c == container) {
+            return Ok(());
+        }
+        let tenant = self.tenants.as_tenant(namespace)?;
+        let deployments = Api::<Deployment>::namespaced(tenant, namespace.as_str());
+        let Some(live) = deployments
+            .get_opt(deployment)
+            .await
+            .map_err(KubeError::api("reading the release's Deployment"))?
+        else {
+            return Ok(());
+        };
+        let containers: Vec<Value> = live
+            .spec
+            .and_then(|s| s.template.spec)
+            .map(|s| s.containers)
+            .unwrap_or_default()
+            .iter()
+            .map(|c| serde_json::to_value(c).unwrap_or_default())
+            .collect();
+        if !containers.iter().any(|c| c["name"] == container) {
+            return Ok(());
+        }
+        // A merge patch replaces lists whole: the live containers, the
+        // patched one replaced.
+        let replaced: Vec<Value> = containers
+            .into_iter()
+            .map(|c| {
+                if c["name"] == container {
+                    sidecar.container.clone()
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let patch = json!({"spec": {"template": {
+            "metadata": {"labels": {SIDECAR_LABEL: deployment}},
+            "spec": {"containers": replaced},
+        }}});
+        deployments
+            .patch(deployment, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(KubeError::api("handing the patched sidecar to Helm"))?;
+        tracing::info!(%namespace, %deployment, %container, "the earlier operator's patched sidecar handed to Helm");
         Ok(())
     }
 

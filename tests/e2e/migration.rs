@@ -275,10 +275,28 @@ fn cloudflare_env(double: &Double) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Who runs the migration.
+#[derive(Clone, Copy, PartialEq)]
+enum As {
+    /// The operator's identity (its ServiceAccount with `scripts/test`).
+    Operator,
+    /// A cluster admin (reads every tenant namespace before it is set up).
+    Admin,
+}
+
 /// Runs `paas-operator migrate …` (the binary, the service's settings in
 /// its environment) for one namespace; returns its stdout.
-async fn migrate(major: Major, double: &Double, namespace: &str, args: &[&str]) -> String {
-    let variables = cloudflare_env(double);
+async fn migrate(
+    major: Major,
+    double: &Double,
+    namespace: &str,
+    identity: As,
+    args: &[&str],
+) -> String {
+    let mut variables = cloudflare_env(double);
+    if identity == As::Admin {
+        variables.push(("KUBECONFIG", env("KUBECONFIG")));
+    }
     let variables: Vec<(&str, &str)> = variables.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut command = OperatorProcess::command(&helm_binary(major), 0, &variables);
     command
@@ -297,9 +315,22 @@ async fn migrate(major: Major, double: &Double, namespace: &str, args: &[&str]) 
     stdout
 }
 
-async fn migrate_json(major: Major, double: &Double, namespace: &str, apply: bool) -> Value {
+async fn migrate_json(
+    major: Major,
+    double: &Double,
+    namespace: &str,
+    identity: As,
+    apply: bool,
+) -> Value {
     let mode = if apply { "--apply" } else { "--dry-run" };
-    let out = migrate(major, double, namespace, &[mode, "--output", "json"]).await;
+    let out = migrate(
+        major,
+        double,
+        namespace,
+        identity,
+        &[mode, "--output", "json"],
+    )
+    .await;
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
@@ -345,10 +376,22 @@ async fn migrate_what_the_earlier_operator_left_exposure(major: Major) {
     let earlier = seed(&mut op, &double, major).await;
     let ns = earlier.namespace.clone();
 
-    // The dry run: everything listed, nothing changed.
-    let text = migrate(major, &double, &ns, &[]).await;
+    // The dry run as the operator: the namespace listed; what it cannot
+    // read yet is said so; nothing changed.
+    let partial = migrate_json(major, &double, &ns, As::Operator, false).await;
+    finding(&partial["namespaces"], "namespace", &ns);
+    for route in partial["routes"].as_array().expect("routes") {
+        let readable = route["action"] == "adopt";
+        let said = route["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("--apply sets it up first"));
+        assert!(readable || said, "{route}");
+    }
+    assert_untouched(&op, &double, &earlier).await;
+    // The dry run as an admin: everything listed, nothing changed.
+    let text = migrate(major, &double, &ns, As::Admin, &[]).await;
     eprintln!("--- migrate (dry run) ---\n{text}");
-    let dry = migrate_json(major, &double, &ns, false).await;
+    let dry = migrate_json(major, &double, &ns, As::Admin, false).await;
     assert_eq!(dry["mode"], "dry-run");
     let missing: Vec<&str> = finding(&dry["namespaces"], "namespace", &ns)["objects"]
         .as_array()
@@ -384,14 +427,14 @@ async fn migrate_what_the_earlier_operator_left_exposure(major: Major) {
     assert_eq!(service["action"], "adopt", "{service}");
     assert_untouched(&op, &double, &earlier).await;
 
-    // --apply: adopted.
-    let applied = migrate(major, &double, &ns, &["--apply"]).await;
+    // --apply, as the operator: adopted.
+    let applied = migrate(major, &double, &ns, As::Operator, &["--apply"]).await;
     eprintln!("--- migrate --apply ---\n{applied}");
     assert!(applied.contains("Changed ("), "{applied}");
     assert_adopted(&op, &double, &earlier).await;
 
     // Again: nothing to do.
-    let again = migrate_json(major, &double, &ns, true).await;
+    let again = migrate_json(major, &double, &ns, As::Operator, true).await;
     assert_eq!(again["changed"], json!([]), "{again}");
     assert_eq!(again["failed"], json!([]), "{again}");
     for list in ["namespaces", "routes", "sidecars", "services"] {
@@ -684,3 +727,63 @@ async fn assert_gone(double: &Double, subdomain: &str) {
         "CNAME of {hostname}"
     );
 }
+
+/// A release of the earlier operator, not migrated, gets the platform's
+/// sidecar request again (with another auth token): the sidecar it patched
+/// in becomes the release's (once), its `{release}-mcp` Service Helm's; the
+/// same request again is the same revision.
+async fn an_earlier_release_takes_the_sidecar_again_exposure(major: Major) {
+    let _exclusive = DOUBLE.write().await;
+    let double = Double::new();
+    let args = cloudflare_args(&double);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut op = Operator::start(major, &args).await;
+    let earlier = seed(&mut op, &double, major).await;
+    let (ns, n8n) = (earlier.namespace.clone(), earlier.n8n.clone());
+    let mut container = sidecar_container(&n8n);
+    container["env"][1]["value"] = json!("0d9c8b7a-6f5e-4d3c-2b1a-0f9e8d7c6b5a");
+    let body = json!({"deployment_name": format!("{n8n}-n8n"), "container": container});
+    let path = format!("/api/releases/{ns}/{n8n}/sidecar");
+    for _ in 0..2 {
+        let (status, answer) = op.call(Method::POST, &path, Some(body.clone())).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["revision"], 2, "{answer}");
+        assert_eq!(revision(&op, &ns, &n8n).await, 2);
+        assert_eq!(history_len(&ns, &n8n).await, 2);
+    }
+    let deployment = Api::<Deployment>::namespaced(op.kube.clone(), &ns)
+        .get(&format!("{n8n}-n8n"))
+        .await
+        .expect("deployment");
+    let sidecars: Vec<_> = deployment
+        .spec
+        .and_then(|s| s.template.spec)
+        .map(|s| s.containers)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.name == "mcp-sidecar")
+        .collect();
+    assert_eq!(sidecars.len(), 1);
+    let token = sidecars[0]
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "AUTH_TOKEN")
+        .and_then(|e| e.value.clone());
+    assert_eq!(
+        token.as_deref(),
+        Some("0d9c8b7a-6f5e-4d3c-2b1a-0f9e8d7c6b5a")
+    );
+    let service = Api::<Service>::namespaced(op.kube.clone(), &ns)
+        .get(&format!("{n8n}-mcp"))
+        .await
+        .expect("mcp service");
+    let annotations = service.metadata.annotations.unwrap_or_default();
+    assert_eq!(annotations["meta.helm.sh/release-name"], n8n.as_str());
+    let (status, body) = op
+        .call(Method::DELETE, &format!("/api/namespaces/{ns}"), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    unseed(&double, &earlier.subdomains()).await;
+}
+crate::both_helms!(an_earlier_release_takes_the_sidecar_again_exposure);
