@@ -4,7 +4,8 @@
 //! The folders are the architecture; arrows point one way, downwards:
 //! ```text
 //!   main.rs ─► startup.rs (wires everything, serves, shuts down)
-//!                 │
+//!                 │          migrate/ (`paas-operator migrate`: the earlier
+//!                 │          operator's leftovers, through releases/ below)
 //!   HTTP ──────► api/        one file per resource: parse ─► call a service ─► answer
 //!                 │
 //!                 ▼

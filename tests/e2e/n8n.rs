@@ -159,8 +159,9 @@ async fn init(op: &Operator, path: &str, password: &str) -> Value {
 }
 
 /// What the cluster holds for the release: the key in its app Secret, the
-/// sidecar (once) in its Deployment, and the `-mcp` Service.
-async fn assert_kept(op: &Operator, ns: &str, release: &str, api_key: &str) {
+/// sidecar (once) in its Deployment, and the `-mcp` Service. Returns the
+/// key's digest on the pod template (the same digest: no restart).
+async fn assert_kept(op: &Operator, ns: &str, release: &str, api_key: &str) -> String {
     let secret = Api::<Secret>::namespaced(op.kube.clone(), ns)
         .get(&format!("{release}-n8n-app-secret"))
         .await
@@ -188,10 +189,10 @@ async fn assert_kept(op: &Operator, ns: &str, release: &str, api_key: &str) {
         .metadata
         .and_then(|m| m.annotations)
         .unwrap_or_default();
-    assert!(
-        annotations.contains_key("paas-operator/kept-value"),
-        "pods restart to read the key"
-    );
+    let digest = annotations
+        .get("paas-operator/kept-value")
+        .cloned()
+        .expect("pods restart to read the key");
     let service = Api::<Service>::namespaced(op.kube.clone(), ns)
         .get(&format!("{release}-mcp"))
         .await
@@ -204,6 +205,7 @@ async fn assert_kept(op: &Operator, ns: &str, release: &str, api_key: &str) {
         selector.get("paas-operator/sidecar-of").map(String::as_str),
         Some(format!("{release}-n8n").as_str())
     );
+    digest
 }
 
 async fn n8n_bootstrap(major: Major) {
@@ -315,7 +317,7 @@ async fn n8n_bootstrap(major: Major) {
     assert_eq!(current_revision(&op, &path).await, revision);
     let keys = n8n.api_keys(&op.http).await;
     assert_eq!(keys.len(), 1, "exactly one API key: {keys:?}");
-    assert_kept(&op, &ns, &release, &api_key).await;
+    let digest = assert_kept(&op, &ns, &release, &api_key).await;
 
     // Someone rolls back by hand, past the key (as an earlier failed apply
     // would leave it): the next poll applies the kept key again (a new
@@ -334,7 +336,7 @@ async fn n8n_bootstrap(major: Major) {
     assert_eq!(reapplied["secret_patched"], true, "{reapplied}");
     assert_eq!(reapplied["pod_restarted"], true, "{reapplied}");
     assert_eq!(current_revision(&op, &path).await, before + 1);
-    assert_kept(&op, &ns, &release, &api_key).await;
+    assert_eq!(assert_kept(&op, &ns, &release, &api_key).await, digest);
     assert_eq!(n8n.api_keys(&op.http).await.len(), 1);
 
     // The platform's upgrade renders the placeholder key again: the kept
@@ -343,7 +345,8 @@ async fn n8n_bootstrap(major: Major) {
         json!({"chart": chart, "values": {"main": {"secret": {"N8N_API_KEY": "placeholder"}}}});
     let (status, body) = op.call(Method::PATCH, &path, Some(upgrade)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_kept(&op, &ns, &release, &api_key).await;
+    // The pods restarted once for the key: the same digest, no restart now.
+    assert_eq!(assert_kept(&op, &ns, &release, &api_key).await, digest);
     let (status, body) = op
         .call(
             Method::POST,
@@ -352,14 +355,16 @@ async fn n8n_bootstrap(major: Major) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_kept(&op, &ns, &release, &api_key).await;
+    assert_eq!(assert_kept(&op, &ns, &release, &api_key).await, digest);
     assert_eq!(n8n.api_keys(&op.http).await.len(), 1);
 
-    // Taken off: a revision without it.
+    // Taken off: one revision without it.
+    let before = current_revision(&op, &path).await;
     let (status, body) = op
         .call(Method::DELETE, &format!("{path}/sidecar"), None)
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(current_revision(&op, &path).await, before + 1);
     let deployment = Api::<Deployment>::namespaced(op.kube.clone(), &ns)
         .get(&format!("{release}-n8n"))
         .await

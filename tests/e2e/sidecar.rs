@@ -120,6 +120,37 @@ impl Subject {
         answer
     }
 
+    /// The description of the latest revision in the history.
+    async fn last_description(&self) -> String {
+        let (_, history) = self
+            .op
+            .call(Method::GET, &format!("{}/revisions", self.path), None)
+            .await;
+        let revisions = history["revisions"].as_array().cloned().unwrap_or_default();
+        let last = revisions.last().cloned().unwrap_or_default();
+        last["description"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// The value of `variable` in the live Deployment's sidecar.
+    async fn sidecar_variable(&self, deployment: &str, variable: &str) -> Option<String> {
+        let deployment = Api::<Deployment>::namespaced(self.op.kube.clone(), &self.namespace)
+            .get(deployment)
+            .await
+            .expect("deployment");
+        let containers = deployment
+            .spec
+            .and_then(|s| s.template.spec)
+            .map(|s| s.containers)
+            .unwrap_or_default();
+        let sidecar = containers.into_iter().find(|c| c.name == "mcp-sidecar")?;
+        sidecar
+            .env
+            .unwrap_or_default()
+            .into_iter()
+            .find(|e| e.name == variable)?
+            .value
+    }
+
     /// The revision in the answer, on GET, and the history's length are
     /// all `revision`; the release is deployed.
     async fn assert_revision(&self, answer: &Value, revision: u64, what: &str) {
@@ -177,6 +208,7 @@ async fn idempotent(major: Major, chart: Chart, extra: &[String]) -> (Subject, V
     let first = subject.attach(body.clone()).await;
     assert_eq!(first["deployment"], deployment.as_str());
     subject.assert_revision(&first, 2, "first attach").await;
+    assert_eq!(subject.last_description().await, "Sidecar attached");
     let mut endpoints = vec![first["mcp_endpoint_url"].clone()];
 
     let mut named = body.clone();
@@ -213,6 +245,14 @@ async fn idempotent(major: Major, chart: Chart, extra: &[String]) -> (Subject, V
     subject
         .assert_revision(&answer, 3, "a changed request")
         .await;
+    assert_eq!(
+        subject
+            .sidecar_variable(&deployment, "AUTH_TOKEN")
+            .await
+            .as_deref(),
+        Some("9d0e2b7a-1111-4c3b-8f00-5a5a5a5a5a5a"),
+        "the container is replaced"
+    );
     let helm_after_change = subject.helm_calls();
     assert!(helm_after_change > helm_before, "the change ran helm");
     let answer = subject.attach(changed).await;
@@ -229,9 +269,25 @@ async fn idempotent(major: Major, chart: Chart, extra: &[String]) -> (Subject, V
     (subject, endpoints)
 }
 
+/// Taking the sidecar off: one new revision ("Sidecar removed") without
+/// it; a second time there is none (404).
+async fn detach(subject: &Subject, deployment: &str, revision: u64) {
+    let path = format!("{}/sidecar", subject.path);
+    let (status, body) = subject.op.call(Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, got) = subject.op.call(Method::GET, &subject.path, None).await;
+    assert_eq!(got["revision"], revision + 1, "{got}");
+    assert_eq!(subject.last_description().await, "Sidecar removed");
+    assert!(subject.sidecar_images(deployment).await.is_empty());
+    let (status, body) = subject.op.call(Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error_type"], "sidecar_not_found");
+}
+
 async fn idempotent_on_n8n(major: Major) {
     let (subject, endpoints) = idempotent(major, Chart::N8n, &[]).await;
     assert!(endpoints.iter().all(Value::is_null), "{endpoints:?}");
+    detach(&subject, &Chart::N8n.deployment(&subject.release), 3).await;
     drop(subject);
 }
 crate::both_helms!(idempotent_on_n8n);
@@ -262,9 +318,11 @@ async fn with_exposure(major: Major, chart: Chart) {
             subject.release, subject.namespace
         )
     );
+    // Taken off: its route goes, the release stays.
+    detach(&subject, &chart.deployment(&subject.release), 3).await;
+    assert_eq!(double.rule_for(&mcp).await, None, "the MCP route went");
     let (status, body) = subject.op.call(Method::DELETE, &subject.path, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(double.rule_for(&mcp).await, None, "the MCP route went");
 }
 
 async fn n8n_with_exposure(major: Major) {
