@@ -129,20 +129,10 @@ pub async fn uninstall_release(
         .as_deref()
         .map(Subdomain::parse)
         .transpose()?;
-    let outcome = state.releases.uninstall(&key, &namespace, &name).await;
-    let gone = outcome
-        .as_ref()
-        .map_or_else(|e| e.code == Code::ReleaseNotFound, |()| true);
-    // Without `subdomain`, the earlier operator's default name for it.
-    let prefix = &state.config.tenant.namespace_prefix;
-    let subdomain = subdomain.or_else(|| Subdomain::generated(&namespace, &name, prefix).ok());
-    if let (true, Some(subdomain)) = (gone, &subdomain) {
-        let exposure = state.releases.exposure();
-        exposure
-            .remove_unrecorded(&namespace, &name, subdomain)
-            .await;
-    }
-    outcome?;
+    state
+        .releases
+        .uninstall(&key, &namespace, &name, subdomain.as_ref())
+        .await?;
     Ok(Json(MessageResponse {
         message: format!("Release {name} uninstalled from {namespace}"),
     }))

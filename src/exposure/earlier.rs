@@ -13,6 +13,7 @@ use super::names::Subdomain;
 use super::store::{ReleaseRef, RouteKind, RouteRecord, RouteState};
 use super::{ExposureService, RouteError, Routes};
 use crate::config::ExposureBackend;
+use crate::model::exposure::RouteRule;
 use crate::names::{ReleaseName, TenantNamespace};
 
 /// A rule under our domain that no record names.
@@ -177,79 +178,60 @@ impl ExposureService {
         }
     }
 
-    /// After a release is uninstalled (or its namespace deleted): the
-    /// earlier operator's MCP route `{release}-{namespace suffix}-mcp`, when
-    /// nobody recorded it and its rule routes to `{release}-mcp` in the
-    /// release's namespace, is removed with its CNAME to the tunnel.
-    pub async fn remove_earlier_mcp(
+    /// After a release is uninstalled (or found gone, or its namespace
+    /// deleted): the routes the earlier operator made for it, which it kept
+    /// no record of, are taken over and removed with their CNAME to the
+    /// tunnel, each only with evidence that it is the release's:
+    ///
+    /// - at `subdomain` (the platform's `?subdomain=`; without it the
+    ///   earlier operator's default `{release}-{namespace suffix}`) and
+    ///   that `-mcp`: a rule routing into the release's namespace;
+    /// - at `{release}-{namespace suffix}-mcp`, where it always put the MCP
+    ///   route: a rule routing to the release's `{release}-mcp` Service.
+    ///
+    /// Anything recorded, or routing elsewhere, is left alone.
+    pub async fn remove_earlier_routes(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
         prefix: &str,
+        subdomain: Option<&Subdomain>,
     ) {
         let Some((routes, shared)) = self.shared_routes() else {
             return;
         };
-        let Ok(generated) = Subdomain::generated(namespace, name, prefix) else {
-            return;
+        let rules = match shared.rules().await {
+            Ok(rules) => rules,
+            Err(error) => {
+                tracing::warn!(%namespace, release = %name, %error, "the earlier operator's routes could not be looked for");
+                return;
+            }
         };
-        let subdomain = generated.mcp();
-        let service = format!("http://{name}-mcp.{namespace}.svc.cluster.local:");
-        let outcome = self
-            .take_over(
-                routes,
-                shared,
-                namespace,
-                name,
-                subdomain.clone(),
-                RouteKind::Mcp,
-                |url| url.starts_with(&service),
-            )
-            .await;
-        log_taken_over(namespace, name, &subdomain, outcome);
-    }
-
-    /// Uninstall with `?subdomain=`: the earlier operator's routes have no
-    /// record. A rule for `{subdomain}` (or `{subdomain}-mcp`) that nobody
-    /// recorded and that routes into the release's namespace is taken over
-    /// and removed, with its CNAME to the tunnel. Anything recorded, or
-    /// routing elsewhere, is left alone.
-    pub async fn remove_unrecorded(
-        &self,
-        namespace: &TenantNamespace,
-        name: &ReleaseName,
-        subdomain: &Subdomain,
-    ) {
-        let Some((routes, shared)) = self.shared_routes() else {
-            return;
-        };
-        let into_namespace = format!(".{namespace}.svc.cluster.local");
-        for (subdomain, kind) in [
-            (subdomain.clone(), RouteKind::App),
-            (subdomain.mcp(), RouteKind::Mcp),
-        ] {
+        for (subdomain, kind, evidence) in earlier_routes(namespace, name, prefix, subdomain) {
             let outcome = self
                 .take_over(
                     routes,
                     shared,
+                    &rules,
                     namespace,
                     name,
                     subdomain.clone(),
                     kind,
-                    |url| url.contains(&into_namespace),
+                    |url| url.contains(&evidence),
                 )
                 .await;
             log_taken_over(namespace, name, &subdomain, outcome);
         }
     }
 
-    /// Takes over and removes one unrecorded route whose rule's service
-    /// `routes_to` accepts; true when there was one.
+    /// Takes over and removes one unrecorded route (among `rules`) whose
+    /// rule's service `routes_to` accepts; true when there was one.
     #[expect(clippy::too_many_arguments, reason = "one call per evidence rule")]
     async fn take_over(
         &self,
         routes: &Routes,
         shared: &SharedTunnel,
+        rules: &[RouteRule],
         namespace: &TenantNamespace,
         name: &ReleaseName,
         subdomain: Subdomain,
@@ -260,13 +242,13 @@ impl ExposureService {
             return Ok(false);
         }
         let hostname = subdomain.hostname(&self.0.domain);
-        let Some(rule) =
-            shared.rules().await?.into_iter().find(|r| {
-                r.hostname.as_deref() == Some(hostname.as_str()) && routes_to(&r.service)
-            })
+        let Some(rule) = rules
+            .iter()
+            .find(|r| r.hostname.as_deref() == Some(hostname.as_str()) && routes_to(&r.service))
         else {
             return Ok(false);
         };
+        let rule = rule.clone();
         let record = RouteRecord {
             subdomain,
             hostname: hostname.clone(),
@@ -291,6 +273,35 @@ impl ExposureService {
         routes.store.delete(&record).await?;
         Ok(true)
     }
+}
+
+/// Where the earlier operator may have routed release `name`, what kind of
+/// route each is, and what its rule's service must contain to be the
+/// release's. The first of two candidates at one name wins.
+fn earlier_routes(
+    namespace: &TenantNamespace,
+    name: &ReleaseName,
+    prefix: &str,
+    subdomain: Option<&Subdomain>,
+) -> Vec<(Subdomain, RouteKind, String)> {
+    let generated = Subdomain::generated(namespace, name, prefix).ok();
+    let into_namespace = format!(".{namespace}.svc.cluster.local:");
+    let mcp_service = format!("http://{name}-mcp.{namespace}.svc.cluster.local:");
+    let mut candidates = Vec::new();
+    if let Some(named) = subdomain.or(generated.as_ref()) {
+        candidates.push((named.clone(), RouteKind::App, into_namespace.clone()));
+        candidates.push((named.mcp(), RouteKind::Mcp, into_namespace));
+    }
+    if let Some(generated) = &generated {
+        candidates.push((generated.mcp(), RouteKind::Mcp, mcp_service));
+    }
+    let mut seen = Vec::new();
+    candidates.retain(|(subdomain, ..)| {
+        let first = !seen.contains(subdomain);
+        seen.push(subdomain.clone());
+        first
+    });
+    candidates
 }
 
 async fn cname_state(shared: &SharedTunnel, hostname: &str) -> Result<CnameState, RouteError> {
@@ -332,6 +343,39 @@ fn log_taken_over(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_earlier_operators_route_names_of_a_release() {
+        let namespace = TenantNamespace::parse("paas-ws-3f9a0c1d", "paas-ws-").unwrap();
+        let name = ReleaseName::parse("svc-1a2b3c4d").unwrap();
+        let named = |subdomain: Option<&str>| -> Vec<(String, String)> {
+            let subdomain = subdomain.map(|s| Subdomain::parse(s).unwrap());
+            earlier_routes(&namespace, &name, "paas-ws-", subdomain.as_ref())
+                .into_iter()
+                .map(|(s, _, evidence)| (s.to_string(), evidence))
+                .collect()
+        };
+        let into = ".paas-ws-3f9a0c1d.svc.cluster.local:".to_owned();
+        let mcp = "http://svc-1a2b3c4d-mcp.paas-ws-3f9a0c1d.svc.cluster.local:".to_owned();
+        // The platform's subdomain: it and its -mcp, and the MCP route the
+        // earlier operator really made (under its default name).
+        assert_eq!(
+            named(Some("paas-cs-1-2")),
+            [
+                ("paas-cs-1-2".to_owned(), into.clone()),
+                ("paas-cs-1-2-mcp".to_owned(), into.clone()),
+                ("svc-1a2b3c4d-3f9a0c1d-mcp".to_owned(), mcp),
+            ]
+        );
+        // Without one: its default name, and that -mcp (once).
+        assert_eq!(
+            named(None),
+            [
+                ("svc-1a2b3c4d-3f9a0c1d".to_owned(), into.clone()),
+                ("svc-1a2b3c4d-3f9a0c1d-mcp".to_owned(), into),
+            ]
+        );
+    }
 
     #[test]
     fn a_rules_service_is_read_as_a_cluster_service() {
