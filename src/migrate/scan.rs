@@ -441,3 +441,37 @@ fn unreadable(object: String, error: &kube::Error, check: &str, then: &str) -> C
         command: format!("check with {check} {then}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn role(rules: serde_json::Value) -> ClusterRole {
+        serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "paas-operator"}, "rules": rules}),
+        )
+        .expect("role")
+    }
+
+    #[test]
+    fn the_earlier_operators_cluster_role_is_told_from_ours() {
+        // Its k8s/ manifests: every verb on secrets and on apps' workloads.
+        let all = [
+            "get", "list", "watch", "create", "update", "patch", "delete",
+        ];
+        let earlier = role(serde_json::json!([
+            {"apiGroups": [""], "resources": ["namespaces"], "verbs": all},
+            {"apiGroups": [""], "resources": ["secrets", "configmaps", "services"], "verbs": all},
+            {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": all},
+        ]));
+        assert!(has_earlier_rules(&earlier));
+        // Ours (k8s/rbac.yaml): namespaces, RoleBindings and bind only.
+        let ours = role(serde_json::json!([
+            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "create", "patch", "delete"]},
+            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"], "verbs": ["get", "create", "patch"]},
+            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"],
+             "resourceNames": ["paas-operator-tenant", "paas-tenant"]},
+        ]));
+        assert!(!has_earlier_rules(&ours));
+    }
+}
