@@ -353,7 +353,7 @@ impl Migration<'_> {
                 command: apply.into(),
             }),
             Ok(_) => {}
-            Err(error) => report.earlier_operator.push(unreadable(object, &error, "kubectl get clusterrole paas-operator -o yaml (the earlier operator's grants deployments and secrets cluster-wide); then", apply)),
+            Err(error) => report.earlier_operator.push(unreadable(object, &error, "kubectl get clusterrole paas-operator -o yaml (the earlier operator's grants every verb on deployments and secrets); then", apply)),
         }
         self.scan_binding(report).await;
         self.scan_account(report).await;
