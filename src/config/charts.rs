@@ -14,7 +14,7 @@ use super::{List, seconds};
 pub const PLATFORM_CHART_SOURCES: &str =
     "oci://registry-1.docker.io/bitnamicharts,oci://8gears.container-registry.com/library/n8n";
 
-/// Where those registries send helm besides their own hosts: Docker Hub's
+/// Where those registries send a chart fetch besides their own hosts: Docker Hub's
 /// token service and the CDNs its blob downloads are redirected to (which
 /// one depends on the puller and has changed over time: Cloudflare, its
 /// R2 storage, AWS CloudFront). 8gears' Harbor serves its token
@@ -29,13 +29,14 @@ pub struct ChartConfig {
     /// its scheme and host:port are an entry's and the entry's path
     /// segments begin its path (`oci://host/charts` admits
     /// `oci://host/charts/web`, not `oci://host/chartsx/web`); a classic
-    /// repository is matched by its URL. `*` accepts any source. helm may
-    /// only connect to these hosts (and CHART_FETCH_HOSTS), redirects
-    /// included. Default: the sources of the platform's app templates.
+    /// repository is matched by its URL. `*` accepts any source. Charts
+    /// are fetched from these hosts only (and CHART_FETCH_HOSTS),
+    /// redirects included. Default: the sources of the platform's app
+    /// templates.
     #[arg(long, env = "ALLOWED_CHART_SOURCES", default_value = PLATFORM_CHART_SOURCES)]
     pub allowed_chart_sources: List,
 
-    /// Further hosts (`host[:port]`) helm may fetch from, comma-separated:
+    /// Further hosts (`host[:port]`) chart fetches may reach, comma-separated:
     /// where allowed sources send token requests and redirect downloads
     /// (a registry's token service and blob storage). Default: Docker
     /// Hub's token service and blob CDNs.
