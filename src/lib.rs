@@ -4,7 +4,8 @@
 //! The folders are the architecture; arrows point one way, downwards:
 //! ```text
 //!   main.rs ─► startup.rs (wires everything, serves, shuts down)
-//!                 │
+//!                 │          migrate/ (`paas-operator migrate`: the earlier
+//!                 │          operator's leftovers, through releases/ below)
 //!   HTTP ──────► api/        one file per resource: parse ─► call a service ─► answer
 //!                 │
 //!                 ▼
@@ -48,6 +49,7 @@ pub mod exposure;
 pub mod helm;
 pub mod kube;
 pub mod metrics;
+pub mod migrate;
 pub mod model;
 pub mod n8n;
 pub mod names;

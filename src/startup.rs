@@ -36,11 +36,22 @@ use crate::releases::{Parts, Reads, RecordKind, ReleaseService, ReleaseSettings,
 use crate::tenants::TenantService;
 use crate::tenants::policy::{PolicyState, ensure_cluster_policy};
 
-/// The binary's entry point: logging, then serve (or print the OpenAPI document).
+/// The binary's entry point: logging, then serve (or print the OpenAPI
+/// document, or migrate).
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    if let Some(Command::Openapi) = config.command {
-        println!("{}", crate::api::openapi_json());
-        return Ok(());
+    match &config.command {
+        Some(Command::Openapi) => {
+            println!("{}", crate::api::openapi_json());
+            return Ok(());
+        }
+        Some(Command::Migrate(args)) => {
+            init_logging(&config);
+            let (releases, _) = build_releases(&config, Role::Command)
+                .await
+                .context("cannot reach the cluster with the service's settings")?;
+            return crate::migrate::run(&releases, &config, args).await;
+        }
+        None => {}
     }
     init_logging(&config);
     let address = config.server.address();
@@ -58,6 +69,45 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let keys = api_keys(&config)?;
     // Before the first helm run, so `helm version` is counted too.
     crate::metrics::handle();
+    let (releases, client) = build_releases(&config, Role::Serve).await?;
+    let probe = ApiProbe::start(client).await;
+    let exposure = releases.exposure().clone();
+    let reconcile_every = config.exposure.exposure_reconcile_interval;
+    let sweep_every = config.helm.recovery_sweep_interval;
+    let state = AppState(Arc::new(App {
+        chart_policy: ChartPolicy::from_config(&config.charts),
+        keys,
+        probe,
+        releases,
+        config,
+    }));
+    // Routes reconciled now (in the background) and periodically.
+    spawn_reconciler(exposure, Arc::downgrade(&state.0), reconcile_every);
+    // Releases left pending by a helm that is gone (a replica that died, an
+    // operation that ended in doubt) are recovered without waiting for a write.
+    spawn_sweep(
+        Arc::downgrade(&state.0),
+        |app: &App| &app.releases,
+        sweep_every,
+    );
+    Ok(state)
+}
+
+/// What the release service is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The HTTP service: the tenant policy applied, reads cached.
+    Serve,
+    /// A one-off command (`migrate`): nothing started beside it.
+    Command,
+}
+
+/// The release service (helm detected, Kubernetes clients, tenants and
+/// exposure wired) and the operator's Kubernetes client.
+pub async fn build_releases(
+    config: &Config,
+    role: Role,
+) -> anyhow::Result<(ReleaseService, ::kube::Client)> {
     let reads = config.helm.effective_reads()?;
     let lease_timing = config.helm.lease_timing();
     lease_timing.check().map_err(anyhow::Error::msg)?;
@@ -65,12 +115,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         requests: client,
         watches,
         config: client_config,
-    } = kube_clients(&config).await?;
-    let helm = helm(&config, &client_config).await?;
-    if config.tenant.manage_tenant_policy {
+    } = kube_clients(config).await?;
+    let helm = helm(config, &client_config).await?;
+    if role == Role::Serve && config.tenant.manage_tenant_policy {
         tenant_policy(&client, &config.tenant).await;
     }
-    let probe = ApiProbe::start(client.clone()).await;
     let identity = Identity::of_this_process(config.helm.pod_name.as_deref());
     tracing::info!(
         identity = identity.as_str(),
@@ -86,9 +135,10 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         storage_reads = matches!(reads, Reads::Storage(_)),
         "release reads"
     );
-    // The cache watches the records it decodes: only when reads come from storage.
+    // The cache watches the records it decodes: only when reads come from
+    // storage, and only for the service.
     let cache = match (&reads, kind) {
-        (Reads::Storage(_), Some(kind)) if config.cache.enabled => {
+        (Reads::Storage(_), Some(kind)) if config.cache.enabled && role == Role::Serve => {
             ReadCache::start(watches.clone(), kind, config.cache.clone())
         }
         _ => ReadCache::disabled(),
@@ -103,9 +153,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let tenant_policy = config
         .exposure
         .tenant_policy(&config.tenant, exposure.backend());
-    let admitted = admitted_namespaces(&config, &tenant_policy);
+    let admitted = admitted_namespaces(config, &tenant_policy);
     let tenants = TenantService::new(client.clone(), client_config, tenant_policy, admitted);
-    let charts = chart_store(&config)?;
+    let charts = chart_store(config)?;
     let releases = ReleaseService::new(Parts {
         helm,
         charts,
@@ -135,27 +185,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
                 runtime_classes: config.tenant.allowed_runtime_classes.items().to_vec(),
             },
         },
-        exposure: exposure.clone(),
+        exposure,
     });
-    let reconcile_every = config.exposure.exposure_reconcile_interval;
-    let sweep_every = config.helm.recovery_sweep_interval;
-    let state = AppState(Arc::new(App {
-        chart_policy: ChartPolicy::from_config(&config.charts),
-        keys,
-        probe,
-        releases,
-        config,
-    }));
-    // Routes reconciled now (in the background) and periodically.
-    spawn_reconciler(exposure, Arc::downgrade(&state.0), reconcile_every);
-    // Releases left pending by a helm that is gone (a replica that died, an
-    // operation that ended in doubt) are recovered without waiting for a write.
-    spawn_sweep(
-        Arc::downgrade(&state.0),
-        |app: &App| &app.releases,
-        sweep_every,
-    );
-    Ok(state)
+    Ok((releases, client))
 }
 
 /// The accepted API keys; refuses to start without one unless told to.

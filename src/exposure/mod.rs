@@ -24,6 +24,7 @@
 
 pub mod cloudflare;
 pub mod discovery;
+pub mod earlier;
 pub mod ingress;
 pub mod names;
 mod reconcile;
@@ -711,87 +712,6 @@ impl ExposureService {
                 tracing::warn!(%namespace, release = %name, %error, "the release's routes could not be listed; reconciliation will remove them");
             }
         }
-    }
-
-    /// Uninstall with `?subdomain=`: the earlier operator's routes have no
-    /// record. A rule for `{subdomain}` (or `{subdomain}-mcp`) that nobody
-    /// recorded and that routes into the release's namespace is taken over
-    /// and removed, with its CNAME to the tunnel. Anything recorded, or
-    /// routing elsewhere, is left alone.
-    pub async fn remove_unrecorded(
-        &self,
-        namespace: &TenantNamespace,
-        name: &ReleaseName,
-        subdomain: &Subdomain,
-    ) {
-        let Some(routes) = &self.0.routes else {
-            return;
-        };
-        let (ExposureBackend::Cloudflare, Some(shared)) = (routes.backend, &routes.shared) else {
-            return;
-        };
-        for (subdomain, kind) in [
-            (subdomain.clone(), RouteKind::App),
-            (subdomain.mcp(), RouteKind::Mcp),
-        ] {
-            let outcome = self
-                .take_over(routes, shared, namespace, name, subdomain.clone(), kind)
-                .await;
-            match outcome {
-                Ok(true) => {
-                    tracing::info!(%namespace, release = %name, %subdomain, "the earlier operator's route removed")
-                }
-                Ok(false) => {}
-                Err(error) => {
-                    tracing::warn!(%namespace, release = %name, %subdomain, %error, "the earlier operator's route could not be removed")
-                }
-            }
-        }
-    }
-
-    /// Takes over and removes one unrecorded route; true when there was one.
-    async fn take_over(
-        &self,
-        routes: &Routes,
-        shared: &SharedTunnel,
-        namespace: &TenantNamespace,
-        name: &ReleaseName,
-        subdomain: Subdomain,
-        kind: RouteKind,
-    ) -> Result<bool, RouteError> {
-        if routes.store.get(&subdomain).await?.is_some() {
-            return Ok(false);
-        }
-        let hostname = subdomain.hostname(&self.0.domain);
-        let into_namespace = format!(".{namespace}.svc.cluster.local");
-        let Some(rule) = shared.rules().await?.into_iter().find(|r| {
-            r.hostname.as_deref() == Some(hostname.as_str()) && r.service.contains(&into_namespace)
-        }) else {
-            return Ok(false);
-        };
-        let record = RouteRecord {
-            subdomain,
-            hostname: hostname.clone(),
-            service_url: rule.service,
-            path: rule.path,
-            owner: Some(ReleaseRef {
-                namespace: namespace.to_string(),
-                name: name.to_string(),
-            }),
-            kind,
-            backend: ExposureBackend::Cloudflare,
-            state: RouteState::Removing,
-            applied: false,
-            dns_record_id: None,
-            version: None,
-        };
-        let Ok(record) = routes.store.create(&record).await? else {
-            return Ok(false);
-        };
-        shared.sync().await?;
-        shared.remove_legacy_dns(&hostname).await?;
-        routes.store.delete(&record).await?;
-        Ok(true)
     }
 
     /// After a tenant namespace's releases are uninstalled: removes every

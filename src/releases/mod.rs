@@ -25,6 +25,8 @@ pub mod audit;
 pub mod cache;
 pub mod commands;
 mod confinement;
+pub mod earlier;
+mod kept_key;
 pub mod locks;
 mod read;
 pub mod recovery;
@@ -180,6 +182,11 @@ impl ReleaseService {
     /// True when reads run the helm CLI (`RELEASE_READS=helm`, or sql).
     pub fn reads_through_cli(&self) -> bool {
         matches!(self.reads, Reads::Cli { .. })
+    }
+
+    /// The operator's Kubernetes client.
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     pub fn tenants(&self) -> &TenantService {

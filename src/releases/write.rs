@@ -22,6 +22,7 @@ use super::commands::{ChartSpec, Install, Upgrade};
 use super::locks::{Ending, LockError, ReleaseGuard};
 use crate::auth::KeyId;
 use crate::error::{ApiError, Code};
+use crate::exposure::names::Subdomain;
 use crate::helm::additions::Additions;
 use crate::helm::{ChartArgs, HelmRelease, ValuesMode, WriteKind};
 use crate::names::{ReleaseName, TenantNamespace};
@@ -179,12 +180,16 @@ impl ReleaseService {
         audit(key, "rollback", namespace.as_str(), name.as_str(), outcome)
     }
 
-    /// `helm uninstall`; 404 when the release does not exist.
+    /// `helm uninstall`; 404 when the release does not exist. Its routes go
+    /// with it (also when it was gone already), and what the earlier
+    /// operator made beside it: its routes (at `subdomain`, the platform's
+    /// name, or its own default names) and its `{release}-mcp` Service.
     pub async fn uninstall(
         &self,
         key: &KeyId,
         namespace: &TenantNamespace,
         name: &ReleaseName,
+        subdomain: Option<&Subdomain>,
     ) -> Result<(), ApiError> {
         let outcome = self
             .locked(namespace, name, async {
@@ -193,6 +198,7 @@ impl ReleaseService {
                     Err(error) if error.code == Code::ReleaseNotFound => {
                         // Already gone: its routes go too (then the 404).
                         self.exposure.release_gone(namespace, name).await;
+                        self.earlier_gone(namespace, name, subdomain).await;
                         return Err(error);
                     }
                     Err(error) if error.code == Code::ReleaseRecordUnreadable => {
@@ -213,6 +219,7 @@ impl ReleaseService {
                 }
                 self.helm.uninstall(namespace, name).await?;
                 self.exposure.release_gone(namespace, name).await;
+                self.earlier_gone(namespace, name, subdomain).await;
                 // What the operator kept about the release goes with it.
                 super::state::remove(&self.client, namespace, name).await?;
                 Ok(())
@@ -225,6 +232,22 @@ impl ReleaseService {
         self.cache
             .expect(namespace.as_str(), name.as_str(), expectation);
         audit(key, "uninstall", namespace.as_str(), name.as_str(), outcome)
+    }
+
+    /// What the earlier operator made beside a release that is now gone:
+    /// its MCP route (with its CNAME) and its `{release}-mcp` Service, each
+    /// only with evidence that it is this release's.
+    async fn earlier_gone(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        subdomain: Option<&Subdomain>,
+    ) {
+        let prefix = &self.settings.namespace_prefix;
+        self.exposure
+            .remove_earlier_routes(namespace, name, prefix, subdomain)
+            .await;
+        self.remove_earlier_mcp_service(namespace, name).await;
     }
 
     /// Uninstalls every release of a tenant namespace, then starts deleting
@@ -241,6 +264,11 @@ impl ReleaseService {
                     Ok(self.helm.uninstall(namespace, &name).await?)
                 })
                 .await?;
+                // Its Services go with the namespace; the route would stay.
+                let prefix = &self.settings.namespace_prefix;
+                self.exposure
+                    .remove_earlier_routes(namespace, &name, prefix, None)
+                    .await;
             }
             self.exposure.namespace_gone(namespace).await;
             Ok(self.tenants.delete(namespace).await?)

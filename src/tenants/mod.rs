@@ -18,6 +18,7 @@
 //! adopts a namespace with the tenant prefix that the earlier operator made
 //! without our label (`ADOPT_NAMESPACES`).
 
+pub mod earlier;
 pub mod objects;
 pub mod policy;
 
@@ -45,6 +46,9 @@ use objects::{
 
 /// Label marking namespaces this operator manages.
 pub const MANAGED_LABEL: &str = "paas-managed";
+/// The Pod Security label this operator sets on every tenant namespace
+/// (the earlier operator set only [`MANAGED_LABEL`]).
+pub const PSA_ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";
 
 /// How long a new tenant identity may take to be usable (the API server's
 /// RBAC cache learns a new RoleBinding through a watch: milliseconds).
@@ -168,7 +172,7 @@ impl TenantService {
         if let Some(existing) = &existing {
             self.check_usable(existing, namespace)?;
         }
-        self.apply_all(namespace, quota).await?;
+        self.apply_all(namespace, Some(quota)).await?;
         Ok(if existing.is_some() {
             Applied::Updated
         } else {
@@ -185,11 +189,8 @@ impl TenantService {
         match self.get(namespace).await? {
             Some(existing) => self.make_ready(namespace, &existing).await,
             None => {
-                self.apply_all(
-                    namespace,
-                    &TenantQuota::default_quota(self.default_counts()),
-                )
-                .await
+                let quota = TenantQuota::default_quota(self.default_counts());
+                self.apply_all(namespace, Some(&quota)).await
             }
         }
     }
@@ -298,29 +299,31 @@ impl TenantService {
         existing: &Namespace,
     ) -> Result<(), KubeError> {
         self.check_usable(existing, namespace)?;
-        if is_managed(existing) {
+        if is_managed(existing) && is_set_up(existing) {
             self.apply_identity(namespace).await?;
             // A namespace made before the quota counted objects or the
             // LimitRange had minimums gets them now: its limits are kept,
             // what it lacks comes from the settings.
             let quota = self.existing_quota(namespace).await?;
-            self.apply_limits(namespace, &quota).await?;
+            self.apply_limits(namespace, Some(&quota)).await?;
         } else {
-            tracing::warn!(%namespace, "adopting a tenant namespace this operator did not label");
+            // Unlabelled, or labelled only `paas-managed` (the earlier
+            // operator's): the operator has no rights in it yet.
+            tracing::warn!(%namespace, "adopting a tenant namespace this operator did not set up");
             self.apply_operator_binding(namespace).await?;
             let quota = self.existing_quota(namespace).await?;
-            self.apply_all(namespace, &quota).await?;
+            self.apply_all(namespace, Some(&quota)).await?;
         }
         self.wait_identity_usable(namespace).await?;
         self.lock_ready().insert(namespace.to_string());
         Ok(())
     }
 
-    /// Everything a tenant namespace holds.
+    /// Everything a tenant namespace holds (the quota only when given).
     async fn apply_all(
         &self,
         namespace: &TenantNamespace,
-        quota: &TenantQuota,
+        quota: Option<&TenantQuota>,
     ) -> Result<(), KubeError> {
         let name = namespace.as_str();
         let policy = &self.policy;
@@ -358,22 +361,24 @@ impl TenantService {
         Ok(())
     }
 
-    /// The ResourceQuota and the LimitRange.
+    /// The ResourceQuota (when given) and the LimitRange.
     async fn apply_limits(
         &self,
         namespace: &TenantNamespace,
-        quota: &TenantQuota,
+        quota: Option<&TenantQuota>,
     ) -> Result<(), KubeError> {
         let name = namespace.as_str();
-        let quota_name = format!("{name}-quota");
-        let quotas: Api<ResourceQuota> = Api::namespaced(self.client.clone(), name);
-        apply_retrying(
-            &quotas,
-            &quota_name,
-            quota_body(&quota_name, quota),
-            "applying the resource quota",
-        )
-        .await?;
+        if let Some(quota) = quota {
+            let quota_name = format!("{name}-quota");
+            let quotas: Api<ResourceQuota> = Api::namespaced(self.client.clone(), name);
+            apply_retrying(
+                &quotas,
+                &quota_name,
+                quota_body(&quota_name, quota),
+                "applying the resource quota",
+            )
+            .await?;
+        }
         let defaults_name = format!("{name}-defaults");
         let limits: Api<LimitRange> = Api::namespaced(self.client.clone(), name);
         apply_retrying(
@@ -524,6 +529,16 @@ fn quantities(
         .into_iter()
         .map(|(k, v)| (k, v.0))
         .collect()
+}
+
+/// Labelled by this operator (with Pod Security labels), not only with
+/// the earlier operator's `paas-managed`.
+fn is_set_up(namespace: &Namespace) -> bool {
+    namespace
+        .metadata
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(PSA_ENFORCE_LABEL))
 }
 
 fn is_managed(namespace: &Namespace) -> bool {

@@ -151,6 +151,8 @@ expect_no create pods --subresource=exec -n default
 expect_no create clusterroles
 expect_no bind clusterroles/cluster-admin
 expect_yes create namespaces
+expect_yes list namespaces   # paas-operator migrate finds the earlier operator's
+expect_no watch namespaces
 expect_yes bind clusterroles/paas-operator-tenant
 expect_yes bind clusterroles/paas-tenant
 expect_no impersonate serviceaccounts/paas-tenant -n kube-system

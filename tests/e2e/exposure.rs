@@ -22,22 +22,22 @@ use crate::harness::{
 
 /// Tests that change the double for everyone (faults, direct edits) write;
 /// the others read.
-static DOUBLE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+pub(crate) static DOUBLE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// The Cloudflare API double, as the tests check and arrange it.
-struct Double {
+pub(crate) struct Double {
     http: reqwest::Client,
-    api: String,
+    pub(crate) api: String,
     control: String,
-    token: String,
-    account: String,
-    tunnel: String,
-    zone: String,
-    domain: String,
+    pub(crate) token: String,
+    pub(crate) account: String,
+    pub(crate) tunnel: String,
+    pub(crate) zone: String,
+    pub(crate) domain: String,
 }
 
 impl Double {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -53,7 +53,12 @@ impl Double {
         }
     }
 
-    async fn api(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub(crate) async fn api(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.api))
@@ -77,7 +82,7 @@ impl Double {
     }
 
     /// The shared tunnel's configuration (`config`, `version`).
-    async fn config(&self) -> Value {
+    pub(crate) async fn config(&self) -> Value {
         let (status, body) = self
             .api(
                 Method::GET,
@@ -92,14 +97,14 @@ impl Double {
         body["result"].clone()
     }
 
-    async fn rules(&self) -> Vec<Value> {
+    pub(crate) async fn rules(&self) -> Vec<Value> {
         self.config().await["config"]["ingress"]
             .as_array()
             .cloned()
             .unwrap_or_default()
     }
 
-    async fn rule_for(&self, hostname: &str) -> Option<Value> {
+    pub(crate) async fn rule_for(&self, hostname: &str) -> Option<Value> {
         self.rules()
             .await
             .into_iter()
@@ -107,7 +112,7 @@ impl Double {
     }
 
     /// DNS records at `name` (a FQDN).
-    async fn dns(&self, name: &str) -> Vec<Value> {
+    pub(crate) async fn dns(&self, name: &str) -> Vec<Value> {
         let (status, body) = self
             .api(
                 Method::GET,
@@ -128,7 +133,7 @@ impl Double {
     }
 
     /// The catch-all is last and the foreign rule is there, unchanged.
-    async fn assert_foreign_rule_and_catch_all_kept(&self) {
+    pub(crate) async fn assert_foreign_rule_and_catch_all_kept(&self) {
         let config = self.config().await;
         let rules = config["config"]["ingress"].as_array().expect("rules");
         let last = rules.last().expect("a catch-all");
@@ -153,12 +158,12 @@ impl Double {
         );
     }
 
-    fn hostname(&self, subdomain: &str) -> String {
+    pub(crate) fn hostname(&self, subdomain: &str) -> String {
         format!("{subdomain}.{}", self.domain)
     }
 
     /// The zone the exposure domain lies in (`apps.example.com` → `example.com`).
-    fn zone_name(&self) -> &str {
+    pub(crate) fn zone_name(&self) -> &str {
         self.domain.split_once('.').map_or("", |(_, z)| z)
     }
 
@@ -198,7 +203,7 @@ fn subdomain() -> String {
 }
 
 /// The settings of an operator routing through the double's shared tunnel.
-fn cloudflare_args(double: &Double) -> Vec<String> {
+pub(crate) fn cloudflare_args(double: &Double) -> Vec<String> {
     [
         ("--exposure-backend", "cloudflare"),
         ("--cloudflare-api-base", double.api.as_str()),
@@ -245,7 +250,7 @@ async fn install(
 }
 
 /// The route record of a subdomain (admin reads it).
-async fn record(op: &Operator, subdomain: &str) -> Option<ConfigMap> {
+pub(crate) async fn record(op: &Operator, subdomain: &str) -> Option<ConfigMap> {
     Api::<ConfigMap>::namespaced(op.kube.clone(), "paas-system")
         .get_opt(&format!("paas-route-{subdomain}"))
         .await

@@ -118,9 +118,10 @@ fn tenant(method: &Method, path: &str) -> Option<(StatusCode, Value)> {
         (&Method::PATCH, "/api/v1/namespaces/paas-ws-1/limitranges/paas-ws-1-defaults") => ok(
             json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "paas-ws-1-defaults"}}),
         ),
-        (&Method::GET, "/api/v1/namespaces/paas-ws-1") => {
-            Some(namespace(json!({"paas-managed": "true"}), false))
-        }
+        (&Method::GET, "/api/v1/namespaces/paas-ws-1") => Some(namespace(
+            json!({"paas-managed": "true", "pod-security.kubernetes.io/enforce": "baseline"}),
+            false,
+        )),
         (&Method::PATCH, "/api/v1/namespaces/paas-ws-1/serviceaccounts/paas-tenant") => ok(
             json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "paas-tenant", "namespace": "paas-ws-1"}}),
         ),
