@@ -35,10 +35,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::documents::Checked;
+use super::parse::{Budget, MAX_INPUT, Refusal, is_json_lines, json_document, yaml_document};
 
-/// Largest rendering accepted (helm's release record is capped at ~1 MiB
-/// compressed by etcd; a rendering larger than this is no real chart).
-pub const MAX_RENDERING: usize = 32 << 20;
+/// Largest rendering accepted, as the JSON handed to helm (a release
+/// record must stay decodable: see [`super::parse::MAX_OUTPUT`]).
+pub const MAX_RENDERING: usize = super::parse::MAX_OUTPUT;
 
 /// The label the operator puts on what it owns in a tenant namespace (and
 /// which admission protects): a chart may not claim it.
@@ -77,8 +78,12 @@ pub enum Violation {
     Ambiguous { document: usize },
     /// A document that cannot be read, so cannot be checked.
     Unreadable { document: usize },
-    /// The rendering is larger than [`MAX_RENDERING`].
+    /// The rendering is larger than [`MAX_RENDERING`] (or its input
+    /// than [`MAX_INPUT`]).
     TooLarge,
+    /// The rendering expands (YAML aliases) to more than the parse budget
+    /// ([`super::parse::Budget`]).
+    TooComplex,
     /// The cluster refused the tenant access to what the chart renders
     /// (seen by helm's dry run, before anything was checked here).
     RefusedByCluster,
@@ -109,6 +114,7 @@ impl Violation {
             Self::Ambiguous { .. } => "using YAML tags or merge keys",
             Self::Unreadable { .. } => "unreadable",
             Self::TooLarge => "too large",
+            Self::TooComplex => "too complex (it expands beyond the limits)",
             Self::RefusedByCluster => "that the tenant may not touch (refused by the cluster)",
         }
     }
@@ -136,7 +142,7 @@ impl Violation {
             | Self::ReservedName { document }
             | Self::Ambiguous { document }
             | Self::Unreadable { document } => Some(document),
-            Self::TooLarge | Self::RefusedByCluster => None,
+            Self::TooLarge | Self::TooComplex | Self::RefusedByCluster => None,
         }
     }
 }
@@ -381,31 +387,53 @@ impl Rules {
 }
 
 /// Parses a rendering document by document, handing each object to
-/// `check`; the documents, or every violation found.
+/// `check`; the documents, or every violation found. One budget
+/// ([`super::parse::Budget`]) covers the whole rendering, aliases expanded.
 fn parse(
     rendered: &str,
     mut check: impl FnMut(&Value, usize, &mut Vec<Violation>),
 ) -> Result<Checked, Vec<Violation>> {
-    if rendered.len() > MAX_RENDERING {
+    if rendered.len() > MAX_INPUT {
         return Err(vec![Violation::TooLarge]);
     }
+    let budget = Budget::default();
     let mut found = Vec::new();
     let mut documents = Vec::new();
-    for (index, document) in serde_yaml_ng::Deserializer::from_str(rendered).enumerate() {
-        let number = index + 1;
-        let Ok(yaml) = serde_yaml_ng::Value::deserialize(document) else {
-            // The parser cannot resume after a syntax error: nothing after
-            // this document was checked either.
-            found.push(Violation::Unreadable { document: number });
-            break;
-        };
-        match plain_json(yaml) {
+    let mut accept = |number: usize, parsed: Result<Value, Refusal>, found: &mut Vec<Violation>| {
+        match parsed {
             Ok(Value::Null) => {} // Comments only: creates nothing.
             Ok(value) => {
-                check(&value, number, &mut found);
+                check(&value, number, found);
                 documents.push(value);
             }
-            Err(violation) => found.push(violation(number)),
+            Err(Refusal::TooComplex) => {
+                found.clear();
+                found.push(Violation::TooComplex);
+                return false;
+            }
+            Err(Refusal::Ambiguous) => found.push(Violation::Ambiguous { document: number }),
+            Err(Refusal::Unreadable) => found.push(Violation::Unreadable { document: number }),
+        }
+        true
+    };
+    if is_json_lines(rendered) {
+        // What the checker wrote (and Helm stored): read without YAML's
+        // buffered parser.
+        let lines = rendered.lines().filter(|line| line.starts_with('{'));
+        for (index, line) in lines.enumerate() {
+            if !accept(index + 1, json_document(line, &budget), &mut found) {
+                break;
+            }
+        }
+    } else {
+        for (index, document) in serde_yaml_ng::Deserializer::from_str(rendered).enumerate() {
+            let parsed = yaml_document(document, &budget);
+            // The parser cannot resume after a syntax error: nothing after
+            // this document was checked either.
+            let stop = parsed == Err(Refusal::Unreadable);
+            if !accept(index + 1, parsed, &mut found) || stop {
+                break;
+            }
         }
     }
     if found.is_empty() {
@@ -561,51 +589,6 @@ struct ObjectMeta {
     labels: BTreeMap<String, String>,
 }
 
-type Refusal = fn(usize) -> Violation;
-
-/// A document as plain data, or why it is not: YAML tags (`!x`, `!!str`)
-/// and merge keys (`<<`) are refused, since YAML libraries apply them
-/// differently; what is left is emitted as JSON, which every parser reads
-/// the same way.
-fn plain_json(yaml: serde_yaml_ng::Value) -> Result<Value, Refusal> {
-    use serde_yaml_ng::Value as Yaml;
-    Ok(match yaml {
-        Yaml::Null => Value::Null,
-        Yaml::Bool(b) => Value::Bool(b),
-        Yaml::Number(n) => serde_json::to_value(&n).map_err(|_| unreadable as Refusal)?,
-        Yaml::String(s) => Value::String(s),
-        Yaml::Sequence(items) => Value::Array(
-            items
-                .into_iter()
-                .map(plain_json)
-                .collect::<Result<_, _>>()?,
-        ),
-        Yaml::Mapping(map) => {
-            let mut object = serde_json::Map::new();
-            for (key, value) in map {
-                let key = match key {
-                    Yaml::String(key) if key == "<<" => return Err(ambiguous),
-                    Yaml::String(key) => key,
-                    Yaml::Bool(key) => key.to_string(),
-                    Yaml::Number(key) => key.to_string(),
-                    _ => return Err(ambiguous),
-                };
-                object.insert(key, plain_json(value)?);
-            }
-            Value::Object(object)
-        }
-        Yaml::Tagged(_) => return Err(ambiguous),
-    })
-}
-
-fn unreadable(document: usize) -> Violation {
-    Violation::Unreadable { document }
-}
-
-fn ambiguous(document: usize) -> Violation {
-    Violation::Ambiguous { document }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -735,7 +718,7 @@ mod tests {
             problems("just text\n"),
             [Violation::Unreadable { document: 1 }]
         );
-        let huge = "#".repeat(MAX_RENDERING + 1);
+        let huge = "#".repeat(MAX_INPUT + 1);
         assert_eq!(problems(&huge), [Violation::TooLarge]);
     }
 

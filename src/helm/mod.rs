@@ -20,6 +20,7 @@ pub mod documents;
 pub mod egress;
 pub mod error;
 pub mod home;
+pub mod parse;
 pub mod postrender;
 pub mod release;
 pub mod runner;
