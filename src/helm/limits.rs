@@ -31,6 +31,14 @@ use nix::sys::resource::{Resource, getrlimit, setrlimit};
 /// The hidden subcommand that sets limits and runs a program.
 pub const LAUNCHER_SUBCOMMAND: &str = "limited-exec";
 
+/// Open files of one helm process: its connections to the API server and
+/// the registry, its caches; far more than it needs.
+pub const HELM_NOFILE: u64 = 1024;
+
+/// Largest file one helm process may write (its caches: a pulled chart,
+/// a classic repository's index, discovery documents).
+pub const HELM_FSIZE: u64 = 256 << 20;
+
 /// Seconds between the CPU soft limit (SIGXCPU) and the hard one (SIGKILL).
 const CPU_HARD_EXTRA: u64 = 2;
 
@@ -183,9 +191,15 @@ mod tests {
         assert_eq!(command, os(&["/bin/sh", "-c", "x"]).as_slice());
         for bad in [
             os(&["--data", "1", "--", "x"]),
-            os(&["--data", "0", "--cpu", "1", "--nofile", "1", "--fsize", "1", "--", "x"]),
-            os(&["--data", "1", "--cpu", "1", "--nofile", "1", "--fsize", "1", "--"]),
-            os(&["--data", "1", "--cpu", "1", "--nofile", "1", "--fsize", "1", "x"]),
+            os(&[
+                "--data", "0", "--cpu", "1", "--nofile", "1", "--fsize", "1", "--", "x",
+            ]),
+            os(&[
+                "--data", "1", "--cpu", "1", "--nofile", "1", "--fsize", "1", "--",
+            ]),
+            os(&[
+                "--data", "1", "--cpu", "1", "--nofile", "1", "--fsize", "1", "x",
+            ]),
             os(&["--dta", "1", "--", "x"]),
             os(&["--data"]),
         ] {
@@ -200,7 +214,11 @@ mod tests {
     fn the_launched_program_runs_under_the_limits() {
         let mut command = std::process::Command::new(std::env::current_exe().expect("test binary"));
         command
-            .args(["--exact", "helm::limits::tests::launcher_child", "--nocapture"])
+            .args([
+                "--exact",
+                "helm::limits::tests::launcher_child",
+                "--nocapture",
+            ])
             .env("LAUNCHER_TEST_CHILD", "1");
         let output = command.output().expect("runs");
         let text = String::from_utf8_lossy(&output.stdout);
@@ -215,10 +233,16 @@ mod tests {
                 .map(str::to_owned)
                 .collect()
         };
-        assert_eq!(limit("Max data size"), [(300u64 << 20).to_string(), (300u64 << 20).to_string()]);
+        assert_eq!(
+            limit("Max data size"),
+            [(300u64 << 20).to_string(), (300u64 << 20).to_string()]
+        );
         assert_eq!(limit("Max cpu time"), ["7", "9"]);
         assert_eq!(limit("Max open files"), ["99", "99"]);
-        assert_eq!(limit("Max file size"), [(1u64 << 20).to_string(), (1u64 << 20).to_string()]);
+        assert_eq!(
+            limit("Max file size"),
+            [(1u64 << 20).to_string(), (1u64 << 20).to_string()]
+        );
         assert_eq!(limit("Max core file size"), ["0", "0"]);
     }
 

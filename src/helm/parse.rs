@@ -138,15 +138,19 @@ pub fn yaml_document<'de, D>(document: D, budget: &Budget) -> Result<Value, Refu
 where
     D: Deserializer<'de>,
 {
-    Node(budget).deserialize(document).map_err(|error: D::Error| {
-        // serde_yaml_ng's own guards: more alias replays than 100 per event
-        // (nested anchors), or nesting deeper than 128.
-        let text = error.to_string();
-        if text.contains("repetition limit exceeded") || text.contains("recursion limit exceeded") {
-            budget.refusal.set(Some(Refusal::TooComplex));
-        }
-        budget.failure()
-    })
+    Node(budget)
+        .deserialize(document)
+        .map_err(|error: D::Error| {
+            // serde_yaml_ng's own guards: more alias replays than 100 per event
+            // (nested anchors), or nesting deeper than 128.
+            let text = error.to_string();
+            if text.contains("repetition limit exceeded")
+                || text.contains("recursion limit exceeded")
+            {
+                budget.refusal.set(Some(Refusal::TooComplex));
+            }
+            budget.failure()
+        })
 }
 
 /// One JSON document (a single line the checker wrote), charged to `budget`.
@@ -378,7 +382,10 @@ mod tests {
             value,
             serde_json::json!({"a": 1, "b": [true, null, 2.5, -3, "x"], "c": {"d": "e"}, "on": "yes", "1": "one"})
         );
-        assert_eq!(one("!!str 12").expect("core tag"), Value::String("12".into()));
+        assert_eq!(
+            one("!!str 12").expect("core tag"),
+            Value::String("12".into())
+        );
         assert_eq!(
             one("x: &a {k: v}\ny: *a\n").expect("alias"),
             serde_json::json!({"x": {"k": "v"}, "y": {"k": "v"}})
@@ -397,7 +404,12 @@ mod tests {
         ] {
             assert_eq!(one(text), Err(Refusal::Ambiguous), "{text}");
         }
-        for text in ["a: 1\na: 2\n", "true: 1\n\"true\": 2\n", "a: [\n", "a: b: c\n"] {
+        for text in [
+            "a: 1\na: 2\n",
+            "true: 1\n\"true\": 2\n",
+            "a: [\n",
+            "a: b: c\n",
+        ] {
             assert_eq!(one(text), Err(Refusal::Unreadable), "{text}");
         }
     }
@@ -421,7 +433,7 @@ mod tests {
             let below = format!("*l{}", level - 1);
             text.push_str(&format!(
                 "l{level}: &l{level} [{}]\n",
-                vec![below.as_str(); 10].join(",")
+                [below.as_str(); 10].join(",")
             ));
         }
         text
@@ -441,7 +453,11 @@ mod tests {
         maps.push_str("]\n");
         assert_eq!(one(&maps), Err(Refusal::TooComplex));
         // Long strings repeated: the bytes they print are charged.
-        let long = format!("s: &s {}\nl: [{}]\n", "x".repeat(100_000), vec!["*s"; 100].join(","));
+        let long = format!(
+            "s: &s {}\nl: [{}]\n",
+            "x".repeat(100_000),
+            vec!["*s"; 100].join(",")
+        );
         assert_eq!(one(&long), Err(Refusal::TooComplex));
         assert!(started.elapsed() < std::time::Duration::from_secs(10));
     }
@@ -469,7 +485,10 @@ mod tests {
             json_document(r#"{"a":1,"a":2}"#, &budget),
             Err(Refusal::Unreadable)
         );
-        assert_eq!(json_document(r#"{"a":1} x"#, &budget), Err(Refusal::Unreadable));
+        assert_eq!(
+            json_document(r#"{"a":1} x"#, &budget),
+            Err(Refusal::Unreadable)
+        );
         assert_eq!(
             json_document(r#"{"<<":{"a":1}}"#, &budget),
             Err(Refusal::Ambiguous)
