@@ -230,6 +230,12 @@ fn tenant_label(namespace: &str) -> String {
     let mut labels = TENANT_LABELS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    label_among(&mut labels, cap, namespace)
+}
+
+/// `namespace` when it is one of `labels`, or becomes one while there are
+/// fewer than `cap`; else `other`.
+fn label_among(labels: &mut Vec<String>, cap: usize, namespace: &str) -> String {
     if labels.iter().any(|label| label == namespace) {
         return namespace.to_owned();
     }
@@ -403,6 +409,32 @@ mod tests {
         assert!(text.contains("# TYPE helm_processes_in_flight gauge"));
         // A second call reuses the installed recorder.
         assert!(std::ptr::eq(handle(), handle()));
+    }
+
+    #[test]
+    fn tenant_labels_are_bounded() {
+        let mut labels = Vec::new();
+        assert_eq!(label_among(&mut labels, 2, "paas-ws-a"), "paas-ws-a");
+        assert_eq!(label_among(&mut labels, 2, "paas-ws-b"), "paas-ws-b");
+        assert_eq!(label_among(&mut labels, 2, "paas-ws-c"), "other");
+        assert_eq!(label_among(&mut labels, 2, "paas-ws-a"), "paas-ws-a");
+        assert_eq!(label_among(&mut Vec::new(), 0, "paas-ws-a"), "other");
+        assert_eq!(tenant_label(""), "none");
+        handle();
+        helm_refused("paas-ws-metrics-test", "memory");
+        helm_tenant_seconds("paas-ws-metrics-test", Duration::from_millis(1500));
+        let text = render();
+        assert!(
+            text.contains(
+                r#"helm_tenant_refusals_total{namespace="paas-ws-metrics-test",reason="memory"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"helm_tenant_milliseconds_total{namespace="paas-ws-metrics-test"} 1500"#
+            )
+        );
     }
 
     #[test]

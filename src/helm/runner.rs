@@ -186,6 +186,14 @@ impl HelmRunner {
         self.slots.in_use()
     }
 
+    /// Sends `signal` to every running helm process group (at shutdown:
+    /// SIGTERM lets helm mark its release failed).
+    pub fn signal_all(&self, signal: Signal) {
+        for pgid in self.groups.live() {
+            procs::signal_group(pgid, signal);
+        }
+    }
+
     /// True when checks run in a process of their own (this binary's
     /// checker), not in the operator.
     pub fn has_helper(&self) -> bool {
