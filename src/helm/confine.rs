@@ -396,51 +396,80 @@ fn parse(
     if rendered.len() > MAX_INPUT {
         return Err(vec![Violation::TooLarge]);
     }
-    let budget = Budget::default();
-    let mut found = Vec::new();
-    let mut documents = Vec::new();
-    let mut accept = |number: usize, parsed: Result<Value, Refusal>, found: &mut Vec<Violation>| {
-        match parsed {
-            Ok(Value::Null) => {} // Comments only: creates nothing.
-            Ok(value) => {
-                check(&value, number, found);
-                documents.push(value);
-            }
-            Err(Refusal::TooComplex) => {
-                found.clear();
-                found.push(Violation::TooComplex);
-                return false;
-            }
-            Err(Refusal::Ambiguous) => found.push(Violation::Ambiguous { document: number }),
-            Err(Refusal::Unreadable) => found.push(Violation::Unreadable { document: number }),
-        }
-        true
+    // What the checker wrote (and Helm stored) is read without YAML's
+    // buffered parser; a line that is not JSON after all sends the whole
+    // rendering to the YAML parser, under a fresh budget.
+    let json = is_json_lines(rendered)
+        .then(|| json_lines(rendered, &mut check))
+        .flatten();
+    let (documents, found) = match json {
+        Some(parsed) => parsed,
+        None => yaml_documents(rendered, &mut check),
     };
-    if is_json_lines(rendered) {
-        // What the checker wrote (and Helm stored): read without YAML's
-        // buffered parser.
-        let lines = rendered.lines().filter(|line| line.starts_with('{'));
-        for (index, line) in lines.enumerate() {
-            if !accept(index + 1, json_document(line, &budget), &mut found) {
-                break;
-            }
-        }
-    } else {
-        for (index, document) in serde_yaml_ng::Deserializer::from_str(rendered).enumerate() {
-            let parsed = yaml_document(document, &budget);
-            // The parser cannot resume after a syntax error: nothing after
-            // this document was checked either.
-            let stop = parsed == Err(Refusal::Unreadable);
-            if !accept(index + 1, parsed, &mut found) || stop {
-                break;
-            }
-        }
-    }
     if found.is_empty() {
         Ok(Checked { documents })
     } else {
         Err(found)
     }
+}
+
+/// The checker for one document: what it found goes to `found`.
+type Check<'c> = dyn FnMut(&Value, usize, &mut Vec<Violation>) + 'c;
+
+/// Takes one parsed document: checks and keeps it, or records why not.
+/// False when the rest of the rendering is not worth reading.
+fn accept(
+    number: usize,
+    parsed: Result<Value, Refusal>,
+    check: &mut Check<'_>,
+    documents: &mut Vec<Value>,
+    found: &mut Vec<Violation>,
+) -> bool {
+    match parsed {
+        Ok(Value::Null) => {} // Comments only: creates nothing.
+        Ok(value) => {
+            check(&value, number, found);
+            documents.push(value);
+        }
+        Err(Refusal::TooComplex) => {
+            found.clear();
+            found.push(Violation::TooComplex);
+            return false;
+        }
+        Err(Refusal::Ambiguous) => found.push(Violation::Ambiguous { document: number }),
+        Err(Refusal::Unreadable) => found.push(Violation::Unreadable { document: number }),
+    }
+    true
+}
+
+/// One JSON document per line; `None` when a line is not JSON.
+fn json_lines(rendered: &str, check: &mut Check<'_>) -> Option<(Vec<Value>, Vec<Violation>)> {
+    let budget = Budget::default();
+    let (mut documents, mut found) = (Vec::new(), Vec::new());
+    let lines = rendered.lines().filter(|line| line.starts_with('{'));
+    for (index, line) in lines.enumerate() {
+        let parsed = json_document(line, &budget).transpose()?;
+        if !accept(index + 1, parsed, check, &mut documents, &mut found) {
+            break;
+        }
+    }
+    Some((documents, found))
+}
+
+/// Multi-document YAML.
+fn yaml_documents(rendered: &str, check: &mut Check<'_>) -> (Vec<Value>, Vec<Violation>) {
+    let budget = Budget::default();
+    let (mut documents, mut found) = (Vec::new(), Vec::new());
+    for (index, document) in serde_yaml_ng::Deserializer::from_str(rendered).enumerate() {
+        let parsed = yaml_document(document, &budget);
+        // The parser cannot resume after a syntax error: nothing after
+        // this document was checked either.
+        let stop = parsed == Err(Refusal::Unreadable);
+        if !accept(index + 1, parsed, check, &mut documents, &mut found) || stop {
+            break;
+        }
+    }
+    (documents, found)
 }
 
 impl Rules {
@@ -688,6 +717,34 @@ mod tests {
             problems(escaping),
             [Violation::OutsideNamespace { document: 1 }]
         );
+    }
+
+    #[test]
+    fn large_real_renderings_stay_within_the_budget() {
+        // 600 components of Deployment, Service and ConfigMap (1.8 MB), as
+        // a large chart renders them.
+        let mut rendered = String::new();
+        for i in 0..600 {
+            let labels = format!(
+                "app.kubernetes.io/name: comp-{i}\n    app.kubernetes.io/instance: x\n    app.kubernetes.io/version: \"1.0\"\n    app.kubernetes.io/managed-by: Helm\n    helm.sh/chart: large-0.1.0"
+            );
+            rendered.push_str(&format!("---\n# Source: large/templates/all.yaml\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: x-{i}\n  labels:\n    {labels}\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app.kubernetes.io/name: comp-{i}\n  template:\n    metadata:\n      labels:\n        app.kubernetes.io/name: comp-{i}\n    spec:\n      containers:\n      - name: c\n        image: \"nginx:1.27\"\n        env:\n        - {{name: A, value: \"1\"}}\n        - {{name: B, value: \"2\"}}\n        resources:\n          limits: {{cpu: 100m, memory: 64Mi}}\n        ports:\n        - {{containerPort: 8080, name: http}}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: x-{i}\n  labels:\n    {labels}\nspec:\n  selector: {{app.kubernetes.io/name: comp-{i}}}\n  ports: [{{port: 80, targetPort: http}}]\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x-{i}\ndata:\n  config.yaml: |\n"));
+            for j in 0..40 {
+                rendered.push_str(&format!(
+                    "    key{j}: value-{j}-comp-{i}-abcdefghijklmnop\n"
+                ));
+            }
+        }
+        assert!(rendered.len() > 1_700_000, "{}", rendered.len());
+        let checked = rules().apply(&rendered).expect("a large real chart passes");
+        assert_eq!(checked.documents.len(), 1800);
+        let stream = checked.to_yaml_stream();
+        assert!(stream.len() < MAX_RENDERING);
+        // What the checker prints reads back the same (the fast path).
+        assert_eq!(rules().apply(&stream).expect("again"), checked);
+        // One-line YAML flow mappings are not JSON: read as YAML.
+        let flow = "{apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n";
+        assert_eq!(rules().apply(flow).expect("flow").documents.len(), 1);
     }
 
     #[test]

@@ -153,14 +153,22 @@ where
         })
 }
 
-/// One JSON document (a single line the checker wrote), charged to `budget`.
-pub fn json_document(text: &str, budget: &Budget) -> Result<Value, Refusal> {
+/// One JSON document (a single line the checker wrote), charged to
+/// `budget`; `Ok(None)` when the text is not JSON at all (a one-line YAML
+/// flow mapping, say: read it as YAML then).
+pub fn json_document(text: &str, budget: &Budget) -> Result<Option<Value>, Refusal> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let value = Node(budget)
+    let parsed = Node(budget)
         .deserialize(&mut deserializer)
-        .map_err(|_| budget.failure())?;
-    deserializer.end().map_err(|_| Refusal::Unreadable)?;
-    Ok(value)
+        .and_then(|value| deserializer.end().map(|()| value));
+    match parsed {
+        Ok(value) => Ok(Some(value)),
+        Err(error) => match budget.refusal.take() {
+            Some(refusal) => Err(refusal),
+            None if error.is_syntax() || error.is_eof() => Ok(None),
+            None => Err(Refusal::Unreadable),
+        },
+    }
 }
 
 /// True when `rendering` is documents of one JSON object per line (with
@@ -479,16 +487,17 @@ mod tests {
         let budget = Budget::default();
         assert_eq!(
             json_document(r#"{"a":[1,"b",null],"c":{"d":true}}"#, &budget),
-            Ok(serde_json::json!({"a": [1, "b", null], "c": {"d": true}}))
+            Ok(Some(
+                serde_json::json!({"a": [1, "b", null], "c": {"d": true}})
+            ))
         );
         assert_eq!(
             json_document(r#"{"a":1,"a":2}"#, &budget),
             Err(Refusal::Unreadable)
         );
-        assert_eq!(
-            json_document(r#"{"a":1} x"#, &budget),
-            Err(Refusal::Unreadable)
-        );
+        // Not JSON: the caller reads it as YAML.
+        assert_eq!(json_document(r#"{"a":1} x"#, &budget), Ok(None));
+        assert_eq!(json_document("{a: 1}", &budget), Ok(None));
         assert_eq!(
             json_document(r#"{"<<":{"a":1}}"#, &budget),
             Err(Refusal::Ambiguous)
