@@ -58,18 +58,48 @@ pub fn page_size() -> u64 {
 /// Every process `/proc` lists now (those that vanish while it is read are
 /// left out).
 pub fn scan() -> Vec<ProcStat> {
+    scan_from(0)
+}
+
+/// The processes whose pid is at least `lowest` (all of them when pids
+/// wrapped around since: the last pid handed out is below `lowest`). The
+/// members of a group get pids after its leader's, so reading only those
+/// keeps a scan cheap on a host with many other processes.
+pub fn scan_from(lowest: i32) -> Vec<ProcStat> {
     let page = page_size();
+    let lowest = if last_pid().is_some_and(|last| last < lowest) {
+        0
+    } else {
+        lowest
+    };
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .filter_map(|entry| {
             let entry = entry.ok()?;
-            entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
+            if pid < lowest {
+                return None;
+            }
             let line = std::fs::read_to_string(entry.path().join("stat")).ok()?;
             parse_stat(&line, page)
         })
         .collect()
+}
+
+/// The last pid the kernel handed out (`/proc/loadavg`, fifth field).
+fn last_pid() -> Option<i32> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace().nth(4)?.parse().ok()
+}
+
+/// True while group `pgid` has a member (a zombie counts).
+fn group_exists(pgid: i32) -> bool {
+    !matches!(
+        killpg(Pid::from_raw(pgid), None::<Signal>),
+        Err(Errno::ESRCH)
+    )
 }
 
 /// Sends `signal` to every process of group `pgid`; a group that is gone
@@ -89,8 +119,12 @@ pub async fn clear_group(pgid: i32, limit: Duration) -> usize {
     let started = Instant::now();
     let mut reaped = 0;
     loop {
+        // The common case: helm reaped its checker itself, nothing is left.
+        if !group_exists(pgid) {
+            return reaped;
+        }
         signal_group(pgid, Signal::SIGKILL);
-        let members: Vec<ProcStat> = tokio::task::spawn_blocking(scan)
+        let members: Vec<ProcStat> = tokio::task::spawn_blocking(move || scan_from(pgid))
             .await
             .unwrap_or_default()
             .into_iter()

@@ -616,7 +616,8 @@ async fn watchdog(groups: Weak<Groups>, budget: u64) {
             continue;
         }
         drop(strong);
-        let processes = tokio::task::spawn_blocking(procs::scan)
+        let lowest = pgids.iter().copied().min().unwrap_or(0);
+        let processes = tokio::task::spawn_blocking(move || procs::scan_from(lowest))
             .await
             .unwrap_or_default();
         let mut sizes = procs::group_memory(&processes, &pgids);
