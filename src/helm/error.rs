@@ -89,9 +89,11 @@ impl Limit {
 /// How a helm process ended abnormally (not by exiting with an error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Death {
-    /// Killed by a signal it did not catch (the CPU limit's SIGKILL, the
-    /// kernel's OOM killer, a crash): the signal number.
+    /// Killed by a signal it did not catch (a crash, or a SIGKILL from
+    /// outside: the kernel's OOM killer, an administrator): the number.
     Signal(i32),
+    /// Killed by the kernel at its CPU limit (HELM_CPU_LIMIT).
+    CpuLimit,
     /// The Go runtime could not get memory (exit 2, "fatal error: runtime:
     /// out of memory"): over HELM_MEMORY_LIMIT.
     OutOfMemory,
@@ -103,13 +105,15 @@ pub enum Death {
 }
 
 impl Death {
-    /// The limit this death means while rendering.
-    pub fn limit(self) -> Limit {
+    /// The limit this death means while rendering; `None` for a SIGKILL
+    /// from outside, which says nothing about the chart.
+    pub fn limit(self) -> Option<Limit> {
         match self {
-            Self::Signal(9 | 24) => Limit::Cpu, // SIGKILL (RLIMIT_CPU hard), SIGXCPU
-            Self::Signal(_) | Self::RuntimeCrash => Limit::Crashed,
-            Self::OutOfMemory => Limit::Memory,
-            Self::MemoryBudget => Limit::MemoryBudget,
+            Self::Signal(9) => None,
+            Self::CpuLimit | Self::Signal(24) => Some(Limit::Cpu), // 24: SIGXCPU
+            Self::Signal(_) | Self::RuntimeCrash => Some(Limit::Crashed),
+            Self::OutOfMemory => Some(Limit::Memory),
+            Self::MemoryBudget => Some(Limit::MemoryBudget),
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct ProcStat {
     pub pgrp: i32,
     /// Resident memory, bytes.
     pub rss: u64,
+    /// CPU time used (user + system), in clock ticks.
+    pub cpu_ticks: u64,
 }
 
 /// Parses one `/proc/<pid>/stat` line. The command name (field 2) may hold
@@ -43,7 +45,18 @@ pub fn parse_stat(line: &str, page_size: u64) -> Option<ProcStat> {
         ppid: fields.get(1)?.parse().ok()?,
         pgrp: fields.get(2)?.parse().ok()?,
         rss: fields.get(21)?.parse::<u64>().ok()? * page_size,
+        cpu_ticks: fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?,
     })
+}
+
+/// Clock ticks per second (for `cpu_ticks`).
+pub fn ticks_per_second() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|ticks| u64::try_from(ticks).ok())
+        .filter(|ticks| *ticks > 0)
+        .unwrap_or(100)
 }
 
 /// Bytes per page (for `rss`).
@@ -195,6 +208,7 @@ mod tests {
                 ppid: 1,
                 pgrp: 4240,
                 rss: 789 * 4096,
+                cpu_ticks: 11,
             })
         );
         assert_eq!(parse_stat("garbage", 4096), None);

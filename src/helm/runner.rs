@@ -399,6 +399,7 @@ async fn supervise(
     };
     // Whatever ended it, nothing of the group outlives it (an orphaned
     // checker included).
+    let cpu_used = groups.cpu_used(pgid);
     drop(registration);
     let reaped = procs::clear_group(pgid, CLEAR_LIMIT).await;
     if reaped > 0 {
@@ -446,7 +447,11 @@ async fn supervise(
             source: std::io::Error::other(stderr.trim().to_owned()),
         });
     }
-    if let Some(death) = death(&status, &stderr) {
+    let cpu_limit = match invocation.program {
+        Program::Helm => config.limits.cpu,
+        Program::Checker => config.limits.cpu.min(super::postrender::CHECKER_LIMITS.cpu),
+    };
+    if let Some(death) = death(&status, &stderr, cpu_used, Duration::from_secs(cpu_limit)) {
         return Err(died(operation, target, death, rendering));
     }
     if stdout.is_some_and(|out| out.truncated) {
@@ -459,6 +464,11 @@ async fn supervise(
     })
 }
 
+/// How far below its CPU limit a process may have been seen last and
+/// still count as killed by it (samples are 0.1 s apart; the kernel kills
+/// at the hard limit, 2 s above the soft one we compare with).
+const CPU_SAMPLE_SLACK: Duration = Duration::from_millis(1500);
+
 /// How long clearing a dead group may take (SIGKILL is immediate).
 const CLEAR_LIMIT: Duration = Duration::from_secs(2);
 
@@ -468,11 +478,11 @@ const LAUNCHER_CANNOT_RUN: i32 = 127;
 /// An abnormal death: while rendering nothing was created (the chart went
 /// over a limit); later the release may be left pending.
 fn died(operation: &'static str, target: String, death: Death, rendering: bool) -> HelmError {
-    if rendering {
+    if let (true, Some(limit)) = (rendering, death.limit()) {
         HelmError::TooComplex {
             operation,
             target,
-            limit: death.limit(),
+            limit,
         }
     } else {
         HelmError::Died {
@@ -483,12 +493,22 @@ fn died(operation: &'static str, target: String, death: Death, rendering: bool) 
     }
 }
 
-/// How a process that did not exit normally died, if it did.
-fn death(status: &std::process::ExitStatus, stderr: &str) -> Option<Death> {
+/// How a process that did not exit normally died, if it did. A SIGKILL
+/// is the CPU limit's when the process had used about that much CPU time
+/// (`cpu_used`, last sampled; `cpu_limit`), else someone else's.
+fn death(
+    status: &std::process::ExitStatus,
+    stderr: &str,
+    cpu_used: Duration,
+    cpu_limit: Duration,
+) -> Option<Death> {
     if let Some(signal) = status.signal() {
         // The Rust checker aborts when an allocation fails.
         if stderr.contains("memory allocation of") {
             return Some(Death::OutOfMemory);
+        }
+        if signal == Signal::SIGKILL as i32 && cpu_used + CPU_SAMPLE_SLACK >= cpu_limit {
+            return Some(Death::CpuLimit);
         }
         return Some(Death::Signal(signal));
     }
@@ -537,12 +557,20 @@ async fn render_overdue(render: &RenderWatch, limit: Duration) {
 /// How often the checker's start mark is looked for.
 const MARK_POLL: Duration = Duration::from_millis(100);
 
-/// The running process groups, for the memory watchdog.
+/// The running process groups, for the watchdog.
 #[derive(Default)]
 struct Groups {
-    running: Mutex<HashMap<i32, Option<oneshot::Sender<()>>>>,
+    running: Mutex<HashMap<i32, Group>>,
     wake: Notify,
     watchdog: AtomicBool,
+}
+
+/// One running group.
+struct Group {
+    /// Told when the watchdog killed it; `None` once told.
+    killed: Option<oneshot::Sender<()>>,
+    /// The most CPU time one of its processes had used, last sampled.
+    cpu_used: Duration,
 }
 
 /// A group's entry; removed when dropped.
@@ -558,12 +586,16 @@ impl Drop for Registration {
 }
 
 impl Groups {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Option<oneshot::Sender<()>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Group>> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn register(self: &Arc<Self>, pgid: i32, killed: oneshot::Sender<()>) -> Registration {
-        self.lock().insert(pgid, Some(killed));
+        let group = Group {
+            killed: Some(killed),
+            cpu_used: Duration::ZERO,
+        };
+        self.lock().insert(pgid, group);
         self.wake.notify_one();
         Registration {
             groups: self.clone(),
@@ -571,9 +603,9 @@ impl Groups {
         }
     }
 
-    /// Starts the watchdog once (0: no budget, no watchdog).
+    /// Starts the watchdog once (budget 0: it only samples CPU time).
     fn start_watchdog(self: &Arc<Self>, budget: u64) {
-        if budget == 0 || self.watchdog.swap(true, Ordering::SeqCst) {
+        if self.watchdog.swap(true, Ordering::SeqCst) {
             return;
         }
         tokio::spawn(watchdog(Arc::downgrade(self), budget));
@@ -581,7 +613,11 @@ impl Groups {
 
     /// Kills group `pgid` and tells its supervisor why.
     fn kill(&self, pgid: i32) {
-        if let Some(told) = self.lock().get_mut(&pgid).and_then(Option::take) {
+        if let Some(told) = self
+            .lock()
+            .get_mut(&pgid)
+            .and_then(|group| group.killed.take())
+        {
             procs::signal_group(pgid, Signal::SIGKILL);
             let _ = told.send(());
         }
@@ -591,18 +627,41 @@ impl Groups {
     fn live(&self) -> Vec<i32> {
         self.lock()
             .iter()
-            .filter(|(_, told)| told.is_some())
+            .filter(|(_, group)| group.killed.is_some())
             .map(|(pgid, _)| *pgid)
             .collect()
+    }
+
+    /// The CPU time group `pgid` was last seen to use.
+    fn cpu_used(&self, pgid: i32) -> Duration {
+        self.lock()
+            .get(&pgid)
+            .map_or(Duration::ZERO, |group| group.cpu_used)
+    }
+
+    /// Records what each group's processes used, from one scan (per
+    /// process: each has its own RLIMIT_CPU).
+    fn record_cpu(&self, processes: &[procs::ProcStat]) {
+        let ticks = procs::ticks_per_second();
+        for (pgid, group) in self.lock().iter_mut() {
+            let most = processes
+                .iter()
+                .filter(|p| p.pgrp == *pgid)
+                .map(|p| p.cpu_ticks)
+                .max()
+                .unwrap_or(0);
+            let seen = Duration::from_millis(most.saturating_mul(1000) / ticks);
+            group.cpu_used = group.cpu_used.max(seen);
+        }
     }
 }
 
 /// How often the memory of the running groups is sampled.
 const WATCH_EVERY: Duration = Duration::from_millis(100);
 
-/// Samples the resident memory of every running group; when together they
-/// pass `budget`, kills the largest until they are under it. Ends with the
-/// runner.
+/// Samples the resident memory and CPU time of every running group; when
+/// together they pass `budget` (0: never), kills the largest until they are
+/// under it. Ends with the runner.
 async fn watchdog(groups: Weak<Groups>, budget: u64) {
     loop {
         let Some(strong) = groups.upgrade() else {
@@ -620,6 +679,13 @@ async fn watchdog(groups: Weak<Groups>, budget: u64) {
         let processes = tokio::task::spawn_blocking(move || procs::scan_from(lowest))
             .await
             .unwrap_or_default();
+        if let Some(strong) = groups.upgrade() {
+            strong.record_cpu(&processes);
+        }
+        if budget == 0 {
+            tokio::time::sleep(WATCH_EVERY).await;
+            continue;
+        }
         let mut sizes = procs::group_memory(&processes, &pgids);
         let mut total: u64 = sizes.iter().map(|(_, bytes)| bytes).sum();
         crate::metrics::helm_memory(total);
@@ -934,10 +1000,12 @@ mod tests {
                 ..
             })
         ));
+        // A SIGKILL from outside says nothing about the chart, even while
+        // it renders.
         assert!(matches!(
             sh.run(rendering("kill -KILL $$")).await,
-            Err(HelmError::TooComplex {
-                limit: Limit::Cpu,
+            Err(HelmError::Died {
+                death: Death::Signal(9),
                 ..
             })
         ));
@@ -945,6 +1013,27 @@ mod tests {
         let failed = sh.run(shell("echo 'Error: boom' >&2; exit 1")).await;
         assert!(matches!(failed, Err(HelmError::Failed { .. })));
         assert!(!failed.unwrap_err().may_leave_pending());
+    }
+
+    #[tokio::test]
+    async fn a_render_killed_at_its_cpu_limit_is_refused() {
+        let mut settings = config("/bin/sh", "/usr/bin:/bin");
+        settings.limits.cpu = 1;
+        settings.helm_timeout = Duration::from_secs(20);
+        settings.render_timeout = Duration::from_secs(20);
+        let sh = HelmRunner::new(settings);
+        // The limit as the launcher would set it (here soft = hard).
+        let outcome = sh.run(rendering("ulimit -t 1; while :; do :; done")).await;
+        assert!(
+            matches!(
+                outcome,
+                Err(HelmError::TooComplex {
+                    limit: Limit::Cpu,
+                    ..
+                })
+            ),
+            "{outcome:?}"
+        );
     }
 
     #[tokio::test]
