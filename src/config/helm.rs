@@ -58,9 +58,9 @@ pub struct HelmConfig {
     #[arg(long = "helm-queue-wait", env = "HELM_QUEUE_WAIT", default_value = "10", value_parser = seconds)]
     pub queue_wait: Duration,
 
-    /// Most helm processes of one tenant namespace at once; its further
-    /// requests wait while other tenants get the free slots (0: no cap but
-    /// MAX_PARALLEL_HELM).
+    /// Most helm runs of one tenant namespace still rendering at once; its
+    /// further installs and upgrades wait while other tenants get the free
+    /// slots (0: no cap but MAX_PARALLEL_HELM).
     #[arg(
         long = "helm-tenant-slots",
         env = "HELM_TENANT_SLOTS",

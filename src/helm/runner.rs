@@ -47,7 +47,7 @@ use tracing::Instrument;
 use super::error::{Death, HelmError, Limit, classify};
 use super::limits::{LAUNCHER_SUBCOMMAND, Limits};
 use super::procs;
-use super::slots::FairSlots;
+use super::slots::{FairSlots, Slot};
 
 /// Settings of the runner, from the configuration.
 #[derive(Debug, Clone)]
@@ -228,9 +228,13 @@ impl HelmRunner {
     pub async fn run(&self, invocation: Invocation) -> Result<HelmOutput, HelmError> {
         let tenant = invocation.tenant().to_owned();
         crate::metrics::helm_slots_waiting(self.slots.waiting() + 1);
-        let slot = self.slots.acquire(&tenant, self.config.queue_wait).await;
+        let renders = invocation.render != RenderWatch::None;
+        let slot = self
+            .slots
+            .acquire(&tenant, renders, self.config.queue_wait)
+            .await;
         crate::metrics::helm_slots_waiting(self.slots.waiting());
-        let Ok(slot) = slot else {
+        let Ok(mut slot) = slot else {
             crate::metrics::helm_refused(&tenant, "busy");
             return Err(HelmError::Busy);
         };
@@ -247,7 +251,7 @@ impl HelmRunner {
         // goes away. It holds the slot until the group is gone.
         let supervised = async move {
             let in_flight = crate::metrics::HelmInFlight::start();
-            let outcome = supervise(&config, &groups, invocation, cancel_rx).await;
+            let outcome = supervise(&config, &groups, invocation, &mut slot, cancel_rx).await;
             drop(in_flight);
             let elapsed = started.elapsed();
             crate::metrics::helm_operation(operation, outcome_label(&outcome), elapsed);
@@ -333,6 +337,7 @@ async fn supervise(
     config: &RunnerConfig,
     groups: &Arc<Groups>,
     mut invocation: Invocation,
+    slot: &mut Slot,
     mut cancelled: oneshot::Receiver<()>,
 ) -> Result<HelmOutput, HelmError> {
     let operation = invocation.operation;
@@ -378,7 +383,7 @@ async fn supervise(
             terminate(&mut child, pgid, config.kill_grace, operation, target).await;
             Ended::Deadline
         }
-        _ = render_overdue(&invocation.render, config.render_timeout) => {
+        _ = render_overdue(&invocation.render, config.render_timeout, || slot.rendering_done()) => {
             // Nothing is created while rendering, and helm does not act on
             // SIGTERM then: kill it now.
             tracing::warn!(operation, release = %target, render_timeout_s = config.render_timeout.as_secs(), "rendering passed its deadline; killing helm");
@@ -535,7 +540,7 @@ fn death(
 
 /// Resolves when `render` is still rendering at `limit` after the start;
 /// never when there is nothing to watch or rendering ended in time.
-async fn render_overdue(render: &RenderWatch, limit: Duration) {
+async fn render_overdue(render: &RenderWatch, limit: Duration, rendered: impl FnOnce()) {
     match render {
         RenderWatch::None => std::future::pending().await,
         RenderWatch::Whole => tokio::time::sleep(limit).await,
@@ -543,6 +548,7 @@ async fn render_overdue(render: &RenderWatch, limit: Duration) {
             let deadline = tokio::time::Instant::now() + limit;
             loop {
                 if tokio::fs::try_exists(started).await.unwrap_or(false) {
+                    rendered();
                     return std::future::pending().await;
                 }
                 if tokio::time::Instant::now() >= deadline {

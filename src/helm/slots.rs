@@ -1,7 +1,7 @@
 //! Helm slots shared fairly between tenants: at most `total` helm runs at
-//! once, at most `per_tenant` of them for one tenant namespace, and the
-//! requests that wait are served round-robin across tenants (first come,
-//! first served within a tenant).
+//! once, at most `per_tenant` of them **rendering** for one tenant namespace,
+//! and the requests that wait are served round-robin across tenants (first
+//! come, first served within a tenant).
 //!
 //! ```text
 //!  waiting:  paas-ws-a: [a1 a2 a3]   paas-ws-b: [b1]   paas-ws-c: [c1 c2]
@@ -9,10 +9,15 @@
 //!  request: a1, b1, c1, a2, c2, a3 … (a tenant at its cap is skipped)
 //! ```
 //!
-//! So a tenant whose charts are slow (or hostile) holds at most
-//! `per_tenant` slots, and another tenant's request gets the next free one
-//! whatever is queued before it. A request that waits longer than its
-//! bound gives up ([`Busy`]: the caller answers 503 `operator_busy`).
+//! Rendering is what a chart can make unbounded (each render is cut at the
+//! render deadline), so a tenant whose charts render slowly (or never)
+//! holds at most `per_tenant` slots, and another tenant's request gets the
+//! next free one whatever is queued before it. Once a run has rendered
+//! ([`Slot::rendering_done`]), or when it renders nothing (uninstall, an
+//! apply of checked documents), it no longer counts against its tenant:
+//! eight installs of one namespace still run side by side. A request that
+//! waits longer than its bound gives up ([`Busy`]: the caller answers 503
+//! `operator_busy`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -35,7 +40,8 @@ pub struct FairSlots {
 #[derive(Debug, Default)]
 struct State {
     free: usize,
-    running: HashMap<String, usize>,
+    /// Runs of each tenant still rendering.
+    rendering: HashMap<String, usize>,
     waiting: HashMap<String, VecDeque<Waiter>>,
     /// Tenants with waiting requests, in the order they are served.
     turn: VecDeque<String>,
@@ -45,6 +51,8 @@ struct State {
 #[derive(Debug)]
 struct Waiter {
     id: u64,
+    /// Will render (counts against the tenant's cap).
+    renders: bool,
     grant: oneshot::Sender<Slot>,
 }
 
@@ -53,12 +61,36 @@ struct Waiter {
 pub struct Slot {
     slots: Option<Arc<FairSlots>>,
     tenant: String,
+    rendering: bool,
 }
 
 impl Slot {
     /// The tenant it was given to.
     pub fn tenant(&self) -> &str {
         &self.tenant
+    }
+
+    /// The run has rendered: it no longer counts against its tenant's cap.
+    pub fn rendering_done(&mut self) {
+        if !std::mem::replace(&mut self.rendering, false) {
+            return;
+        }
+        if let Some(slots) = &self.slots {
+            let mut state = slots.lock();
+            state.done_rendering(&self.tenant);
+            slots.dispatch(&mut state);
+        }
+    }
+}
+
+impl State {
+    fn done_rendering(&mut self, tenant: &str) {
+        if let Some(count) = self.rendering.get_mut(tenant) {
+            *count -= 1;
+            if *count == 0 {
+                self.rendering.remove(tenant);
+            }
+        }
     }
 }
 
@@ -98,15 +130,21 @@ impl FairSlots {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Waits up to `wait` for a slot for `tenant`, in its turn.
-    pub async fn acquire(self: &Arc<Self>, tenant: &str, wait: Duration) -> Result<Slot, Busy> {
+    /// Waits up to `wait` for a slot for `tenant`, in its turn; one that
+    /// `renders` also waits while its tenant has `per_tenant` rendering.
+    pub async fn acquire(
+        self: &Arc<Self>,
+        tenant: &str,
+        renders: bool,
+        wait: Duration,
+    ) -> Result<Slot, Busy> {
         let (grant, granted) = oneshot::channel();
         let id = {
             let mut state = self.lock();
             let id = state.next_id;
             state.next_id += 1;
             let queue = state.waiting.entry(tenant.to_owned()).or_default();
-            queue.push_back(Waiter { id, grant });
+            queue.push_back(Waiter { id, renders, grant });
             if queue.len() == 1 && !state.turn.iter().any(|t| t == tenant) {
                 state.turn.push_back(tenant.to_owned());
             }
@@ -137,7 +175,7 @@ impl FairSlots {
                 let Some(tenant) = state.turn.pop_front() else {
                     break;
                 };
-                let running = state.running.get(&tenant).copied().unwrap_or(0);
+                let rendering = state.rendering.get(&tenant).copied().unwrap_or(0);
                 let queue = state.waiting.entry(tenant.clone()).or_default();
                 // Requests whose caller went away are dropped here.
                 while queue.front().is_some_and(|w| w.grant.is_closed()) {
@@ -147,7 +185,8 @@ impl FairSlots {
                     state.waiting.remove(&tenant);
                     continue;
                 }
-                if running >= self.per_tenant {
+                let renders = queue.front().is_some_and(|w| w.renders);
+                if renders && rendering >= self.per_tenant {
                     state.turn.push_back(tenant);
                     continue;
                 }
@@ -158,11 +197,14 @@ impl FairSlots {
                 let slot = Slot {
                     slots: Some(self.clone()),
                     tenant: tenant.clone(),
+                    rendering: renders,
                 };
                 match waiter.grant.send(slot) {
                     Ok(()) => {
                         state.free -= 1;
-                        *state.running.entry(tenant.clone()).or_default() += 1;
+                        if renders {
+                            *state.rendering.entry(tenant.clone()).or_default() += 1;
+                        }
                         granted = true;
                     }
                     Err(mut slot) => {
@@ -185,14 +227,11 @@ impl FairSlots {
         }
     }
 
-    fn give_back(self: &Arc<Self>, tenant: &str) {
+    fn give_back(self: &Arc<Self>, tenant: &str, rendering: bool) {
         let mut state = self.lock();
         state.free += 1;
-        if let Some(running) = state.running.get_mut(tenant) {
-            *running -= 1;
-            if *running == 0 {
-                state.running.remove(tenant);
-            }
+        if rendering {
+            state.done_rendering(tenant);
         }
         self.dispatch(&mut state);
     }
@@ -201,7 +240,7 @@ impl FairSlots {
 impl Drop for Slot {
     fn drop(&mut self) {
         if let Some(slots) = self.slots.take() {
-            slots.give_back(&self.tenant);
+            slots.give_back(&self.tenant, self.rendering);
         }
     }
 }
@@ -223,7 +262,7 @@ mod tests {
         let slots = slots.clone();
         let order = order.clone();
         tokio::spawn(async move {
-            let slot = slots.acquire(tenant, LONG).await?;
+            let slot = slots.acquire(tenant, true, LONG).await?;
             order.lock().unwrap().push(tenant);
             Ok(hold.then_some(slot))
         })
@@ -239,7 +278,7 @@ mod tests {
     async fn waiting_tenants_are_served_in_turn() {
         let slots = FairSlots::new(1, 0);
         let order = Arc::new(Mutex::new(Vec::new()));
-        let first = slots.acquire("a", LONG).await.expect("free slot");
+        let first = slots.acquire("a", true, LONG).await.expect("free slot");
         // Tenant a queues three, then b and c one each.
         let mut waiting = Vec::new();
         for tenant in ["a", "a", "a", "b", "c"] {
@@ -258,16 +297,25 @@ mod tests {
     #[tokio::test]
     async fn a_tenant_at_its_cap_waits_while_others_get_slots() {
         let slots = FairSlots::new(4, 2);
-        let a1 = slots.acquire("a", LONG).await.unwrap();
-        let a2 = slots.acquire("a", LONG).await.unwrap();
+        let a1 = slots.acquire("a", true, LONG).await.unwrap();
+        let a2 = slots.acquire("a", true, LONG).await.unwrap();
         // A third for a waits although two slots are free…
         assert_eq!(
-            slots.acquire("a", Duration::from_millis(50)).await.err(),
+            slots
+                .acquire("a", true, Duration::from_millis(50))
+                .await
+                .err(),
             Some(Busy)
         );
         // …and b gets them at once.
-        let b1 = slots.acquire("b", Duration::from_millis(50)).await.unwrap();
-        let b2 = slots.acquire("b", Duration::from_millis(50)).await.unwrap();
+        let b1 = slots
+            .acquire("b", true, Duration::from_millis(50))
+            .await
+            .unwrap();
+        let b2 = slots
+            .acquire("b", true, Duration::from_millis(50))
+            .await
+            .unwrap();
         assert_eq!(slots.in_use(), 4);
         assert_eq!(b1.tenant(), "b");
         // a's next one runs when one of its own ends.
@@ -285,17 +333,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn only_rendering_counts_against_the_cap() {
+        let slots = FairSlots::new(4, 1);
+        let mut first = slots.acquire("a", true, LONG).await.unwrap();
+        // A second render of a waits; an uninstall (no render) does not.
+        assert_eq!(
+            slots
+                .acquire("a", true, Duration::from_millis(30))
+                .await
+                .err(),
+            Some(Busy)
+        );
+        let uninstall = slots
+            .acquire("a", false, Duration::from_millis(30))
+            .await
+            .unwrap();
+        // Once the first has rendered, the next render of a runs.
+        first.rendering_done();
+        let second = slots
+            .acquire("a", true, Duration::from_millis(30))
+            .await
+            .unwrap();
+        assert_eq!(slots.in_use(), 3);
+        drop((first, uninstall, second));
+        assert_eq!(slots.in_use(), 0);
+    }
+
+    #[tokio::test]
     async fn a_request_that_gives_up_leaves_no_trace() {
         let slots = FairSlots::new(1, 1);
-        let held = slots.acquire("a", LONG).await.unwrap();
+        let held = slots.acquire("a", true, LONG).await.unwrap();
         assert_eq!(
-            slots.acquire("b", Duration::from_millis(20)).await.err(),
+            slots
+                .acquire("b", true, Duration::from_millis(20))
+                .await
+                .err(),
             Some(Busy)
         );
         // A caller that goes away while waiting (its future dropped).
         let gone = {
             let slots = slots.clone();
-            tokio::spawn(async move { slots.acquire("c", LONG).await })
+            tokio::spawn(async move { slots.acquire("c", true, LONG).await })
         };
         settle().await;
         gone.abort();
