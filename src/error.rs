@@ -112,6 +112,9 @@ codes! {
     ChartArchiveRefused = "chart_archive_refused", BAD_REQUEST;
     /// The cluster refused the chart's objects (quota, admission, RBAC).
     RejectedByCluster = "rejected_by_cluster", BAD_REQUEST;
+    /// The chart needs more memory, CPU or time to render (or its rendering
+    /// expands to more) than the operator allows; nothing was created.
+    ChartTooComplex = "chart_too_complex", BAD_REQUEST;
     /// No API key, or not one of ours.
     Unauthorized = "unauthorized", UNAUTHORIZED;
     /// The namespace is outside the tenant prefix.

@@ -25,7 +25,7 @@ use crate::helm::confine::SchedulingRules;
 use crate::helm::egress::{AllowedHosts, EgressGuard};
 use crate::helm::home::HelmHome;
 use crate::helm::postrender::{ConfinePlugin, resolve_checker};
-use crate::helm::{Helm, HelmError, HelmRunner, HelmVersion, RunnerConfig};
+use crate::helm::{Helm, HelmError, HelmRunner, RunnerConfig};
 use crate::kube::ApiProbe;
 use crate::kube::lease::{Identity, ReleaseLeases};
 use crate::names::ChartPolicy;
@@ -212,13 +212,23 @@ fn api_keys(config: &Config) -> anyhow::Result<ApiKeys> {
 /// the post-renderer plugin that checks inside each run.
 async fn helm(config: &Config, kube_config: &::kube::Config) -> anyhow::Result<Helm> {
     let settings = &config.helm;
+    // Orphaned helm children (a checker whose helm was killed) come to us,
+    // as they would to PID 1 in the container, and are reaped by the runner.
+    crate::helm::procs::become_subreaper();
+    crate::metrics::set_tenant_label_cap(settings.metrics_tenants);
+    let helper = helper_binary(config)?;
     let mut runner_config = RunnerConfig {
         binary: settings.binary.clone(),
+        helper: Some(helper.clone()),
+        limits: settings.process_limits(),
         helm_timeout: settings.timeout,
         deadline_margin: settings.deadline_margin,
         kill_grace: settings.kill_grace,
+        render_timeout: settings.render_timeout,
         max_parallel: settings.max_parallel,
+        tenant_slots: settings.tenant_slots,
         queue_wait: settings.queue_wait,
+        memory_budget: settings.memory_budget_mib.saturating_mul(1 << 20),
         env: settings.child_env(config.kubeconfig.as_ref()),
     };
     // Helm's SQL driver connects to its database when any helm command
@@ -239,8 +249,8 @@ async fn helm(config: &Config, kube_config: &::kube::Config) -> anyhow::Result<H
                 settings.binary
             ),
         })?;
-    let plugin = confine_plugin(config, &version).await?;
-    if let Some(plugin) = &plugin {
+    let plugin = confine_plugin(&helper).await?;
+    if let (Some(plugin), true) = (&plugin, version.major >= 4) {
         runner_config.env.retain(|(key, _)| key != "HELM_PLUGINS");
         runner_config
             .env
@@ -372,25 +382,26 @@ fn without_storage_driver(env: &[(OsString, OsString)]) -> Vec<(OsString, OsStri
         .collect()
 }
 
-/// With Helm 4, the post-renderer plugin that checks confinement (and adds
-/// the operator's additions) inside each install/upgrade, in a private
-/// directory under the temp dir (Helm 3 is dry run first instead).
-async fn confine_plugin(
-    config: &Config,
-    version: &HelmVersion,
-) -> anyhow::Result<Option<ConfinePlugin>> {
-    if version.major < 4 {
-        return Ok(None);
-    }
+/// This binary, absolute (`CONFINE_CHECKER` when the operator runs inside
+/// another executable, as in the end-to-end tests): helm is started through
+/// its launcher (limits), and its checker checks renderings.
+fn helper_binary(config: &Config) -> anyhow::Result<std::path::PathBuf> {
     let checker = match &config.charts.confine_checker {
         Some(path) => path.clone(),
         None => {
             std::env::current_exe().context("cannot tell this binary's path for CONFINE_CHECKER")?
         }
     };
-    let checker = resolve_checker(&checker)
-        .with_context(|| format!("CONFINE_CHECKER {} cannot be run", checker.display()))?;
-    let plugin = ConfinePlugin::install(&std::env::temp_dir(), &checker)
+    resolve_checker(&checker)
+        .with_context(|| format!("CONFINE_CHECKER {} cannot be run", checker.display()))
+}
+
+/// The checker's files, in a private directory under the temp dir: with
+/// Helm 4 also the post-renderer plugin that checks confinement (and adds
+/// the operator's additions) inside each install/upgrade; with Helm 3 the
+/// operator runs the checker itself on a dry run's rendering.
+async fn confine_plugin(checker: &std::path::Path) -> anyhow::Result<Option<ConfinePlugin>> {
+    let plugin = ConfinePlugin::install(&std::env::temp_dir(), checker)
         .await
         .context("cannot write the confinement post-renderer plugin")?;
     Ok(Some(plugin))

@@ -48,11 +48,16 @@ pub(super) fn app_with(
     let config = Config::parse_from(args);
     let runner = HelmRunner::new(RunnerConfig {
         binary: "/nonexistent/helm".into(),
+        helper: None,
+        limits: config.helm.process_limits(),
         helm_timeout: Duration::from_secs(5),
         deadline_margin: Duration::from_secs(1),
         kill_grace: Duration::from_secs(1),
+        render_timeout: Duration::from_secs(5),
         max_parallel: 1,
+        tenant_slots: 0,
         queue_wait: Duration::from_secs(1),
+        memory_budget: 0,
         env: vec![],
     });
     let version = HelmVersion {

@@ -35,10 +35,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::documents::Checked;
+use super::parse::{Budget, MAX_INPUT, Refusal, is_json_lines, json_document, yaml_document};
 
-/// Largest rendering accepted (helm's release record is capped at ~1 MiB
-/// compressed by etcd; a rendering larger than this is no real chart).
-pub const MAX_RENDERING: usize = 32 << 20;
+/// Largest rendering accepted, as the JSON handed to helm (a release
+/// record must stay decodable: see [`super::parse::MAX_OUTPUT`]).
+pub const MAX_RENDERING: usize = super::parse::MAX_OUTPUT;
 
 /// The label the operator puts on what it owns in a tenant namespace (and
 /// which admission protects): a chart may not claim it.
@@ -77,8 +78,12 @@ pub enum Violation {
     Ambiguous { document: usize },
     /// A document that cannot be read, so cannot be checked.
     Unreadable { document: usize },
-    /// The rendering is larger than [`MAX_RENDERING`].
+    /// The rendering is larger than [`MAX_RENDERING`] (or its input
+    /// than [`MAX_INPUT`]).
     TooLarge,
+    /// The rendering expands (YAML aliases) to more than the parse budget
+    /// ([`super::parse::Budget`]).
+    TooComplex,
     /// The cluster refused the tenant access to what the chart renders
     /// (seen by helm's dry run, before anything was checked here).
     RefusedByCluster,
@@ -109,6 +114,7 @@ impl Violation {
             Self::Ambiguous { .. } => "using YAML tags or merge keys",
             Self::Unreadable { .. } => "unreadable",
             Self::TooLarge => "too large",
+            Self::TooComplex => "too complex (it expands beyond the limits)",
             Self::RefusedByCluster => "that the tenant may not touch (refused by the cluster)",
         }
     }
@@ -136,7 +142,7 @@ impl Violation {
             | Self::ReservedName { document }
             | Self::Ambiguous { document }
             | Self::Unreadable { document } => Some(document),
-            Self::TooLarge | Self::RefusedByCluster => None,
+            Self::TooLarge | Self::TooComplex | Self::RefusedByCluster => None,
         }
     }
 }
@@ -381,38 +387,89 @@ impl Rules {
 }
 
 /// Parses a rendering document by document, handing each object to
-/// `check`; the documents, or every violation found.
+/// `check`; the documents, or every violation found. One budget
+/// ([`super::parse::Budget`]) covers the whole rendering, aliases expanded.
 fn parse(
     rendered: &str,
     mut check: impl FnMut(&Value, usize, &mut Vec<Violation>),
 ) -> Result<Checked, Vec<Violation>> {
-    if rendered.len() > MAX_RENDERING {
+    if rendered.len() > MAX_INPUT {
         return Err(vec![Violation::TooLarge]);
     }
-    let mut found = Vec::new();
-    let mut documents = Vec::new();
-    for (index, document) in serde_yaml_ng::Deserializer::from_str(rendered).enumerate() {
-        let number = index + 1;
-        let Ok(yaml) = serde_yaml_ng::Value::deserialize(document) else {
-            // The parser cannot resume after a syntax error: nothing after
-            // this document was checked either.
-            found.push(Violation::Unreadable { document: number });
-            break;
-        };
-        match plain_json(yaml) {
-            Ok(Value::Null) => {} // Comments only: creates nothing.
-            Ok(value) => {
-                check(&value, number, &mut found);
-                documents.push(value);
-            }
-            Err(violation) => found.push(violation(number)),
-        }
-    }
+    // What the checker wrote (and Helm stored) is read without YAML's
+    // buffered parser; a line that is not JSON after all sends the whole
+    // rendering to the YAML parser, under a fresh budget.
+    let json = is_json_lines(rendered)
+        .then(|| json_lines(rendered, &mut check))
+        .flatten();
+    let (documents, found) = match json {
+        Some(parsed) => parsed,
+        None => yaml_documents(rendered, &mut check),
+    };
     if found.is_empty() {
         Ok(Checked { documents })
     } else {
         Err(found)
     }
+}
+
+/// The checker for one document: what it found goes to `found`.
+type Check<'c> = dyn FnMut(&Value, usize, &mut Vec<Violation>) + 'c;
+
+/// Takes one parsed document: checks and keeps it, or records why not.
+/// False when the rest of the rendering is not worth reading.
+fn accept(
+    number: usize,
+    parsed: Result<Value, Refusal>,
+    check: &mut Check<'_>,
+    documents: &mut Vec<Value>,
+    found: &mut Vec<Violation>,
+) -> bool {
+    match parsed {
+        Ok(Value::Null) => {} // Comments only: creates nothing.
+        Ok(value) => {
+            check(&value, number, found);
+            documents.push(value);
+        }
+        Err(Refusal::TooComplex) => {
+            found.clear();
+            found.push(Violation::TooComplex);
+            return false;
+        }
+        Err(Refusal::Ambiguous) => found.push(Violation::Ambiguous { document: number }),
+        Err(Refusal::Unreadable) => found.push(Violation::Unreadable { document: number }),
+    }
+    true
+}
+
+/// One JSON document per line; `None` when a line is not JSON.
+fn json_lines(rendered: &str, check: &mut Check<'_>) -> Option<(Vec<Value>, Vec<Violation>)> {
+    let budget = Budget::default();
+    let (mut documents, mut found) = (Vec::new(), Vec::new());
+    let lines = rendered.lines().filter(|line| line.starts_with('{'));
+    for (index, line) in lines.enumerate() {
+        let parsed = json_document(line, &budget).transpose()?;
+        if !accept(index + 1, parsed, check, &mut documents, &mut found) {
+            break;
+        }
+    }
+    Some((documents, found))
+}
+
+/// Multi-document YAML.
+fn yaml_documents(rendered: &str, check: &mut Check<'_>) -> (Vec<Value>, Vec<Violation>) {
+    let budget = Budget::default();
+    let (mut documents, mut found) = (Vec::new(), Vec::new());
+    for (index, document) in serde_yaml_ng::Deserializer::from_str(rendered).enumerate() {
+        let parsed = yaml_document(document, &budget);
+        // The parser cannot resume after a syntax error: nothing after
+        // this document was checked either.
+        let stop = parsed == Err(Refusal::Unreadable);
+        if !accept(index + 1, parsed, check, &mut documents, &mut found) || stop {
+            break;
+        }
+    }
+    (documents, found)
 }
 
 impl Rules {
@@ -561,51 +618,6 @@ struct ObjectMeta {
     labels: BTreeMap<String, String>,
 }
 
-type Refusal = fn(usize) -> Violation;
-
-/// A document as plain data, or why it is not: YAML tags (`!x`, `!!str`)
-/// and merge keys (`<<`) are refused, since YAML libraries apply them
-/// differently; what is left is emitted as JSON, which every parser reads
-/// the same way.
-fn plain_json(yaml: serde_yaml_ng::Value) -> Result<Value, Refusal> {
-    use serde_yaml_ng::Value as Yaml;
-    Ok(match yaml {
-        Yaml::Null => Value::Null,
-        Yaml::Bool(b) => Value::Bool(b),
-        Yaml::Number(n) => serde_json::to_value(&n).map_err(|_| unreadable as Refusal)?,
-        Yaml::String(s) => Value::String(s),
-        Yaml::Sequence(items) => Value::Array(
-            items
-                .into_iter()
-                .map(plain_json)
-                .collect::<Result<_, _>>()?,
-        ),
-        Yaml::Mapping(map) => {
-            let mut object = serde_json::Map::new();
-            for (key, value) in map {
-                let key = match key {
-                    Yaml::String(key) if key == "<<" => return Err(ambiguous),
-                    Yaml::String(key) => key,
-                    Yaml::Bool(key) => key.to_string(),
-                    Yaml::Number(key) => key.to_string(),
-                    _ => return Err(ambiguous),
-                };
-                object.insert(key, plain_json(value)?);
-            }
-            Value::Object(object)
-        }
-        Yaml::Tagged(_) => return Err(ambiguous),
-    })
-}
-
-fn unreadable(document: usize) -> Violation {
-    Violation::Unreadable { document }
-}
-
-fn ambiguous(document: usize) -> Violation {
-    Violation::Ambiguous { document }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -708,6 +720,34 @@ mod tests {
     }
 
     #[test]
+    fn large_real_renderings_stay_within_the_budget() {
+        // 600 components of Deployment, Service and ConfigMap (1.8 MB), as
+        // a large chart renders them.
+        let mut rendered = String::new();
+        for i in 0..600 {
+            let labels = format!(
+                "app.kubernetes.io/name: comp-{i}\n    app.kubernetes.io/instance: x\n    app.kubernetes.io/version: \"1.0\"\n    app.kubernetes.io/managed-by: Helm\n    helm.sh/chart: large-0.1.0"
+            );
+            rendered.push_str(&format!("---\n# Source: large/templates/all.yaml\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: x-{i}\n  labels:\n    {labels}\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app.kubernetes.io/name: comp-{i}\n  template:\n    metadata:\n      labels:\n        app.kubernetes.io/name: comp-{i}\n    spec:\n      containers:\n      - name: c\n        image: \"nginx:1.27\"\n        env:\n        - {{name: A, value: \"1\"}}\n        - {{name: B, value: \"2\"}}\n        resources:\n          limits: {{cpu: 100m, memory: 64Mi}}\n        ports:\n        - {{containerPort: 8080, name: http}}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: x-{i}\n  labels:\n    {labels}\nspec:\n  selector: {{app.kubernetes.io/name: comp-{i}}}\n  ports: [{{port: 80, targetPort: http}}]\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x-{i}\ndata:\n  config.yaml: |\n"));
+            for j in 0..40 {
+                rendered.push_str(&format!(
+                    "    key{j}: value-{j}-comp-{i}-abcdefghijklmnop\n"
+                ));
+            }
+        }
+        assert!(rendered.len() > 1_700_000, "{}", rendered.len());
+        let checked = rules().apply(&rendered).expect("a large real chart passes");
+        assert_eq!(checked.documents.len(), 1800);
+        let stream = checked.to_yaml_stream();
+        assert!(stream.len() < MAX_RENDERING);
+        // What the checker prints reads back the same (the fast path).
+        assert_eq!(rules().apply(&stream).expect("again"), checked);
+        // One-line YAML flow mappings are not JSON: read as YAML.
+        let flow = "{apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n";
+        assert_eq!(rules().apply(flow).expect("flow").documents.len(), 1);
+    }
+
+    #[test]
     fn list_items_are_checked_one_by_one() {
         let list = "apiVersion: v1\nkind: List\nitems:\n  - apiVersion: v1\n    kind: ConfigMap\n    metadata: {name: inner, namespace: default}\n  - apiVersion: v1\n    kind: ConfigMapList\n    items:\n      - {apiVersion: v1, kind: Namespace, metadata: {name: deep}}\n";
         assert_eq!(
@@ -735,7 +775,7 @@ mod tests {
             problems("just text\n"),
             [Violation::Unreadable { document: 1 }]
         );
-        let huge = "#".repeat(MAX_RENDERING + 1);
+        let huge = "#".repeat(MAX_INPUT + 1);
         assert_eq!(problems(&huge), [Violation::TooLarge]);
     }
 

@@ -5,11 +5,14 @@
 //! - Helm 4 install and upgrade: inside the one helm run (a post-renderer);
 //!   the run only needs the rules.
 //! - Helm 3 install and upgrade: a server-side dry run renders the chart
-//!   once, as the tenant; its manifest and hooks are checked here and
-//!   applied as they are (a chart holding exactly them).
+//!   once, as the tenant; its manifest and hooks are checked by the checker
+//!   in a process of its own (under its limits: nothing a chart rendered is
+//!   parsed in the operator) and applied as they are (a chart holding
+//!   exactly them).
 //! - Rollback: the target revision's stored manifest and hooks are checked
 //!   and applied the same way. Uninstall: the latest revision's, before
-//!   helm deletes what they list.
+//!   helm deletes what they list. Stored revisions are parsed here, under
+//!   the same budget (`crate::helm::parse`).
 
 use super::ReleaseService;
 use crate::error::{ApiError, Code};
@@ -116,6 +119,34 @@ impl ReleaseService {
         } else {
             Err(refused(namespace, scope))
         }
+    }
+
+    /// [`Self::checked_with_additions`] for a rendering no check has seen
+    /// yet (a Helm 3 dry run's): checked by the checker in a process of its
+    /// own, under its limits, then given the plan's additions here.
+    pub(super) async fn checked_dry_run(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        plan: &Rules,
+        rendering: &str,
+    ) -> Result<Checked, ApiError> {
+        let checker_rules = Rules {
+            additions: Additions::default(),
+            ..plan.clone()
+        };
+        let mut checked = self
+            .helm
+            .check_rendering(namespace, name, &checker_rules, rendering)
+            .await
+            .map_err(|error| match error {
+                HelmError::NotConfined { violations, .. } => refused(namespace, violations),
+                other => other.into(),
+            })?;
+        plan.additions
+            .apply(&mut checked, &plan.release)
+            .map_err(|error| ApiError::new(Code::SidecarTargetMissing, error.to_string()))?;
+        Ok(checked)
     }
 }
 

@@ -386,12 +386,14 @@ impl ReleaseService {
             WriteKind::Upgrade(_) => self.kept_additions(namespace, name).await?,
         };
         let rules = self.plan(namespace, name, additions).await?;
-        let printed = if rules.is_some() && self.checks_before_run() {
+        let printed = if let (Some(plan), true) = (&rules, self.checks_before_run()) {
             let dry = self
                 .helm
                 .dry_run(namespace, name, chart, kind, values)
                 .await?;
-            let checked = self.checked(namespace, rules.as_ref(), &dry.rendering)?;
+            let checked = self
+                .checked_dry_run(namespace, name, plan, &dry.rendering)
+                .await?;
             self.helm
                 .apply_documents(
                     namespace,

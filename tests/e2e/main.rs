@@ -19,6 +19,7 @@ mod namespaces;
 mod observability;
 mod read_cache;
 mod releases;
+mod render_limits;
 mod robustness;
 mod schemas;
 mod sidecar;

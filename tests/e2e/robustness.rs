@@ -347,21 +347,32 @@ async fn runner_stops_a_helm_past_the_deadline() {
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let runner = HelmRunner::new(RunnerConfig {
         binary: script,
+        // Through the real launcher, as in production.
+        helper: Some(env!("CARGO_BIN_EXE_paas-operator").into()),
+        limits: paas_operator::helm::limits::Limits {
+            data: 256 << 20,
+            cpu: 30,
+            nofile: 1024,
+            fsize: 1 << 30,
+        },
         helm_timeout: Duration::from_secs(1),
         deadline_margin: Duration::from_secs(1),
         kill_grace: Duration::from_secs(5),
+        render_timeout: Duration::from_secs(60),
         max_parallel: 1,
+        tenant_slots: 0,
         queue_wait: Duration::from_secs(1),
+        memory_budget: 0,
         env: vec![],
     });
     let started = Instant::now();
     let outcome = runner
-        .run(Invocation {
-            operation: "upgrade",
-            target: "paas-ws-1/svc-1".into(),
-            args: vec!["upgrade".into()],
-            stdin: None,
-        })
+        .run(Invocation::helm(
+            "upgrade",
+            "paas-ws-1/svc-1".into(),
+            vec!["upgrade".into()],
+            None,
+        ))
         .await;
     assert!(
         matches!(outcome, Err(HelmError::DeadlineExceeded { .. })),
