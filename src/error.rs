@@ -86,6 +86,9 @@ codes! {
     NoPreviousRevision = "no_previous_revision", BAD_REQUEST;
     /// A subdomain is not a DNS label of at most 59 characters.
     InvalidSubdomain = "invalid_subdomain", BAD_REQUEST;
+    /// An app route's subdomain ends in `-mcp`: those are the MCP
+    /// sidecars' routes (`{release subdomain}-mcp`).
+    SubdomainReserved = "subdomain_reserved", BAD_REQUEST;
     /// `service_name`, `service_port` or `service_url` of a route is not valid.
     InvalidService = "invalid_service", BAD_REQUEST;
     /// A tunnel's hostname is not a valid DNS name.
@@ -109,6 +112,9 @@ codes! {
     ChartArchiveRefused = "chart_archive_refused", BAD_REQUEST;
     /// The cluster refused the chart's objects (quota, admission, RBAC).
     RejectedByCluster = "rejected_by_cluster", BAD_REQUEST;
+    /// The chart needs more memory, CPU or time to render (or its rendering
+    /// expands to more) than the operator allows; nothing was created.
+    ChartTooComplex = "chart_too_complex", BAD_REQUEST;
     /// No API key, or not one of ours.
     Unauthorized = "unauthorized", UNAUTHORIZED;
     /// The namespace is outside the tenant prefix.
@@ -143,6 +149,9 @@ codes! {
     HostnameTaken = "hostname_taken", CONFLICT;
     /// A live tunnel already has this name.
     TunnelNameTaken = "tunnel_name_taken", CONFLICT;
+    /// A Secret `paas-operator.<release>` exists that the operator did not
+    /// make: what it keeps about the release cannot be written (or read).
+    KeptStateConflict = "kept_state_conflict", CONFLICT;
     /// The body did not arrive within BODY_READ_TIMEOUT.
     BodyTimeout = "body_timeout", REQUEST_TIMEOUT;
     /// The body is larger than the limit.
@@ -155,8 +164,9 @@ codes! {
     HelmUnavailable = "helm_unavailable", INTERNAL_SERVER_ERROR;
     /// helm succeeded but printed something unreadable.
     HelmOutputUnreadable = "helm_output_unreadable", INTERNAL_SERVER_ERROR;
-    /// A release record in the cluster is corrupt or too large.
-    ReleaseRecordUnreadable = "release_record_unreadable", INTERNAL_SERVER_ERROR;
+    /// The release's record in the cluster is corrupt or too large to read
+    /// (the release can still be uninstalled).
+    ReleaseRecordUnreadable = "release_record_unreadable", CONFLICT;
     /// The Kubernetes API failed.
     KubernetesError = "kubernetes_error", INTERNAL_SERVER_ERROR;
     /// The Kubernetes API refused the operator itself (its RBAC).
@@ -177,6 +187,10 @@ codes! {
     OperatorBusy = "operator_busy", SERVICE_UNAVAILABLE;
     /// The operation was cancelled (the service is stopping).
     Cancelled = "cancelled", SERVICE_UNAVAILABLE;
+    /// helm ended abnormally mid-write (killed, stopped at a deadline or at
+    /// shutdown, or its Lease could not be kept); the release was marked
+    /// failed (or will be within seconds) and retrying the call is safe.
+    HelmInterrupted = "helm_interrupted", SERVICE_UNAVAILABLE;
     /// `/ready`: not ready to serve.
     NotReady = "not_ready", SERVICE_UNAVAILABLE;
     /// The pods of a release could not be read.
@@ -195,6 +209,7 @@ impl Code {
         match self {
             Code::OperatorBusy | Code::CloudflareUnavailable => Some(10),
             Code::KubernetesUnavailable
+            | Code::HelmInterrupted
             | Code::NotReady
             | Code::PodsUnavailable
             | Code::RoutesBusy => Some(5),

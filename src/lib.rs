@@ -4,7 +4,8 @@
 //! The folders are the architecture; arrows point one way, downwards:
 //! ```text
 //!   main.rs ─► startup.rs (wires everything, serves, shuts down)
-//!                 │
+//!                 │          migrate/ (`paas-operator migrate`: the earlier
+//!                 │          operator's leftovers, through releases/ below)
 //!   HTTP ──────► api/        one file per resource: parse ─► call a service ─► answer
 //!                 │
 //!                 ▼
@@ -24,7 +25,7 @@
 //!   for helm)   archives only)
 //!      └──────────┼──────────────┘
 //!                 ▼
-//!   config/ · error.rs · names.rs · model.rs · auth.rs · metrics.rs
+//!   config/ · error.rs · names.rs · model.rs · auth.rs · metrics.rs · bounded.rs
 //! ```
 //! - [`config`]: every option, in clap groups; nothing else reads the environment.
 //! - [`error`]: the one error type clients see and the one list of error codes.
@@ -32,6 +33,7 @@
 //! - [`model`]: the wire types of the contract with the platform.
 //! - [`auth`]: API keys, checked in constant time.
 //! - [`metrics`]: the Prometheus recorder behind `GET /metrics`.
+//! - [`bounded`]: every outside answer read capped in size and time.
 //!
 //! The binary is also Helm 4's confinement post-renderer: helm runs it as
 //! `paas-operator confine-check …` ([`helm::postrender`]), inside each
@@ -39,6 +41,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod bounded;
 pub mod charts;
 pub mod config;
 pub mod error;
@@ -46,6 +49,7 @@ pub mod exposure;
 pub mod helm;
 pub mod kube;
 pub mod metrics;
+pub mod migrate;
 pub mod model;
 pub mod n8n;
 pub mod names;

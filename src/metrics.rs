@@ -10,8 +10,13 @@
 //! | `helm_operations_total` | counter | `operation` (install, upgrade, …), `outcome` (`success`, `failure`, `timeout`, `cancelled`) |
 //! | `helm_operation_duration_seconds` | histogram | `operation`, `outcome` |
 //! | `helm_processes_in_flight` | gauge | – |
+//! | `helm_tenant_milliseconds_total` | counter | `namespace` (bounded, see below) – helm run time per tenant |
+//! | `helm_tenant_refusals_total` | counter | `namespace`, `reason` (`busy`: no slot in time, 503; `render_time`, `memory`, `cpu`, `memory_budget`, `expansion`, `size`, `crashed`: 400 `chart_too_complex`) |
+//! | `helm_slots_waiting` | gauge | – (requests waiting for a helm slot) |
+//! | `helm_memory_bytes` | gauge | – (resident memory of all helm process groups, as last sampled) |
 //! | `release_lock_waits_total` | counter | `outcome` (`acquired`, `timed_out` = a 409, `error`) |
 //! | `release_lock_wait_seconds` | histogram | `outcome` |
+//! | `releases_recovered_total` | counter | `trigger` (`own_helm`: this replica's helm ended abnormally; `abandoned`: a Lease left without a live holder, or a revision pending too long; `shutdown`) |
 //! | `kubernetes_api_errors_total` | counter | `kind` (`unreachable`, `conflict`, `forbidden`, `not_found`, `other`) |
 //! | `read_cache_lookups_total` | counter | `outcome` (`hit`: answered from the watch-fed index, `miss`: read from the API) |
 //! | `read_cache_namespaces` | gauge | – (tenant namespaces with records or pods in the read cache) |
@@ -21,8 +26,12 @@
 //! | `cloudflare_requests_total` | counter | `operation` (`get_config`, `put_config`, `create_dns`, …), `outcome` (`success`, `client_error`, `server_error`, `rate_limited`, `timeout`, `unreachable`, `unreadable`) |
 //! | `cloudflare_request_duration_seconds` | histogram | `operation`, `outcome` (one sample per attempt; retries count again) |
 //!
-//! Labels only ever hold bounded, non-secret values: never a namespace,
-//! release name, value or key.
+//! Labels only ever hold bounded, non-secret values: never a release name,
+//! value or key. The one exception is the tenant namespace on the two
+//! per-tenant helm metrics, which is the point of them (who uses the helm
+//! slots, who is refused): the first `HELM_METRICS_TENANTS` namespaces seen
+//! get their own label, every later one is counted as `other`, so a flood
+//! of namespaces cannot grow the exposition without bound.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -38,6 +47,7 @@ const HELM_IN_FLIGHT: &str = "helm_processes_in_flight";
 const LOCK_WAITS: &str = "release_lock_waits_total";
 const LOCK_WAIT_DURATION: &str = "release_lock_wait_seconds";
 const KUBE_ERRORS: &str = "kubernetes_api_errors_total";
+const RECOVERED: &str = "releases_recovered_total";
 const CACHE_LOOKUPS: &str = "read_cache_lookups_total";
 const CACHE_NAMESPACES: &str = "read_cache_namespaces";
 const CACHE_RELEASES: &str = "read_cache_releases";
@@ -49,6 +59,10 @@ const CLOUDFLARE_REQUESTS: &str = "cloudflare_requests_total";
 const CLOUDFLARE_DURATION: &str = "cloudflare_request_duration_seconds";
 const CHART_FETCHES: &str = "chart_fetches_total";
 const CHART_FETCH_DURATION: &str = "chart_fetch_duration_seconds";
+const HELM_TENANT_TIME: &str = "helm_tenant_milliseconds_total";
+const HELM_TENANT_REFUSALS: &str = "helm_tenant_refusals_total";
+const HELM_SLOTS_WAITING: &str = "helm_slots_waiting";
+const HELM_MEMORY: &str = "helm_memory_bytes";
 
 /// Seconds; HTTP requests range from a storage read to a 120 s install.
 const HTTP_BUCKETS: &[f64] = &[
@@ -150,6 +164,10 @@ fn describe() {
     );
     describe_counter!(KUBE_ERRORS, "failed Kubernetes API calls, by kind");
     describe_counter!(
+        RECOVERED,
+        "pending-* revisions whose helm was gone, marked failed, by trigger"
+    );
+    describe_counter!(
         CACHE_LOOKUPS,
         "release reads answered from the watch-fed index (hit) or the API (miss)"
     );
@@ -189,6 +207,79 @@ fn describe() {
         API_ERRORS,
         "error answers, by error_type (the API's error code)"
     );
+    describe_counter!(
+        HELM_TENANT_TIME,
+        metrics::Unit::Milliseconds,
+        "helm run time, by tenant namespace (the first HELM_METRICS_TENANTS, then other)"
+    );
+    describe_counter!(
+        HELM_TENANT_REFUSALS,
+        "helm runs refused, by tenant namespace and reason (busy, or the limit the chart went over)"
+    );
+    describe_gauge!(HELM_SLOTS_WAITING, "requests waiting for a helm slot");
+    describe_gauge!(
+        HELM_MEMORY,
+        metrics::Unit::Bytes,
+        "resident memory of all helm process groups, as last sampled"
+    );
+}
+
+/// Most tenant namespaces with a label of their own (`HELM_METRICS_TENANTS`).
+static TENANT_LABEL_CAP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(50);
+static TENANT_LABELS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Sets how many tenant namespaces get a label of their own (0: none).
+pub fn set_tenant_label_cap(cap: usize) {
+    TENANT_LABEL_CAP.store(cap, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The `namespace` label of a tenant: its name while fewer than the cap
+/// have one, else `other`; `none` for runs about no namespace.
+fn tenant_label(namespace: &str) -> String {
+    if namespace.is_empty() {
+        return "none".into();
+    }
+    let cap = TENANT_LABEL_CAP.load(std::sync::atomic::Ordering::Relaxed);
+    let mut labels = TENANT_LABELS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    label_among(&mut labels, cap, namespace)
+}
+
+/// `namespace` when it is one of `labels`, or becomes one while there are
+/// fewer than `cap`; else `other`.
+fn label_among(labels: &mut Vec<String>, cap: usize, namespace: &str) -> String {
+    if labels.iter().any(|label| label == namespace) {
+        return namespace.to_owned();
+    }
+    if labels.len() < cap {
+        labels.push(namespace.to_owned());
+        return namespace.to_owned();
+    }
+    "other".into()
+}
+
+/// Adds a helm run's time to its tenant's total (in milliseconds: counters
+/// are whole numbers, and most runs take a second or two).
+pub fn helm_tenant_seconds(namespace: &str, elapsed: Duration) {
+    let millis = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    counter!(HELM_TENANT_TIME, "namespace" => tenant_label(namespace)).increment(millis);
+}
+
+/// Counts a helm run refused for a tenant: `busy` or a limit's label.
+pub fn helm_refused(namespace: &str, reason: &'static str) {
+    counter!(HELM_TENANT_REFUSALS, "namespace" => tenant_label(namespace), "reason" => reason)
+        .increment(1);
+}
+
+/// Sets the number of requests waiting for a helm slot.
+pub fn helm_slots_waiting(count: usize) {
+    gauge!(HELM_SLOTS_WAITING).set(count as f64);
+}
+
+/// Sets the sampled resident memory of all helm process groups.
+pub fn helm_memory(bytes: u64) {
+    gauge!(HELM_MEMORY).set(bytes as f64);
 }
 
 /// Records one answered HTTP request; `route` is the route template.
@@ -236,6 +327,12 @@ impl Drop for HelmInFlight {
 pub fn lock_wait(outcome: &'static str, waited: Duration) {
     counter!(LOCK_WAITS, "outcome" => outcome).increment(1);
     histogram!(LOCK_WAIT_DURATION, "outcome" => outcome).record(waited.as_secs_f64());
+}
+
+/// Counts a `pending-*` revision marked failed because its helm was gone;
+/// `trigger` comes from a fixed list in `crate::releases::recovery`.
+pub fn release_recovered(trigger: &'static str) {
+    counter!(RECOVERED, "trigger" => trigger).increment(1);
 }
 
 /// Records a release read answered from the read cache (`hit`) or not.
@@ -332,6 +429,32 @@ mod tests {
         assert!(text.contains("# TYPE helm_processes_in_flight gauge"));
         // A second call reuses the installed recorder.
         assert!(std::ptr::eq(handle(), handle()));
+    }
+
+    #[test]
+    fn tenant_labels_are_bounded() {
+        let mut labels = Vec::new();
+        assert_eq!(label_among(&mut labels, 2, "paas-ws-a"), "paas-ws-a");
+        assert_eq!(label_among(&mut labels, 2, "paas-ws-b"), "paas-ws-b");
+        assert_eq!(label_among(&mut labels, 2, "paas-ws-c"), "other");
+        assert_eq!(label_among(&mut labels, 2, "paas-ws-a"), "paas-ws-a");
+        assert_eq!(label_among(&mut Vec::new(), 0, "paas-ws-a"), "other");
+        assert_eq!(tenant_label(""), "none");
+        handle();
+        helm_refused("paas-ws-metrics-test", "memory");
+        helm_tenant_seconds("paas-ws-metrics-test", Duration::from_millis(1500));
+        let text = render();
+        assert!(
+            text.contains(
+                r#"helm_tenant_refusals_total{namespace="paas-ws-metrics-test",reason="memory"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"helm_tenant_milliseconds_total{namespace="paas-ws-metrics-test"} 1500"#
+            )
+        );
     }
 
     #[test]

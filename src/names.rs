@@ -41,6 +41,9 @@ pub enum ValidationError {
     /// A quota field is not a Kubernetes quantity.
     #[error("{field} {value:?} is not a valid Kubernetes quantity (e.g. \"2\", \"500m\", \"4Gi\")")]
     Quantity { field: &'static str, value: String },
+    /// A quota's object count is out of range.
+    #[error("{field} {value} is not a whole number from 1 to {MAX_OBJECT_COUNT}")]
+    ObjectCount { field: &'static str, value: i64 },
 }
 
 impl ValidationError {
@@ -57,7 +60,7 @@ impl ValidationError {
             Self::ChartSourceNotAllowed(_) => Code::ChartSourceNotAllowed,
             Self::RepoUrl(..) => Code::InvalidRepoUrl,
             Self::Version(_) => Code::InvalidVersion,
-            Self::Quantity { .. } => Code::InvalidQuantity,
+            Self::Quantity { .. } | Self::ObjectCount { .. } => Code::InvalidQuantity,
         }
     }
 }
@@ -66,6 +69,17 @@ impl From<ValidationError> for ApiError {
     fn from(error: ValidationError) -> Self {
         ApiError::new(error.code(), error.to_string())
     }
+}
+
+/// Largest object count a tenant quota may set (`pods_limit`, …).
+pub const MAX_OBJECT_COUNT: i64 = 10_000;
+
+/// A quota's count of objects of one kind: 1 to [`MAX_OBJECT_COUNT`].
+pub fn object_count(field: &'static str, value: i64) -> Result<u32, ValidationError> {
+    u32::try_from(value)
+        .ok()
+        .filter(|count| (1..=MAX_OBJECT_COUNT).contains(&i64::from(*count)))
+        .ok_or(ValidationError::ObjectCount { field, value })
 }
 
 /// True for a DNS-1123 label: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 chars.
@@ -748,6 +762,20 @@ mod tests {
             "", "-1", "2 cores", "4GB", "1..2", ".", "Gi", "1e", "1e1234", "1;rm",
         ] {
             assert!(Quantity::parse("cpu_limit", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn object_counts_are_whole_numbers_in_range() {
+        assert_eq!(object_count("pods_limit", 1), Ok(1));
+        assert_eq!(object_count("pods_limit", 10_000), Ok(10_000));
+        for bad in [0, -1, 10_001, i64::MAX] {
+            let error = object_count("pods_limit", bad).unwrap_err();
+            assert_eq!(error.code(), Code::InvalidQuantity);
+            assert_eq!(
+                error.to_string(),
+                format!("pods_limit {bad} is not a whole number from 1 to 10000")
+            );
         }
     }
 

@@ -21,24 +21,37 @@ use crate::auth::ApiKeys;
 use crate::charts::{ChartStore, StoreSettings};
 use crate::config::{Command, Config, LogFormat};
 use crate::exposure::{ExposureService, spawn_reconciler};
+use crate::helm::confine::SchedulingRules;
 use crate::helm::egress::{AllowedHosts, EgressGuard};
 use crate::helm::home::HelmHome;
 use crate::helm::postrender::{ConfinePlugin, resolve_checker};
-use crate::helm::{Helm, HelmError, HelmRunner, HelmVersion, RunnerConfig};
+use crate::helm::{Helm, HelmError, HelmRunner, RunnerConfig};
 use crate::kube::ApiProbe;
-use crate::kube::lease::ReleaseLeases;
+use crate::kube::lease::{Identity, ReleaseLeases};
 use crate::names::ChartPolicy;
 use crate::releases::cache::ReadCache;
 use crate::releases::locks::ReleaseLocks;
+use crate::releases::recovery::spawn_sweep;
 use crate::releases::{Parts, Reads, RecordKind, ReleaseService, ReleaseSettings, ReleaseStore};
 use crate::tenants::TenantService;
 use crate::tenants::policy::{PolicyState, ensure_cluster_policy};
 
-/// The binary's entry point: logging, then serve (or print the OpenAPI document).
+/// The binary's entry point: logging, then serve (or print the OpenAPI
+/// document, or migrate).
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    if let Some(Command::Openapi) = config.command {
-        println!("{}", crate::api::openapi_json());
-        return Ok(());
+    match &config.command {
+        Some(Command::Openapi) => {
+            println!("{}", crate::api::openapi_json());
+            return Ok(());
+        }
+        Some(Command::Migrate(args)) => {
+            init_logging(&config);
+            let (releases, _) = build_releases(&config, Role::Command)
+                .await
+                .context("cannot reach the cluster with the service's settings")?;
+            return crate::migrate::run(&releases, &config, args).await;
+        }
+        None => {}
     }
     init_logging(&config);
     let address = config.server.address();
@@ -56,18 +69,64 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let keys = api_keys(&config)?;
     // Before the first helm run, so `helm version` is counted too.
     crate::metrics::handle();
-    let reads = config.helm.effective_reads()?;
-    let (client, client_config) = kube_client(&config).await?;
-    let helm = helm(&config, &client_config).await?;
-    if config.tenant.manage_tenant_policy {
-        tenant_policy(&client).await;
-    }
-    let probe = ApiProbe::start(client.clone(), Duration::from_secs(5)).await;
-    let leases = ReleaseLeases::new(
-        client.clone(),
-        format!("paas-operator-{}", uuid::Uuid::new_v4()),
-        config.helm.lease_duration(),
+    let (releases, client) = build_releases(&config, Role::Serve).await?;
+    let probe = ApiProbe::start(client).await;
+    let exposure = releases.exposure().clone();
+    let reconcile_every = config.exposure.exposure_reconcile_interval;
+    let sweep_every = config.helm.recovery_sweep_interval;
+    let state = AppState(Arc::new(App {
+        chart_policy: ChartPolicy::from_config(&config.charts),
+        keys,
+        probe,
+        releases,
+        config,
+    }));
+    // Routes reconciled now (in the background) and periodically.
+    spawn_reconciler(exposure, Arc::downgrade(&state.0), reconcile_every);
+    // Releases left pending by a helm that is gone (a replica that died, an
+    // operation that ended in doubt) are recovered without waiting for a write.
+    spawn_sweep(
+        Arc::downgrade(&state.0),
+        |app: &App| &app.releases,
+        sweep_every,
     );
+    Ok(state)
+}
+
+/// What the release service is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The HTTP service: the tenant policy applied, reads cached.
+    Serve,
+    /// A one-off command (`migrate`): nothing started beside it.
+    Command,
+}
+
+/// The release service (helm detected, Kubernetes clients, tenants and
+/// exposure wired) and the operator's Kubernetes client.
+pub async fn build_releases(
+    config: &Config,
+    role: Role,
+) -> anyhow::Result<(ReleaseService, ::kube::Client)> {
+    let reads = config.helm.effective_reads()?;
+    let lease_timing = config.helm.lease_timing();
+    lease_timing.check().map_err(anyhow::Error::msg)?;
+    let KubeClients {
+        requests: client,
+        watches,
+        config: client_config,
+    } = kube_clients(config).await?;
+    let helm = helm(config, &client_config).await?;
+    if role == Role::Serve && config.tenant.manage_tenant_policy {
+        tenant_policy(&client, &config.tenant).await;
+    }
+    let identity = Identity::of_this_process(config.helm.pod_name.as_deref());
+    tracing::info!(
+        identity = identity.as_str(),
+        lease_ttl_s = lease_timing.ttl.as_secs(),
+        "release leases"
+    );
+    let leases = ReleaseLeases::new(client.clone(), identity, lease_timing);
     let kind = RecordKind::of(config.helm.driver);
     let store = kind.map(|kind| ReleaseStore::new(client.clone(), kind));
     let reads = Reads::new(reads, store)?;
@@ -76,10 +135,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         storage_reads = matches!(reads, Reads::Storage(_)),
         "release reads"
     );
-    // The cache watches the records it decodes: only when reads come from storage.
+    // The cache watches the records it decodes: only when reads come from
+    // storage, and only for the service.
     let cache = match (&reads, kind) {
-        (Reads::Storage(_), Some(kind)) => ReadCache::start(
-            client.clone(),
+        (Reads::Storage(_), Some(kind)) if role == Role::Serve => ReadCache::start(
+            watches.clone(),
             kind,
             config.cache.clone(),
             &config.tenant.namespace_prefix,
@@ -88,6 +148,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     };
     let exposure = ExposureService::start(
         client.clone(),
+        watches,
         &config.exposure,
         &format!("paas-operator-{}", uuid::Uuid::new_v4()),
     )?;
@@ -95,9 +156,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let tenant_policy = config
         .exposure
         .tenant_policy(&config.tenant, exposure.backend());
-    let admitted = admitted_namespaces(&config, &tenant_policy);
+    let admitted = admitted_namespaces(config, &tenant_policy);
     let tenants = TenantService::new(client.clone(), client_config, tenant_policy, admitted);
-    let charts = chart_store(&config)?;
+    let charts = chart_store(config)?;
     let releases = ReleaseService::new(Parts {
         helm,
         charts,
@@ -121,20 +182,15 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             app_access: config.apps.app_access,
             n8n_ready_timeout: config.apps.n8n_ready_timeout,
             namespace_prefix: config.tenant.namespace_prefix.clone(),
+            scheduling: SchedulingRules {
+                priority_classes: config.tenant.allowed_priority_classes.items().to_vec(),
+                toleration_keys: config.tenant.allowed_toleration_keys.items().to_vec(),
+                runtime_classes: config.tenant.allowed_runtime_classes.items().to_vec(),
+            },
         },
-        exposure: exposure.clone(),
+        exposure,
     });
-    let reconcile_every = config.exposure.exposure_reconcile_interval;
-    let state = AppState(Arc::new(App {
-        chart_policy: ChartPolicy::from_config(&config.charts),
-        keys,
-        probe,
-        releases,
-        config,
-    }));
-    // Routes reconciled now (in the background) and periodically.
-    spawn_reconciler(exposure, Arc::downgrade(&state.0), reconcile_every);
-    Ok(state)
+    Ok((releases, client))
 }
 
 /// The accepted API keys; refuses to start without one unless told to.
@@ -159,13 +215,23 @@ fn api_keys(config: &Config) -> anyhow::Result<ApiKeys> {
 /// the post-renderer plugin that checks inside each run.
 async fn helm(config: &Config, kube_config: &::kube::Config) -> anyhow::Result<Helm> {
     let settings = &config.helm;
+    // Orphaned helm children (a checker whose helm was killed) come to us,
+    // as they would to PID 1 in the container, and are reaped by the runner.
+    crate::helm::procs::become_subreaper();
+    crate::metrics::set_tenant_label_cap(settings.metrics_tenants);
+    let helper = helper_binary(config)?;
     let mut runner_config = RunnerConfig {
         binary: settings.binary.clone(),
+        helper: Some(helper.clone()),
+        limits: settings.process_limits(),
         helm_timeout: settings.timeout,
         deadline_margin: settings.deadline_margin,
         kill_grace: settings.kill_grace,
+        render_timeout: settings.render_timeout,
         max_parallel: settings.max_parallel,
+        tenant_slots: settings.tenant_slots,
         queue_wait: settings.queue_wait,
+        memory_budget: settings.memory_budget_mib.saturating_mul(1 << 20),
         env: settings.child_env(config.kubeconfig.as_ref()),
     };
     // Helm's SQL driver connects to its database when any helm command
@@ -186,8 +252,8 @@ async fn helm(config: &Config, kube_config: &::kube::Config) -> anyhow::Result<H
                 settings.binary
             ),
         })?;
-    let plugin = confine_plugin(config, &version).await?;
-    if let Some(plugin) = &plugin {
+    let plugin = confine_plugin(&helper).await?;
+    if let (Some(plugin), true) = (&plugin, version.major >= 4) {
         runner_config.env.retain(|(key, _)| key != "HELM_PLUGINS");
         runner_config
             .env
@@ -240,8 +306,8 @@ fn admitted_namespaces(config: &Config, tenant: &crate::config::TenantConfig) ->
 
 /// Applies the built-in tenant policy when this identity may; a cluster
 /// that cannot be reached now gets it at the next start.
-async fn tenant_policy(client: &::kube::Client) {
-    match ensure_cluster_policy(client).await {
+async fn tenant_policy(client: &::kube::Client, settings: &crate::config::TenantConfig) {
+    match ensure_cluster_policy(client, settings).await {
         Ok(PolicyState::Applied(count)) => {
             tracing::info!(
                 objects = count,
@@ -319,33 +385,58 @@ fn without_storage_driver(env: &[(OsString, OsString)]) -> Vec<(OsString, OsStri
         .collect()
 }
 
-/// With Helm 4, the post-renderer plugin that checks confinement (and adds
-/// the operator's additions) inside each install/upgrade, in a private
-/// directory under the temp dir (Helm 3 is dry run first instead).
-async fn confine_plugin(
-    config: &Config,
-    version: &HelmVersion,
-) -> anyhow::Result<Option<ConfinePlugin>> {
-    if version.major < 4 {
-        return Ok(None);
-    }
+/// This binary, absolute (`CONFINE_CHECKER` when the operator runs inside
+/// another executable, as in the end-to-end tests): helm is started through
+/// its launcher (limits), and its checker checks renderings.
+fn helper_binary(config: &Config) -> anyhow::Result<std::path::PathBuf> {
     let checker = match &config.charts.confine_checker {
         Some(path) => path.clone(),
         None => {
             std::env::current_exe().context("cannot tell this binary's path for CONFINE_CHECKER")?
         }
     };
-    let checker = resolve_checker(&checker)
-        .with_context(|| format!("CONFINE_CHECKER {} cannot be run", checker.display()))?;
-    let plugin = ConfinePlugin::install(&std::env::temp_dir(), &checker)
+    resolve_checker(&checker)
+        .with_context(|| format!("CONFINE_CHECKER {} cannot be run", checker.display()))
+}
+
+/// The checker's files, in a private directory under the temp dir: with
+/// Helm 4 also the post-renderer plugin that checks confinement (and adds
+/// the operator's additions) inside each install/upgrade; with Helm 3 the
+/// operator runs the checker itself on a dry run's rendering.
+async fn confine_plugin(checker: &std::path::Path) -> anyhow::Result<Option<ConfinePlugin>> {
+    let plugin = ConfinePlugin::install(&std::env::temp_dir(), checker)
         .await
         .context("cannot write the confinement post-renderer plugin")?;
     Ok(Some(plugin))
 }
 
-/// The Kubernetes client: from `--kubeconfig`/KUBECONFIG when given, else
+/// The Kubernetes clients, from one configuration.
+pub struct KubeClients {
+    /// For requests: every call bounded ([`crate::kube::for_requests`]).
+    pub requests: ::kube::Client,
+    /// For watches (the read cache, the route index): no read timeout
+    /// ([`crate::kube::for_watches`]).
+    pub watches: ::kube::Client,
+    /// The configuration both came from (helm gets the same kubeconfig).
+    pub config: ::kube::Config,
+}
+
+/// The Kubernetes clients: from `--kubeconfig`/KUBECONFIG when given, else
 /// ~/.kube/config or the in-cluster ServiceAccount.
-async fn kube_client(config: &Config) -> anyhow::Result<(::kube::Client, ::kube::Config)> {
+pub async fn kube_clients(config: &Config) -> anyhow::Result<KubeClients> {
+    let kube_config = kube_config(config).await?;
+    let requests = ::kube::Client::try_from(crate::kube::for_requests(kube_config.clone()))
+        .context("cannot build the Kubernetes client")?;
+    let watches = ::kube::Client::try_from(crate::kube::for_watches(kube_config.clone()))
+        .context("cannot build the Kubernetes client for watches")?;
+    Ok(KubeClients {
+        requests,
+        watches,
+        config: kube_config,
+    })
+}
+
+async fn kube_config(config: &Config) -> anyhow::Result<::kube::Config> {
     let kube_config = match &config.kubeconfig {
         Some(path) => {
             let file = ::kube::config::Kubeconfig::read_from(path)
@@ -358,9 +449,7 @@ async fn kube_client(config: &Config) -> anyhow::Result<(::kube::Client, ::kube:
             "no Kubernetes configuration found (KUBECONFIG, ~/.kube/config or in-cluster)",
         )?,
     };
-    let client = ::kube::Client::try_from(kube_config.clone())
-        .context("cannot build the Kubernetes client")?;
-    Ok((client, kube_config))
+    Ok(kube_config)
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests (and the
@@ -414,23 +503,45 @@ pub async fn serve(
     }
     tracing::info!("shutting down: no new connections; finishing in-flight requests");
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let drained = graceful.shutdown();
+    let mut drained = std::pin::pin!(drained);
+    if tokio::time::timeout(grace, &mut drained).await.is_err() {
+        // Past the grace: every helm still running is asked to stop
+        // (SIGTERM lets it mark its release failed; SIGKILL after
+        // HELM_KILL_GRACE), its release is repaired if left pending, its
+        // Lease given back, and its request answered 503 helm_interrupted.
         tracing::warn!(
             grace_s = grace.as_secs(),
-            "in-flight requests did not finish within the grace period"
+            "in-flight requests did not finish within the grace period; stopping their helm"
         );
+        state.releases.stop_operations();
+        let stop = state.config.helm.kill_grace + STOP_REPAIR;
+        if tokio::time::timeout(stop, &mut drained).await.is_err() {
+            tracing::warn!("requests still open after their helm was stopped; closing them");
+        }
     }
     // Answered operations give their Lease back in the background.
     state.releases.settle(LEASE_SETTLE).await;
+    // No helm child outlives the process (each was stopped and reaped
+    // above; this only waits for the last reaping).
+    if !state.releases.wait_helm_exited(HELM_REAPED).await {
+        tracing::error!("a helm process is still running at exit");
+    }
     Ok(())
 }
 
+// After SHUTDOWN_GRACE the process exits within HELM_KILL_GRACE +
+// STOP_REPAIR + LEASE_SETTLE + HELM_REAPED (5 + 9 s by default), inside
+// the pod's terminationGracePeriodSeconds (docs/deploy.md).
+
+/// After helm was stopped at shutdown: time to read and repair its release
+/// and answer (beyond HELM_KILL_GRACE).
+const STOP_REPAIR: Duration = Duration::from_secs(5);
 /// How long a stopping process waits for answered operations to give their
 /// Leases back (one API call each).
-const LEASE_SETTLE: Duration = Duration::from_secs(5);
+const LEASE_SETTLE: Duration = Duration::from_secs(3);
+/// How long the last helm child may take to be reaped.
+const HELM_REAPED: Duration = Duration::from_secs(1);
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};

@@ -12,16 +12,18 @@ use super::extract::{ApiJson, path_namespace_error};
 use crate::auth::KeyId;
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::model::{MessageResponse, NamespaceInfo, NamespaceRequest, QuotaUsage};
-use crate::names::{Quantity, TenantNamespace};
+use crate::names::{Quantity, TenantNamespace, object_count};
 use crate::releases::audit::audit;
-use crate::tenants::{Applied, TenantQuota};
+use crate::tenants::{Applied, ObjectCounts, TenantQuota};
 
 /// Create a tenant namespace with a resource quota, or update its quota.
+/// Object counts not sent take the operator's defaults (`QUOTA_*`).
 #[utoipa::path(post, path = "/api/namespaces", tag = "namespaces", request_body = NamespaceRequest,
     security(("api_key" = [])),
     responses(
         (status = 201, description = "Created", body = MessageResponse),
         (status = 200, description = "Existed; quota updated", body = MessageResponse),
+        (status = 400, description = "Bad name, quantity or object count", body = ErrorBody),
         (status = 403, description = "Outside the tenant prefix, or exists and is not managed by this operator", body = ErrorBody),
         (status = 409, description = "Terminating", body = ErrorBody),
     ))]
@@ -31,10 +33,25 @@ pub async fn create_namespace(
     ApiJson(request): ApiJson<NamespaceRequest>,
 ) -> Result<(StatusCode, Json<MessageResponse>), ApiError> {
     let namespace = TenantNamespace::parse(&request.name, state.namespace_prefix())?;
+    let defaults = state.releases.tenants().default_counts();
+    let count = |field: &'static str, given: Option<i64>, default: u32| {
+        given.map_or(Ok(default), |value| object_count(field, value))
+    };
     let quota = TenantQuota {
         cpu: Quantity::parse("cpu_limit", &request.cpu_limit)?,
         memory: Quantity::parse("memory_limit", &request.memory_limit)?,
         storage: Quantity::parse("storage_limit", &request.storage_limit)?,
+        counts: ObjectCounts {
+            pods: count("pods_limit", request.pods_limit, defaults.pods)?,
+            services: count("services_limit", request.services_limit, defaults.services)?,
+            secrets: count("secrets_limit", request.secrets_limit, defaults.secrets)?,
+            configmaps: count(
+                "configmaps_limit",
+                request.configmaps_limit,
+                defaults.configmaps,
+            )?,
+            pvcs: count("pvc_limit", request.pvc_limit, defaults.pvcs)?,
+        },
     };
     let outcome = state.releases.tenants().apply(&namespace, &quota).await;
     let applied = audit(
@@ -48,11 +65,17 @@ pub async fn create_namespace(
         Applied::Created => (StatusCode::CREATED, "created"),
         Applied::Updated => (StatusCode::OK, "updated"),
     };
+    let counts = quota.counts;
     let message = format!(
-        "Namespace {namespace} {verb} with quota cpu={}, memory={}, storage={}",
+        "Namespace {namespace} {verb} with quota cpu={}, memory={}, storage={}, pods={}, services={}, secrets={}, configmaps={}, pvcs={}",
         quota.cpu.as_str(),
         quota.memory.as_str(),
-        quota.storage.as_str()
+        quota.storage.as_str(),
+        counts.pods,
+        counts.services,
+        counts.secrets,
+        counts.configmaps,
+        counts.pvcs,
     );
     Ok((status, Json(MessageResponse { message })))
 }

@@ -69,6 +69,9 @@ pub async fn get_release(
     State(state): State<AppState>,
     ReleasePath { namespace, name }: ReleasePath,
 ) -> Result<(Served, Json<ReleaseInfo>), ApiError> {
+    // While the API server does not answer, no answer from memory that
+    // may be stale, and no call that would wait for it: 503 at once.
+    state.probe.require()?;
     let (from, latest) = state.releases.latest(&namespace, &name).await?;
     let info = with_route(&state, latest.summary.to_info()).await;
     Ok((Served(from), Json(info)))
@@ -99,9 +102,10 @@ pub async fn upgrade_release(
 }
 
 /// Uninstall a release. Its routes (`{subdomain}-mcp` included) are
-/// removed with it, also when it was already gone (then 404); with
-/// `?subdomain=`, so is a route the earlier operator made there into the
-/// release's namespace.
+/// removed with it, also when it was already gone (then 404); so are the
+/// routes the earlier operator made for it into the release's namespace (at
+/// `?subdomain=`, else at its default name `{release}-{namespace suffix}`,
+/// and its MCP route), and its `{release}-mcp` Service.
 #[utoipa::path(delete, path = "/api/releases/{namespace}/{name}", tag = "releases",
     params(("namespace" = String, Path), ("name" = String, Path), UninstallQuery),
     security(("api_key" = [])),
@@ -125,17 +129,10 @@ pub async fn uninstall_release(
         .as_deref()
         .map(Subdomain::parse)
         .transpose()?;
-    let outcome = state.releases.uninstall(&key, &namespace, &name).await;
-    let gone = outcome
-        .as_ref()
-        .map_or_else(|e| e.code == Code::ReleaseNotFound, |()| true);
-    if let (true, Some(subdomain)) = (gone, &subdomain) {
-        let exposure = state.releases.exposure();
-        exposure
-            .remove_unrecorded(&namespace, &name, subdomain)
-            .await;
-    }
-    outcome?;
+    state
+        .releases
+        .uninstall(&key, &namespace, &name, subdomain.as_ref())
+        .await?;
     Ok(Json(MessageResponse {
         message: format!("Release {name} uninstalled from {namespace}"),
     }))
@@ -180,6 +177,9 @@ pub async fn list_revisions(
     State(state): State<AppState>,
     ReleasePath { namespace, name }: ReleasePath,
 ) -> Result<(Served, Json<RevisionList>), ApiError> {
+    // While the API server does not answer, no answer from memory that
+    // may be stale, and no call that would wait for it: 503 at once.
+    state.probe.require()?;
     let (from, revisions) = state.releases.revisions(&namespace, &name).await?;
     Ok((Served(from), Json(RevisionList { revisions })))
 }
@@ -198,6 +198,9 @@ pub async fn release_status(
     State(state): State<AppState>,
     ReleasePath { namespace, name }: ReleasePath,
 ) -> Result<(Served, Json<ReleaseStatusResponse>), ApiError> {
+    // While the API server does not answer, no answer from memory that
+    // may be stale, and no call that would wait for it: 503 at once.
+    state.probe.require()?;
     let (from, status) = state.releases.status(&namespace, &name).await?;
     Ok((
         Served(from),

@@ -177,7 +177,13 @@ mod tests {
     async fn call(method: &str, uri: &str, body: Option<Value>) -> (u16, Value) {
         let kube_config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
         let client = kube::Client::try_from(kube_config.clone()).expect("client");
-        let app = app_with(client, kube_config, ReleaseLocks::default(), &[]);
+        let app = app_with(
+            client,
+            kube_config,
+            ReleaseLocks::default(),
+            crate::kube::ApiProbe::fixed(false),
+            &[],
+        );
         let mut request = Request::builder()
             .method(method)
             .uri(uri)

@@ -34,6 +34,7 @@ pub(super) fn app_with(
     client: kube::Client,
     client_config: kube::Config,
     locks: ReleaseLocks,
+    probe: ApiProbe,
     extra: &[&str],
 ) -> Router {
     let mut args = vec![
@@ -47,11 +48,16 @@ pub(super) fn app_with(
     let config = Config::parse_from(args);
     let runner = HelmRunner::new(RunnerConfig {
         binary: "/nonexistent/helm".into(),
+        helper: None,
+        limits: config.helm.process_limits(),
         helm_timeout: Duration::from_secs(5),
         deadline_margin: Duration::from_secs(1),
         kill_grace: Duration::from_secs(1),
+        render_timeout: Duration::from_secs(5),
         max_parallel: 1,
+        tenant_slots: 0,
         queue_wait: Duration::from_secs(1),
+        memory_budget: 0,
         env: vec![],
     });
     let version = HelmVersion {
@@ -83,13 +89,14 @@ pub(super) fn app_with(
             app_access: crate::config::AppAccess::Direct,
             n8n_ready_timeout: Duration::from_secs(5),
             namespace_prefix: "paas-ws-".into(),
+            scheduling: Default::default(),
         },
         exposure: crate::exposure::ExposureService::disabled(),
     });
     let state = AppState(Arc::new(App {
         chart_policy: ChartPolicy::from_config(&config.charts),
         keys,
-        probe: ApiProbe::fixed(false),
+        probe,
         releases,
         config,
     }));
@@ -101,7 +108,13 @@ pub(super) fn app_with(
 fn offline_app(extra: &[&str]) -> Router {
     let kube_config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
     let client = kube::Client::try_from(kube_config.clone()).expect("client");
-    app_with(client, kube_config, ReleaseLocks::default(), extra)
+    app_with(
+        client,
+        kube_config,
+        ReleaseLocks::default(),
+        ApiProbe::fixed(false),
+        extra,
+    )
 }
 
 async fn send(app: &Router, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {

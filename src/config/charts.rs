@@ -7,6 +7,20 @@ use clap::Args;
 
 use super::{List, seconds};
 
+/// The chart sources of the platform's app templates (its
+/// `cloud_app_templates.xml`): Bitnami's PostgreSQL, Redis and Odoo on
+/// Docker Hub, and n8n on 8gears' registry (a Harbor), all without a
+/// version (the latest).
+pub const PLATFORM_CHART_SOURCES: &str =
+    "oci://registry-1.docker.io/bitnamicharts,oci://8gears.container-registry.com/library/n8n";
+
+/// Where those registries send a chart fetch besides their own hosts: Docker Hub's
+/// token service and the CDNs its blob downloads are redirected to (which
+/// one depends on the puller and has changed over time: Cloudflare, its
+/// R2 storage, AWS CloudFront). 8gears' Harbor serves its token
+/// (`/service/token`) and, as far as is known, its blobs itself.
+pub const REGISTRY_FETCH_HOSTS: &str = "auth.docker.io,production.cloudflare.docker.com,production.cloudfront.docker.com,docker-images-prod.6aa30f8b08e16409b46e0173d6de2f56.r2.cloudflarestorage.com";
+
 /// Chart sources and confinement.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Charts")]
@@ -15,24 +29,18 @@ pub struct ChartConfig {
     /// its scheme and host:port are an entry's and the entry's path
     /// segments begin its path (`oci://host/charts` admits
     /// `oci://host/charts/web`, not `oci://host/chartsx/web`); a classic
-    /// repository is matched by its URL. `*` accepts any source. helm may
-    /// only connect to these hosts (and CHART_FETCH_HOSTS), redirects
-    /// included.
-    #[arg(
-        long,
-        env = "ALLOWED_CHART_SOURCES",
-        default_value = "oci://registry-1.docker.io/bitnamicharts"
-    )]
+    /// repository is matched by its URL. `*` accepts any source. Charts
+    /// are fetched from these hosts only (and CHART_FETCH_HOSTS),
+    /// redirects included. Default: the sources of the platform's app
+    /// templates.
+    #[arg(long, env = "ALLOWED_CHART_SOURCES", default_value = PLATFORM_CHART_SOURCES)]
     pub allowed_chart_sources: List,
 
-    /// Further hosts (`host[:port]`) helm may fetch from, comma-separated:
-    /// where allowed sources redirect downloads (e.g. a registry's blob
-    /// storage; Docker Hub's is `production.cloudflare.docker.com`).
-    #[arg(
-        long,
-        env = "CHART_FETCH_HOSTS",
-        default_value = "production.cloudflare.docker.com"
-    )]
+    /// Further hosts (`host[:port]`) chart fetches may reach, comma-separated:
+    /// where allowed sources send token requests and redirect downloads
+    /// (a registry's token service and blob storage). Default: Docker
+    /// Hub's token service and blob CDNs.
+    #[arg(long, env = "CHART_FETCH_HOSTS", default_value = REGISTRY_FETCH_HOSTS)]
     pub chart_fetch_hosts: List,
 
     /// OCI registries (`host:port`) spoken to over plain HTTP, comma-separated.

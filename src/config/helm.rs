@@ -26,8 +26,25 @@ pub struct HelmConfig {
     pub deadline_margin: Duration,
 
     /// Seconds between SIGTERM and SIGKILL when helm must be stopped.
-    #[arg(long = "helm-kill-grace", env = "HELM_KILL_GRACE", default_value = "20", value_parser = seconds)]
+    #[arg(long = "helm-kill-grace", env = "HELM_KILL_GRACE", default_value = "5", value_parser = seconds)]
     pub kill_grace: Duration,
+
+    /// Seconds a release Lease outlives its last renewal. It is renewed
+    /// every third of this while helm runs, so a replica that dies blocks
+    /// its releases for at most this long.
+    #[arg(long = "lease-ttl", env = "LEASE_TTL", default_value = "15", value_parser = seconds)]
+    pub lease_ttl: Duration,
+
+    /// Seconds between two recovery sweeps: releases left `pending-*` under
+    /// a Lease without a live holder are marked failed. 0 = no sweep (the
+    /// next write on such a release still recovers it).
+    #[arg(long = "recovery-sweep-interval", env = "RECOVERY_SWEEP_INTERVAL", default_value = "5", value_parser = seconds)]
+    pub recovery_sweep_interval: Duration,
+
+    /// The pod's name (from the downward API): a restarted container then
+    /// takes over its predecessor's Leases at once instead of after LEASE_TTL.
+    #[arg(long = "pod-name", env = "POD_NAME")]
+    pub pod_name: Option<String>,
 
     /// Most helm processes running at once.
     #[arg(
@@ -40,6 +57,54 @@ pub struct HelmConfig {
     /// Seconds a request waits for a free helm slot before a 503.
     #[arg(long = "helm-queue-wait", env = "HELM_QUEUE_WAIT", default_value = "10", value_parser = seconds)]
     pub queue_wait: Duration,
+
+    /// Most helm runs of one tenant namespace still rendering at once; its
+    /// further installs and upgrades wait while other tenants get the free
+    /// slots (0: no cap but MAX_PARALLEL_HELM).
+    #[arg(
+        long = "helm-tenant-slots",
+        env = "HELM_TENANT_SLOTS",
+        default_value_t = 2
+    )]
+    pub tenant_slots: usize,
+
+    /// Seconds helm may take to pull and render a chart (and, with Helm 3,
+    /// the operator's check of it); a chart still rendering then is refused
+    /// (400 chart_too_complex) and nothing is created.
+    #[arg(long = "helm-render-timeout", env = "HELM_RENDER_TIMEOUT", default_value = "60", value_parser = seconds)]
+    pub render_timeout: Duration,
+
+    /// MiB of memory (RLIMIT_DATA) each helm process may use; our go1.26
+    /// helm needs about 124 just to start.
+    #[arg(
+        long = "helm-memory-limit",
+        env = "HELM_MEMORY_LIMIT",
+        default_value_t = 256
+    )]
+    pub memory_limit_mib: u64,
+
+    /// CPU seconds (RLIMIT_CPU) each helm process may use.
+    #[arg(long = "helm-cpu-limit", env = "HELM_CPU_LIMIT", default_value_t = 30)]
+    pub cpu_limit: u64,
+
+    /// MiB of resident memory all helm processes may use together; over it
+    /// the largest is killed (keep it well below the pod's memory limit,
+    /// 1 GiB in k8s/deployment.yaml; 0: not watched).
+    #[arg(
+        long = "helm-memory-budget",
+        env = "HELM_MEMORY_BUDGET",
+        default_value_t = 640
+    )]
+    pub memory_budget_mib: u64,
+
+    /// Tenant namespaces with a `namespace` label of their own on the
+    /// per-tenant helm metrics; later ones are counted as `other`.
+    #[arg(
+        long = "helm-metrics-tenants",
+        env = "HELM_METRICS_TENANTS",
+        default_value_t = 50
+    )]
+    pub metrics_tenants: usize,
 
     /// Seconds a request waits for another operation on the same release before a 409.
     #[arg(long = "release-lock-wait", env = "RELEASE_LOCK_WAIT", default_value = "5", value_parser = seconds)]
@@ -176,9 +241,23 @@ impl HelmConfig {
         self.timeout + self.deadline_margin
     }
 
-    /// How long a release Lease lasts: longer than the longest operation
-    /// (the slot wait, helm's own timeout, our margin and the SIGTERM grace).
-    pub fn lease_duration(&self) -> Duration {
-        self.timeout + self.deadline_margin + self.kill_grace + self.queue_wait
+    /// How release Leases are kept: `LEASE_TTL`, and helm's SIGTERM grace
+    /// as the time a holder needs to stop before its Lease could lapse.
+    /// Independent of HELM_TIMEOUT: a Lease is renewed while helm runs.
+    pub fn lease_timing(&self) -> crate::kube::lease::LeaseTiming {
+        crate::kube::lease::LeaseTiming {
+            ttl: self.lease_ttl,
+            stop_margin: self.kill_grace,
+        }
+    }
+
+    /// What each helm process may use (HELM_MEMORY_LIMIT, HELM_CPU_LIMIT).
+    pub fn process_limits(&self) -> crate::helm::limits::Limits {
+        crate::helm::limits::Limits {
+            data: self.memory_limit_mib.saturating_mul(1 << 20),
+            cpu: self.cpu_limit.max(1),
+            nofile: crate::helm::limits::HELM_NOFILE,
+            fsize: crate::helm::limits::HELM_FSIZE,
+        }
     }
 }

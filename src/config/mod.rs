@@ -84,6 +84,39 @@ pub struct Config {
 pub enum Command {
     /// Print the OpenAPI document and exit.
     Openapi,
+    /// Report what the earlier (Python) operator left in the cluster that
+    /// this one would adopt or clean up (`--dry-run`, the default), or
+    /// adopt it (`--apply`, idempotent). Uses the service's settings
+    /// (kubeconfig, NAMESPACE_PREFIX, exposure and Cloudflare).
+    Migrate(MigrateArgs),
+}
+
+/// `paas-operator migrate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MigrateArgs {
+    /// Only report (the default): nothing is changed.
+    #[arg(long, conflicts_with = "apply")]
+    pub dry_run: bool,
+    /// Adopt what the report lists, then print what changed. Running it
+    /// again changes nothing; nothing of a tenant's is deleted.
+    #[arg(long)]
+    pub apply: bool,
+    /// How the report is printed.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub output: ReportFormat,
+    /// Only this tenant namespace (and routes into it); repeatable.
+    /// Default: every tenant namespace.
+    #[arg(long = "namespace", value_name = "NAMESPACE")]
+    pub namespaces: Vec<String>,
+}
+
+/// The migration report's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// For people.
+    Text,
+    /// One JSON document.
+    Json,
 }
 
 impl Config {
@@ -109,8 +142,42 @@ mod tests {
         assert_eq!(config.tenant.namespace_prefix, "paas-ws-");
         assert_eq!(config.helm.timeout.as_secs(), 300);
         assert_eq!(config.helm.driver, HelmDriver::Secret);
+        // Leases: a heartbeat of 15 s, independent of HELM_TIMEOUT, and
+        // helm stopped (SIGTERM, SIGKILL 5 s later) before one could lapse.
+        let leases = config.helm.lease_timing();
+        assert_eq!(leases.ttl.as_secs(), 15);
+        assert_eq!(leases.stop_margin.as_secs(), 5);
+        assert!(leases.check().is_ok());
+        assert_eq!(config.helm.recovery_sweep_interval.as_secs(), 5);
         assert_eq!(config.tenant.psa_enforce, PodSecurityLevel::Baseline);
         assert!(config.command.is_none());
+    }
+
+    #[test]
+    fn migrate_is_a_dry_run_unless_told_to_apply() {
+        let dry = parse(&["migrate"]);
+        let Some(Command::Migrate(args)) = dry.command else {
+            panic!("migrate")
+        };
+        assert!(!args.apply);
+        assert_eq!(args.output, ReportFormat::Text);
+        let apply = parse(&[
+            "migrate",
+            "--apply",
+            "--output",
+            "json",
+            "--namespace",
+            "paas-ws-1",
+        ]);
+        let Some(Command::Migrate(args)) = apply.command else {
+            panic!("migrate")
+        };
+        assert!(args.apply);
+        assert_eq!(args.output, ReportFormat::Json);
+        assert_eq!(args.namespaces, ["paas-ws-1"]);
+        assert!(
+            Config::try_parse_from(["paas-operator", "migrate", "--dry-run", "--apply"]).is_err()
+        );
     }
 
     #[test]

@@ -88,6 +88,91 @@ pub struct TenantConfig {
     /// Default memory limit of containers that set none (LimitRange).
     #[arg(long, env = "DEFAULT_MEMORY_LIMIT", default_value = "512Mi")]
     pub default_memory_limit: String,
+
+    /// Smallest CPU request (and limit) a container may have (LimitRange
+    /// `min`), so that tiny pods cannot pack a node.
+    #[arg(long, env = "CONTAINER_MIN_CPU", default_value = "10m")]
+    pub container_min_cpu: String,
+
+    /// Smallest memory request (and limit) a container may have
+    /// (LimitRange `min`).
+    #[arg(long, env = "CONTAINER_MIN_MEMORY", default_value = "16Mi")]
+    pub container_min_memory: String,
+
+    /// Pods (not finished) a tenant namespace may hold by default
+    /// (ResourceQuota `pods`; `pods_limit` of POST /api/namespaces).
+    #[arg(long, env = "QUOTA_PODS", default_value_t = 20, value_parser = count)]
+    pub quota_pods: u32,
+
+    /// Services a tenant namespace may hold by default (`services`;
+    /// `services_limit`).
+    #[arg(long, env = "QUOTA_SERVICES", default_value_t = 20, value_parser = count)]
+    pub quota_services: u32,
+
+    /// Secrets a tenant namespace may hold by default (`count/secrets`;
+    /// `secrets_limit`). Helm keeps one per revision, 10 per release.
+    #[arg(long, env = "QUOTA_SECRETS", default_value_t = 100, value_parser = count)]
+    pub quota_secrets: u32,
+
+    /// ConfigMaps a tenant namespace may hold by default
+    /// (`count/configmaps`; `configmaps_limit`).
+    #[arg(long, env = "QUOTA_CONFIGMAPS", default_value_t = 50, value_parser = count)]
+    pub quota_configmaps: u32,
+
+    /// PersistentVolumeClaims a tenant namespace may hold by default
+    /// (`persistentvolumeclaims`; `pvc_limit`).
+    #[arg(long, env = "QUOTA_PVCS", default_value_t = 10, value_parser = count)]
+    pub quota_pvcs: u32,
+
+    /// PriorityClasses tenant pods may name, comma-separated (none by
+    /// default; `system-*` never). A cluster with a `globalDefault`
+    /// PriorityClass must list it: Kubernetes puts it on every pod.
+    #[arg(long, env = "ALLOWED_PRIORITY_CLASSES", default_value = "", hide_default_value = true, value_parser = policy_names)]
+    pub allowed_priority_classes: List,
+
+    /// Taint keys tenant pods may tolerate, comma-separated. The default
+    /// is what Kubernetes itself adds to every pod.
+    #[arg(
+        long,
+        env = "ALLOWED_TOLERATION_KEYS",
+        default_value = "node.kubernetes.io/not-ready,node.kubernetes.io/unreachable",
+        value_parser = policy_names
+    )]
+    pub allowed_toleration_keys: List,
+
+    /// RuntimeClasses tenant pods may name, comma-separated (none by
+    /// default).
+    #[arg(long, env = "ALLOWED_RUNTIME_CLASSES", default_value = "", hide_default_value = true, value_parser = policy_names)]
+    pub allowed_runtime_classes: List,
+}
+
+/// An object count of the tenant quota: 1 to 10,000.
+fn count(value: &str) -> Result<u32, String> {
+    value
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| crate::names::object_count("count", n).ok())
+        .ok_or_else(|| format!("{value:?} is not a whole number from 1 to 10000"))
+}
+
+/// Names that go into the tenant admission policy's expressions:
+/// Kubernetes object names and taint keys (letters, digits, `.`, `-`, `_`,
+/// `/`), nothing that could end a CEL string.
+fn policy_names(value: &str) -> Result<List, String> {
+    let list: List = value.parse().unwrap_or_default();
+    let bad = list.items().iter().find(|name| {
+        name.len() > 253
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/'))
+    });
+    match bad {
+        Some(bad) => Err(format!(
+            "{bad:?} is not a Kubernetes name (letters, digits, '.', '-', '_', '/')"
+        )),
+        None => Ok(list),
+    }
 }
 
 /// A Pod Security Standards level.

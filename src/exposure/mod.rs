@@ -24,6 +24,7 @@
 
 pub mod cloudflare;
 pub mod discovery;
+pub mod earlier;
 pub mod ingress;
 pub mod names;
 mod reconcile;
@@ -123,7 +124,8 @@ impl ExposeSpec {
         let subdomain = match request.subdomain.as_deref() {
             Some(given) => Subdomain::parse(given)?,
             None => Subdomain::generated(namespace, name, prefix)?,
-        };
+        }
+        .for_app()?;
         Ok(Some(Self {
             subdomain,
             service_name: request
@@ -169,8 +171,14 @@ impl ExposureService {
     }
 
     /// Builds the service from the configuration; `identity` must be unique
-    /// per process (it holds the shared tunnel's Lease).
-    pub fn start(client: Client, config: &ExposureConfig, identity: &str) -> anyhow::Result<Self> {
+    /// per process (it holds the shared tunnel's Lease). `watches` is the
+    /// client for the route records' watch (no read timeout).
+    pub fn start(
+        client: Client,
+        watches: Client,
+        config: &ExposureConfig,
+        identity: &str,
+    ) -> anyhow::Result<Self> {
         let backend = config.backend()?;
         let domain = config.domain().to_owned();
         let cloudflare = match config.token() {
@@ -222,7 +230,7 @@ impl ExposureService {
             Some(Routes {
                 backend,
                 client,
-                index: store.index(),
+                index: store.index(watches),
                 store,
                 shared,
                 ingress,
@@ -448,6 +456,16 @@ impl ExposureService {
         wanted: &RouteRecord,
     ) -> Result<(RouteRecord, bool), RouteError> {
         let mut existing = routes.store.get(&wanted.subdomain).await?;
+        if wanted.kind == RouteKind::Mcp
+            && let Some(squatter) = existing.as_ref().filter(|r| r.kind != RouteKind::Mcp)
+        {
+            // An app's (or `/api/routes`') route on a release's MCP route
+            // name, made before such names were reserved: the release's MCP
+            // route wins, and that route goes.
+            tracing::warn!(hostname = %squatter.hostname, "an app route held a release's MCP route name; removing it for the MCP route");
+            self.remove_record(routes, squatter).await?;
+            existing = routes.store.get(&wanted.subdomain).await?;
+        }
         if existing.is_none() {
             let checked = match wanted.backend {
                 ExposureBackend::Cloudflare => shared(routes)?.check_foreign(wanted).await,
@@ -696,87 +714,6 @@ impl ExposureService {
         }
     }
 
-    /// Uninstall with `?subdomain=`: the earlier operator's routes have no
-    /// record. A rule for `{subdomain}` (or `{subdomain}-mcp`) that nobody
-    /// recorded and that routes into the release's namespace is taken over
-    /// and removed, with its CNAME to the tunnel. Anything recorded, or
-    /// routing elsewhere, is left alone.
-    pub async fn remove_unrecorded(
-        &self,
-        namespace: &TenantNamespace,
-        name: &ReleaseName,
-        subdomain: &Subdomain,
-    ) {
-        let Some(routes) = &self.0.routes else {
-            return;
-        };
-        let (ExposureBackend::Cloudflare, Some(shared)) = (routes.backend, &routes.shared) else {
-            return;
-        };
-        for (subdomain, kind) in [
-            (subdomain.clone(), RouteKind::App),
-            (subdomain.mcp(), RouteKind::Mcp),
-        ] {
-            let outcome = self
-                .take_over(routes, shared, namespace, name, subdomain.clone(), kind)
-                .await;
-            match outcome {
-                Ok(true) => {
-                    tracing::info!(%namespace, release = %name, %subdomain, "the earlier operator's route removed")
-                }
-                Ok(false) => {}
-                Err(error) => {
-                    tracing::warn!(%namespace, release = %name, %subdomain, %error, "the earlier operator's route could not be removed")
-                }
-            }
-        }
-    }
-
-    /// Takes over and removes one unrecorded route; true when there was one.
-    async fn take_over(
-        &self,
-        routes: &Routes,
-        shared: &SharedTunnel,
-        namespace: &TenantNamespace,
-        name: &ReleaseName,
-        subdomain: Subdomain,
-        kind: RouteKind,
-    ) -> Result<bool, RouteError> {
-        if routes.store.get(&subdomain).await?.is_some() {
-            return Ok(false);
-        }
-        let hostname = subdomain.hostname(&self.0.domain);
-        let into_namespace = format!(".{namespace}.svc.cluster.local");
-        let Some(rule) = shared.rules().await?.into_iter().find(|r| {
-            r.hostname.as_deref() == Some(hostname.as_str()) && r.service.contains(&into_namespace)
-        }) else {
-            return Ok(false);
-        };
-        let record = RouteRecord {
-            subdomain,
-            hostname: hostname.clone(),
-            service_url: rule.service,
-            path: rule.path,
-            owner: Some(ReleaseRef {
-                namespace: namespace.to_string(),
-                name: name.to_string(),
-            }),
-            kind,
-            backend: ExposureBackend::Cloudflare,
-            state: RouteState::Removing,
-            applied: false,
-            dns_record_id: None,
-            version: None,
-        };
-        let Ok(record) = routes.store.create(&record).await? else {
-            return Ok(false);
-        };
-        shared.sync().await?;
-        shared.remove_legacy_dns(&hostname).await?;
-        routes.store.delete(&record).await?;
-        Ok(true)
-    }
-
     /// After a tenant namespace's releases are uninstalled: removes every
     /// route of the namespace.
     pub async fn namespace_gone(&self, namespace: &TenantNamespace) {
@@ -841,7 +778,7 @@ impl ExposureService {
         request: CreateRouteRequest,
     ) -> Result<RouteCreated, ApiError> {
         self.routes()?;
-        let subdomain = Subdomain::parse(&request.subdomain)?;
+        let subdomain = Subdomain::parse(&request.subdomain)?.for_app()?;
         let service = names::origin_url(&request.service_url, Origins::Web)?;
         let path = request.path.as_deref().map(names::rule_path).transpose()?;
         let outcome = self

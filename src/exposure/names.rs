@@ -12,6 +12,11 @@ use crate::names::{ReleaseName, TenantNamespace, is_dns1123_label};
 /// still be a DNS label (63).
 pub const MAX_SUBDOMAIN: usize = 59;
 
+/// What ends the subdomain of every release's MCP route
+/// (`{generated subdomain}-mcp`): no app route may end with it, so no app
+/// route can hold, or later take, another release's MCP route.
+pub const MCP_SUFFIX: &str = "-mcp";
+
 /// Why exposure input was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InputError {
@@ -20,6 +25,11 @@ pub enum InputError {
         "subdomain {0:?} is invalid: lowercase letters, digits and '-', starting and ending with a letter or digit, at most 59 characters"
     )]
     Subdomain(String),
+    /// An app route's subdomain ending in `-mcp`.
+    #[error(
+        "subdomain {0:?} is reserved: names ending in -mcp are the MCP sidecars' routes ({{release subdomain}}-mcp); choose another"
+    )]
+    ReservedSubdomain(String),
     /// `service_name` is not a Service name.
     #[error("service_name {0:?} is not a valid Service name")]
     ServiceName(String),
@@ -47,6 +57,7 @@ impl From<InputError> for ApiError {
     fn from(error: InputError) -> Self {
         let code = match &error {
             InputError::Subdomain(_) => Code::InvalidSubdomain,
+            InputError::ReservedSubdomain(_) => Code::SubdomainReserved,
             InputError::ServiceName(_)
             | InputError::ServicePort(_)
             | InputError::ServiceUrl(..)
@@ -91,6 +102,17 @@ impl Subdomain {
             .strip_prefix(prefix)
             .unwrap_or(namespace.as_str());
         Self::parse(&format!("{}-{suffix}", name.as_str().replace('.', "-")))
+    }
+
+    /// This subdomain for an app's route (an install's `expose`, generated
+    /// or given, and `POST /api/routes`): refused when it ends in `-mcp`,
+    /// the name of some release's MCP route (now or later).
+    pub fn for_app(self) -> Result<Self, InputError> {
+        if self.0.ends_with(MCP_SUFFIX) {
+            Err(InputError::ReservedSubdomain(self.0))
+        } else {
+            Ok(self)
+        }
     }
 
     /// The route of the release's MCP sidecar: `{subdomain}-mcp`.
@@ -351,6 +373,49 @@ mod tests {
             "web-v2-abc"
         );
         assert_eq!(generated.mcp().as_str(), "svc-1a2b3c4d-3f9a0c1d-mcp");
+    }
+
+    #[test]
+    fn app_routes_never_take_an_mcp_routes_name() {
+        let namespace = TenantNamespace::parse("paas-ws-3f9a0c1d", "paas-ws-").unwrap();
+        let victim = ReleaseName::parse("svc-1a2b3c4d").unwrap();
+        let victims_mcp = Subdomain::generated(&namespace, &victim, "paas-ws-")
+            .unwrap()
+            .mcp();
+        // The squatter's subdomain is the victim's MCP route: refused.
+        let squat = Subdomain::parse(victims_mcp.as_str()).unwrap().for_app();
+        let error: ApiError = squat.unwrap_err().into();
+        assert_eq!(error.code, Code::SubdomainReserved);
+        assert_eq!(error.code.status(), http::StatusCode::BAD_REQUEST);
+        assert!(
+            error.detail.contains("svc-1a2b3c4d-3f9a0c1d-mcp"),
+            "{}",
+            error.detail
+        );
+        for reserved in ["x-mcp", "MCP-MCP", "a-b-mcp"] {
+            assert!(
+                Subdomain::parse(reserved).unwrap().for_app().is_err(),
+                "{reserved}"
+            );
+        }
+        for fine in ["mcp", "mcp-x", "x-mcpx", "xmcp", "paas-cs-1a2b"] {
+            assert!(Subdomain::parse(fine).unwrap().for_app().is_ok(), "{fine}");
+        }
+        // A generated name that would end in -mcp (a namespace named so)
+        // is refused too, and an app route is never anyone's MCP route.
+        let odd = TenantNamespace::parse("paas-ws-mcp", "paas-ws-").unwrap();
+        assert!(
+            Subdomain::generated(&odd, &victim, "paas-ws-")
+                .unwrap()
+                .for_app()
+                .is_err()
+        );
+        let app = Subdomain::generated(&namespace, &victim, "paas-ws-")
+            .unwrap()
+            .for_app()
+            .unwrap();
+        assert!(!app.as_str().ends_with(MCP_SUFFIX));
+        assert!(app.mcp().as_str().ends_with(MCP_SUFFIX));
     }
 
     #[test]

@@ -402,15 +402,16 @@ impl RouteStore {
         }
     }
 
-    /// A watch-fed in-memory copy of every record.
-    pub fn index(&self) -> RouteIndex {
+    /// A watch-fed in-memory copy of every record, watched through
+    /// `watches` (a client without a read timeout: a watch is idle for
+    /// minutes).
+    pub fn index(&self, watches: Client) -> RouteIndex {
         let (reader, writer) = reflector::store();
         let healthy = Arc::new(AtomicBool::new(false));
         let flag = healthy.clone();
         let config = watcher::Config::default().labels(&format!("{ROUTE_LABEL}=true"));
-        let stream = watcher(self.api.clone(), config)
-            .default_backoff()
-            .reflect(writer);
+        let api: Api<ConfigMap> = Api::namespaced(watches, &self.namespace);
+        let stream = watcher(api, config).default_backoff().reflect(writer);
         tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             while let Some(event) = stream.next().await {

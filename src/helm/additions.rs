@@ -93,6 +93,20 @@ impl Additions {
     }
 }
 
+impl Sidecar {
+    /// The Deployment of `checked` (release `release`'s documents) this
+    /// sidecar goes into, and the Service it is reached by, as rendered.
+    pub fn rendered(&self, checked: &Checked, release: &str) -> Option<(String, Option<Value>)> {
+        let mut copy = checked.clone();
+        let deployment = attach(&mut copy, release, self).ok()?;
+        let service = self
+            .service
+            .as_ref()
+            .map(|service| sidecar_service(release, &deployment, service));
+        Some((deployment, service))
+    }
+}
+
 /// Takes a sidecar out of documents that carry it (a revision applied while
 /// it was attached): its container, its pod label and its Service.
 pub fn detach(checked: &mut Checked, sidecar: &Sidecar) {
@@ -125,7 +139,7 @@ pub fn detach(checked: &mut Checked, sidecar: &Sidecar) {
 }
 
 /// The Deployments among the documents (list items included).
-fn deployments(documents: &mut [Value]) -> Vec<&mut Value> {
+pub fn deployments(documents: &mut [Value]) -> Vec<&mut Value> {
     let mut found = Vec::new();
     for document in documents {
         if document.get("items").is_some_and(Value::is_array) {
@@ -263,7 +277,7 @@ fn keep_value(checked: &mut Checked, release: &str, kept: &KeptValue) -> bool {
 }
 
 /// The first 16 hex digits of the value's SHA-256 (not the value).
-fn hex_digest(value: &str) -> String {
+pub fn hex_digest(value: &str) -> String {
     Sha256::digest(value.as_bytes())[..8]
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -113,12 +113,7 @@ impl Helm {
         target: String,
         args: Vec<String>,
     ) -> Result<Option<Vec<u8>>, HelmError> {
-        let invocation = Invocation {
-            operation,
-            target,
-            args,
-            stdin: None,
-        };
+        let invocation = Invocation::helm(operation, target, args, None);
         match self.runner.run(invocation).await {
             Ok(output) => Ok(Some(output.stdout)),
             Err(HelmError::Failed {

@@ -5,7 +5,13 @@
 //! Helm release records, objects claiming the operator's own label, workloads
 //! running as the tenant's helm identity, or Services that reach out of the
 //! cluster network (`externalIPs`, `ExternalName`, `NodePort`,
-//! `LoadBalancer`).
+//! `LoadBalancer`). Pods and pod templates keep to the scheduler's fences
+//! (no system or unlisted priority class, `nodeName`, taint-bypassing
+//! tolerations, other scheduler or runtime class, probe or hook aimed at a
+//! host), and no object takes a name the operator reserves
+//! (`paas-operator.*`, the release's sidecar Service `{release}-mcp`). The
+//! cluster's admission policies refuse the same (`k8s/tenant-policy.yaml`):
+//! this check only refuses earlier and says why.
 //!
 //! **What is checked is what is applied**: [`Rules::apply`] parses the
 //! rendering strictly (YAML tags and merge keys are refused, since parsers
@@ -29,10 +35,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::documents::Checked;
+use super::parse::{Budget, MAX_INPUT, Refusal, is_json_lines, json_document, yaml_document};
 
-/// Largest rendering accepted (helm's release record is capped at ~1 MiB
-/// compressed by etcd; a rendering larger than this is no real chart).
-pub const MAX_RENDERING: usize = 32 << 20;
+/// Largest rendering accepted, as the JSON handed to helm (a release
+/// record must stay decodable: see [`super::parse::MAX_OUTPUT`]).
+pub const MAX_RENDERING: usize = super::parse::MAX_OUTPUT;
 
 /// The label the operator puts on what it owns in a tenant namespace (and
 /// which admission protects): a chart may not claim it.
@@ -57,12 +64,26 @@ pub enum Violation {
     /// An Ingress that makes the ingress controller reach beyond the
     /// tenant (configuration snippets, another namespace's Secrets).
     IngressReach { document: usize },
+    /// A pod (template) leaving the scheduler's fences: a system or
+    /// unlisted priority class, `nodeName`, tolerations of taint keys not
+    /// allowed, another scheduler, an unlisted runtime class.
+    Scheduling { document: usize },
+    /// A probe or lifecycle hook aimed at a host (the kubelet would
+    /// connect there from the node).
+    HostReach { document: usize },
+    /// A name the operator reserves: `paas-operator.*`, or the Service
+    /// `{release}-mcp` of the release's sidecar.
+    ReservedName { document: usize },
     /// YAML tags or merge keys, which parsers read differently.
     Ambiguous { document: usize },
     /// A document that cannot be read, so cannot be checked.
     Unreadable { document: usize },
-    /// The rendering is larger than [`MAX_RENDERING`].
+    /// The rendering is larger than [`MAX_RENDERING`] (or its input
+    /// than [`MAX_INPUT`]).
     TooLarge,
+    /// The rendering expands (YAML aliases) to more than the parse budget
+    /// ([`super::parse::Budget`]).
+    TooComplex,
     /// The cluster refused the tenant access to what the chart renders
     /// (seen by helm's dry run, before anything was checked here).
     RefusedByCluster,
@@ -83,11 +104,28 @@ impl Violation {
             Self::IngressReach { .. } => {
                 "an Ingress with configuration snippets or another namespace's Secrets"
             }
+            Self::Scheduling { .. } => {
+                "a pod with a priority class, nodeName, tolerations, scheduler or runtime class a tenant may not use"
+            }
+            Self::HostReach { .. } => "a pod whose probes or lifecycle hooks name a host",
+            Self::ReservedName { .. } => {
+                "named like what the operator keeps (paas-operator.*, or the sidecar's Service <release>-mcp)"
+            }
             Self::Ambiguous { .. } => "using YAML tags or merge keys",
             Self::Unreadable { .. } => "unreadable",
             Self::TooLarge => "too large",
+            Self::TooComplex => "too complex (it expands beyond the limits)",
             Self::RefusedByCluster => "that the tenant may not touch (refused by the cluster)",
         }
+    }
+
+    /// About where an object lands (another namespace, cluster-scoped):
+    /// what an uninstall of a forged record could reach.
+    pub fn is_about_scope(self) -> bool {
+        matches!(
+            self,
+            Self::OutsideNamespace { .. } | Self::ClusterScoped { .. }
+        )
     }
 
     fn document(self) -> Option<usize> {
@@ -99,9 +137,12 @@ impl Violation {
             | Self::TenantIdentity { document }
             | Self::ServiceExposure { document }
             | Self::IngressReach { document }
+            | Self::Scheduling { document }
+            | Self::HostReach { document }
+            | Self::ReservedName { document }
             | Self::Ambiguous { document }
             | Self::Unreadable { document } => Some(document),
-            Self::TooLarge | Self::RefusedByCluster => None,
+            Self::TooLarge | Self::TooComplex | Self::RefusedByCluster => None,
         }
     }
 }
@@ -186,6 +227,21 @@ pub struct Rules {
     /// What the operator adds to the checked documents.
     #[serde(default)]
     pub additions: super::additions::Additions,
+    /// What pods may name (the scheduling admission policy's lists).
+    #[serde(default)]
+    pub scheduling: SchedulingRules,
+}
+
+/// What a tenant's pods may name, as the admission policy
+/// `paas-tenant-scheduling` allows (`ALLOWED_*` settings).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedulingRules {
+    /// PriorityClasses (`system-*` is refused whatever this says).
+    pub priority_classes: Vec<String>,
+    /// Taint keys pods may tolerate.
+    pub toleration_keys: Vec<String>,
+    /// RuntimeClasses.
+    pub runtime_classes: Vec<String>,
 }
 
 fn checked_by_default() -> bool {
@@ -284,7 +340,33 @@ impl Rules {
         if object.kind == "Ingress" && self.ingress_reaches_out(value) {
             found.push(Violation::IngressReach { document });
         }
+        if pod_specs(value).any(|spec| self.scheduling.bypassed_by(spec)) {
+            found.push(Violation::Scheduling { document });
+        }
+        if pod_specs(value).any(aims_at_a_host) {
+            found.push(Violation::HostReach { document });
+        }
+        if self.reserved(object, value) {
+            found.push(Violation::ReservedName { document });
+        }
         found
+    }
+
+    /// A name the operator reserves: `paas-operator.*` of any kind (its
+    /// kept state and Lease), and the Service `{release}-mcp` unless it is
+    /// the one the operator adds for the release's sidecar (it is in the
+    /// stored documents of a release with a sidecar).
+    fn reserved(&self, object: &ObjectHead, value: &Value) -> bool {
+        let name = object.metadata.name.as_str();
+        if name.starts_with(RESERVED_PREFIX) {
+            return true;
+        }
+        let sidecar_service = format!("{}-mcp", self.release);
+        let is_it = !self.release.is_empty()
+            && object.api_version == "v1"
+            && object.kind == "Service"
+            && name == sidecar_service;
+        is_it && !is_operators_sidecar_service(value)
     }
 
     /// A pod (template) under the tenant's ServiceAccount, or a token of it.
@@ -305,38 +387,89 @@ impl Rules {
 }
 
 /// Parses a rendering document by document, handing each object to
-/// `check`; the documents, or every violation found.
+/// `check`; the documents, or every violation found. One budget
+/// ([`super::parse::Budget`]) covers the whole rendering, aliases expanded.
 fn parse(
     rendered: &str,
     mut check: impl FnMut(&Value, usize, &mut Vec<Violation>),
 ) -> Result<Checked, Vec<Violation>> {
-    if rendered.len() > MAX_RENDERING {
+    if rendered.len() > MAX_INPUT {
         return Err(vec![Violation::TooLarge]);
     }
-    let mut found = Vec::new();
-    let mut documents = Vec::new();
-    for (index, document) in serde_yaml_ng::Deserializer::from_str(rendered).enumerate() {
-        let number = index + 1;
-        let Ok(yaml) = serde_yaml_ng::Value::deserialize(document) else {
-            // The parser cannot resume after a syntax error: nothing after
-            // this document was checked either.
-            found.push(Violation::Unreadable { document: number });
-            break;
-        };
-        match plain_json(yaml) {
-            Ok(Value::Null) => {} // Comments only: creates nothing.
-            Ok(value) => {
-                check(&value, number, &mut found);
-                documents.push(value);
-            }
-            Err(violation) => found.push(violation(number)),
-        }
-    }
+    // What the checker wrote (and Helm stored) is read without YAML's
+    // buffered parser; a line that is not JSON after all sends the whole
+    // rendering to the YAML parser, under a fresh budget.
+    let json = is_json_lines(rendered)
+        .then(|| json_lines(rendered, &mut check))
+        .flatten();
+    let (documents, found) = match json {
+        Some(parsed) => parsed,
+        None => yaml_documents(rendered, &mut check),
+    };
     if found.is_empty() {
         Ok(Checked { documents })
     } else {
         Err(found)
     }
+}
+
+/// The checker for one document: what it found goes to `found`.
+type Check<'c> = dyn FnMut(&Value, usize, &mut Vec<Violation>) + 'c;
+
+/// Takes one parsed document: checks and keeps it, or records why not.
+/// False when the rest of the rendering is not worth reading.
+fn accept(
+    number: usize,
+    parsed: Result<Value, Refusal>,
+    check: &mut Check<'_>,
+    documents: &mut Vec<Value>,
+    found: &mut Vec<Violation>,
+) -> bool {
+    match parsed {
+        Ok(Value::Null) => {} // Comments only: creates nothing.
+        Ok(value) => {
+            check(&value, number, found);
+            documents.push(value);
+        }
+        Err(Refusal::TooComplex) => {
+            found.clear();
+            found.push(Violation::TooComplex);
+            return false;
+        }
+        Err(Refusal::Ambiguous) => found.push(Violation::Ambiguous { document: number }),
+        Err(Refusal::Unreadable) => found.push(Violation::Unreadable { document: number }),
+    }
+    true
+}
+
+/// One JSON document per line; `None` when a line is not JSON.
+fn json_lines(rendered: &str, check: &mut Check<'_>) -> Option<(Vec<Value>, Vec<Violation>)> {
+    let budget = Budget::default();
+    let (mut documents, mut found) = (Vec::new(), Vec::new());
+    let lines = rendered.lines().filter(|line| line.starts_with('{'));
+    for (index, line) in lines.enumerate() {
+        let parsed = json_document(line, &budget).transpose()?;
+        if !accept(index + 1, parsed, check, &mut documents, &mut found) {
+            break;
+        }
+    }
+    Some((documents, found))
+}
+
+/// Multi-document YAML.
+fn yaml_documents(rendered: &str, check: &mut Check<'_>) -> (Vec<Value>, Vec<Violation>) {
+    let budget = Budget::default();
+    let (mut documents, mut found) = (Vec::new(), Vec::new());
+    for (index, document) in serde_yaml_ng::Deserializer::from_str(rendered).enumerate() {
+        let parsed = yaml_document(document, &budget);
+        // The parser cannot resume after a syntax error: nothing after
+        // this document was checked either.
+        let stop = parsed == Err(Refusal::Unreadable);
+        if !accept(index + 1, parsed, check, &mut documents, &mut found) || stop {
+            break;
+        }
+    }
+    (documents, found)
 }
 
 impl Rules {
@@ -363,6 +496,79 @@ impl Rules {
                         .is_some_and(|r| r.contains('/') && !r.starts_with(&own)))
         })
     }
+}
+
+/// The names the operator gives what it keeps in a tenant namespace (the
+/// Secret `paas-operator.<release>`, the Lease of the same name).
+pub const RESERVED_PREFIX: &str = "paas-operator.";
+
+impl SchedulingRules {
+    /// True when the pod spec leaves the scheduler's fences.
+    fn bypassed_by(&self, spec: &Value) -> bool {
+        let text = |field: &str| spec.get(field).and_then(Value::as_str).unwrap_or_default();
+        let listed = |list: &[String], name: &str| list.iter().any(|item| item == name);
+        let priority = text("priorityClassName");
+        let bad_priority = !priority.is_empty()
+            && (priority.starts_with("system-") || !listed(&self.priority_classes, priority));
+        let scheduler = text("schedulerName");
+        let bad_scheduler = !scheduler.is_empty() && scheduler != "default-scheduler";
+        let runtime = text("runtimeClassName");
+        let bad_runtime = !runtime.is_empty() && !listed(&self.runtime_classes, runtime);
+        // An empty or missing key with `Exists` tolerates every taint.
+        let bad_toleration = spec
+            .get("tolerations")
+            .and_then(Value::as_array)
+            .is_some_and(|tolerations| {
+                tolerations.iter().any(|t| {
+                    let key = t.get("key").and_then(Value::as_str).unwrap_or_default();
+                    key.is_empty() || !listed(&self.toleration_keys, key)
+                })
+            });
+        bad_priority
+            || !text("nodeName").is_empty()
+            || bad_toleration
+            || bad_scheduler
+            || bad_runtime
+    }
+}
+
+/// A probe or lifecycle hook of any container naming a `host` for its
+/// `httpGet` or `tcpSocket` (Pod Security baseline refuses it only from
+/// Kubernetes 1.34).
+fn aims_at_a_host(spec: &Value) -> bool {
+    const HANDLERS: &[&str] = &[
+        "/livenessProbe",
+        "/readinessProbe",
+        "/startupProbe",
+        "/lifecycle/postStart",
+        "/lifecycle/preStop",
+    ];
+    ["containers", "initContainers", "ephemeralContainers"]
+        .iter()
+        .filter_map(|list| spec.get(list).and_then(Value::as_array))
+        .flatten()
+        .flat_map(|container| HANDLERS.iter().filter_map(|h| container.pointer(h)))
+        .any(|handler| {
+            ["httpGet", "tcpSocket"].iter().any(|action| {
+                handler
+                    .get(action)
+                    .and_then(|a| a.get("host"))
+                    .and_then(Value::as_str)
+                    .is_some_and(|host| !host.is_empty())
+            })
+        })
+}
+
+/// The sidecar Service exactly as the operator makes it
+/// ([`super::additions`]): labelled as the sidecar's, selecting the
+/// sidecar's pod label only.
+fn is_operators_sidecar_service(value: &Value) -> bool {
+    let component = value
+        .pointer("/metadata/labels/app.kubernetes.io~1component")
+        .and_then(Value::as_str);
+    let selector = value.pointer("/spec/selector").and_then(Value::as_object);
+    component == Some("mcp-sidecar")
+        && selector.is_some_and(|s| s.len() == 1 && s.contains_key(super::additions::SIDECAR_LABEL))
 }
 
 /// Every pod spec an object carries: a Pod's own, a workload's template,
@@ -412,51 +618,6 @@ struct ObjectMeta {
     labels: BTreeMap<String, String>,
 }
 
-type Refusal = fn(usize) -> Violation;
-
-/// A document as plain data, or why it is not: YAML tags (`!x`, `!!str`)
-/// and merge keys (`<<`) are refused, since YAML libraries apply them
-/// differently; what is left is emitted as JSON, which every parser reads
-/// the same way.
-fn plain_json(yaml: serde_yaml_ng::Value) -> Result<Value, Refusal> {
-    use serde_yaml_ng::Value as Yaml;
-    Ok(match yaml {
-        Yaml::Null => Value::Null,
-        Yaml::Bool(b) => Value::Bool(b),
-        Yaml::Number(n) => serde_json::to_value(&n).map_err(|_| unreadable as Refusal)?,
-        Yaml::String(s) => Value::String(s),
-        Yaml::Sequence(items) => Value::Array(
-            items
-                .into_iter()
-                .map(plain_json)
-                .collect::<Result<_, _>>()?,
-        ),
-        Yaml::Mapping(map) => {
-            let mut object = serde_json::Map::new();
-            for (key, value) in map {
-                let key = match key {
-                    Yaml::String(key) if key == "<<" => return Err(ambiguous),
-                    Yaml::String(key) => key,
-                    Yaml::Bool(key) => key.to_string(),
-                    Yaml::Number(key) => key.to_string(),
-                    _ => return Err(ambiguous),
-                };
-                object.insert(key, plain_json(value)?);
-            }
-            Value::Object(object)
-        }
-        Yaml::Tagged(_) => return Err(ambiguous),
-    })
-}
-
-fn unreadable(document: usize) -> Violation {
-    Violation::Unreadable { document }
-}
-
-fn ambiguous(document: usize) -> Violation {
-    Violation::Ambiguous { document }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -478,6 +639,14 @@ mod tests {
             tenant_account: "paas-tenant".into(),
             release: "svc-a".into(),
             additions: Default::default(),
+            scheduling: SchedulingRules {
+                priority_classes: vec!["tenant-low".into()],
+                toleration_keys: vec![
+                    "node.kubernetes.io/not-ready".into(),
+                    "node.kubernetes.io/unreachable".into(),
+                ],
+                runtime_classes: Vec::new(),
+            },
         }
     }
 
@@ -551,6 +720,34 @@ mod tests {
     }
 
     #[test]
+    fn large_real_renderings_stay_within_the_budget() {
+        // 600 components of Deployment, Service and ConfigMap (1.8 MB), as
+        // a large chart renders them.
+        let mut rendered = String::new();
+        for i in 0..600 {
+            let labels = format!(
+                "app.kubernetes.io/name: comp-{i}\n    app.kubernetes.io/instance: x\n    app.kubernetes.io/version: \"1.0\"\n    app.kubernetes.io/managed-by: Helm\n    helm.sh/chart: large-0.1.0"
+            );
+            rendered.push_str(&format!("---\n# Source: large/templates/all.yaml\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: x-{i}\n  labels:\n    {labels}\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app.kubernetes.io/name: comp-{i}\n  template:\n    metadata:\n      labels:\n        app.kubernetes.io/name: comp-{i}\n    spec:\n      containers:\n      - name: c\n        image: \"nginx:1.27\"\n        env:\n        - {{name: A, value: \"1\"}}\n        - {{name: B, value: \"2\"}}\n        resources:\n          limits: {{cpu: 100m, memory: 64Mi}}\n        ports:\n        - {{containerPort: 8080, name: http}}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: x-{i}\n  labels:\n    {labels}\nspec:\n  selector: {{app.kubernetes.io/name: comp-{i}}}\n  ports: [{{port: 80, targetPort: http}}]\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x-{i}\ndata:\n  config.yaml: |\n"));
+            for j in 0..40 {
+                rendered.push_str(&format!(
+                    "    key{j}: value-{j}-comp-{i}-abcdefghijklmnop\n"
+                ));
+            }
+        }
+        assert!(rendered.len() > 1_700_000, "{}", rendered.len());
+        let checked = rules().apply(&rendered).expect("a large real chart passes");
+        assert_eq!(checked.documents.len(), 1800);
+        let stream = checked.to_yaml_stream();
+        assert!(stream.len() < MAX_RENDERING);
+        // What the checker prints reads back the same (the fast path).
+        assert_eq!(rules().apply(&stream).expect("again"), checked);
+        // One-line YAML flow mappings are not JSON: read as YAML.
+        let flow = "{apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n";
+        assert_eq!(rules().apply(flow).expect("flow").documents.len(), 1);
+    }
+
+    #[test]
     fn list_items_are_checked_one_by_one() {
         let list = "apiVersion: v1\nkind: List\nitems:\n  - apiVersion: v1\n    kind: ConfigMap\n    metadata: {name: inner, namespace: default}\n  - apiVersion: v1\n    kind: ConfigMapList\n    items:\n      - {apiVersion: v1, kind: Namespace, metadata: {name: deep}}\n";
         assert_eq!(
@@ -578,7 +775,7 @@ mod tests {
             problems("just text\n"),
             [Violation::Unreadable { document: 1 }]
         );
-        let huge = "#".repeat(MAX_RENDERING + 1);
+        let huge = "#".repeat(MAX_INPUT + 1);
         assert_eq!(problems(&huge), [Violation::TooLarge]);
     }
 
@@ -637,6 +834,119 @@ mod tests {
         assert!(problems(own).is_empty());
         let fine = "apiVersion: v1\nkind: Service\nmetadata: {name: s, labels: {app.kubernetes.io/managed-by: Helm}}\nspec: {ports: [{port: 80}]}\n---\napiVersion: v1\nkind: Secret\ntype: Opaque\nmetadata: {name: s}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {template: {spec: {serviceAccountName: app, containers: []}}}\n";
         assert!(problems(fine).is_empty());
+    }
+
+    #[test]
+    fn pods_keep_to_the_schedulers_fences() {
+        let pod = |spec: &str| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec: {{{spec}containers: [{{name: c, image: i}}]}}\n"
+            )
+        };
+        let deployment = |spec: &str| {
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: d}}\nspec: {{template: {{spec: {{{spec}containers: [{{name: c, image: i}}]}}}}}}\n"
+            )
+        };
+        let cronjob = |spec: &str| {
+            format!(
+                "apiVersion: batch/v1\nkind: CronJob\nmetadata: {{name: c}}\nspec: {{jobTemplate: {{spec: {{template: {{spec: {{{spec}containers: [{{name: c, image: i}}]}}}}}}}}}}\n"
+            )
+        };
+        let refused = [
+            "priorityClassName: system-node-critical, ",
+            "priorityClassName: system-cluster-critical, ",
+            "priorityClassName: tenant-high, ",
+            "nodeName: node-1, ",
+            "tolerations: [{operator: Exists}], ",
+            "tolerations: [{key: '', operator: Exists}], ",
+            "tolerations: [{key: node-role.kubernetes.io/control-plane, operator: Exists, effect: NoSchedule}], ",
+            "tolerations: [{key: CriticalAddonsOnly, operator: Exists}], ",
+            "schedulerName: my-scheduler, ",
+            "runtimeClassName: kata, ",
+        ];
+        for spec in refused {
+            for rendered in [pod(spec), deployment(spec), cronjob(spec)] {
+                assert_eq!(
+                    problems(&rendered),
+                    [Violation::Scheduling { document: 1 }],
+                    "{rendered}"
+                );
+            }
+        }
+        let allowed = [
+            "",
+            "priorityClassName: tenant-low, ",
+            "schedulerName: default-scheduler, ",
+            // What Kubernetes adds to every pod itself.
+            "tolerations: [{key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 300}, {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 300}], ",
+        ];
+        for spec in allowed {
+            for rendered in [pod(spec), deployment(spec), cronjob(spec)] {
+                assert!(problems(&rendered).is_empty(), "{rendered}");
+            }
+        }
+        // A listed class is still refused when it is a system one.
+        let mut listed = rules();
+        listed
+            .scheduling
+            .priority_classes
+            .push("system-node-critical".into());
+        assert_eq!(
+            listed.check(&pod("priorityClassName: system-node-critical, ")),
+            [Violation::Scheduling { document: 1 }]
+        );
+    }
+
+    #[test]
+    fn probes_and_hooks_may_not_aim_at_a_host() {
+        let cases = [
+            "containers: [{name: c, image: i, livenessProbe: {httpGet: {host: 169.254.169.254, port: 80}}}]",
+            "containers: [{name: c, image: i, readinessProbe: {tcpSocket: {host: 127.0.0.1, port: 10250}}}]",
+            "containers: [{name: c, image: i}], initContainers: [{name: s, image: i, restartPolicy: Always, startupProbe: {httpGet: {host: kubernetes.default, port: 443}}}]",
+            "containers: [{name: c, image: i, lifecycle: {preStop: {httpGet: {host: 10.0.0.1, port: 80}}}}]",
+        ];
+        for spec in cases {
+            let rendered = format!(
+                "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: s}}\nspec: {{template: {{spec: {{{spec}}}}}}}\n"
+            );
+            assert_eq!(
+                problems(&rendered),
+                [Violation::HostReach { document: 1 }],
+                "{rendered}"
+            );
+        }
+        let own = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: i, livenessProbe: {httpGet: {path: /, port: 80}}, lifecycle: {preStop: {sleep: {seconds: 5}}}}]}\n";
+        assert!(problems(own).is_empty());
+    }
+
+    #[test]
+    fn names_the_operator_reserves_are_refused() {
+        for kind in ["Secret", "ConfigMap", "Deployment"] {
+            let rendered =
+                format!("apiVersion: v1\nkind: {kind}\nmetadata: {{name: paas-operator.svc-a}}\n");
+            assert_eq!(
+                problems(&rendered),
+                [Violation::ReservedName { document: 1 }],
+                "{rendered}"
+            );
+        }
+        let lease = "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {name: paas-operator.svc-b}\n";
+        assert_eq!(problems(lease), [Violation::ReservedName { document: 1 }]);
+        // The release's sidecar Service, as a chart would squat it.
+        let squat = "apiVersion: v1\nkind: Service\nmetadata: {name: svc-a-mcp}\nspec: {selector: {app: evil}, ports: [{port: 3000}]}\n";
+        assert_eq!(problems(squat), [Violation::ReservedName { document: 1 }]);
+        // The one the operator adds (in the stored documents of a release
+        // with a sidecar) passes, and so do other releases' names.
+        let sidecar = "apiVersion: v1\nkind: Service\nmetadata: {name: svc-a-mcp, labels: {app.kubernetes.io/instance: svc-a, app.kubernetes.io/component: mcp-sidecar}}\nspec: {type: ClusterIP, selector: {paas-operator/sidecar-of: svc-a-n8n}, ports: [{name: mcp, port: 3000}]}\n";
+        assert!(problems(sidecar).is_empty());
+        let other = "apiVersion: v1\nkind: Service\nmetadata: {name: svc-b-mcp}\nspec: {ports: [{port: 3000}]}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: paas-operator-config}\n";
+        assert!(problems(other).is_empty());
+        let sentence = refusal("paas-ws-1", &problems(squat));
+        assert!(
+            sentence.contains("named like what the operator keeps"),
+            "{sentence}"
+        );
     }
 
     #[test]

@@ -25,4 +25,61 @@ impl Checked {
         }
         out
     }
+
+    /// True when both hold the same objects, in any order. helm sorts a
+    /// rendering by kind before it stores it (so a stored manifest lists
+    /// an added Service before the Deployment it was added after), and
+    /// applies objects one by one: the order of the documents is not part
+    /// of what a revision is.
+    pub fn same_objects(&self, other: &Checked) -> bool {
+        if self.documents.len() != other.documents.len() {
+            return false;
+        }
+        let mut unmatched: Vec<&Value> = other.documents.iter().collect();
+        self.documents.iter().all(
+            |document| match unmatched.iter().position(|o| *o == document) {
+                Some(index) => {
+                    unmatched.swap_remove(index);
+                    true
+                }
+                None => false,
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_same_objects_in_another_order_are_the_same() {
+        let service = json!({"kind": "Service", "metadata": {"name": "a-mcp"}});
+        let deployment = json!({"kind": "Deployment", "metadata": {"name": "a"}});
+        let applied = Checked {
+            documents: vec![deployment.clone(), service.clone()],
+        };
+        let stored = Checked {
+            documents: vec![service.clone(), deployment.clone()],
+        };
+        assert!(applied.same_objects(&stored));
+        // A changed object, a missing one, or one twice is not the same.
+        let changed = Checked {
+            documents: vec![
+                service.clone(),
+                json!({"kind": "Deployment", "metadata": {"name": "b"}}),
+            ],
+        };
+        assert!(!applied.same_objects(&changed));
+        let fewer = Checked {
+            documents: vec![service.clone()],
+        };
+        assert!(!applied.same_objects(&fewer));
+        let twice = Checked {
+            documents: vec![service.clone(), service],
+        };
+        assert!(!applied.same_objects(&twice));
+    }
 }

@@ -36,6 +36,88 @@ pub enum FailureKind {
     Other,
 }
 
+/// Which of the operator's limits a chart went over while it was rendered
+/// (or checked): nothing was created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Rendering took longer than HELM_RENDER_TIMEOUT.
+    RenderTime,
+    /// A process went over its memory limit (HELM_MEMORY_LIMIT, or the
+    /// checker's own).
+    Memory,
+    /// A process went over its CPU limit (HELM_CPU_LIMIT, or the checker's).
+    Cpu,
+    /// The helm processes together went over HELM_MEMORY_BUDGET and this
+    /// run was the largest.
+    MemoryBudget,
+    /// The rendering expands (YAML aliases) beyond the parse budget.
+    Expansion,
+    /// The rendering is larger than the operator accepts.
+    Size,
+    /// helm or the checker crashed on it (a Go runtime error, a signal).
+    Crashed,
+}
+
+impl Limit {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::RenderTime => "render_time",
+            Self::Memory => "memory",
+            Self::Cpu => "cpu",
+            Self::MemoryBudget => "memory_budget",
+            Self::Expansion => "expansion",
+            Self::Size => "size",
+            Self::Crashed => "crashed",
+        }
+    }
+
+    /// What went over, for people.
+    fn phrase(self) -> &'static str {
+        match self {
+            Self::RenderTime => "rendering took too long",
+            Self::Memory => "rendering needed too much memory",
+            Self::Cpu => "rendering needed too much CPU time",
+            Self::MemoryBudget => "rendering needed too much memory while the operator was busy",
+            Self::Expansion => "the rendering expands to too many objects (YAML aliases)",
+            Self::Size => "the rendering is too large",
+            Self::Crashed => "helm could not render it within its limits",
+        }
+    }
+}
+
+/// How a helm process ended abnormally (not by exiting with an error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Death {
+    /// Killed by a signal it did not catch (a crash, or a SIGKILL from
+    /// outside: the kernel's OOM killer, an administrator): the number.
+    Signal(i32),
+    /// Killed by the kernel at its CPU limit (HELM_CPU_LIMIT).
+    CpuLimit,
+    /// The Go runtime could not get memory (exit 2, "fatal error: runtime:
+    /// out of memory"): over HELM_MEMORY_LIMIT.
+    OutOfMemory,
+    /// Any other Go runtime crash (a panic, "fatal error:").
+    RuntimeCrash,
+    /// Killed by the operator: the helm processes together went over
+    /// HELM_MEMORY_BUDGET and this run was the largest.
+    MemoryBudget,
+}
+
+impl Death {
+    /// The limit this death means while rendering; `None` for a SIGKILL
+    /// from outside, which says nothing about the chart.
+    pub fn limit(self) -> Option<Limit> {
+        match self {
+            Self::Signal(9) => None,
+            Self::CpuLimit | Self::Signal(24) => Some(Limit::Cpu), // 24: SIGXCPU
+            Self::Signal(_) | Self::RuntimeCrash => Some(Limit::Crashed),
+            Self::OutOfMemory => Some(Limit::Memory),
+            Self::MemoryBudget => Some(Limit::MemoryBudget),
+        }
+    }
+}
+
 /// A failure running helm.
 #[derive(Debug, thiserror::Error)]
 pub enum HelmError {
@@ -83,6 +165,36 @@ pub enum HelmError {
     /// The files of the in-run confinement check could not be written.
     #[error("cannot prepare the confinement check: {0}")]
     ConfineSetup(std::io::Error),
+    /// The chart went over one of the operator's limits while it was
+    /// rendered or checked; helm was stopped before it created anything.
+    #[error("helm {operation} on {target}: the chart went over a limit ({limit:?})")]
+    TooComplex {
+        operation: &'static str,
+        target: String,
+        limit: Limit,
+    },
+    /// helm died abnormally after rendering (killed by a signal, a Go
+    /// runtime crash, our memory budget): it may have stored the release
+    /// `pending-*`, or even `deployed`. Re-read the release.
+    #[error("helm {operation} on {target} died abnormally ({death:?})")]
+    Died {
+        operation: &'static str,
+        target: String,
+        death: Death,
+    },
+}
+
+impl HelmError {
+    /// True when helm was stopped (or died) in the middle of a write, so
+    /// the release may be left `pending-*` (or in any state: helm may store
+    /// `deployed` even after a SIGTERM). The caller must read the release
+    /// again rather than trust the error.
+    pub fn may_leave_pending(&self) -> bool {
+        matches!(
+            self,
+            Self::Died { .. } | Self::DeadlineExceeded { .. } | Self::Cancelled
+        )
+    }
 }
 
 /// Classifies helm's stderr (Helm 3 and Helm 4 wording, case-insensitive).
@@ -175,10 +287,47 @@ impl From<HelmError> for ApiError {
             HelmError::NotConfined {
                 ref namespace,
                 ref violations,
-            } => ApiError::new(
+            } if too_complex(violations).is_none() => ApiError::new(
                 Code::ChartNotConfined,
                 crate::helm::confine::refusal(namespace, violations),
             ),
+            HelmError::NotConfined {
+                namespace,
+                violations,
+            } => {
+                let limit = too_complex(&violations).unwrap_or(Limit::Size);
+                HelmError::TooComplex {
+                    operation: "check",
+                    target: namespace,
+                    limit,
+                }
+                .into()
+            }
+            HelmError::TooComplex {
+                ref target, limit, ..
+            } => {
+                tracing::warn!(release = %target, limit = limit.label(), "refused: the chart went over a limit");
+                ApiError::new(
+                    Code::ChartTooComplex,
+                    format!(
+                        "The chart needs more memory, CPU or time to render than the operator allows ({}); nothing was created",
+                        limit.phrase()
+                    ),
+                )
+            }
+            HelmError::Died {
+                operation,
+                ref target,
+                death,
+            } => {
+                tracing::error!(operation, release = %target, ?death, "helm died abnormally");
+                ApiError::new(
+                    Code::HelmFailed,
+                    format!(
+                        "helm {operation} for {target} stopped abnormally; the release may be left pending"
+                    ),
+                )
+            }
             HelmError::ConfineSetup(_) => {
                 tracing::error!(%error, "confinement check not prepared");
                 ApiError::new(
@@ -188,6 +337,16 @@ impl From<HelmError> for ApiError {
             }
         }
     }
+}
+
+/// The limit a refusal means when the checker refused the rendering as too
+/// large or too complex (then it checked nothing else).
+pub fn too_complex(violations: &[Violation]) -> Option<Limit> {
+    violations.iter().find_map(|violation| match violation {
+        Violation::TooLarge => Some(Limit::Size),
+        Violation::TooComplex => Some(Limit::Expansion),
+        _ => None,
+    })
 }
 
 fn failed(operation: &str, target: &str, kind: FailureKind) -> ApiError {

@@ -20,9 +20,13 @@ pub mod documents;
 pub mod egress;
 pub mod error;
 pub mod home;
+pub mod limits;
+pub mod parse;
 pub mod postrender;
+pub mod procs;
 pub mod release;
 pub mod runner;
+pub mod slots;
 pub mod wrapper;
 
 use std::sync::Arc;
@@ -30,14 +34,14 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 pub use command::{ChartArgs, ValuesMode};
-pub use error::{FailureKind, HelmError};
+pub use error::{Death, FailureKind, HelmError, Limit};
 pub use release::HelmRelease;
-pub use runner::{HelmRunner, Invocation, RunnerConfig};
+pub use runner::{HelmRunner, Invocation, RenderWatch, RunnerConfig};
 
 use crate::names::{ReleaseName, TenantNamespace};
 use confine::Rules;
 use documents::Checked;
-use postrender::{ConfinePlugin, ConfineRun};
+use postrender::{CheckerOutcome, ConfinePlugin, ConfineRun};
 use wrapper::{ChartIdentity, WrapperChart};
 
 /// The helm binary's version, detected at start.
@@ -153,18 +157,18 @@ impl Helm {
     /// True when install and upgrade check confinement themselves (given
     /// rules); else the caller must check a [`Helm::dry_run`] first.
     pub fn confines_in_run(&self) -> bool {
-        self.confine_plugin.is_some()
+        self.confine_plugin.is_some() && self.version.major >= 4
     }
 
     /// Runs `helm version` and checks it is Helm 3 or 4.
     pub async fn detect_version(runner: &HelmRunner) -> Result<HelmVersion, HelmError> {
         let output = runner
-            .run(Invocation {
-                operation: "version",
-                target: String::new(),
-                args: command::version(),
-                stdin: None,
-            })
+            .run(Invocation::helm(
+                "version",
+                String::new(),
+                command::version(),
+                None,
+            ))
             .await?;
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
         HelmVersion::parse(&text).ok_or_else(|| HelmError::Failed {
@@ -201,10 +205,11 @@ impl Helm {
             post_render.as_ref(),
             self.runner.helm_timeout(),
         );
+        let render = render_watch(check.as_ref());
         let outcome = self
-            .write("install", namespace, name, args, Some(values))
+            .write("install", namespace, name, args, Some(values), render)
             .await;
-        refused_or(outcome, check, namespace).await
+        refused_or(outcome, check, namespace, name).await
     }
 
     /// `helm upgrade`; `confine` as for [`Helm::install`].
@@ -227,10 +232,11 @@ impl Helm {
             post_render.as_ref(),
             self.runner.helm_timeout(),
         );
+        let render = render_watch(check.as_ref());
         let outcome = self
-            .write("upgrade", namespace, name, args, Some(values))
+            .write("upgrade", namespace, name, args, Some(values), render)
             .await;
-        refused_or(outcome, check, namespace).await
+        refused_or(outcome, check, namespace, name).await
     }
 
     /// The files of an in-run check, when there is one to make.
@@ -272,8 +278,16 @@ impl Helm {
             ),
         };
         let args = self.as_tenant(namespace, command::dry_run(args));
+        // The dry run is the rendering: all of it under the render deadline.
         let output = match self
-            .run(operation, namespace, name, args, Some(values))
+            .run(
+                operation,
+                namespace,
+                name,
+                args,
+                Some(values),
+                RenderWatch::Whole,
+            )
             .await
         {
             // helm looks up every object of the rendering as the tenant
@@ -330,9 +344,49 @@ impl Helm {
                 name,
                 self.as_tenant(namespace, args),
                 Some(values),
+                RenderWatch::None,
             )
             .await?;
         Ok(parse_release_output(&output.stdout))
+    }
+
+    /// Checks a rendering (a Helm 3 dry run's) against `rules` in a process
+    /// of its own (this binary's checker, under its own limits and the
+    /// render deadline), so nothing a chart rendered is parsed in the
+    /// operator: the checked documents (without the additions), or the
+    /// refusal. Without a checker binary (unit tests), in process.
+    pub async fn check_rendering(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        rules: &Rules,
+        rendering: &str,
+    ) -> Result<Checked, HelmError> {
+        let refused = |violations| HelmError::NotConfined {
+            namespace: namespace.to_string(),
+            violations,
+        };
+        let (Some(files), true) = (&self.confine_plugin, self.runner.has_helper()) else {
+            return rules.apply(rendering).map_err(refused);
+        };
+        let check = files
+            .prepare(rules)
+            .await
+            .map_err(HelmError::ConfineSetup)?;
+        let invocation = Invocation {
+            operation: "check",
+            target: target(namespace, name),
+            args: check.checker_args(),
+            stdin: Some(rendering.as_bytes().to_vec()),
+            program: runner::Program::Checker,
+            render: RenderWatch::Whole,
+        };
+        let outcome = self.runner.run(invocation).await;
+        let output = refused_or(outcome, Some(check), namespace, name).await?;
+        // What the checker printed (one JSON document per line, at most
+        // MAX_RENDERING bytes) is read again under the same budget.
+        let text = String::from_utf8_lossy(&output.stdout);
+        Rules::parse_only(&text).map_err(refused)
     }
 
     pub async fn uninstall(
@@ -342,7 +396,7 @@ impl Helm {
     ) -> Result<(), HelmError> {
         let args = command::uninstall(namespace, name, self.runner.helm_timeout());
         let args = self.as_tenant(namespace, args);
-        self.run("uninstall", namespace, name, args, None)
+        self.run("uninstall", namespace, name, args, None, RenderWatch::None)
             .await
             .map(drop)
     }
@@ -356,9 +410,12 @@ impl Helm {
         name: &ReleaseName,
         args: Vec<String>,
         values: Option<&Map<String, Value>>,
+        render: RenderWatch,
     ) -> Result<Option<HelmRelease>, HelmError> {
         let args = self.as_tenant(namespace, args);
-        let output = self.run(operation, namespace, name, args, values).await?;
+        let output = self
+            .run(operation, namespace, name, args, values, render)
+            .await?;
         Ok(parse_release_output(&output.stdout))
     }
 
@@ -370,6 +427,7 @@ impl Helm {
         name: &ReleaseName,
         args: Vec<String>,
         values: Option<&Map<String, Value>>,
+        render: RenderWatch,
     ) -> Result<runner::HelmOutput, HelmError> {
         let stdin = match values {
             Some(values) => Some(
@@ -378,22 +436,32 @@ impl Helm {
             ),
             None => None,
         };
-        let invocation = Invocation {
-            operation,
-            target: target(namespace, name),
-            args,
-            stdin,
-        };
+        let mut invocation = Invocation::helm(operation, target(namespace, name), args, stdin);
+        invocation.render = render;
         self.runner.run(invocation).await
     }
 }
 
-/// A failed checked run whose checker refused the chart becomes
-/// [`HelmError::NotConfined`]; anything else is passed on.
+/// The render deadline of a checked run: rendering is over once the
+/// checker starts, and nothing is created before it passed.
+fn render_watch(check: Option<&ConfineRun>) -> RenderWatch {
+    match check {
+        Some(check) => RenderWatch::UntilMark {
+            started: check.started_mark(),
+            done: check.passed_mark(),
+        },
+        None => RenderWatch::None,
+    }
+}
+
+/// A failed checked run says why through its checker: a refusal becomes
+/// [`HelmError::NotConfined`], a checker that started and died (over its own
+/// limits) [`HelmError::TooComplex`]; anything else is passed on.
 async fn refused_or<T>(
     outcome: Result<T, HelmError>,
     check: Option<ConfineRun>,
     namespace: &TenantNamespace,
+    name: &ReleaseName,
 ) -> Result<T, HelmError> {
     let Some(check) = check else {
         return outcome;
@@ -401,12 +469,17 @@ async fn refused_or<T>(
     if !matches!(outcome, Err(HelmError::Failed { .. })) {
         return outcome;
     }
-    match check.violations().await {
-        Some(violations) => Err(HelmError::NotConfined {
+    match check.outcome().await {
+        CheckerOutcome::Refused(violations) => Err(HelmError::NotConfined {
             namespace: namespace.as_str().to_owned(),
             violations,
         }),
-        None => outcome,
+        CheckerOutcome::Died => Err(HelmError::TooComplex {
+            operation: "check",
+            target: target(namespace, name),
+            limit: Limit::Crashed,
+        }),
+        CheckerOutcome::NotStarted | CheckerOutcome::Passed => outcome,
     }
 }
 

@@ -15,8 +15,15 @@
 //!
 //! The plugin lives in a private directory the operator writes at start and
 //! gives helm as `HELM_PLUGINS`. Helm 3 runs post-renderers as an executable
-//! and without hooks, so with Helm 3 the operator keeps its separate
-//! `helm template` check.
+//! and without hooks, so with Helm 3 the operator runs the same checker
+//! itself, as a process of its own, on the rendering of a dry run.
+//!
+//! The checker marks its progress beside the report: `<report>.started`
+//! as it starts (helm runs it once rendering is done, so the runner's
+//! render deadline ends there) and `<report>.passed` when it accepted the
+//! rendering (before that, nothing has been created: a helm or checker that
+//! dies earlier leaves no release behind). It lowers its own limits first
+//! ([`CHECKER_LIMITS`]): it parses what a chart rendered.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -24,11 +31,23 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::confine::{MAX_RENDERING, Rules, Violation};
+use super::limits::Limits;
+use super::parse::MAX_INPUT;
 
 /// The hidden subcommand helm runs (`paas-operator confine-check RULES REPORT`).
 pub const CHECKER_SUBCOMMAND: &str = "confine-check";
 /// The plugin's name, given to helm as `--post-renderer`.
 pub const PLUGIN_NAME: &str = "paas-confine";
+
+/// What the checker may use, set on itself as it starts (below helm's, which
+/// it inherits). Measured: the largest rendering it accepts (8 MiB of JSON)
+/// peaks near 100 MiB; the parse budget stops expansion well before this.
+pub const CHECKER_LIMITS: Limits = Limits {
+    data: 192 << 20,
+    cpu: 20,
+    nofile: 64,
+    fsize: 16 << 20,
+};
 
 /// The plugin directory of this process; removed when dropped.
 #[derive(Debug)]
@@ -177,6 +196,28 @@ pub struct ConfineRun {
     report: PathBuf,
 }
 
+/// How far the checker of one run got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckerOutcome {
+    /// It never started (helm failed before, or was stopped rendering).
+    NotStarted,
+    /// It started but neither refused nor passed: it was killed, or died
+    /// over its own limits.
+    Died,
+    /// It refused the rendering.
+    Refused(Vec<Violation>),
+    /// It passed the rendering on to helm.
+    Passed,
+}
+
+/// `<report>.<what>`: the checker's progress marks.
+fn mark(report: &Path, what: &str) -> PathBuf {
+    let mut path = report.as_os_str().to_owned();
+    path.push(".");
+    path.push(what);
+    PathBuf::from(path)
+}
+
 impl ConfineRun {
     pub fn post_render_args(&self) -> PostRenderArgs {
         PostRenderArgs {
@@ -186,6 +227,45 @@ impl ConfineRun {
                 self.report.to_string_lossy().into_owned(),
             ],
         }
+    }
+
+    /// Exists once the checker started: rendering is over.
+    pub fn started_mark(&self) -> PathBuf {
+        mark(&self.report, "started")
+    }
+
+    /// Exists once the checker passed the rendering to helm.
+    pub fn passed_mark(&self) -> PathBuf {
+        mark(&self.report, "passed")
+    }
+
+    /// The rules file and the report, as the checker takes them.
+    pub fn checker_args(&self) -> Vec<String> {
+        vec![
+            CHECKER_SUBCOMMAND.to_owned(),
+            self.rules.to_string_lossy().into_owned(),
+            self.report.to_string_lossy().into_owned(),
+        ]
+    }
+
+    /// How far the checker got (read after helm ended).
+    pub async fn outcome(&self) -> CheckerOutcome {
+        if let Some(found) = self.violations().await {
+            return CheckerOutcome::Refused(found);
+        }
+        if tokio::fs::try_exists(self.passed_mark())
+            .await
+            .unwrap_or(false)
+        {
+            return CheckerOutcome::Passed;
+        }
+        if tokio::fs::try_exists(self.started_mark())
+            .await
+            .unwrap_or(false)
+        {
+            return CheckerOutcome::Died;
+        }
+        CheckerOutcome::NotStarted
     }
 
     /// What the checker refused, if it did (read after helm failed).
@@ -204,7 +284,12 @@ impl ConfineRun {
 
 impl Drop for ConfineRun {
     fn drop(&mut self) {
-        let files = [self.rules.clone(), self.report.clone()];
+        let files = [
+            self.rules.clone(),
+            self.started_mark(),
+            self.passed_mark(),
+            self.report.clone(),
+        ];
         let remove = move || {
             for file in files {
                 let _ = std::fs::remove_file(file);
@@ -226,14 +311,19 @@ pub enum Verdict {
 }
 
 /// The checker's pure logic: the checked documents with the operator's
-/// additions, or the refusal.
+/// additions, or the refusal. What it hands on is at most
+/// [`MAX_RENDERING`] bytes.
 pub fn post_render(rules: &Rules, rendered: &str) -> Verdict {
     match rules.apply(rendered) {
         Ok(mut checked) => {
             // A sidecar whose Deployment the chart no longer renders is left
             // out rather than failing the upgrade.
             let _ = rules.additions.apply(&mut checked, &rules.release);
-            Verdict::Pass(checked.to_yaml_stream())
+            let output = checked.to_yaml_stream();
+            if output.len() > MAX_RENDERING {
+                return Verdict::Refuse(vec![Violation::TooLarge]);
+            }
+            Verdict::Pass(output)
         }
         Err(found) => Verdict::Refuse(found),
     }
@@ -245,10 +335,16 @@ const EXIT_REFUSED: u8 = 1;
 const EXIT_BROKEN: u8 = 2;
 
 /// `paas-operator confine-check RULES REPORT`, run by helm as a process of
-/// its own: rendering on stdin, the same rendering on stdout (exit 0), or
-/// the violations written to REPORT (exit 1). Blocking I/O: this is the
-/// whole process, with no async runtime.
+/// its own (or by the operator, with Helm 3): rendering on stdin, the
+/// checked documents on stdout (exit 0), or the violations written to
+/// REPORT (exit 1). Blocking I/O: this is the whole process, with no async
+/// runtime.
 pub fn checker_main(args: &[OsString]) -> ExitCode {
+    // Before anything a chart rendered is read.
+    if let Err(error) = CHECKER_LIMITS.apply() {
+        eprintln!("{CHECKER_SUBCOMMAND}: cannot set limits: {error}");
+        return ExitCode::from(EXIT_BROKEN);
+    }
     let [rules, report] = args else {
         eprintln!(
             "usage: paas-operator {CHECKER_SUBCOMMAND} RULES_JSON REPORT_JSON < rendered.yaml"
@@ -266,10 +362,11 @@ pub fn checker_main(args: &[OsString]) -> ExitCode {
 }
 
 fn run_checker(rules: &Path, report: &Path) -> std::io::Result<ExitCode> {
+    std::fs::write(mark(report, "started"), b"")?;
     let rules: Rules = serde_json::from_slice(&std::fs::read(rules)?)?;
     // One byte more than accepted, so an oversized rendering is refused.
     let mut rendered = Vec::new();
-    let limit = u64::try_from(MAX_RENDERING + 1).unwrap_or(u64::MAX);
+    let limit = u64::try_from(MAX_INPUT + 1).unwrap_or(u64::MAX);
     std::io::stdin().take(limit).read_to_end(&mut rendered)?;
     let verdict = match String::from_utf8(rendered) {
         Ok(rendered) => post_render(&rules, &rendered),
@@ -277,6 +374,7 @@ fn run_checker(rules: &Path, report: &Path) -> std::io::Result<ExitCode> {
     };
     match verdict {
         Verdict::Pass(output) => {
+            std::fs::write(mark(report, "passed"), b"")?;
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(output.as_bytes())?;
             stdout.flush()?;
@@ -327,6 +425,7 @@ mod tests {
             tenant_account: "paas-tenant".into(),
             release: "svc-a".into(),
             additions: Default::default(),
+            scheduling: Default::default(),
         }
     }
 

@@ -184,6 +184,36 @@ impl ReleaseSummary {
     }
 }
 
+/// A revision known only by its summary (a history read without payloads):
+/// no manifest, hooks or values.
+impl From<ReleaseSummary> for HelmRelease {
+    fn from(summary: ReleaseSummary) -> Self {
+        let updated = Some(summary.updated.to_string()).filter(|u| !u.is_empty());
+        Self {
+            name: summary.name.into(),
+            namespace: summary.namespace.into(),
+            version: summary.version,
+            info: HelmInfo {
+                first_deployed: None,
+                last_deployed: updated,
+                description: summary.description.into(),
+                status: summary.status.into(),
+            },
+            chart: HelmChart {
+                metadata: ChartMetadata {
+                    name: summary.chart.into(),
+                    version: summary.chart_version.into(),
+                    app_version: summary.app_version.into(),
+                },
+                values: None,
+            },
+            config: None,
+            manifest: String::new(),
+            hooks: Vec::new(),
+        }
+    }
+}
+
 impl HelmRelease {
     pub fn status(&self) -> ReleaseStatus {
         ReleaseStatus::from_helm(&self.info.status)
@@ -648,6 +678,10 @@ mod tests {
             decode_summary("r", &encode(RECORD.as_bytes()), str::to_owned).unwrap();
         assert_eq!(summary, release.summary());
         assert_eq!(manifest, "---\n");
+        // A summary made whole again (a history for writes) says the same.
+        let bare = HelmRelease::from(summary.clone());
+        assert_eq!((bare.summary(), bare.manifest.as_str()), (summary.clone(), ""));
+        assert_eq!(bare.updated_at(), release.updated_at());
         assert_eq!(summary.to_info(), release.to_info(false));
         assert_eq!(summary.to_revision(), release.to_revision());
         // Fields it does not read may be anything (even not what Helm

@@ -40,9 +40,28 @@ impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for Labels {
     }
 }
 
+/// Labels to match a selector against: the compact [`Labels`], or an
+/// object's own map.
+pub trait LabelSource {
+    fn label(&self, key: &str) -> Option<&str>;
+}
+
+impl LabelSource for Labels {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key)
+    }
+}
+
+impl LabelSource for std::collections::BTreeMap<String, String> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+}
+
 /// A label selector as workloads declare it, compact (the read cache keeps
 /// one set per revision).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "SelectorSpec")]
 pub struct Selector {
     match_labels: Labels,
     match_expressions: Box<[Requirement]>,
@@ -74,14 +93,14 @@ impl Selector {
         }
     }
 
-    pub fn matches(&self, labels: &Labels) -> bool {
+    pub fn matches(&self, labels: &impl LabelSource) -> bool {
         if self.match_labels.0.is_empty() && self.match_expressions.is_empty() {
             return false; // An empty selector would match everything: never use it.
         }
         self.match_labels
             .0
             .iter()
-            .all(|(k, v)| labels.get(k) == Some(&**v))
+            .all(|(k, v)| labels.label(k) == Some(&**v))
             && self.match_expressions.iter().all(|e| e.matches(labels))
     }
 }
@@ -109,8 +128,8 @@ impl From<&LabelSelectorRequirement> for Requirement {
 }
 
 impl Requirement {
-    fn matches(&self, labels: &Labels) -> bool {
-        let value = labels.get(&self.key);
+    fn matches(&self, labels: &impl LabelSource) -> bool {
+        let value = labels.label(&self.key);
         let listed = |v: &str| self.values.iter().any(|w| &**w == v);
         match self.operator {
             Operator::In => value.is_some_and(listed),

@@ -127,15 +127,22 @@ fn default_owner_email() -> String {
 }
 
 /// The bootstrap's answer: always 200; `success` says whether it worked.
+/// A repeated call (the release has a kept key) answers from the kept key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct N8nInitResponse {
+    /// The key is made (or kept from an earlier call) and in force in the
+    /// release's app Secret.
     pub success: bool,
-    /// The API key (on success, and when only keeping it failed).
+    /// The API key (on success, and when only keeping it failed); the kept
+    /// one on a repeated call.
     pub api_key: Option<String>,
     pub owner_email: Option<String>,
-    /// The key is kept in the release's Secret (`N8N_API_KEY`).
+    /// The release's latest revision has the key in its app Secret
+    /// (`N8N_API_KEY`).
     pub secret_patched: bool,
-    /// The pods were restarted to read the key.
+    /// First call: the pods are being restarted to read the key (their
+    /// template carries its digest). Repeated call: the pods run with the
+    /// key (that rollout is complete).
     pub pod_restarted: bool,
     pub message: String,
     /// `[<step>] <what went wrong>` when a step failed.

@@ -204,6 +204,27 @@ pub struct NamespaceRequest {
     pub memory_limit: String,
     #[serde(default = "default_storage")]
     pub storage_limit: String,
+    /// Pods (not finished) the namespace may hold; default `QUOTA_PODS` (20).
+    #[schema(minimum = 1, maximum = 10000)]
+    #[serde(default)]
+    pub pods_limit: Option<i64>,
+    /// Services; default `QUOTA_SERVICES` (20).
+    #[schema(minimum = 1, maximum = 10000)]
+    #[serde(default)]
+    pub services_limit: Option<i64>,
+    /// Secrets (Helm's records included, one per revision); default
+    /// `QUOTA_SECRETS` (100).
+    #[schema(minimum = 1, maximum = 10000)]
+    #[serde(default)]
+    pub secrets_limit: Option<i64>,
+    /// ConfigMaps; default `QUOTA_CONFIGMAPS` (50).
+    #[schema(minimum = 1, maximum = 10000)]
+    #[serde(default)]
+    pub configmaps_limit: Option<i64>,
+    /// PersistentVolumeClaims; default `QUOTA_PVCS` (10).
+    #[schema(minimum = 1, maximum = 10000)]
+    #[serde(default)]
+    pub pvc_limit: Option<i64>,
 }
 
 /// Quota limits and current use of a tenant namespace.

@@ -4,6 +4,11 @@
 //! `ApiProxy` through the Kubernetes API server's service proxy
 //! (`…/services/{name}:{port}/proxy/…`; RBAC `services/proxy` in tenant
 //! namespaces only), which also works from outside the cluster.
+//!
+//! The app is the tenant's: whichever way, one call (connecting, sending,
+//! and reading the whole answer) ends within [`CALL_TIMEOUT`] and reads at
+//! most [`MAX_ANSWER`] bytes ([`crate::bounded`]); beyond either the call
+//! fails, and the bootstrap answers `success: false` for that step.
 
 use std::time::Duration;
 
@@ -11,11 +16,13 @@ use http::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
 use serde_json::Value;
 
 use super::Endpoint;
+use crate::bounded::{ReadError, deadline_in, read_body};
 
-/// Longest one call may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(20);
-/// Largest answer read.
-const MAX_ANSWER: usize = 1 << 20;
+/// Longest one call may take, answer included.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// Largest answer read (n8n's largest answer the bootstrap reads, its
+/// settings, is about 10 KiB).
+pub const MAX_ANSWER: usize = 1 << 20;
 /// The session cookie n8n sets.
 const SESSION_COOKIE: &str = "n8n-auth";
 
@@ -46,8 +53,9 @@ impl Transport {
             "http://{}.{}.svc.cluster.local:{}",
             endpoint.service, endpoint.namespace, endpoint.port
         );
+        // The call's own deadline covers sending and reading the answer.
         let http = reqwest::Client::builder()
-            .timeout(CALL_TIMEOUT)
+            .connect_timeout(CALL_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
@@ -72,6 +80,7 @@ impl Transport {
     ) -> Result<Reply, String> {
         let method = http::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
         let payload = body.map(Value::to_string).unwrap_or_default();
+        let deadline = deadline_in(CALL_TIMEOUT);
         match self {
             Self::Direct { base, http } => {
                 let mut request = http.request(method, format!("{base}{path}"));
@@ -83,10 +92,16 @@ impl Transport {
                 if let Some(session) = session {
                     request = request.header(COOKIE, session);
                 }
-                let response = request.send().await.map_err(|e| without_url(&e))?;
+                let response = tokio::time::timeout_at(deadline, request.send())
+                    .await
+                    .map_err(|_| ReadError::TimedOut.to_string())?
+                    .map_err(|e| without_url(&e))?;
                 let status = response.status().as_u16();
                 let cookie = session_cookie(response.headers());
-                let bytes = response.bytes().await.map_err(|e| without_url(&e))?;
+                let response: http::Response<reqwest::Body> = response.into();
+                let bytes = read_body(response.into_body(), MAX_ANSWER, deadline)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok(reply(status, &bytes, cookie))
             }
             Self::ApiProxy { client, prefix } => {
@@ -103,9 +118,9 @@ impl Transport {
                     .body(payload.into_bytes())
                     .map_err(|e| e.to_string())?;
                 let response =
-                    tokio::time::timeout(CALL_TIMEOUT, client.send(request.map(Into::into)))
+                    tokio::time::timeout_at(deadline, client.send(request.map(Into::into)))
                         .await
-                        .map_err(|_| "timed out".to_owned())?
+                        .map_err(|_| ReadError::TimedOut.to_string())?
                         .map_err(|e| match e {
                             kube::Error::Api(status) => {
                                 format!("the API server answered {}", status.code)
@@ -114,13 +129,9 @@ impl Transport {
                         })?;
                 let status = response.status().as_u16();
                 let cookie = session_cookie(response.headers());
-                let bytes = http_body_util::BodyExt::collect(http_body_util::Limited::new(
-                    response.into_body(),
-                    MAX_ANSWER,
-                ))
-                .await
-                .map_err(|_| "the answer could not be read".to_owned())?
-                .to_bytes();
+                let bytes = read_body(response.into_body(), MAX_ANSWER, deadline)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok(reply(status, &bytes, cookie))
             }
         }
@@ -128,11 +139,7 @@ impl Transport {
 }
 
 fn reply(status: u16, bytes: &[u8], session: Option<String>) -> Reply {
-    let json = if bytes.len() > MAX_ANSWER {
-        Value::Null
-    } else {
-        serde_json::from_slice(bytes).unwrap_or(Value::Null)
-    };
+    let json = serde_json::from_slice(bytes).unwrap_or(Value::Null);
     Reply {
         status,
         json,
@@ -182,6 +189,31 @@ mod tests {
             Some("n8n-auth=eyJ.x.y")
         );
         assert_eq!(session_cookie(&http::HeaderMap::new()), None);
+    }
+
+    #[tokio::test]
+    async fn an_app_answering_without_end_fails_the_call_cleanly() {
+        use crate::bounded::tests::{Endless, endless_server, resident_bytes};
+        for how in [Endless::Flood, Endless::Declared] {
+            let address = endless_server(how).await;
+            let transport = Transport::Direct {
+                base: format!("http://{address}"),
+                http: reqwest::Client::new(),
+            };
+            let before = resident_bytes();
+            let failed = transport
+                .call(
+                    "POST",
+                    "/rest/owner/setup",
+                    Some(&serde_json::json!({})),
+                    None,
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(failed, "the answer is larger than 1024 KiB");
+            let grown = resident_bytes().saturating_sub(before);
+            assert!(grown < 256 << 20, "resident memory grew by {grown} bytes");
+        }
     }
 
     #[test]

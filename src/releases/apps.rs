@@ -10,15 +10,16 @@
 //! — get one result and one API key, and answers a repeated call with the
 //! kept key.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::Api;
 use kube::api::ListParams;
 use serde_json::{Map, Value, json};
 
 use super::ReleaseService;
 use super::audit::audit;
+use super::kept_key;
 use super::state::{self, N8nKey, ReleaseState};
 use crate::auth::KeyId;
 use crate::config::AppAccess;
@@ -29,6 +30,11 @@ use crate::helm::{HelmRelease, ValuesMode, WriteKind};
 use crate::model::apps::{N8nInitRequest, N8nInitResponse, SidecarContainer, SidecarRequest};
 use crate::n8n::{Endpoint, N8n, Step, StepError, Transport};
 use crate::names::{ReleaseName, TenantNamespace, is_dns1123_label};
+
+/// How long a repeated bootstrap waits for a rollout under way to bring up
+/// pods with the kept key (within the platform's 120 s, after waiting for
+/// an overlapping bootstrap).
+const ROLLOUT_WAIT: Duration = Duration::from_secs(20);
 
 /// What attaching a sidecar did.
 #[derive(Debug, Clone)]
@@ -58,6 +64,10 @@ impl ReleaseService {
                 let mut kept = self.kept(namespace, name).await?;
                 let previous = kept.clone();
                 kept.sidecar = Some(sidecar.clone());
+                // A release of the earlier operator: what it made for its
+                // sidecar becomes the release's.
+                self.hand_earlier_sidecar_to_helm(namespace, name, &sidecar)
+                    .await?;
                 let (release, applied) = self
                     .reapply(namespace, name, &previous, &kept, "Sidecar attached")
                     .await?;
@@ -156,7 +166,7 @@ impl ReleaseService {
                 if let Some(n8n) = kept.n8n.clone().filter(|_| !request.rotate) {
                     // Bootstrapped before (perhaps by an overlapping call):
                     // the kept key, and no new one.
-                    return Ok(done(&n8n, false));
+                    return self.repeated(namespace, name, &kept, n8n).await;
                 }
                 self.bootstrap(namespace, name, &request, kept).await
             })
@@ -201,22 +211,84 @@ impl ReleaseService {
             Ok(api_key) => api_key,
             Err(failed) => return Ok(step_failed(&failed)),
         };
-        let latest = self.require_latest(namespace, name).await?;
-        let secret = key_secret(&latest);
         let n8n_key = N8nKey {
             owner_email: request.owner_email.clone(),
             api_key: api_key.raw,
             api_key_id: api_key.id,
-            secret,
+            secret: None,
         };
+        self.keep_key(namespace, name, &kept, n8n_key).await
+    }
+
+    /// A bootstrap of a release that has its key already. When the latest
+    /// revision carries it, the answer says whether the pods run with it
+    /// (waiting a little for a rollout under way); when it does not (an
+    /// earlier apply failed, or someone rolled back by hand), it is applied
+    /// now, as on the first call.
+    async fn repeated(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        kept: &ReleaseState,
+        n8n: N8nKey,
+    ) -> Result<N8nInitResponse, ApiError> {
+        let latest = self.require_latest(namespace, name).await?;
+        let Some(carried) = kept_key::in_revision(&latest.manifest, name.as_str(), &n8n) else {
+            tracing::info!(%namespace, release = %name, "the kept n8n API key is not in the latest revision; applying it");
+            return self.keep_key(namespace, name, kept, n8n).await;
+        };
+        let wait = ROLLOUT_WAIT.min(self.settings.n8n_ready_timeout);
+        let running = self.pods_run_with(namespace, &carried, wait).await?;
+        Ok(in_force(&n8n, running))
+    }
+
+    /// Waits (at most `wait`) until the pods of the key's Deployments run
+    /// with it; false when they do not by then.
+    async fn pods_run_with(
+        &self,
+        namespace: &TenantNamespace,
+        carried: &kept_key::Carried,
+        wait: Duration,
+    ) -> Result<bool, ApiError> {
+        let pods = Api::<Pod>::namespaced(self.client.clone(), namespace.as_str());
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let listed = pods
+                .list(&ListParams::default())
+                .await
+                .map_err(crate::kube::KubeError::api("listing the release's pods"))?;
+            if kept_key::pods_run_with(&listed.items, carried) {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Keeps `n8n_key` with the release: in the release's app Secret (as
+    /// its latest revision names it) by a new revision, or, when it has no
+    /// such Secret, only in the operator's state (`success: false`).
+    async fn keep_key(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        kept: &ReleaseState,
+        mut n8n_key: N8nKey,
+    ) -> Result<N8nInitResponse, ApiError> {
+        let latest = self.require_latest(namespace, name).await?;
+        n8n_key.secret = key_secret(&latest);
         let mut updated = kept.clone();
         updated.n8n = Some(n8n_key.clone());
         if n8n_key.secret.is_none() {
-            state::save(&self.client, namespace, name, &updated).await?;
+            if updated != *kept {
+                state::save(&self.client, namespace, name, &updated).await?;
+            }
             return Ok(not_kept(&n8n_key));
         }
         match self
-            .reapply(namespace, name, &kept, &updated, "n8n API key kept")
+            .reapply(namespace, name, kept, &updated, "n8n API key kept")
             .await
         {
             Ok((_, applied)) if applied.value_kept => Ok(done(&n8n_key, true)),
@@ -312,8 +384,9 @@ impl ReleaseService {
         let plan = self.plan(namespace, name, updated.additions()).await?;
         let (checked, applied) =
             self.checked_with_additions(namespace, plan.as_ref(), &stripped.to_yaml_stream())?;
-        if checked == current {
-            // Already so: the same request again changes nothing.
+        if checked.same_objects(&current) {
+            // Already so (helm stored the same objects, sorted by kind):
+            // the same request again changes nothing.
             if previous != updated {
                 state::save(&self.client, namespace, name, updated).await?;
             }
@@ -386,6 +459,19 @@ fn done(n8n: &N8nKey, restarted: bool) -> N8nInitResponse {
     }
 }
 
+/// A repeated call's answer when the latest revision carries the kept key:
+/// `pod_restarted` says whether the pods run with it by now.
+fn in_force(n8n: &N8nKey, running: bool) -> N8nInitResponse {
+    N8nInitResponse {
+        message: if running {
+            "n8n already initialized; its pods run with the kept API key".into()
+        } else {
+            "n8n already initialized; the kept API key is in its Secret, its pods are still restarting to read it".into()
+        },
+        ..done(n8n, running)
+    }
+}
+
 fn not_kept(n8n: &N8nKey) -> N8nInitResponse {
     N8nInitResponse {
         success: false,
@@ -414,6 +500,14 @@ fn step_failed(failed: &StepError) -> N8nInitResponse {
         ),
         error: Some(failed.to_string()),
     }
+}
+
+/// Refuses a request that is not a sidecar we accept (see [`sidecar_from`]).
+pub(super) fn check_sidecar(
+    request: &SidecarRequest,
+    release: &ReleaseName,
+) -> Result<(), ApiError> {
+    sidecar_from(request.clone(), release).map(drop)
 }
 
 /// The validated sidecar: names, image reference, ports, env, resources

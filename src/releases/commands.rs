@@ -129,6 +129,48 @@ fn checked_values(values: Option<Map<String, Value>>) -> Result<Map<String, Valu
 mod tests {
     use super::*;
 
+    /// The platform's four app templates (its `cloud_app_templates.xml`),
+    /// as it installs them: no version, `create_namespace`.
+    const PLATFORM_CHARTS: [&str; 4] = [
+        "oci://registry-1.docker.io/bitnamicharts/postgresql",
+        "oci://registry-1.docker.io/bitnamicharts/redis",
+        "oci://registry-1.docker.io/bitnamicharts/odoo",
+        "oci://8gears.container-registry.com/library/n8n",
+    ];
+
+    #[test]
+    fn the_platforms_catalogue_is_accepted_and_reachable_by_default() {
+        use clap::Parser;
+        let config = crate::config::Config::parse_from(["paas-operator"]);
+        let policy = ChartPolicy::from_config(&config.charts);
+        for chart in PLATFORM_CHARTS {
+            let request: InstallRequest = serde_json::from_value(serde_json::json!({
+                "namespace": "paas-ws-3f9a0c1d", "name": "svc-1a2b3c4d", "chart": chart,
+                "values": {}, "create_namespace": true
+            }))
+            .unwrap();
+            let install = Install::parse(request, "paas-ws-", &policy)
+                .unwrap_or_else(|e| panic!("{chart}: {}", e.detail));
+            assert!(install.chart.version.is_none(), "{chart}: the latest");
+        }
+        // Charts are fetched from the registries, Docker Hub's token
+        // service and every CDN it redirects blob downloads to; nothing else.
+        let egress = policy.fetch_hosts();
+        assert!(matches!(egress, crate::names::AllowedHosts::Only(_)));
+        for host in [
+            "registry-1.docker.io",
+            "8gears.container-registry.com",
+            "auth.docker.io",
+            "production.cloudflare.docker.com",
+            "production.cloudfront.docker.com",
+            "docker-images-prod.6aa30f8b08e16409b46e0173d6de2f56.r2.cloudflarestorage.com",
+        ] {
+            assert!(egress.admits(&format!("{host}:443")), "{host}");
+        }
+        assert!(!egress.admits("169.254.169.254:80"));
+        assert!(!egress.admits("registry-1.docker.io.evil.example:443"));
+    }
+
     #[test]
     fn values_depth_is_bounded() {
         let mut deep = serde_json::json!(1);

@@ -5,11 +5,14 @@
 //! - Helm 4 install and upgrade: inside the one helm run (a post-renderer);
 //!   the run only needs the rules.
 //! - Helm 3 install and upgrade: a server-side dry run renders the chart
-//!   once, as the tenant; its manifest and hooks are checked here and
-//!   applied as they are (a chart holding exactly them).
+//!   once, as the tenant; its manifest and hooks are checked by the checker
+//!   in a process of its own (under its limits: nothing a chart rendered is
+//!   parsed in the operator) and applied as they are (a chart holding
+//!   exactly them).
 //! - Rollback: the target revision's stored manifest and hooks are checked
 //!   and applied the same way. Uninstall: the latest revision's, before
-//!   helm deletes what they list.
+//!   helm deletes what they list. Stored revisions are parsed here, under
+//!   the same budget (`crate::helm::parse`).
 
 use super::ReleaseService;
 use crate::error::{ApiError, Code};
@@ -53,6 +56,7 @@ impl ReleaseService {
             tenant_account: self.settings.tenant_account.clone(),
             release: name.as_str().to_owned(),
             additions,
+            scheduling: self.settings.scheduling.clone(),
         }))
     }
 
@@ -86,6 +90,63 @@ impl ReleaseService {
             .apply(&mut checked, &rules.release)
             .map_err(|error| ApiError::new(Code::SidecarTargetMissing, error.to_string()))?;
         Ok((checked, applied))
+    }
+}
+
+impl ReleaseService {
+    /// Before helm deletes what a stored manifest lists: refused only when
+    /// it lists objects outside the namespace (a forged record). Anything
+    /// else the rules would refuse today (a revision made before a rule, a
+    /// manifest this check cannot read) is logged and does not stand in
+    /// the way: helm deletes as the tenant, which RBAC keeps inside its
+    /// namespace, and every release installed must stay removable.
+    pub(super) fn check_uninstall(
+        &self,
+        namespace: &TenantNamespace,
+        plan: &Rules,
+        rendering: &str,
+    ) -> Result<(), ApiError> {
+        let Err(found) = plan.apply(rendering) else {
+            return Ok(());
+        };
+        let (scope, other): (Vec<Violation>, Vec<Violation>) =
+            found.into_iter().partition(|v| v.is_about_scope());
+        for violation in &other {
+            tracing::info!(%namespace, %violation, "uninstalling a release whose stored documents break a rule of today");
+        }
+        if scope.is_empty() {
+            Ok(())
+        } else {
+            Err(refused(namespace, scope))
+        }
+    }
+
+    /// [`Self::checked_with_additions`] for a rendering no check has seen
+    /// yet (a Helm 3 dry run's): checked by the checker in a process of its
+    /// own, under its limits, then given the plan's additions here.
+    pub(super) async fn checked_dry_run(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        plan: &Rules,
+        rendering: &str,
+    ) -> Result<Checked, ApiError> {
+        let checker_rules = Rules {
+            additions: Additions::default(),
+            ..plan.clone()
+        };
+        let mut checked = self
+            .helm
+            .check_rendering(namespace, name, &checker_rules, rendering)
+            .await
+            .map_err(|error| match error {
+                HelmError::NotConfined { violations, .. } => refused(namespace, violations),
+                other => other.into(),
+            })?;
+        plan.additions
+            .apply(&mut checked, &plan.release)
+            .map_err(|error| ApiError::new(Code::SidecarTargetMissing, error.to_string()))?;
+        Ok(checked)
     }
 }
 

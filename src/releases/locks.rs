@@ -5,12 +5,14 @@
 //! map only holds releases that have an operation running or waiting.
 //!
 //! Callers answer before the Lease is given back
-//! ([`ReleaseLocks::release_in_background`]): the local lock is kept until
-//! the Lease is deleted, so the next operation on the release in this
+//! ([`ReleaseLocks::finish_in_background`]): the local lock is kept until
+//! the Lease is written, so the next operation on the release in this
 //! process waits for that, and shutdown waits for it too
-//! ([`ReleaseLocks::settle`]).
+//! ([`ReleaseLocks::settle`]). An operation that ended cleanly deletes its
+//! Lease; one that ended in doubt frees it (no holder), so whoever takes
+//! it next, or the recovery sweep, checks the release first.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -19,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::kube::KubeError;
-use crate::kube::lease::{HeldLease, ReleaseLeases};
+use crate::kube::lease::{HeldLease, LeaseState, ReleaseLeases};
 
 type Key = (String, String);
 
@@ -37,19 +39,98 @@ pub enum LockError {
     Kube(KubeError),
 }
 
+/// How an operation under the lock ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// helm ran to its end (or never ran) and the outcome is known: the
+    /// Lease is deleted.
+    Clean,
+    /// The release may be left `pending-*` (helm stopped or killed, an
+    /// error after it ran): the Lease is kept without a holder, so the next
+    /// taker or the recovery sweep checks the release.
+    Doubtful,
+    /// The Lease could not be renewed: it is left to expire (nothing is
+    /// written), and the local lock is kept until helm has been stopped.
+    LeaseLost,
+}
+
 /// Held while an operation runs on a release; give it back with
-/// [`ReleaseGuard::release`] (when it is dropped instead, e.g. because the
-/// request was cancelled, the Lease is given back in the background).
+/// [`ReleaseLocks::finish_in_background`] (when it is dropped instead,
+/// because the request was cancelled, helm is being stopped: the Lease is
+/// kept renewed and the local lock held for the stop margin, then the
+/// Lease is freed).
 pub struct ReleaseGuard {
-    _guard: OwnedMutexGuard<()>,
+    guard: Option<OwnedMutexGuard<()>>,
     lease: Option<HeldLease>,
+    key: Key,
+    abandoned: Arc<Mutex<HashSet<Key>>>,
+    releasing: TaskTracker,
+    stop_margin: Duration,
 }
 
 impl ReleaseGuard {
-    /// Releases the Lease (if any), then the local lock.
-    pub async fn release(mut self) {
-        if let Some(lease) = self.lease.take() {
-            lease.release().await;
+    /// Resolves when the release's Lease is lost (never without a Lease).
+    pub fn lost(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let lost = self.lease.as_ref().map(HeldLease::lost);
+        async move {
+            match lost {
+                Some(lost) => lost.await,
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    /// Gives the Lease back as `ending` says, then the local lock.
+    async fn finish(mut self, ending: Ending) {
+        let lease = self.lease.take();
+        let guard = self.guard.take();
+        self.forget_abandoned();
+        match (lease, ending) {
+            (Some(lease), Ending::Clean) => lease.release().await,
+            (Some(lease), Ending::Doubtful) => lease.free().await,
+            (lease, Ending::LeaseLost) => {
+                if let Some(lease) = lease {
+                    lease.abandon();
+                }
+                // helm is being stopped (SIGTERM, then SIGKILL within the
+                // margin): no other operation of this process starts on the
+                // release before that.
+                tokio::time::sleep(self.stop_margin).await;
+            }
+            (None, _) => {}
+        }
+        drop(guard);
+    }
+
+    fn forget_abandoned(&self) {
+        self.abandoned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.key);
+    }
+}
+
+impl Drop for ReleaseGuard {
+    fn drop(&mut self) {
+        let (Some(guard), lease) = (self.guard.take(), self.lease.take()) else {
+            return;
+        };
+        self.forget_abandoned();
+        // The operation was dropped mid-way (its request went away): its
+        // helm, if any, is being stopped. Keep the release (the Lease stays
+        // renewed) until it surely is, then free the Lease for a check.
+        let margin = self.stop_margin;
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.releasing.spawn(
+                async move {
+                    tokio::time::sleep(margin).await;
+                    if let Some(lease) = lease {
+                        lease.free().await;
+                    }
+                    drop(guard);
+                }
+                .in_current_span(),
+            );
         }
     }
 }
@@ -59,6 +140,9 @@ impl ReleaseGuard {
 pub struct ReleaseLocks {
     locks: Arc<Mutex<HashMap<Key, Weak<AsyncMutex<()>>>>>,
     leases: Option<ReleaseLeases>,
+    /// Releases whose Lease was taken over from an operation that ended in
+    /// doubt, while their lock is held (see [`ReleaseLocks::took_over`]).
+    abandoned: Arc<Mutex<HashSet<Key>>>,
     /// Guards being given back after their request was answered.
     releasing: TaskTracker,
 }
@@ -72,10 +156,18 @@ impl ReleaseLocks {
         }
     }
 
-    /// Gives `guard` back without waiting: the Lease is deleted in the
-    /// background, and the local lock is held until it is.
-    pub fn release_in_background(&self, guard: ReleaseGuard) {
-        self.releasing.spawn(guard.release().in_current_span());
+    /// How long helm is given to stop before a Lease it ran under could
+    /// lapse (zero without Leases).
+    pub fn stop_margin(&self) -> Duration {
+        self.leases
+            .as_ref()
+            .map_or(Duration::ZERO, |l| l.timing().stop_margin)
+    }
+
+    /// Gives `guard` back without waiting (in the background); the local
+    /// lock is held until the Lease is written.
+    pub fn finish_in_background(&self, guard: ReleaseGuard, ending: Ending) {
+        self.releasing.spawn(guard.finish(ending).in_current_span());
     }
 
     /// Waits (at most `limit`) for the guards being given back, so that a
@@ -106,11 +198,19 @@ impl ReleaseLocks {
         let guard = tokio::time::timeout(wait, lock.lock_owned())
             .await
             .map_err(|_| LockError::Busy)?;
+        let key = (namespace.to_owned(), name.to_owned());
+        // The guard exists only once everything is held: a failed attempt
+        // gives the local lock back at once.
+        let held = |lease: Option<HeldLease>| ReleaseGuard {
+            guard: Some(guard),
+            lease,
+            key: key.clone(),
+            abandoned: self.abandoned.clone(),
+            releasing: self.releasing.clone(),
+            stop_margin: self.stop_margin(),
+        };
         let Some(leases) = &self.leases else {
-            return Ok(ReleaseGuard {
-                _guard: guard,
-                lease: None,
-            });
+            return Ok(held(None));
         };
         let left = wait.saturating_sub(started.elapsed());
         let acquired =
@@ -124,13 +224,29 @@ impl ReleaseLocks {
                     } if status.code == 404 => LockError::NamespaceMissing,
                     _ => LockError::Kube(error),
                 })?;
-        match acquired {
-            Some(lease) => Ok(ReleaseGuard {
-                _guard: guard,
-                lease: Some(lease),
-            }),
-            None => Err(LockError::Busy),
+        let Some(lease) = acquired else {
+            return Err(LockError::Busy);
+        };
+        if lease.took_over() {
+            self.abandoned
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key.clone());
         }
+        Ok(held(Some(lease)))
+    }
+
+    /// True while this process holds the release, and the Lease it holds
+    /// was left without a live holder by an operation before (which ended in
+    /// doubt, or whose replica died): a `pending-*` revision found now has
+    /// lost its helm.
+    pub fn took_over(&self, namespace: &str, name: &str) -> bool {
+        self.is_held(namespace, name)
+            && self
+                .abandoned
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&(namespace.to_owned(), name.to_owned()))
     }
 
     /// True while an operation of this process holds the release.
@@ -141,21 +257,31 @@ impl ReleaseLocks {
             .is_some_and(|lock| lock.try_lock().is_err())
     }
 
-    /// True while any replica holds the release (its Lease is unexpired), or
-    /// when that cannot be told.
-    pub async fn is_held_anywhere(&self, namespace: &str, name: &str) -> bool {
+    /// What guards the release now: held here or by a live replica, an
+    /// unheld Lease (an operation ended in doubt or its replica died), or
+    /// nothing. A Lease that cannot be read counts as held.
+    pub async fn lease_state(&self, namespace: &str, name: &str) -> LeaseState {
         if self.is_held(namespace, name) {
-            return true;
+            return LeaseState::Held(String::new());
         }
         let Some(leases) = &self.leases else {
-            return false;
+            return LeaseState::Absent;
         };
-        match leases.holder(namespace, name).await {
-            Ok(holder) => holder.is_some(),
+        match leases.state(namespace, name).await {
+            Ok(state) => state,
             Err(error) => {
                 tracing::warn!(%error, namespace, release = name, "cannot read release lease");
-                true
+                LeaseState::Held(String::new())
             }
+        }
+    }
+
+    /// Every release (namespace, name) whose Lease has no live holder,
+    /// cluster-wide; empty without Leases.
+    pub async fn unheld(&self) -> Result<Vec<(String, String)>, KubeError> {
+        match &self.leases {
+            Some(leases) => leases.unheld().await,
+            None => Ok(Vec::new()),
         }
     }
 
@@ -197,7 +323,7 @@ mod tests {
                 .await
                 .is_ok()
         );
-        locks.release_in_background(first);
+        locks.finish_in_background(first, Ending::Clean);
         locks.settle(Duration::from_secs(1)).await;
         assert!(!locks.is_held("ns", "a"));
         assert!(
@@ -206,5 +332,36 @@ mod tests {
                 .await
                 .is_ok()
         );
+    }
+
+    #[tokio::test]
+    async fn a_failed_attempt_keeps_nothing() {
+        let locks = ReleaseLocks::default();
+        let first = locks
+            .acquire("ns", "a", Duration::from_millis(10))
+            .await
+            .unwrap();
+        assert!(matches!(
+            locks.acquire("ns", "a", Duration::ZERO).await,
+            Err(LockError::Busy)
+        ));
+        locks.finish_in_background(first, Ending::Doubtful);
+        locks.settle(Duration::from_secs(1)).await;
+        // Free at once: neither attempt left a hold behind.
+        assert!(locks.acquire("ns", "a", Duration::ZERO).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_dropped_guard_gives_the_lock_back_after_the_stop_margin() {
+        let locks = ReleaseLocks::default();
+        let guard = locks
+            .acquire("ns", "a", Duration::from_millis(10))
+            .await
+            .unwrap();
+        drop(guard);
+        locks.settle(Duration::from_secs(1)).await;
+        assert!(!locks.is_held("ns", "a"));
+        assert!(!locks.took_over("ns", "a"));
+        assert_eq!(locks.lease_state("ns", "a").await, LeaseState::Absent);
     }
 }

@@ -8,8 +8,9 @@
 //!   ├─ write.rs   lock + Lease (locks.rs) ─► the chart fetched and inspected
 //!   │             (crate::charts) ─► confinement (confinement.rs) ─► helm
 //!   │             ─► read-your-writes expectation ─► audit (audit.rs)
-//!   │             a stuck `pending-*` revision is marked failed and the
-//!   │             operation retried once (recovery.rs)
+//!   │             a `pending-*` revision whose helm is gone is marked
+//!   │             failed and the operation retried once (recovery.rs);
+//!   │             a background sweep does the same without a write
 //!   └─ read.rs    watch-fed cache (cache/) ─► else Helm's records from the
 //!                 Kubernetes API (store.rs) or the helm CLI ─► warm the cache
 //! ```
@@ -24,6 +25,8 @@ pub mod audit;
 pub mod cache;
 pub mod commands;
 mod confinement;
+pub mod earlier;
+mod kept_key;
 pub mod locks;
 mod read;
 pub mod recovery;
@@ -69,6 +72,8 @@ pub struct ReleaseSettings {
     pub n8n_ready_timeout: Duration,
     /// The tenant namespace prefix (a release's generated subdomain drops it).
     pub namespace_prefix: String,
+    /// What tenant pods may name (`ALLOWED_*`), checked before helm runs.
+    pub scheduling: crate::helm::confine::SchedulingRules,
 }
 
 /// Where reads come from when the cache cannot answer.
@@ -112,6 +117,9 @@ pub struct ReleaseService {
     tenants: TenantService,
     settings: ReleaseSettings,
     exposure: ExposureService,
+    /// Cancelled at shutdown, after the grace: operations still running
+    /// stop their helm and repair their release.
+    stopping: tokio_util::sync::CancellationToken,
 }
 
 /// The parts a [`ReleaseService`] is built from (see `startup.rs`).
@@ -153,6 +161,7 @@ impl ReleaseService {
             tenants,
             settings,
             exposure,
+            stopping: tokio_util::sync::CancellationToken::new(),
         };
         if service.settings.confine {
             // Discovery (a call per API group) now, not in the first write.
@@ -181,6 +190,11 @@ impl ReleaseService {
         matches!(self.reads, Reads::Cli { .. })
     }
 
+    /// The operator's Kubernetes client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     pub fn tenants(&self) -> &TenantService {
         &self.tenants
     }
@@ -193,5 +207,27 @@ impl ReleaseService {
     /// Waits (at most `limit`) for Leases being given back, at shutdown.
     pub async fn settle(&self, limit: Duration) {
         self.locks.settle(limit).await;
+    }
+
+    /// At shutdown, once the grace is over: every operation still running
+    /// stops its helm (SIGTERM, so helm marks the release failed; SIGKILL
+    /// after HELM_KILL_GRACE), marks a revision left pending failed, gives
+    /// its Lease back and answers 503 `helm_interrupted`. New operations
+    /// are not started.
+    pub fn stop_operations(&self) {
+        self.stopping.cancel();
+    }
+
+    /// Waits (at most `limit`) until no helm process of this service runs,
+    /// so none outlives the process.
+    pub async fn wait_helm_exited(&self, limit: Duration) -> bool {
+        let started = tokio::time::Instant::now();
+        while self.helm.runner().in_flight() > 0 {
+            if started.elapsed() > limit {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        true
     }
 }

@@ -74,7 +74,7 @@ impl ReleaseService {
                 (ServedFrom::Cache, revisions)
             }
             None => {
-                let history = self.history_direct(namespace, name).await?;
+                let history = self.history_summaries(namespace, name).await?;
                 if !history.is_empty() {
                     self.cache.warm(namespace.as_str());
                 }
@@ -208,8 +208,28 @@ impl ReleaseService {
         })
     }
 
-    /// Every stored revision, oldest first, from storage (or the CLI).
+    /// Every stored revision, oldest first, from storage (or the CLI), for
+    /// writes: without manifests, hooks or values (revision numbers,
+    /// statuses and times are what they use).
     pub(super) async fn history_direct(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+    ) -> Result<Vec<HelmRelease>, ApiError> {
+        Ok(match &self.reads {
+            Reads::Storage(store) => store
+                .history(namespace.as_str(), name.as_str())
+                .await?
+                .into_iter()
+                .map(HelmRelease::from)
+                .collect(),
+            Reads::Cli { .. } => self.helm.history_from_cli(namespace, name).await?,
+        })
+    }
+
+    /// Every stored revision, oldest first, as the revisions endpoint shows
+    /// them, from storage (or the CLI).
+    async fn history_summaries(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,

@@ -49,7 +49,8 @@ pub enum StorageError {
     Record(#[from] RecordError),
 }
 
-/// Records that cannot be read are a 500 without their content.
+/// Records that cannot be read are a 409 without their content: the
+/// release is in a state that cannot be read, not the operator broken.
 impl From<StorageError> for ApiError {
     fn from(error: StorageError) -> Self {
         match error {
@@ -62,7 +63,7 @@ impl From<StorageError> for ApiError {
                 tracing::error!(%error, "unreadable helm release record");
                 ApiError::new(
                     Code::ReleaseRecordUnreadable,
-                    "The release record in the cluster cannot be read (corrupt or too large)",
+                    "The release record in the cluster cannot be read (corrupt or too large); the release can still be uninstalled",
                 )
             }
         }

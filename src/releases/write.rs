@@ -19,16 +19,18 @@ use super::ReleaseService;
 use super::audit::audit;
 use super::cache::Expectation;
 use super::commands::{ChartSpec, Install, Upgrade};
-use super::locks::{LockError, ReleaseGuard};
+use super::locks::{Ending, LockError, ReleaseGuard};
 use crate::auth::KeyId;
 use crate::error::{ApiError, Code};
+use crate::exposure::names::Subdomain;
 use crate::helm::additions::Additions;
 use crate::helm::{ChartArgs, HelmRelease, ValuesMode, WriteKind};
 use crate::names::{ReleaseName, TenantNamespace};
 use serde_json::{Map, Value};
 
 impl ReleaseService {
-    /// `helm install`, creating the tenant namespace first when asked.
+    /// `helm install`, creating the tenant namespace first when asked; a
+    /// release of that name that never reached `deployed` is replaced.
     pub async fn install(&self, key: &KeyId, install: Install) -> Result<HelmRelease, ApiError> {
         let Install {
             namespace,
@@ -46,10 +48,13 @@ impl ReleaseService {
             self.locked(namespace, name, async {
                 // helm refuses a name in use itself (the same 409, without
                 // our reading first); before a dry run, refuse it before
-                // paying for that.
+                // paying for that. A release that never reached `deployed`
+                // (its first install failed or crashed) is removed and
+                // installed again: what a retried install means.
                 if self.settings.confine
                     && self.checks_before_run()
                     && self.latest_direct(namespace, name).await?.is_some()
+                    && !self.clear_undeployed(namespace, name).await?
                 {
                     return Err(ApiError::new(
                         Code::ReleaseExists,
@@ -59,9 +64,22 @@ impl ReleaseService {
                 self.exposure
                     .check_free(namespace, name, expose.as_ref())
                     .await?;
-                let release = self
-                    .write(namespace, name, chart, WriteKind::Install, values)
-                    .await?;
+                let install = || {
+                    self.recovering(
+                        namespace,
+                        name,
+                        self.write(namespace, name, chart, WriteKind::Install, values),
+                    )
+                };
+                let release = match install().await {
+                    Err(exists)
+                        if exists.code == Code::ReleaseExists
+                            && self.clear_undeployed(namespace, name).await? =>
+                    {
+                        install().await?
+                    }
+                    outcome => outcome?,
+                };
                 self.exposure
                     .expose_release(namespace, name, expose.as_ref())
                     .await;
@@ -74,7 +92,8 @@ impl ReleaseService {
         audit(key, "install", namespace.as_str(), name.as_str(), outcome)
     }
 
-    /// `helm upgrade`; a stuck release is recovered and the upgrade retried once.
+    /// `helm upgrade`; a release whose pending revision lost its helm is
+    /// recovered and the upgrade retried once.
     pub async fn upgrade(
         &self,
         key: &KeyId,
@@ -94,10 +113,15 @@ impl ReleaseService {
                 // else only when helm refuses (below).
                 if self.checks_before_run() {
                     let previous = self.require_latest(namespace, name).await?;
-                    self.recover_if_stuck(namespace, name, &previous.summary())
-                        .await?;
+                    self.recover_if_stuck(namespace, name, &previous).await?;
                 }
-                let run = || self.write(namespace, name, chart, kind, values);
+                let run = || {
+                    self.recovering(
+                        namespace,
+                        name,
+                        self.write(namespace, name, chart, kind, values),
+                    )
+                };
                 match run().await {
                     Ok(release) => Ok(release),
                     Err(refused) => self.retry_if_recovered(namespace, name, refused, run).await,
@@ -145,7 +169,9 @@ impl ReleaseService {
                         format!("Release {namespace}/{name} has no revision {target}"),
                     ));
                 }
-                let release = self.roll_back_to(namespace, name, target).await?;
+                let release = self
+                    .recovering(namespace, name, self.roll_back_to(namespace, name, target))
+                    .await?;
                 Ok((target, release))
             })
             .await;
@@ -154,31 +180,46 @@ impl ReleaseService {
         audit(key, "rollback", namespace.as_str(), name.as_str(), outcome)
     }
 
-    /// `helm uninstall`; 404 when the release does not exist.
+    /// `helm uninstall`; 404 when the release does not exist. Its routes go
+    /// with it (also when it was gone already), and what the earlier
+    /// operator made beside it: its routes (at `subdomain`, the platform's
+    /// name, or its own default names) and its `{release}-mcp` Service.
     pub async fn uninstall(
         &self,
         key: &KeyId,
         namespace: &TenantNamespace,
         name: &ReleaseName,
+        subdomain: Option<&Subdomain>,
     ) -> Result<(), ApiError> {
         let outcome = self
             .locked(namespace, name, async {
-                let latest = self.require_latest(namespace, name).await;
-                if latest
-                    .as_ref()
-                    .is_err_and(|e| e.code == Code::ReleaseNotFound)
-                {
-                    // Already gone: its routes go too (then the 404).
-                    self.exposure.release_gone(namespace, name).await;
-                }
-                let latest = latest?;
+                let latest = match self.require_latest(namespace, name).await {
+                    Ok(latest) => Some(latest),
+                    Err(error) if error.code == Code::ReleaseNotFound => {
+                        // Already gone: its routes go too (then the 404).
+                        self.exposure.release_gone(namespace, name).await;
+                        self.earlier_gone(namespace, name, subdomain).await;
+                        return Err(error);
+                    }
+                    Err(error) if error.code == Code::ReleaseRecordUnreadable => {
+                        // Too large or corrupt for us: helm, as the tenant
+                        // (RBAC keeps it inside the namespace), still
+                        // removes it; its owner must be able to.
+                        tracing::warn!(%namespace, release = %name, "the release's latest record cannot be read; uninstalling it without checking its documents");
+                        None
+                    }
+                    Err(error) => return Err(error),
+                };
                 // helm deletes what the stored manifest lists: only when it
                 // stays in the namespace.
-                if let Some(plan) = self.plan(namespace, name, Additions::default()).await? {
-                    self.checked(namespace, Some(&plan), &latest.rendering())?;
+                if let Some(latest) = &latest
+                    && let Some(plan) = self.plan(namespace, name, Additions::default()).await?
+                {
+                    self.check_uninstall(namespace, &plan, &latest.rendering())?;
                 }
                 self.helm.uninstall(namespace, name).await?;
                 self.exposure.release_gone(namespace, name).await;
+                self.earlier_gone(namespace, name, subdomain).await;
                 // What the operator kept about the release goes with it.
                 super::state::remove(&self.client, namespace, name).await?;
                 Ok(())
@@ -191,6 +232,22 @@ impl ReleaseService {
         self.cache
             .expect(namespace.as_str(), name.as_str(), expectation);
         audit(key, "uninstall", namespace.as_str(), name.as_str(), outcome)
+    }
+
+    /// What the earlier operator made beside a release that is now gone:
+    /// its MCP route (with its CNAME) and its `{release}-mcp` Service, each
+    /// only with evidence that it is this release's.
+    async fn earlier_gone(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+        subdomain: Option<&Subdomain>,
+    ) {
+        let prefix = &self.settings.namespace_prefix;
+        self.exposure
+            .remove_earlier_routes(namespace, name, prefix, subdomain)
+            .await;
+        self.remove_earlier_mcp_service(namespace, name).await;
     }
 
     /// Uninstalls every release of a tenant namespace, then starts deleting
@@ -207,6 +264,11 @@ impl ReleaseService {
                     Ok(self.helm.uninstall(namespace, &name).await?)
                 })
                 .await?;
+                // Its Services go with the namespace; the route would stay.
+                let prefix = &self.settings.namespace_prefix;
+                self.exposure
+                    .remove_earlier_routes(namespace, &name, prefix, None)
+                    .await;
             }
             self.exposure.namespace_gone(namespace).await;
             Ok(self.tenants.delete(namespace).await?)
@@ -240,12 +302,56 @@ impl ReleaseService {
         wait: std::time::Duration,
         operation: impl Future<Output = Result<T, ApiError>>,
     ) -> Result<T, ApiError> {
+        if self.stopping.is_cancelled() {
+            return Err(ApiError::new(
+                Code::Cancelled,
+                "The service is stopping; try again shortly",
+            ));
+        }
         if !self.tenants.ready(namespace).await? {
             return Err(namespace_missing(namespace));
         }
         let guard = self.lock(namespace, name, wait).await?;
-        let outcome = operation.await;
-        self.locks.release_in_background(guard);
+        let lease_lost = guard.lost();
+        // The operation runs until it ends, unless its Lease is lost or the
+        // service stops: then it is dropped, which stops its helm (SIGTERM,
+        // SIGKILL after HELM_KILL_GRACE).
+        let stopped = tokio::select! {
+            outcome = operation => Ok(outcome),
+            () = lease_lost => Err(Stopped::LeaseLost),
+            () = self.stopping.cancelled() => Err(Stopped::Shutdown),
+        };
+        let outcome = match stopped {
+            Ok(outcome) => {
+                self.locks.finish_in_background(guard, ending(&outcome));
+                outcome
+            }
+            Err(Stopped::LeaseLost) => {
+                tracing::error!(%namespace, release = %name,
+                    "stopped the operation: its Lease could not be kept; the recovery sweep repairs the release");
+                self.locks.finish_in_background(guard, Ending::LeaseLost);
+                return Err(super::recovery::interrupted(
+                    namespace,
+                    name,
+                    "this replica could not keep its hold on the release",
+                ));
+            }
+            Err(Stopped::Shutdown) => {
+                // Shutdown: helm was asked to stop; repair the release
+                // under the Lease before giving it back.
+                let repaired = self.repair_after_stop(namespace, name).await;
+                let ending = match &repaired {
+                    Ok(()) => Ending::Clean,
+                    Err(_) => Ending::Doubtful,
+                };
+                self.locks.finish_in_background(guard, ending);
+                return Err(super::recovery::interrupted(
+                    namespace,
+                    name,
+                    "the service is stopping",
+                ));
+            }
+        };
         if outcome
             .as_ref()
             .err()
@@ -277,15 +383,17 @@ impl ReleaseService {
         };
         let additions = match kind {
             WriteKind::Install => Additions::default(),
-            WriteKind::Upgrade(_) => self.kept(namespace, name).await?.additions(),
+            WriteKind::Upgrade(_) => self.kept_additions(namespace, name).await?,
         };
         let rules = self.plan(namespace, name, additions).await?;
-        let printed = if rules.is_some() && self.checks_before_run() {
+        let printed = if let (Some(plan), true) = (&rules, self.checks_before_run()) {
             let dry = self
                 .helm
                 .dry_run(namespace, name, chart, kind, values)
                 .await?;
-            let checked = self.checked(namespace, rules.as_ref(), &dry.rendering)?;
+            let checked = self
+                .checked_dry_run(namespace, name, plan, &dry.rendering)
+                .await?;
             self.helm
                 .apply_documents(
                     namespace,
@@ -314,13 +422,27 @@ impl ReleaseService {
         self.produced(namespace, name, printed).await
     }
 
-    /// What the operator keeps about the release (its sidecar, the n8n key).
+    /// What the operator keeps about the release (its sidecar, the n8n
+    /// key), before changing it: 409 `kept_state_conflict` when a Secret of
+    /// its name was made by someone else.
     pub(super) async fn kept(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
     ) -> Result<super::state::ReleaseState, ApiError> {
-        Ok(super::state::load(&self.client, namespace, name).await?)
+        Ok(super::state::load_for_change(&self.client, namespace, name).await?)
+    }
+
+    /// What the operator keeps about the release, to add to a rendering
+    /// (nothing from a Secret of its name someone else made).
+    async fn kept_additions(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+    ) -> Result<Additions, ApiError> {
+        Ok(super::state::load(&self.client, namespace, name)
+            .await?
+            .additions())
     }
 
     /// Applies a stored revision's documents again, checked as a new
@@ -332,7 +454,7 @@ impl ReleaseService {
         target: u32,
     ) -> Result<HelmRelease, ApiError> {
         let revision = self.revision_direct(namespace, name, target).await?;
-        let additions = self.kept(namespace, name).await?.additions();
+        let additions = self.kept_additions(namespace, name).await?;
         let rules = self.plan(namespace, name, additions).await?;
         let checked = self.checked(namespace, rules.as_ref(), &revision.rendering())?;
         let values = revision.config.clone().unwrap_or_default();
@@ -418,6 +540,26 @@ impl ReleaseService {
     }
 }
 
+/// Why an operation was stopped before its end.
+enum Stopped {
+    /// Its Lease could not be renewed in time.
+    LeaseLost,
+    /// The service is shutting down and the grace is over.
+    Shutdown,
+}
+
+/// How an operation that ran to its end gives its Lease back: deleted when
+/// the outcome is known (success, or a refusal before or by helm), kept
+/// without a holder when helm may have left the release `pending-*` (any
+/// server-side failure), so the next taker or the sweep checks it.
+fn ending<T>(outcome: &Result<T, ApiError>) -> Ending {
+    match outcome {
+        Ok(_) => Ending::Clean,
+        Err(error) if error.status().is_client_error() => Ending::Clean,
+        Err(_) => Ending::Doubtful,
+    }
+}
+
 fn namespace_missing(namespace: &TenantNamespace) -> ApiError {
     ApiError::new(
         Code::NamespaceNotFound,
@@ -425,4 +567,26 @@ fn namespace_missing(namespace: &TenantNamespace) -> ApiError {
             "Namespace {namespace} does not exist; create it first (or send create_namespace: true)"
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_is_deleted_only_when_the_outcome_is_known() {
+        assert_eq!(ending::<()>(&Ok(())), Ending::Clean);
+        let refused = ApiError::new(Code::ReleaseExists, "x");
+        assert_eq!(ending::<()>(&Err(refused)), Ending::Clean);
+        for code in [
+            Code::HelmFailed,
+            Code::HelmInterrupted,
+            Code::KubernetesUnavailable,
+        ] {
+            assert_eq!(
+                ending::<()>(&Err(ApiError::new(code, "x"))),
+                Ending::Doubtful
+            );
+        }
+    }
 }

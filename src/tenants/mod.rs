@@ -4,16 +4,21 @@
 //! RoleBinding that gives the operator its rights in the namespace; the
 //! ResourceQuota, a LimitRange with default requests and limits (so pods
 //! that set none still run under the quota) and a NetworkPolicy that
-//! isolates it from other tenants. All applied by server-side apply with one
+//! isolates it from other tenants. The quota also counts pods, Services,
+//! Secrets, ConfigMaps and PVCs, and the LimitRange sets minimums, so one
+//! tenant cannot take the nodes' pod slots or fill etcd. All applied by server-side apply with one
 //! field manager ([`objects`] builds them): re-posting is idempotent and
 //! updates the limits. Everything carries the operator's label, which
 //! admission keeps out of the tenant's reach.
 //!
 //! Before any helm run in a namespace, [`TenantService::ready`] makes sure
-//! the tenant identity is in place (once per namespace and process), and
+//! the tenant identity is in place and the quota and LimitRange carry
+//! today's fences (once per namespace and process; a namespace's own limits
+//! are kept), and
 //! adopts a namespace with the tenant prefix that the earlier operator made
 //! without our label (`ADOPT_NAMESPACES`).
 
+pub mod earlier;
 pub mod objects;
 pub mod policy;
 
@@ -41,6 +46,9 @@ use objects::{
 
 /// Label marking namespaces this operator manages.
 pub const MANAGED_LABEL: &str = "paas-managed";
+/// The Pod Security label this operator sets on every tenant namespace
+/// (the earlier operator set only [`MANAGED_LABEL`]).
+pub const PSA_ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";
 
 /// How long a new tenant identity may take to be usable (the API server's
 /// RBAC cache learns a new RoleBinding through a watch: milliseconds).
@@ -52,15 +60,42 @@ pub struct TenantQuota {
     pub cpu: Quantity,
     pub memory: Quantity,
     pub storage: Quantity,
+    pub counts: ObjectCounts,
 }
 
 impl TenantQuota {
-    /// The earlier operator's defaults: cpu 2, memory 4Gi, storage 20Gi.
-    pub fn default_quota() -> Self {
+    /// The earlier operator's defaults (cpu 2, memory 4Gi, storage 20Gi)
+    /// and these object counts.
+    pub fn default_quota(counts: ObjectCounts) -> Self {
         Self {
             cpu: Quantity::known("2"),
             memory: Quantity::known("4Gi"),
             storage: Quantity::known("20Gi"),
+            counts,
+        }
+    }
+}
+
+/// How many objects of each kind a tenant namespace may hold: what bounds
+/// a tenant's share of the nodes' pod slots and of etcd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectCounts {
+    pub pods: u32,
+    pub services: u32,
+    pub secrets: u32,
+    pub configmaps: u32,
+    pub pvcs: u32,
+}
+
+impl ObjectCounts {
+    /// The defaults of the settings (`QUOTA_PODS`, …).
+    pub fn from_policy(policy: &TenantConfig) -> Self {
+        Self {
+            pods: policy.quota_pods,
+            services: policy.quota_services,
+            secrets: policy.quota_secrets,
+            configmaps: policy.quota_configmaps,
+            pvcs: policy.quota_pvcs,
         }
     }
 }
@@ -112,6 +147,11 @@ impl TenantService {
         }
     }
 
+    /// The object counts a namespace gets when its request names none.
+    pub fn default_counts(&self) -> ObjectCounts {
+        ObjectCounts::from_policy(&self.policy)
+    }
+
     /// The user helm acts as in `namespace`.
     pub fn helm_user(&self, namespace: &TenantNamespace) -> String {
         format!(
@@ -132,7 +172,7 @@ impl TenantService {
         if let Some(existing) = &existing {
             self.check_usable(existing, namespace)?;
         }
-        self.apply_all(namespace, quota).await?;
+        self.apply_all(namespace, Some(quota)).await?;
         Ok(if existing.is_some() {
             Applied::Updated
         } else {
@@ -149,8 +189,8 @@ impl TenantService {
         match self.get(namespace).await? {
             Some(existing) => self.make_ready(namespace, &existing).await,
             None => {
-                self.apply_all(namespace, &TenantQuota::default_quota())
-                    .await
+                let quota = TenantQuota::default_quota(self.default_counts());
+                self.apply_all(namespace, Some(&quota)).await
             }
         }
     }
@@ -259,24 +299,31 @@ impl TenantService {
         existing: &Namespace,
     ) -> Result<(), KubeError> {
         self.check_usable(existing, namespace)?;
-        if is_managed(existing) {
+        if is_managed(existing) && is_set_up(existing) {
             self.apply_identity(namespace).await?;
+            // A namespace made before the quota counted objects or the
+            // LimitRange had minimums gets them now: its limits are kept,
+            // what it lacks comes from the settings.
+            let quota = self.existing_quota(namespace).await?;
+            self.apply_limits(namespace, Some(&quota)).await?;
         } else {
-            tracing::warn!(%namespace, "adopting a tenant namespace this operator did not label");
+            // Unlabelled, or labelled only `paas-managed` (the earlier
+            // operator's): the operator has no rights in it yet.
+            tracing::warn!(%namespace, "adopting a tenant namespace this operator did not set up");
             self.apply_operator_binding(namespace).await?;
             let quota = self.existing_quota(namespace).await?;
-            self.apply_all(namespace, &quota).await?;
+            self.apply_all(namespace, Some(&quota)).await?;
         }
         self.wait_identity_usable(namespace).await?;
         self.lock_ready().insert(namespace.to_string());
         Ok(())
     }
 
-    /// Everything a tenant namespace holds.
+    /// Everything a tenant namespace holds (the quota only when given).
     async fn apply_all(
         &self,
         namespace: &TenantNamespace,
-        quota: &TenantQuota,
+        quota: Option<&TenantQuota>,
     ) -> Result<(), KubeError> {
         let name = namespace.as_str();
         let policy = &self.policy;
@@ -299,24 +346,7 @@ impl TenantService {
             .await?;
         }
         self.apply_identity(namespace).await?;
-        let quota_name = format!("{name}-quota");
-        let quotas: Api<ResourceQuota> = Api::namespaced(self.client.clone(), name);
-        apply_retrying(
-            &quotas,
-            &quota_name,
-            quota_body(&quota_name, quota),
-            "applying the resource quota",
-        )
-        .await?;
-        let defaults_name = format!("{name}-defaults");
-        let limits: Api<LimitRange> = Api::namespaced(self.client.clone(), name);
-        apply_retrying(
-            &limits,
-            &defaults_name,
-            limit_range_body(&defaults_name, policy),
-            "applying the limit range",
-        )
-        .await?;
+        self.apply_limits(namespace, quota).await?;
         let isolation_name = format!("{name}-isolation");
         let policies: Api<NetworkPolicy> = Api::namespaced(self.client.clone(), name);
         apply_retrying(
@@ -329,6 +359,35 @@ impl TenantService {
         self.wait_identity_usable(namespace).await?;
         self.lock_ready().insert(name.to_owned());
         Ok(())
+    }
+
+    /// The ResourceQuota (when given) and the LimitRange.
+    async fn apply_limits(
+        &self,
+        namespace: &TenantNamespace,
+        quota: Option<&TenantQuota>,
+    ) -> Result<(), KubeError> {
+        let name = namespace.as_str();
+        if let Some(quota) = quota {
+            let quota_name = format!("{name}-quota");
+            let quotas: Api<ResourceQuota> = Api::namespaced(self.client.clone(), name);
+            apply_retrying(
+                &quotas,
+                &quota_name,
+                quota_body(&quota_name, quota),
+                "applying the resource quota",
+            )
+            .await?;
+        }
+        let defaults_name = format!("{name}-defaults");
+        let limits: Api<LimitRange> = Api::namespaced(self.client.clone(), name);
+        apply_retrying(
+            &limits,
+            &defaults_name,
+            limit_range_body(&defaults_name, &self.policy),
+            "applying the limit range",
+        )
+        .await
     }
 
     /// The operator's own rights in the namespace.
@@ -419,7 +478,7 @@ impl TenantService {
     }
 
     /// An adopted namespace's quota keeps the limits it had; the contract's
-    /// defaults when it had none.
+    /// defaults (and the settings' object counts) when it had none.
     async fn existing_quota(&self, namespace: &TenantNamespace) -> Result<TenantQuota, KubeError> {
         let name = namespace.as_str();
         let quotas = Api::<ResourceQuota>::namespaced(self.client.clone(), name);
@@ -440,11 +499,25 @@ impl TenantService {
                 .and_then(|q| Quantity::parse(field, &q.0).ok())
                 .unwrap_or(default)
         };
-        let defaults = TenantQuota::default_quota();
+        let defaults = TenantQuota::default_quota(self.default_counts());
+        let count = |key: &str, default: u32| {
+            hard.get(key)
+                .and_then(|q| q.0.parse::<i64>().ok())
+                .and_then(|n| crate::names::object_count("count", n).ok())
+                .unwrap_or(default)
+        };
+        let counts = defaults.counts;
         Ok(TenantQuota {
             cpu: kept("limits.cpu", "cpu_limit", defaults.cpu),
             memory: kept("limits.memory", "memory_limit", defaults.memory),
             storage: kept("requests.storage", "storage_limit", defaults.storage),
+            counts: ObjectCounts {
+                pods: count("pods", counts.pods),
+                services: count("services", counts.services),
+                secrets: count("count/secrets", counts.secrets),
+                configmaps: count("count/configmaps", counts.configmaps),
+                pvcs: count("persistentvolumeclaims", counts.pvcs),
+            },
         })
     }
 }
@@ -456,6 +529,16 @@ fn quantities(
         .into_iter()
         .map(|(k, v)| (k, v.0))
         .collect()
+}
+
+/// Labelled by this operator (with Pod Security labels), not only with
+/// the earlier operator's `paas-managed`.
+fn is_set_up(namespace: &Namespace) -> bool {
+    namespace
+        .metadata
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(PSA_ENFORCE_LABEL))
 }
 
 fn is_managed(namespace: &Namespace) -> bool {

@@ -71,6 +71,9 @@ pub fn limit_range_body(name: &str, policy: &TenantConfig) -> Value {
             "type": "Container",
             "default": { "cpu": policy.default_cpu_limit, "memory": policy.default_memory_limit },
             "defaultRequest": { "cpu": policy.default_cpu_request, "memory": policy.default_memory_request },
+            // Requests and limits below these are refused, so tiny pods
+            // cannot pack a node (the quota's `pods` bounds their number).
+            "min": { "cpu": policy.container_min_cpu, "memory": policy.container_min_memory },
         }]},
     })
 }
@@ -105,7 +108,13 @@ pub fn quota_body(quota_name: &str, quota: &TenantQuota) -> Value {
             "requests.memory": quota.memory.as_str(),
             "limits.memory": quota.memory.as_str(),
             "requests.storage": quota.storage.as_str(),
-            "persistentvolumeclaims": "10",
+            "persistentvolumeclaims": quota.counts.pvcs.to_string(),
+            // Pod slots of the nodes and objects in etcd: Helm keeps a
+            // Secret per revision, so `count/secrets` bounds history too.
+            "pods": quota.counts.pods.to_string(),
+            "services": quota.counts.services.to_string(),
+            "count/secrets": quota.counts.secrets.to_string(),
+            "count/configmaps": quota.counts.configmaps.to_string(),
         }},
     })
 }
@@ -116,14 +125,15 @@ mod tests {
 
     use super::*;
     use crate::names::Quantity;
+    use crate::tenants::ObjectCounts;
 
     fn policy() -> TenantConfig {
         crate::config::Config::parse_from(["paas-operator"]).tenant
     }
 
     #[test]
-    fn default_quota_is_the_contracts() {
-        let quota = TenantQuota::default_quota();
+    fn default_quota_is_the_contracts_with_object_counts() {
+        let quota = TenantQuota::default_quota(ObjectCounts::from_policy(&policy()));
         assert_eq!(
             (
                 quota.cpu.as_str(),
@@ -132,6 +142,22 @@ mod tests {
             ),
             ("2", "4Gi", "20Gi")
         );
+        let hard = &quota_body("q", &quota)["spec"]["hard"];
+        assert_eq!(hard["persistentvolumeclaims"], "10");
+        assert_eq!(hard["pods"], "20");
+        assert_eq!(hard["services"], "20");
+        assert_eq!(hard["count/secrets"], "100");
+        assert_eq!(hard["count/configmaps"], "50");
+    }
+
+    #[test]
+    fn containers_have_minimums_below_the_defaults() {
+        let limits = limit_range_body("x", &policy());
+        let limit = &limits["spec"]["limits"][0];
+        assert_eq!(limit["min"]["cpu"], "10m");
+        assert_eq!(limit["min"]["memory"], "16Mi");
+        // The API server refuses a LimitRange whose default is under its min.
+        assert_eq!(limit["defaultRequest"]["cpu"], "100m");
     }
 
     #[test]
@@ -184,6 +210,13 @@ mod tests {
             cpu: Quantity::parse("cpu_limit", "8").unwrap(),
             memory: Quantity::parse("memory_limit", "16Gi").unwrap(),
             storage: Quantity::parse("storage_limit", "100Gi").unwrap(),
+            counts: ObjectCounts {
+                pods: 40,
+                services: 5,
+                secrets: 60,
+                configmaps: 30,
+                pvcs: 3,
+            },
         };
         let body = quota_body("paas-ws-1-quota", &quota);
         let hard = &body["spec"]["hard"];
@@ -192,6 +225,10 @@ mod tests {
         assert_eq!(hard["requests.memory"], "16Gi");
         assert_eq!(hard["limits.memory"], "16Gi");
         assert_eq!(hard["requests.storage"], "100Gi");
-        assert_eq!(hard["persistentvolumeclaims"], "10");
+        assert_eq!(hard["persistentvolumeclaims"], "3");
+        assert_eq!(hard["pods"], "40");
+        assert_eq!(hard["services"], "5");
+        assert_eq!(hard["count/secrets"], "60");
+        assert_eq!(hard["count/configmaps"], "30");
     }
 }

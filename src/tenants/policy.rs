@@ -7,11 +7,17 @@
 //! isolation holds even where nobody applied the file; where it may not (the
 //! least-privilege ServiceAccount), they are the deployment's business and
 //! are left alone.
+//!
+//! The scheduling policy's allowed lists (priority classes, taint keys,
+//! runtime classes) are put in from the operator's settings before it is
+//! applied, so admission and the operator's own early check
+//! ([`crate::helm::confine`]) allow the same.
 
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::{Api, Client};
 use serde::Deserialize;
 
+use crate::config::TenantConfig;
 use crate::kube::KubeError;
 use crate::kube::apply::FIELD_MANAGER;
 
@@ -27,9 +33,17 @@ pub enum PolicyState {
     NotOurs,
 }
 
+/// The admission policy of the scheduling fences, and its variables that
+/// hold the allowed lists.
+const SCHEDULING_POLICY: &str = "paas-tenant-scheduling";
+
 /// Applies the built-in tenant policy when the operator may.
-pub async fn ensure_cluster_policy(client: &Client) -> Result<PolicyState, KubeError> {
-    let objects = policy_objects().map_err(|_| KubeError::PolicyUnreadable)?;
+pub async fn ensure_cluster_policy(
+    client: &Client,
+    settings: &TenantConfig,
+) -> Result<PolicyState, KubeError> {
+    let mut objects = policy_objects().map_err(|_| KubeError::PolicyUnreadable)?;
+    put_allowed_lists(&mut objects, settings)?;
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut applied = 0;
     for object in &objects {
@@ -60,6 +74,39 @@ fn policy_objects() -> Result<Vec<DynamicObject>, serde_yaml_ng::Error> {
         .map(DynamicObject::deserialize)
         .filter(|object| !matches!(object, Ok(o) if o.types.is_none()))
         .collect()
+}
+
+/// Writes the settings' allowed lists into the scheduling policy's
+/// variables, as CEL list literals (the settings hold only name
+/// characters, checked when they were read).
+fn put_allowed_lists(
+    objects: &mut [DynamicObject],
+    settings: &TenantConfig,
+) -> Result<(), KubeError> {
+    let lists = [
+        ("allowedPriorityClasses", &settings.allowed_priority_classes),
+        ("allowedTolerationKeys", &settings.allowed_toleration_keys),
+        ("allowedRuntimeClasses", &settings.allowed_runtime_classes),
+    ];
+    let policy = objects
+        .iter_mut()
+        .find(|o| o.metadata.name.as_deref() == Some(SCHEDULING_POLICY))
+        .ok_or(KubeError::PolicyUnreadable)?;
+    let variables = policy
+        .data
+        .pointer_mut("/spec/variables")
+        .and_then(serde_json::Value::as_array_mut)
+        .ok_or(KubeError::PolicyUnreadable)?;
+    for (name, list) in lists {
+        let variable = variables
+            .iter_mut()
+            .find(|v| v["name"] == name)
+            .ok_or(KubeError::PolicyUnreadable)?;
+        let literal =
+            serde_json::to_string(list.items()).map_err(|_| KubeError::PolicyUnreadable)?;
+        variable["expression"] = serde_json::Value::String(literal);
+    }
+    Ok(())
 }
 
 /// The resource name of the kinds the policy holds (English plurals of
@@ -98,7 +145,7 @@ mod tests {
             .iter()
             .filter(|(k, _)| k == "ValidatingAdmissionPolicyBinding")
             .count();
-        assert!(policies >= 4 && policies == bindings, "{kinds:?}");
+        assert!(policies >= 8 && policies == bindings, "{kinds:?}");
         assert_eq!(
             plural("ValidatingAdmissionPolicy"),
             "validatingadmissionpolicies"
@@ -108,5 +155,49 @@ mod tests {
             "validatingadmissionpolicybindings"
         );
         assert_eq!(plural("ClusterRole"), "clusterroles");
+    }
+
+    #[test]
+    fn the_scheduling_policy_gets_the_settings_lists() {
+        use clap::Parser;
+        let settings = crate::config::Config::parse_from([
+            "paas-operator",
+            "--allowed-priority-classes",
+            "tenant-low, tenant-high",
+        ])
+        .tenant;
+        let mut objects = policy_objects().expect("reads");
+        let variable = |objects: &[DynamicObject], name: &str| {
+            let policy = objects
+                .iter()
+                .find(|o| o.metadata.name.as_deref() == Some(SCHEDULING_POLICY))
+                .expect("scheduling policy");
+            policy.data["spec"]["variables"]
+                .as_array()
+                .expect("variables")
+                .iter()
+                .find(|v| v["name"] == name)
+                .expect("variable")["expression"]
+                .clone()
+        };
+        // As shipped: what the settings' defaults say.
+        assert_eq!(variable(&objects, "allowedPriorityClasses"), "[]");
+        put_allowed_lists(&mut objects, &settings).expect("put");
+        assert_eq!(
+            variable(&objects, "allowedPriorityClasses"),
+            r#"["tenant-low","tenant-high"]"#
+        );
+        assert_eq!(
+            variable(&objects, "allowedTolerationKeys"),
+            r#"["node.kubernetes.io/not-ready","node.kubernetes.io/unreachable"]"#
+        );
+        assert_eq!(variable(&objects, "allowedRuntimeClasses"), "[]");
+        // A name that could end a CEL string never gets this far.
+        let refused = crate::config::Config::try_parse_from([
+            "paas-operator",
+            "--allowed-runtime-classes",
+            "a\"] + ['b",
+        ]);
+        assert!(refused.is_err());
     }
 }

@@ -23,7 +23,8 @@
 #  (e) the tenant admission policies (k8s/tenant-policy.yaml): for each, one
 #      request allowed and one denied, as paas-tenant (through the token's
 #      impersonation), as another ServiceAccount of the namespace, as the
-#      operator and as admin; the tenant namespace is then deleted completely.
+#      operator and as admin (scheduling fences and reserved names included);
+#      the tenant namespace is then deleted completely.
 #
 # Prints PASS/FAIL per check and ends with "N passed, M failed"; exits non-zero
 # on any failure. Cleans up what it created (k8s/ objects only if paas-system
@@ -98,9 +99,9 @@ for want in Deployment Service ServiceAccount Secret ClusterRoleBinding Validati
 done
 check "k8s/ holds ClusterRoles paas-operator, paas-operator-tenant and paas-tenant" \
   bash -c 'grep -c "^kind: ClusterRole$" <<<"$1" | grep -qx 3' _ "$RENDERED"
-TENANT_POLICIES=(paas-tenant-protected-objects paas-tenant-helm-records paas-tenant-workloads paas-tenant-services paas-tenant-rolebinding-subjects paas-tenant-ingresses)
-check "k8s/ holds 7 ValidatingAdmissionPolicies and 7 bindings (operator scope + ${#TENANT_POLICIES[@]} tenant policies)" \
-  bash -c '[[ "$(grep -c "^kind: ValidatingAdmissionPolicy$" <<<"$1") $(grep -c "^kind: ValidatingAdmissionPolicyBinding$" <<<"$1")" == "7 7" ]]' _ "$RENDERED"
+TENANT_POLICIES=(paas-tenant-protected-objects paas-tenant-helm-records paas-tenant-workloads paas-tenant-services paas-tenant-rolebinding-subjects paas-tenant-ingresses paas-tenant-scheduling paas-tenant-reserved-names)
+check "k8s/ holds 9 ValidatingAdmissionPolicies and 9 bindings (operator scope + ${#TENANT_POLICIES[@]} tenant policies)" \
+  bash -c '[[ "$(grep -c "^kind: ValidatingAdmissionPolicy$" <<<"$1") $(grep -c "^kind: ValidatingAdmissionPolicyBinding$" <<<"$1")" == "9 9" ]]' _ "$RENDERED"
 
 echo "== (b) k8s/: applied for real"
 check "kubectl apply -k k8s/" kubectl apply -k k8s/
@@ -157,6 +158,8 @@ expect_no create pods --subresource=exec -n default
 expect_no create clusterroles
 expect_no bind clusterroles/cluster-admin
 expect_yes create namespaces
+expect_yes list namespaces   # paas-operator migrate finds the earlier operator's
+expect_no watch namespaces
 expect_yes bind clusterroles/paas-operator-tenant
 expect_yes bind clusterroles/paas-tenant
 expect_no impersonate serviceaccounts/paas-tenant -n kube-system
@@ -213,12 +216,13 @@ subjects: [{kind: ServiceAccount, name: paas-tenant, namespace: $TENANT}]
 apiVersion: v1
 kind: ResourceQuota
 metadata: {name: $TENANT-quota, namespace: $TENANT, $MANAGED}
-spec: {hard: {requests.cpu: "2", limits.cpu: "2", requests.memory: 4Gi, limits.memory: 4Gi, requests.storage: 20Gi, persistentvolumeclaims: "10"}}
+spec: {hard: {requests.cpu: "2", limits.cpu: "2", requests.memory: 4Gi, limits.memory: 4Gi, requests.storage: 20Gi, persistentvolumeclaims: "10",
+  pods: "20", services: "20", count/secrets: "100", count/configmaps: "50"}}
 ---
 apiVersion: v1
 kind: LimitRange
 metadata: {name: $TENANT-defaults, namespace: $TENANT, $MANAGED}
-spec: {limits: [{type: Container, default: {cpu: 500m, memory: 512Mi}, defaultRequest: {cpu: 100m, memory: 128Mi}}]}
+spec: {limits: [{type: Container, default: {cpu: 500m, memory: 512Mi}, defaultRequest: {cpu: 100m, memory: 128Mi}, min: {cpu: 10m, memory: 16Mi}}]}
 ---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -382,6 +386,24 @@ expect_denied paas-tenant-ingresses "as paas-tenant: Ingress using another names
   <<<"${INGRESS/ANNOTATION/\"nginx.ingress.kubernetes.io/auth-tls-secret\":\"kube-system/x\"}"
 check "as paas-tenant: Ingress using its own namespace's Secret (allowed)" as_tenant -n "$TENANT" create -f - "${DRY[@]}" \
   <<<"${INGRESS/ANNOTATION/\"nginx.ingress.kubernetes.io/auth-tls-secret\":\"$TENANT/own\"}"
+# paas-tenant-scheduling (whoever writes the pod or its template)
+POD='{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{SPEC"containers":[{"name":"c","image":"registry.local/web:1"}]}}'
+pod_with() { printf '%s' "${POD/SPEC/$1}"; }   # pod_with '"field":value,'
+expect_denied paas-tenant-scheduling "as paas-tenant: Deployment with priorityClassName system-node-critical" as_tenant -n "$TENANT" create -f - "${DRY[@]}" \
+  <<<"${DEPLOY/\"serviceAccountName\":\"SA\"/\"priorityClassName\":\"system-node-critical\"}"
+expect_denied paas-tenant-scheduling "admin: Pod tolerating every taint" kubectl -n "$TENANT" create -f - "${DRY[@]}" \
+  <<<"$(pod_with '"tolerations":[{"operator":"Exists"}],')"
+expect_denied paas-tenant-scheduling "admin: Pod with nodeName" kubectl -n "$TENANT" create -f - "${DRY[@]}" <<<"$(pod_with '"nodeName":"n1",')"
+expect_denied paas-tenant-scheduling "as app: Deployment with nodeName" as_app -n "$TENANT" create -f - "${DRY[@]}" \
+  <<<"${DEPLOY/\"serviceAccountName\":\"SA\"/\"nodeName\":\"n1\"}"
+expect_denied paas-tenant-scheduling "as paas-tenant: Deployment with another scheduler" as_tenant -n "$TENANT" create -f - "${DRY[@]}" \
+  <<<"${DEPLOY/\"serviceAccountName\":\"SA\"/\"schedulerName\":\"mine\"}"
+check "admin: Pod with the tolerations Kubernetes adds itself (allowed)" kubectl -n "$TENANT" create -f - "${DRY[@]}" \
+  <<<"$(pod_with '"tolerations":[{"key":"node.kubernetes.io/not-ready","operator":"Exists","effect":"NoExecute","tolerationSeconds":300}],')"
+# paas-tenant-reserved-names
+expect_denied paas-tenant-reserved-names "as app: create Secret paas-operator.web (the operator's kept state)" as_app -n "$TENANT" create secret generic paas-operator.web --from-literal=a=b "${DRY[@]}"
+expect_denied paas-tenant-reserved-names "as paas-tenant: create ConfigMap paas-operator.web" as_tenant -n "$TENANT" create configmap paas-operator.web --from-literal=a=b "${DRY[@]}"
+check "token (operator): create Secret paas-operator.web (allowed)" sa -n "$TENANT" create secret generic paas-operator.web --from-literal=a=b "${DRY[@]}"
 # The namespace controller (not a ServiceAccount of the namespace) still
 # deletes everything, protected objects included.
 check "admin: delete namespace $TENANT: gone within ${T}s (the policies do not block the namespace controller)" \
@@ -422,8 +444,8 @@ for h in 3 4; do
   if [[ "$a" == yes ]]; then pass "helm$h: chart's ServiceAccount may bind its tenant role"; else fail "helm$h: chart SA bind tenant role = $a"; fi
   a="$(kubectl auth can-i --as="$SA_CHART" bind "clusterroles/$rel-paas-operator-paas-tenant" 2>/dev/null)"
   if [[ "$a" == yes ]]; then pass "helm$h: chart's ServiceAccount may bind its helm tenant role $rel-paas-operator-paas-tenant"; else fail "helm$h: chart SA bind helm tenant role = $a"; fi
-  check "helm$h: chart made ClusterRole $rel-paas-operator-paas-tenant and its 6 tenant policies + bindings" \
-    bash -c '[[ "$(kubectl get clusterrole,validatingadmissionpolicy,validatingadmissionpolicybinding -o name | grep -c "/$1-paas-operator-paas-tenant")" == 13 ]]' _ "$rel"
+  check "helm$h: chart made ClusterRole $rel-paas-operator-paas-tenant and its 8 tenant policies + bindings" \
+    bash -c '[[ "$(kubectl get clusterrole,validatingadmissionpolicy,validatingadmissionpolicybinding -o name | grep -c "/$1-paas-operator-paas-tenant")" == 17 ]]' _ "$rel"
   check "helm$h uninstall $rel --wait" "$HELM" uninstall "$rel" -n "$ns" --wait --timeout "${T}s"
   check "helm$h: cluster-scoped objects of $rel are gone" \
     bash -c '! kubectl get clusterrole,clusterrolebinding,validatingadmissionpolicy -o name | grep -q "$1"' _ "$rel-"

@@ -1918,9 +1918,13 @@ attack!(chart_source_allowlist);
 /// The tenant (a chart's own objects, written as the namespace's helm
 /// identity, or a pod whose ServiceAccount the chart bound to the tenant
 /// role) forges the operator's kept state `paas-operator.<release>`: a sidecar
-/// the operator would add to every rendering. Admission refuses it with
-/// the operator's label; without the label the operator ignores it, so an
-/// upgrade adds nothing and a later attach replaces it.
+/// the operator would add to every rendering, an n8n key it would answer.
+/// Admission refuses the name to every ServiceAccount of the namespace,
+/// labelled or not, and a chart may not render it. One made anyway (here by
+/// an administrator, without the operator's label) is never adopted: an
+/// upgrade adds nothing from it, attaching a sidecar and the n8n bootstrap
+/// answer 409 `kept_state_conflict` and leave it as it was, and its key is
+/// never answered.
 async fn forged_kept_state(major: Major, identity: Identity) {
     let mut op = start(major, identity, &[]).await;
     let namespace = op.tenant().await;
@@ -1948,6 +1952,7 @@ async fn forged_kept_state(major: Major, identity: Identity) {
     let forged_sidecar = json!({"deployment": format!("{name}-web"), "container": {
         "name": "implant", "image": "registry.local/implant:1",
         "securityContext": {"privileged": true}}});
+    let forged_key = json!({"owner_email": "a@b.c", "api_key": "forged-key-7c1", "api_key_id": "x", "secret": null});
     let forged = |labelled: bool| -> Secret {
         let mut metadata = json!({"name": format!("paas-operator.{name}")});
         if labelled {
@@ -1956,25 +1961,51 @@ async fn forged_kept_state(major: Major, identity: Identity) {
         serde_json::from_value(json!({
             "metadata": metadata,
             "type": "Opaque",
-            "data": {"sidecar": b64(forged_sidecar.to_string().as_bytes())},
+            "data": {"sidecar": b64(forged_sidecar.to_string().as_bytes()),
+                     "n8n": b64(forged_key.to_string().as_bytes())},
         }))
         .expect("secret")
     };
-    let refused = secrets
-        .create(&PostParams::default(), &forged(true))
-        .await
-        .expect_err("admission refuses a tenant's Secret with the operator's label");
-    assert!(
-        refused
-            .to_string()
-            .contains("paas-tenant-protected-objects"),
-        "{refused}"
-    );
-    secrets
+    // Labelled, two policies refuse it (whichever the API server asks
+    // first answers); unlabelled, the reserved name alone does.
+    for (labelled, policies) in [
+        (
+            true,
+            &[
+                "paas-tenant-protected-objects",
+                "paas-tenant-reserved-names",
+            ][..],
+        ),
+        (false, &["paas-tenant-reserved-names"][..]),
+    ] {
+        let refused = secrets
+            .create(&PostParams::default(), &forged(labelled))
+            .await
+            .expect_err("admission refuses a tenant's Secret of the operator's name")
+            .to_string();
+        assert!(policies.iter().any(|p| refused.contains(p)), "{refused}");
+    }
+    // A chart may not render it either.
+    let reserved = fixture_chart("attack-fences").await;
+    let (status, body) = op
+        .call(
+            Method::POST,
+            "/api/releases",
+            Some(
+                json!({"namespace": namespace, "name": format!("{name}-b"), "chart": reserved,
+                        "values": {"attack": "reserved", "target": name}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error_type"], "chart_not_confined", "{body}");
+
+    // Made anyway, by someone who may (an administrator), unlabelled.
+    let admin_secrets = Api::<Secret>::namespaced(op.kube.clone(), &namespace);
+    let made = admin_secrets
         .create(&PostParams::default(), &forged(false))
         .await
-        .expect("a tenant may write an unlabelled Secret of that name");
-
+        .expect("an administrator may");
     let path = format!("/api/releases/{namespace}/{name}");
     let (status, body) = op
         .call(
@@ -1994,10 +2025,42 @@ async fn forged_kept_state(major: Major, identity: Identity) {
         .map(|s| s.containers.into_iter().map(|c| c.name).collect())
         .unwrap_or_default();
     assert_eq!(containers, ["web"], "the forged sidecar was not added");
-    let (status, body) = op
-        .call(Method::DELETE, &format!("{path}/sidecar"), None)
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "no sidecar is kept: {body}");
-    assert_eq!(body["error_type"], "sidecar_not_found", "{body}");
+    let sidecar = json!({"container": {"name": "mcp", "image": "registry.local/mcp:1", "ports": [{"container_port": 3000}]}});
+    for (method, what, body) in [
+        (Method::POST, "sidecar", Some(sidecar)),
+        (Method::DELETE, "sidecar", None),
+        (
+            Method::POST,
+            "init/n8n",
+            Some(json!({"owner_password": "Owner-Pass-123"})),
+        ),
+    ] {
+        let (status, answer) = op
+            .call(method.clone(), &format!("{path}/{what}"), body)
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{method} {what}: {answer}");
+        assert_eq!(answer["error_type"], "kept_state_conflict", "{answer}");
+        assert!(!answer.to_string().contains("forged-key"), "{answer}");
+    }
+    let after = admin_secrets
+        .get(&format!("paas-operator.{name}"))
+        .await
+        .expect("still there");
+    assert_eq!(
+        after.metadata.resource_version, made.metadata.resource_version,
+        "untouched"
+    );
+    assert_eq!(after.metadata.labels, None, "not adopted");
+    // Uninstall leaves it alone too (it is not the operator's to delete).
+    let (status, body) = op.call(Method::DELETE, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let after = admin_secrets
+        .get(&format!("paas-operator.{name}"))
+        .await
+        .expect("still there after the uninstall");
+    assert_eq!(
+        after.metadata.resource_version,
+        made.metadata.resource_version
+    );
 }
 attack!(forged_kept_state);

@@ -22,22 +22,22 @@ use crate::harness::{
 
 /// Tests that change the double for everyone (faults, direct edits) write;
 /// the others read.
-static DOUBLE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+pub(crate) static DOUBLE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// The Cloudflare API double, as the tests check and arrange it.
-struct Double {
+pub(crate) struct Double {
     http: reqwest::Client,
-    api: String,
+    pub(crate) api: String,
     control: String,
-    token: String,
-    account: String,
-    tunnel: String,
-    zone: String,
-    domain: String,
+    pub(crate) token: String,
+    pub(crate) account: String,
+    pub(crate) tunnel: String,
+    pub(crate) zone: String,
+    pub(crate) domain: String,
 }
 
 impl Double {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -53,7 +53,12 @@ impl Double {
         }
     }
 
-    async fn api(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub(crate) async fn api(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.api))
@@ -77,7 +82,7 @@ impl Double {
     }
 
     /// The shared tunnel's configuration (`config`, `version`).
-    async fn config(&self) -> Value {
+    pub(crate) async fn config(&self) -> Value {
         let (status, body) = self
             .api(
                 Method::GET,
@@ -92,14 +97,14 @@ impl Double {
         body["result"].clone()
     }
 
-    async fn rules(&self) -> Vec<Value> {
+    pub(crate) async fn rules(&self) -> Vec<Value> {
         self.config().await["config"]["ingress"]
             .as_array()
             .cloned()
             .unwrap_or_default()
     }
 
-    async fn rule_for(&self, hostname: &str) -> Option<Value> {
+    pub(crate) async fn rule_for(&self, hostname: &str) -> Option<Value> {
         self.rules()
             .await
             .into_iter()
@@ -107,7 +112,7 @@ impl Double {
     }
 
     /// DNS records at `name` (a FQDN).
-    async fn dns(&self, name: &str) -> Vec<Value> {
+    pub(crate) async fn dns(&self, name: &str) -> Vec<Value> {
         let (status, body) = self
             .api(
                 Method::GET,
@@ -128,7 +133,7 @@ impl Double {
     }
 
     /// The catch-all is last and the foreign rule is there, unchanged.
-    async fn assert_foreign_rule_and_catch_all_kept(&self) {
+    pub(crate) async fn assert_foreign_rule_and_catch_all_kept(&self) {
         let config = self.config().await;
         let rules = config["config"]["ingress"].as_array().expect("rules");
         let last = rules.last().expect("a catch-all");
@@ -153,12 +158,12 @@ impl Double {
         );
     }
 
-    fn hostname(&self, subdomain: &str) -> String {
+    pub(crate) fn hostname(&self, subdomain: &str) -> String {
         format!("{subdomain}.{}", self.domain)
     }
 
     /// The zone the exposure domain lies in (`apps.example.com` → `example.com`).
-    fn zone_name(&self) -> &str {
+    pub(crate) fn zone_name(&self) -> &str {
         self.domain.split_once('.').map_or("", |(_, z)| z)
     }
 
@@ -198,7 +203,7 @@ fn subdomain() -> String {
 }
 
 /// The settings of an operator routing through the double's shared tunnel.
-fn cloudflare_args(double: &Double) -> Vec<String> {
+pub(crate) fn cloudflare_args(double: &Double) -> Vec<String> {
     [
         ("--exposure-backend", "cloudflare"),
         ("--cloudflare-api-base", double.api.as_str()),
@@ -245,7 +250,7 @@ async fn install(
 }
 
 /// The route record of a subdomain (admin reads it).
-async fn record(op: &Operator, subdomain: &str) -> Option<ConfigMap> {
+pub(crate) async fn record(op: &Operator, subdomain: &str) -> Option<ConfigMap> {
     Api::<ConfigMap>::namespaced(op.kube.clone(), "paas-system")
         .get_opt(&format!("paas-route-{subdomain}"))
         .await
@@ -1503,4 +1508,128 @@ async fn the_sidecar_gets_its_mcp_route_and_loses_it_with_the_sidecar() {
     assert_unrouted(&op, &double, &sub).await;
     double.assert_foreign_rule_and_catch_all_kept().await;
     delete_tenant(&op, &namespace).await;
+}
+
+/// Route squatting (issue 20): an app route may not take another
+/// release's MCP route name `{generated subdomain}-mcp`, derivable from its
+/// public hostname, whether given at install or through `/api/routes`; and
+/// an app route already holding such a name (recorded before names ending
+/// in `-mcp` were reserved) loses it when that release attaches its
+/// sidecar: the victim gets its MCP route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_route_cannot_squat_a_releases_mcp_route() {
+    use paas_operator::config::ExposureBackend;
+    use paas_operator::exposure::names::Subdomain;
+    use paas_operator::exposure::store::{
+        ReleaseRef, RouteKind, RouteRecord, RouteState, RouteStore,
+    };
+
+    crate::require_env!();
+    let _exclusive = DOUBLE.write().await;
+    let double = Double::new();
+    let mut op = start(&double, &[]).await;
+    let victim_ns = op.tenant().await;
+    let attacker_ns = op.tenant().await;
+    let victim = random_release();
+    let victims_mcp = format!("{victim}-{}-mcp", victim_ns.trim_start_matches("paas-ws-"));
+
+    let squatter = random_release();
+    let (status, body) = install(&op, &attacker_ns, &squatter, &victims_mcp).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error(&body, "subdomain_reserved");
+    let (status, _) = op
+        .call(
+            Method::GET,
+            &format!("/api/releases/{attacker_ns}/{squatter}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "refused before helm ran");
+    let (status, body) = op
+        .call(
+            Method::POST,
+            "/api/routes",
+            Some(json!({"subdomain": victims_mcp, "service_url": "http://elsewhere.example:80"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error(&body, "subdomain_reserved");
+    assert!(record(&op, &victims_mcp).await.is_none());
+
+    // What an earlier version let through: the attacker's release, with an
+    // app route on the victim's future MCP name, in place.
+    let (status, body) = op
+        .call(
+            Method::POST,
+            "/api/releases",
+            Some(install_body(
+                &attacker_ns,
+                &squatter,
+                json!({"enabled": false}),
+            )),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let squatted = service_url(&squatter, &attacker_ns);
+    RouteStore::new(op.kube.clone(), "paas-system")
+        .create(&RouteRecord {
+            subdomain: Subdomain::parse(&victims_mcp).expect("subdomain"),
+            hostname: double.hostname(&victims_mcp),
+            service_url: squatted.clone(),
+            path: None,
+            owner: Some(ReleaseRef {
+                namespace: attacker_ns.clone(),
+                name: squatter.clone(),
+            }),
+            kind: RouteKind::App,
+            backend: ExposureBackend::Cloudflare,
+            state: RouteState::Active,
+            applied: false,
+            dns_record_id: None,
+            version: None,
+        })
+        .await
+        .expect("record written")
+        .expect("record new");
+    let (status, report) = op.call(Method::POST, "/api/routes/reconcile", None).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_routed(&op, &double, &victims_mcp, &squatted).await;
+
+    // The victim installs and attaches its sidecar: its MCP route wins.
+    let (status, body) = op
+        .call(
+            Method::POST,
+            "/api/releases",
+            Some(install_body(&victim_ns, &victim, json!({"enabled": false}))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let sidecar = json!({"container": {"name": "mcp-sidecar", "image": "ghcr.io/acme/n8n-mcp:1.2.3",
+        "ports": [{"container_port": 3000}]}});
+    let (status, body) = op
+        .call(
+            Method::POST,
+            &format!("/api/releases/{victim_ns}/{victim}/sidecar"),
+            Some(sidecar),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["mcp_endpoint_url"],
+        format!("https://{}/mcp", double.hostname(&victims_mcp))
+    );
+    let mcp_service = format!("http://{victim}-mcp.{victim_ns}.svc.cluster.local:3000");
+    assert_routed(&op, &double, &victims_mcp, &mcp_service).await;
+    let data = record(&op, &victims_mcp)
+        .await
+        .and_then(|map| map.data)
+        .expect("record");
+    assert_eq!(
+        (data["kind"].as_str(), data["release"].as_str()),
+        ("mcp", victim.as_str())
+    );
+    delete_tenant(&op, &attacker_ns).await;
+    delete_tenant(&op, &victim_ns).await;
+    assert_unrouted(&op, &double, &victims_mcp).await;
+    double.assert_foreign_rule_and_catch_all_kept().await;
 }

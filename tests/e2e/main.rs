@@ -7,14 +7,19 @@
 mod harness;
 
 mod attacks;
+mod availability;
+mod chaos;
 mod cli_reads;
 mod egress;
 mod exposure;
 mod hostile;
+mod migration;
 mod n8n;
 mod namespaces;
 mod observability;
 mod read_cache;
 mod releases;
+mod render_limits;
 mod robustness;
 mod schemas;
+mod sidecar;

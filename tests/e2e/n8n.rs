@@ -24,7 +24,7 @@ const PASSWORD: &str = "Owner-Pass-123";
 
 /// The machine's address on its default route (the API server must reach
 /// n8n at it: it does not proxy to loopback addresses).
-fn own_address() -> Option<IpAddr> {
+pub(crate) fn own_address() -> Option<IpAddr> {
     let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
     socket.connect("192.0.2.1:9").ok()?;
     let ip = socket.local_addr().ok()?.ip();
@@ -139,6 +139,13 @@ fn platform_sidecar(release: &str) -> Value {
     }})
 }
 
+/// The release's revision, as GET answers it.
+async fn current_revision(op: &Operator, path: &str) -> u64 {
+    let (status, body) = op.call(Method::GET, path, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["revision"].as_u64().expect("revision")
+}
+
 async fn init(op: &Operator, path: &str, password: &str) -> Value {
     let (status, body) = op
         .call(
@@ -152,8 +159,9 @@ async fn init(op: &Operator, path: &str, password: &str) -> Value {
 }
 
 /// What the cluster holds for the release: the key in its app Secret, the
-/// sidecar (once) in its Deployment, and the `-mcp` Service.
-async fn assert_kept(op: &Operator, ns: &str, release: &str, api_key: &str) {
+/// sidecar (once) in its Deployment, and the `-mcp` Service. Returns the
+/// key's digest on the pod template (the same digest: no restart).
+async fn assert_kept(op: &Operator, ns: &str, release: &str, api_key: &str) -> String {
     let secret = Api::<Secret>::namespaced(op.kube.clone(), ns)
         .get(&format!("{release}-n8n-app-secret"))
         .await
@@ -181,10 +189,10 @@ async fn assert_kept(op: &Operator, ns: &str, release: &str, api_key: &str) {
         .metadata
         .and_then(|m| m.annotations)
         .unwrap_or_default();
-    assert!(
-        annotations.contains_key("paas-operator/kept-value"),
-        "pods restart to read the key"
-    );
+    let digest = annotations
+        .get("paas-operator/kept-value")
+        .cloned()
+        .expect("pods restart to read the key");
     let service = Api::<Service>::namespaced(op.kube.clone(), ns)
         .get(&format!("{release}-mcp"))
         .await
@@ -197,6 +205,7 @@ async fn assert_kept(op: &Operator, ns: &str, release: &str, api_key: &str) {
         selector.get("paas-operator/sidecar-of").map(String::as_str),
         Some(format!("{release}-n8n").as_str())
     );
+    digest
 }
 
 async fn n8n_bootstrap(major: Major) {
@@ -235,6 +244,8 @@ async fn n8n_bootstrap(major: Major) {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["revision"], 2, "twice is one revision: {body}");
+        assert_eq!(current_revision(&op, &path).await, 2);
         assert_eq!(body["mcp_service_name"], format!("{release}-mcp"));
         assert_eq!(
             body["mcp_internal_url"],
@@ -281,9 +292,12 @@ async fn n8n_bootstrap(major: Major) {
     let started = Instant::now();
     let (first, second) = tokio::join!(init(&op, &path, PASSWORD), init(&op, &path, PASSWORD));
     eprintln!("bootstrap of a ready n8n: {:?}", started.elapsed());
+    // Both answers are what the platform takes as done: success, the key,
+    // and the pods restarted to read it (the overlapping one waited for them).
     for answer in [&first, &second] {
         assert_eq!(answer["success"], true, "{answer}");
         assert_eq!(answer["secret_patched"], true, "{answer}");
+        assert_eq!(answer["pod_restarted"], true, "{answer}");
     }
     let api_key = first["api_key"].as_str().expect("key").to_owned();
     assert_eq!(second["api_key"], api_key.as_str());
@@ -291,12 +305,39 @@ async fn n8n_bootstrap(major: Major) {
         n8n.accepts(&op.http, &api_key).await,
         "n8n's public API takes the key"
     );
-    // A later poll: the kept key, no new one.
+    // A later poll: the kept key, no new one, no new revision; the pods
+    // run with it, so `pod_restarted` is true (the platform would log a
+    // warning otherwise).
+    let revision = current_revision(&op, &path).await;
     let again = init(&op, &path, PASSWORD).await;
     assert_eq!(again["api_key"], api_key.as_str());
+    assert_eq!(again["success"], true, "{again}");
+    assert_eq!(again["secret_patched"], true, "{again}");
+    assert_eq!(again["pod_restarted"], true, "{again}");
+    assert_eq!(current_revision(&op, &path).await, revision);
     let keys = n8n.api_keys(&op.http).await;
     assert_eq!(keys.len(), 1, "exactly one API key: {keys:?}");
-    assert_kept(&op, &ns, &release, &api_key).await;
+    let digest = assert_kept(&op, &ns, &release, &api_key).await;
+
+    // Someone rolls back by hand, past the key (as an earlier failed apply
+    // would leave it): the next poll applies the kept key again (a new
+    // revision), and answers so; n8n is not asked for another key.
+    let helm = crate::harness::helm_binary(major);
+    let rolled = tokio::process::Command::new(&helm)
+        .args(["rollback", &release, "2", "--namespace", &ns])
+        .output()
+        .await
+        .expect("helm rollback");
+    assert!(rolled.status.success(), "{rolled:?}");
+    let before = current_revision(&op, &path).await;
+    let reapplied = init(&op, &path, PASSWORD).await;
+    assert_eq!(reapplied["success"], true, "{reapplied}");
+    assert_eq!(reapplied["api_key"], api_key.as_str());
+    assert_eq!(reapplied["secret_patched"], true, "{reapplied}");
+    assert_eq!(reapplied["pod_restarted"], true, "{reapplied}");
+    assert_eq!(current_revision(&op, &path).await, before + 1);
+    assert_eq!(assert_kept(&op, &ns, &release, &api_key).await, digest);
+    assert_eq!(n8n.api_keys(&op.http).await.len(), 1);
 
     // The platform's upgrade renders the placeholder key again: the kept
     // key and the sidecar stay. So does a rollback.
@@ -304,7 +345,8 @@ async fn n8n_bootstrap(major: Major) {
         json!({"chart": chart, "values": {"main": {"secret": {"N8N_API_KEY": "placeholder"}}}});
     let (status, body) = op.call(Method::PATCH, &path, Some(upgrade)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_kept(&op, &ns, &release, &api_key).await;
+    // The pods restarted once for the key: the same digest, no restart now.
+    assert_eq!(assert_kept(&op, &ns, &release, &api_key).await, digest);
     let (status, body) = op
         .call(
             Method::POST,
@@ -313,14 +355,16 @@ async fn n8n_bootstrap(major: Major) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_kept(&op, &ns, &release, &api_key).await;
+    assert_eq!(assert_kept(&op, &ns, &release, &api_key).await, digest);
     assert_eq!(n8n.api_keys(&op.http).await.len(), 1);
 
-    // Taken off: a revision without it.
+    // Taken off: one revision without it.
+    let before = current_revision(&op, &path).await;
     let (status, body) = op
         .call(Method::DELETE, &format!("{path}/sidecar"), None)
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(current_revision(&op, &path).await, before + 1);
     let deployment = Api::<Deployment>::namespaced(op.kube.clone(), &ns)
         .get(&format!("{release}-n8n"))
         .await

@@ -62,6 +62,16 @@ async fn tenant_namespace_is_complete_and_idempotent() {
         (get("requests.storage"), get("persistentvolumeclaims")),
         ("100Gi".into(), "10".into())
     );
+    // Object counts: the settings' defaults.
+    assert_eq!(
+        (
+            get("pods"),
+            get("services"),
+            get("count/secrets"),
+            get("count/configmaps")
+        ),
+        ("20".into(), "20".into(), "100".into(), "50".into())
+    );
 
     assert!(
         Api::<LimitRange>::namespaced(op.kube.clone(), &ns)
@@ -86,7 +96,10 @@ async fn tenant_namespace_is_complete_and_idempotent() {
         .call(
             Method::POST,
             "/api/namespaces",
-            Some(json!({"name": ns, "cpu_limit": "4"})),
+            Some(
+                json!({"name": ns, "cpu_limit": "4", "pods_limit": 40, "services_limit": 5,
+                        "secrets_limit": 60, "configmaps_limit": 30, "pvc_limit": 3}),
+            ),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
@@ -94,9 +107,40 @@ async fn tenant_namespace_is_complete_and_idempotent() {
         .get(&format!("{ns}-quota"))
         .await
         .expect("quota");
+    let hard = quota.spec.expect("spec").hard.expect("hard");
+    let get = |k: &str| hard[k].0.clone();
+    assert_eq!(get("limits.cpu"), "4");
     assert_eq!(
-        quota.spec.expect("spec").hard.expect("hard")["limits.cpu"].0,
-        "4"
+        [
+            get("pods"),
+            get("services"),
+            get("count/secrets"),
+            get("count/configmaps"),
+            get("persistentvolumeclaims")
+        ],
+        ["40", "5", "60", "30", "3"]
+    );
+    // A count out of range: 400, and the quota stays.
+    for bad in [
+        json!({"name": ns, "pods_limit": 0}),
+        json!({"name": ns, "secrets_limit": 100_001}),
+    ] {
+        let (status, answer) = op.call(Method::POST, "/api/namespaces", Some(bad)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        crate::harness::assert_error(&answer, "invalid_quantity");
+    }
+    // The LimitRange's minimums: a container below them is refused.
+    let limits = Api::<LimitRange>::namespaced(op.kube.clone(), &ns)
+        .get(&format!("{ns}-defaults"))
+        .await
+        .expect("limit range");
+    let min = limits.spec.expect("spec").limits[0]
+        .min
+        .clone()
+        .expect("min");
+    assert_eq!(
+        (min["cpu"].0.as_str(), min["memory"].0.as_str()),
+        ("10m", "16Mi")
     );
 
     // A pod that sets no resources still runs under the quota (LimitRange defaults).
@@ -109,6 +153,20 @@ async fn tenant_namespace_is_complete_and_idempotent() {
         (pod.status?.phase.as_deref() == Some("Running")).then_some(())
     })
     .await;
+    // A container at 1m/1Mi is refused by the LimitRange's minimums.
+    let tiny: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "tiny"},
+        "spec": {"containers": [{"name": "app", "image": "registry.local/app:1",
+            "resources": {"requests": {"cpu": "1m", "memory": "1Mi"}, "limits": {"cpu": "1m", "memory": "1Mi"}}}]}
+    }))
+    .expect("pod");
+    match pods.create(&PostParams::default(), &tiny).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 403, "{status:?}");
+            assert!(status.message.contains("minimum"), "{status:?}");
+        }
+        other => panic!("a 1m/1Mi pod must be refused, got {other:?}"),
+    }
     // A privileged pod is refused by Pod Security Admission.
     let refused = pods
         .create(&PostParams::default(), &pod("privileged", true))

@@ -66,7 +66,10 @@ app.kubernetes.io/part-of: paas-operator
 {{- if le (int $c.shutdownGrace) (add (int $c.helmTimeout) (int $c.helmDeadlineMargin) (int $c.helmKillGrace) | int) }}
 {{- fail "config.shutdownGrace must exceed config.helmTimeout + config.helmDeadlineMargin + config.helmKillGrace" }}
 {{- end }}
-{{- if le (int .Values.terminationGracePeriodSeconds) (int $c.shutdownGrace) }}
-{{- fail "terminationGracePeriodSeconds must exceed config.shutdownGrace (helm must never be killed mid-operation)" }}
+{{- if le (int .Values.terminationGracePeriodSeconds) (add (int $c.shutdownGrace) (int $c.helmKillGrace) 9 | int) }}
+{{- fail "terminationGracePeriodSeconds must exceed config.shutdownGrace + config.helmKillGrace + 9 (after the grace helm is stopped, its release repaired and its Lease given back)" }}
+{{- end }}
+{{- if le (mul 2 (int $c.leaseTtl)) (mul 3 (add (int $c.helmKillGrace) 1) | int) }}
+{{- fail "config.leaseTtl must exceed 1.5 x (config.helmKillGrace + 1): a Lease is renewed at least once before its holder must stop helm" }}
 {{- end }}
 {{- end }}

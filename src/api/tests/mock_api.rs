@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use super::{KEY, app_with, send};
+use crate::kube::ApiProbe;
 use crate::kube::lease::ReleaseLeases;
 use crate::releases::locks::ReleaseLocks;
 
@@ -69,13 +70,17 @@ impl MockApi {
     fn app_with(&self, extra: &[&str]) -> Router {
         let leases = ReleaseLeases::new(
             self.client.clone(),
-            "paas-operator-test".into(),
-            std::time::Duration::from_secs(60),
+            crate::kube::lease::Identity::named("paas-operator-test"),
+            crate::kube::lease::LeaseTiming {
+                ttl: std::time::Duration::from_secs(15),
+                stop_margin: std::time::Duration::from_secs(5),
+            },
         );
         app_with(
             self.client.clone(),
             self.config.clone(),
             ReleaseLocks::with_leases(leases),
+            ApiProbe::fixed(true),
             extra,
         )
     }
@@ -97,13 +102,26 @@ fn lease_path(path: &str) -> bool {
 }
 
 /// The answers that make namespace `paas-ws-1` a ready tenant: ours, its
-/// tenant identity applied and authorized.
+/// tenant identity applied and authorized, its quota (made before the
+/// quota counted objects) and LimitRange brought up to date.
 fn tenant(method: &Method, path: &str) -> Option<(StatusCode, Value)> {
     let ok = |body: Value| Some((StatusCode::OK, body));
     match (method, path) {
-        (&Method::GET, "/api/v1/namespaces/paas-ws-1") => {
-            Some(namespace(json!({"paas-managed": "true"}), false))
+        (&Method::GET, "/api/v1/namespaces/paas-ws-1/resourcequotas/paas-ws-1-quota") => {
+            ok(json!({
+            "apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "paas-ws-1-quota"},
+            "spec": {"hard": {"limits.cpu": "8", "limits.memory": "16Gi", "requests.storage": "100Gi"}}}))
         }
+        (&Method::PATCH, "/api/v1/namespaces/paas-ws-1/resourcequotas/paas-ws-1-quota") => ok(
+            json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "paas-ws-1-quota"}}),
+        ),
+        (&Method::PATCH, "/api/v1/namespaces/paas-ws-1/limitranges/paas-ws-1-defaults") => ok(
+            json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "paas-ws-1-defaults"}}),
+        ),
+        (&Method::GET, "/api/v1/namespaces/paas-ws-1") => Some(namespace(
+            json!({"paas-managed": "true", "pod-security.kubernetes.io/enforce": "baseline"}),
+            false,
+        )),
         (&Method::PATCH, "/api/v1/namespaces/paas-ws-1/serviceaccounts/paas-tenant") => ok(
             json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "paas-tenant", "namespace": "paas-ws-1"}}),
         ),
@@ -258,7 +276,8 @@ async fn a_foreign_namespace_is_adopted_on_first_use() {
     let seen_quota = Arc::new(Mutex::new(None::<Value>));
     let log = seen_quota.clone();
     let api = MockApi::start(Box::new(move |method, path, sent| {
-        if let Some(answer) = tenant(method, path).filter(|_| !path.ends_with("/paas-ws-1")) {
+        let ours = path.ends_with("/paas-ws-1") || path.contains("/resourcequotas/");
+        if let Some(answer) = tenant(method, path).filter(|_| !ours) {
             return answer;
         }
         match (method, path) {
@@ -308,6 +327,102 @@ async fn a_foreign_namespace_is_adopted_on_first_use() {
         quota["spec"]["hard"]["requests.storage"], "100Gi",
         "{quota}"
     );
+    // The object counts it had none of come from the settings.
+    assert_eq!(quota["spec"]["hard"]["pods"], "20", "{quota}");
+    assert_eq!(quota["spec"]["hard"]["count/secrets"], "100", "{quota}");
+}
+
+#[tokio::test]
+async fn a_kept_state_secret_the_operator_did_not_make_is_409_and_left_alone() {
+    let api = MockApi::start(Box::new(|method, path, sent| {
+        if let Some(answer) = tenant(method, path) {
+            return answer;
+        }
+        match (method, path) {
+            (&Method::POST, p) if lease_path(p) => {
+                let mut lease = sent.clone();
+                lease["metadata"]["resourceVersion"] = json!("1");
+                lease["metadata"]["uid"] = json!("lease-uid");
+                (StatusCode::CREATED, lease)
+            }
+            (&Method::DELETE, p) if lease_path(p) => status(200, "Success"),
+            // The release: one genuine record (plain JSON payload).
+            (&Method::GET, "/api/v1/namespaces/paas-ws-1/secrets") => (
+                StatusCode::OK,
+                json!({"apiVersion": "v1", "kind": "SecretList", "metadata": {}, "items": [{
+                    "metadata": {"name": "sh.helm.release.v1.svc-1.v1",
+                                 "labels": {"owner": "helm", "name": "svc-1", "version": "1"}},
+                    "type": "helm.sh/release.v1",
+                    "data": {"release": "ZXlKdVlXMWxJam9pYzNaakxURWlMQ0p1WVcxbGMzQmhZMlVpT2lKd1lXRnpMWGR6TFRFaUxDSjJaWEp6YVc5dUlqb3hMQ0pwYm1adklqcDdJbk4wWVhSMWN5STZJbVJsY0d4dmVXVmtJbjBzSW1Ob1lYSjBJanA3SW0xbGRHRmtZWFJoSWpwN0ltNWhiV1VpT2lKM1pXSWlMQ0oyWlhKemFXOXVJam9pTUM0eExqQWlmWDBzSW0xaGJtbG1aWE4wSWpvaUluMD0="}}]}),
+            ),
+            // Made by someone else: no operator labels, a key of its own.
+            (&Method::GET, "/api/v1/namespaces/paas-ws-1/secrets/paas-operator.svc-1") => (
+                StatusCode::OK,
+                json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                       "metadata": {"name": "paas-operator.svc-1", "namespace": "paas-ws-1", "resourceVersion": "3"},
+                       // {"owner_email":"a@b.c","api_key":"forged","api_key_id":"x","secret":null}
+                       "data": {"n8n": "eyJvd25lcl9lbWFpbCI6ImFAYi5jIiwiYXBpX2tleSI6ImZvcmdlZCIsImFwaV9rZXlfaWQiOiJ4Iiwic2VjcmV0IjpudWxsfQ=="}}),
+            ),
+            _ => status(500, "Unexpected"),
+        }
+    }))
+    .await;
+    let sidecar =
+        json!({"container": {"name": "mcp", "image": "mcp:1", "ports": [{"containerPort": 3000}]}});
+    for (uri, body) in [
+        ("/api/releases/paas-ws-1/svc-1/sidecar", Some(sidecar)),
+        (
+            "/api/releases/paas-ws-1/svc-1/init/n8n",
+            Some(json!({"owner_password": "Owner-Pass-123"})),
+        ),
+    ] {
+        let (code, body) = call(&api.app(), "POST", uri, body).await;
+        assert_eq!(code, StatusCode::CONFLICT, "{uri}: {body}");
+        assert_eq!(body["error_type"], "kept_state_conflict", "{body}");
+        assert!(!body.to_string().contains("forged"), "{body}");
+    }
+    // Read, never written, adopted or deleted.
+    let secrets: Vec<String> = api
+        .seen()
+        .into_iter()
+        .filter(|r| r.contains("/secrets/paas-operator."))
+        .collect();
+    assert!(!secrets.is_empty(), "the Secret was read");
+    assert!(secrets.iter().all(|r| r.starts_with("GET ")), "{secrets:?}");
+}
+
+#[tokio::test]
+async fn a_namespace_made_before_object_counts_gets_them_on_first_use() {
+    let seen_quota = Arc::new(Mutex::new(None::<Value>));
+    let log = seen_quota.clone();
+    let api = MockApi::start(Box::new(move |method, path, sent| {
+        if method == Method::PATCH && path.ends_with("/resourcequotas/paas-ws-1-quota") {
+            *log.lock().expect("quota") = Some(sent.clone());
+        }
+        tenant(method, path).unwrap_or_else(|| status(404, "NotFound"))
+    }))
+    .await;
+    let (code, body) = call(&api.app(), "DELETE", "/api/releases/paas-ws-1/svc-1", None).await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
+    let quota = seen_quota
+        .lock()
+        .expect("quota")
+        .clone()
+        .expect("quota applied");
+    let hard = &quota["spec"]["hard"];
+    assert_eq!(
+        (&hard["limits.cpu"], &hard["pods"]),
+        (&json!("8"), &json!("20")),
+        "{quota}"
+    );
+    assert_eq!(hard["count/configmaps"], "50", "{quota}");
+    assert!(
+        api.seen()
+            .iter()
+            .any(|r| r == "PATCH /api/v1/namespaces/paas-ws-1/limitranges/paas-ws-1-defaults"),
+        "{:?}",
+        api.seen()
+    );
 }
 
 #[tokio::test]
@@ -331,7 +446,7 @@ async fn a_terminating_namespace_is_409() {
 }
 
 #[tokio::test]
-async fn a_corrupt_release_record_is_500_without_its_content() {
+async fn a_corrupt_release_record_is_409_without_its_content() {
     let api = MockApi::start(Box::new(|method, path, _| match (method, path) {
         (&Method::GET, "/api/v1/namespaces/paas-ws-1/secrets") => (
             StatusCode::OK,
@@ -346,7 +461,7 @@ async fn a_corrupt_release_record_is_500_without_its_content() {
     }))
     .await;
     let (code, body) = call(&api.app(), "GET", "/api/releases/paas-ws-1/svc-1", None).await;
-    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error_type"], "release_record_unreadable");
     assert!(!body.to_string().contains("s3cret"), "{body}");
 }

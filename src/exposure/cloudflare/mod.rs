@@ -1,7 +1,9 @@
 //! Cloudflare's API v4, as far as exposure needs it: tunnels, their remote
 //! configuration, and DNS records. One client per account, cheap to clone.
 //!
-//! Every call is bounded by `CLOUDFLARE_TIMEOUT`, retried (at most
+//! Every call is bounded by `CLOUDFLARE_TIMEOUT` (its answer read in full
+//! included) and reads at most [`MAX_ANSWER`] bytes of answer
+//! ([`crate::bounded`]; a larger one is `Unreadable`), retried (at most
 //! [`MAX_ATTEMPTS`] attempts) on 429 and 5xx — after `Retry-After` when
 //! Cloudflare sends one (at most [`MAX_RETRY_AFTER`]), else with a growing,
 //! jittered backoff — and on transport failures of idempotent calls. Each
@@ -21,6 +23,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::bounded::{ReadError, read_body};
 use crate::config::SecretString;
 use crate::error::{ApiError, Code};
 
@@ -32,6 +35,10 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// Most records asked for per page of a DNS listing.
 const DNS_PAGE: usize = 500;
+/// Largest answer read: a DNS page of 500 records is about
+/// 250 KiB, the shared tunnel's configuration about 200 bytes per route
+/// (8 MiB: some 40,000 routes).
+pub const MAX_ANSWER: usize = 8 << 20;
 
 /// Why a Cloudflare call failed. Cheap to clone: the outcome of one shared
 /// configuration edit is handed to every request that waited for it.
@@ -199,6 +206,8 @@ pub struct Cloudflare {
     base: String,
     authorization: HeaderValue,
     account: String,
+    /// CLOUDFLARE_TIMEOUT: one attempt, answer read in full included.
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Cloudflare {
@@ -222,8 +231,9 @@ impl Cloudflare {
                 anyhow::anyhow!("CLOUDFLARE_API_TOKEN has characters a header cannot hold")
             })?;
         authorization.set_sensitive(true);
+        // No client-wide timeout: each call's own deadline covers sending
+        // and reading the answer, so a timeout is always told as one.
         let http = reqwest::Client::builder()
-            .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("paas-operator/", env!("CARGO_PKG_VERSION")))
             .build()?;
@@ -232,6 +242,7 @@ impl Cloudflare {
             base: base.trim_end_matches('/').to_owned(),
             authorization,
             account: account.to_owned(),
+            timeout,
         })
     }
 
@@ -411,6 +422,7 @@ impl Cloudflare {
                 request = request.json(body);
             }
             let started = Instant::now();
+            let deadline = crate::bounded::deadline_in(self.timeout);
             let failed = |error: &reqwest::Error| {
                 let error = transport(operation, error);
                 crate::metrics::cloudflare_request(
@@ -420,11 +432,20 @@ impl Cloudflare {
                 );
                 (error, None)
             };
-            let failure = match request.send().await {
-                Ok(response) => {
+            // The deadline covers sending and reading the whole answer.
+            let sent = tokio::time::timeout_at(deadline, request.send()).await;
+            let failure = match sent {
+                Err(_elapsed) => {
+                    let error = unread(operation, ReadError::TimedOut);
+                    crate::metrics::cloudflare_request(operation, "timeout", started.elapsed());
+                    (error, None)
+                }
+                Ok(Err(error)) => failed(&error),
+                Ok(Ok(response)) => {
                     let status = response.status();
                     let retry_after = retry_after(response.headers().get(RETRY_AFTER));
-                    match response.bytes().await {
+                    let response: http::Response<reqwest::Body> = response.into();
+                    match read_body(response.into_body(), MAX_ANSWER, deadline).await {
                         Ok(bytes) => {
                             let answer = answer(operation, status, &bytes);
                             let outcome = outcome_label(&answer, status);
@@ -438,10 +459,17 @@ impl Cloudflare {
                                 Err(error) => (error, retry_after),
                             }
                         }
-                        Err(error) => failed(&error),
+                        Err(error) => {
+                            let error = unread(operation, error);
+                            let label = match &error {
+                                CfError::Unreadable { .. } => "unreadable",
+                                other => transport_label(other),
+                            };
+                            crate::metrics::cloudflare_request(operation, label, started.elapsed());
+                            (error, None)
+                        }
                     }
                 }
-                Err(error) => failed(&error),
             };
             let (error, retry_after) = failure;
             let retryable = match &error {
@@ -514,6 +542,16 @@ fn transport(operation: &'static str, error: &reqwest::Error) -> CfError {
         CfError::Timeout { operation }
     } else {
         CfError::Unreachable { operation }
+    }
+}
+
+/// An answer that was not read whole: too large, too slow, or cut off.
+fn unread(operation: &'static str, error: ReadError) -> CfError {
+    tracing::warn!(operation, %error, "Cloudflare's answer was not read");
+    match error {
+        ReadError::TooLarge { .. } => CfError::Unreadable { operation },
+        ReadError::TimedOut => CfError::Timeout { operation },
+        ReadError::Failed => CfError::Unreachable { operation },
     }
 }
 
@@ -608,6 +646,49 @@ mod tests {
         assert!(gateway.unwrap_err().is_unavailable());
         let junk = answer("x", StatusCode::OK, b"not json");
         assert_eq!(junk.unwrap_err(), CfError::Unreadable { operation: "x" });
+    }
+
+    #[tokio::test]
+    async fn an_endless_or_stalled_answer_is_a_clean_failure() {
+        use crate::bounded::tests::{Endless, endless_server, resident_bytes};
+        let token = SecretString::from("t".to_owned());
+        for (how, expected) in [
+            (
+                Endless::Flood,
+                CfError::Unreadable {
+                    operation: "get_config",
+                },
+            ),
+            (
+                Endless::Declared,
+                CfError::Unreadable {
+                    operation: "get_config",
+                },
+            ),
+            (
+                Endless::Trickle,
+                CfError::Timeout {
+                    operation: "get_config",
+                },
+            ),
+        ] {
+            let address = endless_server(how).await;
+            let base = format!("http://{address}");
+            let cloudflare = Cloudflare::new(&base, &token, "acc", Duration::from_secs(1)).unwrap();
+            let before = resident_bytes();
+            let started = Instant::now();
+            let failed = cloudflare.get_config("tunnel").await.unwrap_err();
+            assert_eq!(failed, expected);
+            // A timeout is retried (idempotent GET): three attempts of 1 s
+            // and the backoff between them.
+            assert!(
+                started.elapsed() < Duration::from_secs(8),
+                "{:?}",
+                started.elapsed()
+            );
+            let grown = resident_bytes().saturating_sub(before);
+            assert!(grown < 256 << 20, "resident memory grew by {grown} bytes");
+        }
     }
 
     #[test]

@@ -32,7 +32,7 @@ use super::{CfError, Cloudflare, DnsRecord, cname_body, tunnel_target};
 use crate::config::ExposureBackend;
 use crate::exposure::RouteError;
 use crate::exposure::store::{RouteRecord, RouteState, RouteStore};
-use crate::kube::lease::ReleaseLeases;
+use crate::kube::lease::{Identity, LeaseTiming, ReleaseLeases};
 use crate::model::exposure::RouteRule;
 
 /// The comment on every DNS record a route of ours made.
@@ -149,8 +149,11 @@ impl SharedTunnel {
         let n = self.acquisitions.fetch_add(1, Ordering::Relaxed);
         let leases = ReleaseLeases::new(
             self.client.clone(),
-            format!("{}-{n}", self.identity),
-            self.lease_duration,
+            Identity::named(&format!("{}-{n}", self.identity)),
+            LeaseTiming {
+                ttl: self.lease_duration,
+                stop_margin: Duration::from_secs(5),
+            },
         );
         let lease = leases
             .acquire(&self.lease_namespace, &self.lease_name, self.lease_wait)
@@ -201,20 +204,54 @@ impl SharedTunnel {
         if document::foreign_rule(current.config.as_ref(), &record.hostname, &rule_of(record)) {
             return Err(RouteError::HostnameTaken(record.hostname.clone()));
         }
-        let Some(zone) = &self.zone else {
-            return Ok(());
-        };
-        let existing = self
-            .cloudflare
-            .list_dns(zone, &[("name", record.hostname.as_str())])
-            .await?;
+        self.check_dns_free(&record.hostname).await
+    }
+
+    /// Refuses a hostname with a DNS record that is someone else's: neither
+    /// ours nor a CNAME to this tunnel (the earlier operator's).
+    pub async fn check_dns_free(&self, hostname: &str) -> Result<(), RouteError> {
+        let existing = self.dns_at(hostname).await?;
         let target = tunnel_target(&self.tunnel);
         if existing.iter().any(|r| {
             !(is_route_record(r) || (r.kind == "CNAME" && r.content.eq_ignore_ascii_case(&target)))
         }) {
-            return Err(RouteError::HostnameTaken(record.hostname.clone()));
+            return Err(RouteError::HostnameTaken(hostname.to_owned()));
         }
         Ok(())
+    }
+
+    /// The DNS records at `hostname` (none without a zone).
+    pub async fn dns_at(&self, hostname: &str) -> Result<Vec<DnsRecord>, RouteError> {
+        let Some(zone) = &self.zone else {
+            return Ok(Vec::new());
+        };
+        Ok(self
+            .cloudflare
+            .list_dns(zone, &[("name", hostname)])
+            .await?)
+    }
+
+    /// The CNAMEs to this tunnel without a comment, under our domain: the
+    /// earlier operator's (it never set one).
+    pub async fn uncommented_cnames(&self) -> Result<Vec<DnsRecord>, RouteError> {
+        let Some(zone) = &self.zone else {
+            return Ok(Vec::new());
+        };
+        let target = tunnel_target(&self.tunnel);
+        let suffix = format!(".{}", self.domain);
+        let found = self
+            .cloudflare
+            .list_dns(zone, &[("type", "CNAME"), ("content", target.as_str())])
+            .await?;
+        Ok(found
+            .into_iter()
+            .filter(|r| is_earlier_cname(r, &target) && r.name.ends_with(&suffix))
+            .collect())
+    }
+
+    /// True when `record` is a CNAME to this tunnel without a comment.
+    pub fn is_earlier_cname(&self, record: &DnsRecord) -> bool {
+        is_earlier_cname(record, &tunnel_target(&self.tunnel))
     }
 
     /// Makes the route's CNAME exist and point at the tunnel; returns its id
@@ -303,11 +340,7 @@ impl SharedTunnel {
             .cloudflare
             .list_dns(zone, &[("name", hostname)])
             .await?;
-        for legacy in existing.iter().filter(|r| {
-            r.comment.as_deref().is_none_or(str::is_empty)
-                && r.kind == "CNAME"
-                && r.content.eq_ignore_ascii_case(&target)
-        }) {
+        for legacy in existing.iter().filter(|r| is_earlier_cname(r, &target)) {
             self.cloudflare.delete_dns(zone, &legacy.id).await?;
         }
         Ok(())
@@ -377,6 +410,12 @@ impl SharedTunnel {
         let current = self.cloudflare.get_config(&self.tunnel).await?;
         Ok(document::listed(current.config.as_ref()))
     }
+}
+
+fn is_earlier_cname(record: &DnsRecord, target: &str) -> bool {
+    record.comment.as_deref().is_none_or(str::is_empty)
+        && record.kind == "CNAME"
+        && record.content.eq_ignore_ascii_case(target)
 }
 
 fn is_route_record(record: &DnsRecord) -> bool {
