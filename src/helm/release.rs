@@ -13,15 +13,17 @@
 //!
 //! Decoding is streaming and bounded: the gzip stream is read as it
 //! inflates, serde keeps only the declared fields (a chart's templates,
-//! files and schema are skipped without being allocated), at most
-//! [`MAX_INFLATED`] bytes are inflated (a CPU bound against gzip bombs)
-//! and no manifest over [`MAX_MANIFEST`] is kept.
+//! files and schema are skipped without being allocated), and a reader
+//! caps how much is inflated.
 //!
 //! - [`decode_record`]: the whole revision (manifest, hooks, values, the
-//!   chart's default values), for writes (rollback, reapply, uninstall checks);
+//!   chart's default values), for writes (rollback, reapply, uninstall
+//!   checks), at most [`MAX_RECORD`] inflated: helm itself loads the whole
+//!   record to act on it;
 //! - [`decode_summary`]: a [`ReleaseSummary`] (what GET release, revisions
-//!   and status show) plus whatever a caller's digest makes of the manifest,
-//!   which is then dropped; nothing else is allocated.
+//!   and status show) plus whatever a caller's digest makes of the manifest
+//!   (at most [`MAX_MANIFEST`]), which is then dropped; nothing else is
+//!   allocated, so only a CPU bound applies: [`MAX_INFLATED`].
 
 use std::io::{BufReader, Read};
 use std::time::Duration;
@@ -294,17 +296,22 @@ fn stale_pending(status: ReleaseStatus, at: Option<jiff::Timestamp>, limit: Dura
 
 /// Largest encoded record accepted (etcd caps objects near 1.5 MiB).
 const MAX_ENCODED: usize = 4 << 20;
-/// Most bytes one record may inflate to: a bound on the CPU a record costs
-/// (gzip bombs). The JSON is parsed as it inflates, so this much is never
-/// held in memory; a real record (chart files, values, manifest, hooks)
-/// stays far below it.
+/// Most bytes a summary read may inflate: a bound on the CPU one record
+/// costs (gzip bombs). The JSON is parsed as it inflates and what a summary
+/// skips is never allocated, so this much is never held in memory.
 #[cfg(not(test))]
 pub const MAX_INFLATED: u64 = 256 << 20;
-/// Largest manifest (or hook) kept from a record. Installs refuse
-/// renderings above 8 MiB of JSON, so every release installed through the
-/// operator stays readable with room to spare.
+/// Largest manifest a summary read hands to its digest (parsed for the
+/// workloads' selectors, then dropped).
 #[cfg(not(test))]
 pub const MAX_MANIFEST: usize = 32 << 20;
+/// Most bytes a whole record (for writes) may inflate to: what helm itself
+/// loads to act on the revision. etcd keeps a record under ~1.5 MiB
+/// compressed, and renderings are capped at 8 MiB of JSON when installed,
+/// so every release installed through the operator stays readable; a larger
+/// one was forged, and a write refuses it (409) before helm runs.
+#[cfg(not(test))]
+pub const MAX_RECORD: u64 = 16 << 20;
 // Unit tests exercise the caps with small inputs (a 256 MiB gzip bomb
 // takes seconds to build in a debug build); the end-to-end tests link the
 // real values.
@@ -312,7 +319,9 @@ pub const MAX_MANIFEST: usize = 32 << 20;
 pub const MAX_INFLATED: u64 = 4 << 20;
 #[cfg(test)]
 pub const MAX_MANIFEST: usize = 1 << 20;
-const _: () = assert!(MAX_MANIFEST as u64 <= MAX_INFLATED);
+#[cfg(test)]
+pub const MAX_RECORD: u64 = 2 << 20;
+const _: () = assert!(MAX_MANIFEST as u64 <= MAX_INFLATED && MAX_RECORD <= MAX_INFLATED);
 /// Read buffer between the inflater and the JSON parser.
 const READ_BUFFER: usize = 64 << 10;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -333,7 +342,12 @@ pub enum RecordError {
 /// Decodes Helm's payload into the whole revision (base64, then gzip when
 /// the magic bytes say so, then JSON, as a stream).
 pub fn decode_record(record: &str, encoded: &[u8]) -> Result<HelmRelease, RecordError> {
-    read_payload(record, encoded, std::marker::PhantomData::<HelmRelease>)
+    read_payload(
+        record,
+        encoded,
+        MAX_RECORD,
+        std::marker::PhantomData::<HelmRelease>,
+    )
 }
 
 /// Decodes only what the read endpoints show ([`ReleaseSummary`]); the
@@ -345,18 +359,18 @@ pub fn decode_summary<T: Default>(
     encoded: &[u8],
     digest: impl FnMut(&str) -> T,
 ) -> Result<(ReleaseSummary, T), RecordError> {
-    read_payload(record, encoded, SummarySeed(digest))
+    read_payload(record, encoded, MAX_INFLATED, SummarySeed(digest))
 }
 
 /// Helm's payload to the release JSON bytes, for the one writer that
 /// rewrites a record whole (stuck-release recovery); capped at
-/// [`MAX_INFLATED`].
+/// [`MAX_RECORD`].
 pub fn decode_payload(record: &str, encoded: &[u8]) -> Result<Vec<u8>, RecordError> {
     let bytes = unwrap_base64(record, encoded)?;
     if !bytes.starts_with(&GZIP_MAGIC) {
         return Ok(bytes);
     }
-    let mut capped = Capped::new(MultiGzDecoder::new(bytes.as_slice()));
+    let mut capped = Capped::new(MultiGzDecoder::new(bytes.as_slice()), MAX_RECORD);
     let mut out = Vec::new();
     match capped.read_to_end(&mut out) {
         Ok(_) => Ok(out),
@@ -387,26 +401,27 @@ fn unwrap_base64(record: &str, encoded: &[u8]) -> Result<Vec<u8>, RecordError> {
         .map_err(|e| corrupt(record, format!("base64: {e}")))
 }
 
-/// Base64, then (when gzipped) inflation and JSON as one stream into `seed`.
-fn read_payload<T, S>(record: &str, encoded: &[u8], seed: S) -> Result<T, RecordError>
+/// Base64, then (when gzipped) inflation and JSON as one stream into
+/// `seed`, at most `limit` bytes of JSON.
+fn read_payload<T, S>(record: &str, encoded: &[u8], limit: u64, seed: S) -> Result<T, RecordError>
 where
     S: for<'de> DeserializeSeed<'de, Value = T>,
 {
     let bytes = unwrap_base64(record, encoded)?;
     if bytes.starts_with(&GZIP_MAGIC) {
         // Go's gzip reader reads every member; so do we, to read what helm reads.
-        parse_json(record, MultiGzDecoder::new(bytes.as_slice()), seed)
+        parse_json(record, MultiGzDecoder::new(bytes.as_slice()), limit, seed)
     } else {
-        parse_json(record, bytes.as_slice(), seed)
+        parse_json(record, bytes.as_slice(), limit, seed)
     }
 }
 
-fn parse_json<T, R, S>(record: &str, reader: R, seed: S) -> Result<T, RecordError>
+fn parse_json<T, R, S>(record: &str, reader: R, limit: u64, seed: S) -> Result<T, RecordError>
 where
     R: Read,
     S: for<'de> DeserializeSeed<'de, Value = T>,
 {
-    let mut capped = Capped::new(reader);
+    let mut capped = Capped::new(reader, limit);
     let parsed = {
         let buffered = BufReader::with_capacity(READ_BUFFER, &mut capped);
         let mut json = serde_json::Deserializer::from_reader(buffered);
@@ -424,7 +439,7 @@ where
     })
 }
 
-/// A reader that fails once more than [`MAX_INFLATED`] bytes came through.
+/// A reader that fails once more than its limit came through.
 struct Capped<R> {
     inner: R,
     left: u64,
@@ -432,10 +447,10 @@ struct Capped<R> {
 }
 
 impl<R> Capped<R> {
-    fn new(inner: R) -> Self {
+    fn new(inner: R, limit: u64) -> Self {
         Self {
             inner,
-            left: MAX_INFLATED,
+            left: limit,
             exceeded: false,
         }
     }
@@ -680,7 +695,10 @@ mod tests {
         assert_eq!(manifest, "---\n");
         // A summary made whole again (a history for writes) says the same.
         let bare = HelmRelease::from(summary.clone());
-        assert_eq!((bare.summary(), bare.manifest.as_str()), (summary.clone(), ""));
+        assert_eq!(
+            (bare.summary(), bare.manifest.as_str()),
+            (summary.clone(), "")
+        );
         assert_eq!(bare.updated_at(), release.updated_at());
         assert_eq!(summary.to_info(), release.to_info(false));
         assert_eq!(summary.to_revision(), release.to_revision());
@@ -721,8 +739,9 @@ mod tests {
     #[test]
     fn caps_bound_inflation_and_kept_manifests_not_chart_payloads() {
         // Chart payload is skipped as it streams: a record whose JSON is
-        // larger than any manifest we keep still decodes.
-        let big_chart = record_with(2 * MAX_MANIFEST, 1000);
+        // larger than any manifest we keep still decodes, whole and as a
+        // summary.
+        let big_chart = record_with(MAX_MANIFEST + (MAX_MANIFEST / 2), 1000);
         assert_eq!(decode_record("r", &big_chart).unwrap().manifest.len(), 1000);
         assert_eq!(
             decode_summary("r", &big_chart, |m| m.len()).unwrap().1,
@@ -739,23 +758,35 @@ mod tests {
                 "{result:?}"
             );
         }
+        // A record larger than helm would load whole is still summarised
+        // (reads answer), but not decoded whole (writes refuse it).
+        let beyond_whole = record_with(MAX_RECORD as usize + 1, 10);
+        assert_eq!(
+            decode_summary("r", &beyond_whole, |m| m.len()).unwrap().1,
+            10
+        );
+        for result in [
+            decode_record("r", &beyond_whole).map(drop),
+            decode_payload("r", &beyond_whole).map(drop),
+        ] {
+            assert!(
+                matches!(result, Err(RecordError::TooLarge { .. })),
+                "{result:?}"
+            );
+        }
         // A small gzip that inflates past the limit (a bomb): refused
         // wherever the excess is, without holding it.
         let bomb = record_with(MAX_INFLATED as usize, 0);
         assert!(bomb.len() < MAX_ENCODED);
         assert!(matches!(
-            decode_record("r", &bomb),
-            Err(RecordError::TooLarge { .. })
-        ));
-        assert!(matches!(
             decode_summary("r", &bomb, |_| ()),
             Err(RecordError::TooLarge { .. })
         ));
+        let spaces = encode(&vec![b' '; MAX_INFLATED as usize + 10]);
         assert!(matches!(
-            decode_payload("r", &bomb),
+            decode_summary("r", &spaces, |_| ()),
             Err(RecordError::TooLarge { .. })
         ));
-        let spaces = encode(&vec![b' '; MAX_INFLATED as usize + 10]);
         assert!(matches!(
             decode_record("r", &spaces),
             Err(RecordError::TooLarge { .. })
