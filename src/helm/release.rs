@@ -362,6 +362,17 @@ pub fn decode_summary<T: Default>(
     read_payload(record, encoded, MAX_INFLATED, SummarySeed(digest))
 }
 
+/// [`decode_summary`] of a record helm could load whole (at most
+/// [`MAX_RECORD`] inflated), for writes: they act on records helm must
+/// load, so a larger one is refused before helm runs.
+pub fn decode_loadable_summary(
+    record: &str,
+    encoded: &[u8],
+) -> Result<ReleaseSummary, RecordError> {
+    read_payload(record, encoded, MAX_RECORD, SummarySeed(|_: &str| ()))
+        .map(|(summary, ())| summary)
+}
+
 /// Helm's payload to the release JSON bytes, for the one writer that
 /// rewrites a record whole (stuck-release recovery); capped at
 /// [`MAX_RECORD`].
@@ -768,6 +779,7 @@ mod tests {
         for result in [
             decode_record("r", &beyond_whole).map(drop),
             decode_payload("r", &beyond_whole).map(drop),
+            decode_loadable_summary("r", &beyond_whole).map(drop),
         ] {
             assert!(
                 matches!(result, Err(RecordError::TooLarge { .. })),

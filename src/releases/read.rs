@@ -218,7 +218,7 @@ impl ReleaseService {
     ) -> Result<Vec<HelmRelease>, ApiError> {
         Ok(match &self.reads {
             Reads::Storage(store) => store
-                .history(namespace.as_str(), name.as_str())
+                .loadable_history(namespace.as_str(), name.as_str())
                 .await?
                 .into_iter()
                 .map(HelmRelease::from)

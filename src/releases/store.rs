@@ -14,7 +14,8 @@ use serde::Deserialize;
 use crate::config::HelmDriver;
 use crate::error::{ApiError, Code};
 use crate::helm::release::{
-    HelmRelease, RecordError, ReleaseSummary, decode_record, decode_summary,
+    HelmRelease, RecordError, ReleaseSummary, decode_loadable_summary, decode_record,
+    decode_summary,
 };
 use crate::kube::KubeError;
 use crate::kube::compact::{core_v1_resource, identity};
@@ -182,13 +183,35 @@ impl ReleaseStore {
         namespace: &str,
         name: &str,
     ) -> Result<Vec<ReleaseSummary>, StorageError> {
+        self.history_within(namespace, name, Inflate::Summary).await
+    }
+
+    /// [`Self::history`] for writes: every record must be one helm could
+    /// load whole (a larger one is an error, 409, before helm runs).
+    pub async fn loadable_history(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Vec<ReleaseSummary>, StorageError> {
+        self.history_within(namespace, name, Inflate::Whole).await
+    }
+
+    async fn history_within(
+        &self,
+        namespace: &str,
+        name: &str,
+        inflate: Inflate,
+    ) -> Result<Vec<ReleaseSummary>, StorageError> {
         Ok(match self.kind {
-            RecordKind::Secret => {
-                history_of(&self.records::<RecordSecret>(namespace, name).await?, name)?
-            }
+            RecordKind::Secret => history_of(
+                &self.records::<RecordSecret>(namespace, name).await?,
+                name,
+                inflate,
+            )?,
             RecordKind::ConfigMap => history_of(
                 &self.records::<RecordConfigMap>(namespace, name).await?,
                 name,
+                inflate,
             )?,
         })
     }
@@ -430,14 +453,25 @@ fn newest_of<K: RecordObject, T>(
     Ok(None)
 }
 
+/// How much a history read may inflate per record.
+#[derive(Clone, Copy)]
+enum Inflate {
+    /// A summary's CPU bound (reads).
+    Summary,
+    /// What helm could load whole (writes).
+    Whole,
+}
+
 /// Every genuine record of `release` among `objects`, oldest first, as
 /// summaries (no manifest, hooks or values are kept).
 fn history_of<K: RecordObject>(
     objects: &[K],
     release: &str,
+    inflate: Inflate,
 ) -> Result<Vec<ReleaseSummary>, RecordError> {
-    let summary = |record: &str, payload: &[u8]| {
-        decode_summary(record, payload, |_| ()).map(|(summary, ())| summary)
+    let summary = |record: &str, payload: &[u8]| match inflate {
+        Inflate::Summary => decode_summary(record, payload, |_| ()).map(|(summary, ())| summary),
+        Inflate::Whole => decode_loadable_summary(record, payload),
     };
     let mut history = objects
         .iter()
@@ -521,7 +555,7 @@ mod tests {
             10
         );
         assert!(newest_of(&records, "b", decode_cached).unwrap().is_none());
-        let history: Vec<u32> = history_of(&records, "a")
+        let history: Vec<u32> = history_of(&records, "a", Inflate::Summary)
             .unwrap()
             .iter()
             .map(|r| r.version)
@@ -550,7 +584,7 @@ mod tests {
                 .version,
             3
         );
-        let history: Vec<u32> = history_of(&records, "a")
+        let history: Vec<u32> = history_of(&records, "a", Inflate::Summary)
             .unwrap()
             .iter()
             .map(|r| r.version)
