@@ -522,8 +522,14 @@ pub async fn serve(
     }
     // Answered operations give their Lease back in the background.
     state.releases.settle(LEASE_SETTLE).await;
-    // No helm child outlives the process (each was stopped and reaped
-    // above; this only waits for the last reaping).
+    // No helm child outlives the process: each was stopped and reaped
+    // above; a run that held no release (none should be left) is killed
+    // here, and the last reaping waited for.
+    state
+        .releases
+        .helm()
+        .runner()
+        .signal_all(nix::sys::signal::Signal::SIGKILL);
     if !state.releases.wait_helm_exited(HELM_REAPED).await {
         tracing::error!("a helm process is still running at exit");
     }

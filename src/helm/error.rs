@@ -321,11 +321,11 @@ impl From<HelmError> for ApiError {
                 death,
             } => {
                 tracing::error!(operation, release = %target, ?death, "helm died abnormally");
+                // Retrying is safe: the release service re-reads the release
+                // and repairs a pending revision before this is answered.
                 ApiError::new(
-                    Code::HelmFailed,
-                    format!(
-                        "helm {operation} for {target} stopped abnormally; the release may be left pending"
-                    ),
+                    Code::HelmInterrupted,
+                    format!("helm {operation} for {target} stopped abnormally; retrying is safe"),
                 )
             }
             HelmError::ConfineSetup(_) => {

@@ -156,6 +156,13 @@ pub fn launcher_main(args: &[OsString]) -> ExitCode {
         eprintln!("{LAUNCHER_SUBCOMMAND}: cannot set limits: {error}");
         return ExitCode::from(EXIT_CANNOT_RUN);
     }
+    // helm dies with the operator (kept across exec): an orphaned helm
+    // would go on writing a release that another replica, or this one
+    // restarted, is about to recover and retry.
+    if let Err(error) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
+        eprintln!("{LAUNCHER_SUBCOMMAND}: cannot tie the program to the operator's life: {error}");
+        return ExitCode::from(EXIT_CANNOT_RUN);
+    }
     let error = std::process::Command::new(&command[0])
         .args(&command[1..])
         .exec();

@@ -4,7 +4,7 @@
 //!
 //! A YAML alias replays its anchor: 130 KB with one anchor referenced
 //! 20,000 times is gigabytes once expanded. So the values are built here
-//! directly from the parser ([`Node`] is a `DeserializeSeed`), and every
+//! directly from the parser (`Node` is a `DeserializeSeed`), and every
 //! node, mapping and byte of the JSON they would print is charged to one
 //! [`Budget`] per rendering; the first node over it stops the parse. The
 //! same visitor refuses what parsers read differently: YAML tags (other

@@ -13,7 +13,7 @@
 //!
 //! | what we know | abandoned |
 //! |---|---|
-//! | our own helm just ended abnormally ([`ReleaseService::recovering`]) | at once |
+//! | our own helm just ended abnormally (`ReleaseService::recovering`) | at once |
 //! | the Lease we took had no live holder (freed in doubt, expired, holder dead) | at once |
 //! | there was no Lease (helm run by hand, an older operator) | when older than HELM_TIMEOUT + margin |
 //!
@@ -21,7 +21,7 @@
 //! holder, cluster-wide, every `RECOVERY_SWEEP_INTERVAL`, and recovers its
 //! release, so a dead replica's releases are usable again within seconds
 //! without waiting for a write. An install retried on a release that never
-//! reached `deployed` removes it first ([`ReleaseService::clear_undeployed`]).
+//! reached `deployed` removes it first (`ReleaseService::clear_undeployed`).
 
 use std::future::Future;
 use std::io::Write;
