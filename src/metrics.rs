@@ -19,7 +19,8 @@
 //! | `releases_recovered_total` | counter | `trigger` (`own_helm`: this replica's helm ended abnormally; `abandoned`: a Lease left without a live holder, or a revision pending too long; `shutdown`) |
 //! | `kubernetes_api_errors_total` | counter | `kind` (`unreachable`, `conflict`, `forbidden`, `not_found`, `other`) |
 //! | `read_cache_lookups_total` | counter | `outcome` (`hit`: answered from the watch-fed index, `miss`: read from the API) |
-//! | `read_cache_namespaces` | gauge | – (namespaces indexed, two watches each) |
+//! | `read_cache_namespaces` | gauge | – (tenant namespaces with records or pods in the read cache) |
+//! | `read_cache_releases`, `read_cache_revisions`, `read_cache_pods` | gauge | – (what the cluster-wide read cache holds) |
 //! | `helm_egress_refused_total` | counter | – (helm tried a host that is no allowed chart source) |
 //! | `api_errors_total` | counter | `error_type` (one of the API's error codes, `crate::error::Code`) |
 //! | `cloudflare_requests_total` | counter | `operation` (`get_config`, `put_config`, `create_dns`, …), `outcome` (`success`, `client_error`, `server_error`, `rate_limited`, `timeout`, `unreachable`, `unreadable`) |
@@ -49,6 +50,9 @@ const KUBE_ERRORS: &str = "kubernetes_api_errors_total";
 const RECOVERED: &str = "releases_recovered_total";
 const CACHE_LOOKUPS: &str = "read_cache_lookups_total";
 const CACHE_NAMESPACES: &str = "read_cache_namespaces";
+const CACHE_RELEASES: &str = "read_cache_releases";
+const CACHE_REVISIONS: &str = "read_cache_revisions";
+const CACHE_PODS: &str = "read_cache_pods";
 const API_ERRORS: &str = "api_errors_total";
 const EGRESS_REFUSED: &str = "helm_egress_refused_total";
 const CLOUDFLARE_REQUESTS: &str = "cloudflare_requests_total";
@@ -168,6 +172,15 @@ fn describe() {
         "release reads answered from the watch-fed index (hit) or the API (miss)"
     );
     describe_gauge!(CACHE_NAMESPACES, "namespaces in the read cache");
+    describe_gauge!(CACHE_RELEASES, "releases in the cluster-wide read cache");
+    describe_gauge!(
+        CACHE_REVISIONS,
+        "revisions (summaries) in the cluster-wide read cache"
+    );
+    describe_gauge!(
+        CACHE_PODS,
+        "pods of tenant namespaces in the cluster-wide read cache"
+    );
     describe_counter!(
         CLOUDFLARE_REQUESTS,
         "Cloudflare API calls (each attempt), by operation and outcome"
@@ -331,6 +344,13 @@ pub fn read_cache_lookup(hit: bool) {
 /// Sets the number of namespaces the read cache indexes.
 pub fn read_cache_namespaces(count: usize) {
     gauge!(CACHE_NAMESPACES).set(count as f64);
+}
+
+/// Sets what the cluster-wide read cache holds.
+pub fn read_cache_contents(releases: usize, revisions: usize, pods: usize) {
+    gauge!(CACHE_RELEASES).set(releases as f64);
+    gauge!(CACHE_REVISIONS).set(revisions as f64);
+    gauge!(CACHE_PODS).set(pods as f64);
 }
 
 /// Counts a request (of the chart fetcher, or of helm through its guard)

@@ -138,9 +138,12 @@ pub async fn build_releases(
     // The cache watches the records it decodes: only when reads come from
     // storage, and only for the service.
     let cache = match (&reads, kind) {
-        (Reads::Storage(_), Some(kind)) if config.cache.enabled && role == Role::Serve => {
-            ReadCache::start(watches.clone(), kind, config.cache.clone())
-        }
+        (Reads::Storage(_), Some(kind)) if role == Role::Serve => ReadCache::start(
+            watches.clone(),
+            kind,
+            config.cache.clone(),
+            &config.tenant.namespace_prefix,
+        ),
         _ => ReadCache::disabled(),
     };
     let exposure = ExposureService::start(

@@ -25,9 +25,12 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
     })
 }
 
-/// Ready to serve: the Kubernetes API answers (background probe) and helm
+/// Ready to serve: the Kubernetes API answers (background probe), helm
 /// is runnable (its version was detected at start and the binary is still
-/// there and executable). Cheap: no helm process per probe.
+/// there and executable) and the cluster-wide read cache has listed
+/// everything once (for at most `READ_CACHE_READY_WAIT` after start), so a
+/// restarted replica takes traffic when it answers reads from memory.
+/// Cheap: no helm process per probe.
 #[utoipa::path(get, path = "/ready", tag = "health",
     responses((status = 200, description = "Ready"), (status = 503, description = "Not ready; `detail` lists every reason", body = ErrorBody)))]
 pub async fn ready(State(state): State<AppState>) -> Response {
@@ -37,6 +40,9 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     }
     if !state.releases.helm().runner().binary_runnable().await {
         reasons.push("the helm binary cannot be run");
+    }
+    if state.releases.cache_warming() {
+        reasons.push("the read cache is still listing the cluster");
     }
     if reasons.is_empty() {
         let body = serde_json::json!({"status": "ready", "helm_version": state.releases.helm().version().text});

@@ -73,7 +73,7 @@ pub async fn get_release(
     // may be stale, and no call that would wait for it: 503 at once.
     state.probe.require()?;
     let (from, latest) = state.releases.latest(&namespace, &name).await?;
-    let info = with_route(&state, latest.release.to_info(false)).await;
+    let info = with_route(&state, latest.summary.to_info()).await;
     Ok((Served(from), Json(info)))
 }
 
@@ -205,7 +205,7 @@ pub async fn release_status(
     Ok((
         Served(from),
         Json(ReleaseStatusResponse {
-            release: with_route(&state, status.release.release.to_info(false)).await,
+            release: with_route(&state, status.release.summary.to_info()).await,
             pods: status.pods,
             pod_retrieval_error: None,
             stuck: status.stuck,

@@ -151,7 +151,7 @@ impl ReleaseLookup for App {
             let name = ReleaseName::parse(name).ok()?;
             match self.releases.latest(&namespace, &name).await {
                 Ok((_, latest)) => {
-                    Some(latest.release.status() != crate::model::ReleaseStatus::Uninstalled)
+                    Some(latest.summary.status() != crate::model::ReleaseStatus::Uninstalled)
                 }
                 Err(error) if error.code == Code::ReleaseNotFound => Some(false),
                 Err(_) => None,

@@ -33,7 +33,7 @@ use clap::{Parser, Subcommand};
 
 pub use apps::{AppAccess, AppsConfig};
 pub use auth::AuthConfig;
-pub use cache::CacheConfig;
+pub use cache::{CacheConfig, CacheMode};
 pub use charts::ChartConfig;
 pub use exposure::{ExposureBackend, ExposureConfig};
 pub use helm::{HelmConfig, HelmDriver, ReleaseReads};

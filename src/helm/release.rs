@@ -9,15 +9,29 @@
 //! `helm.sh/release.v1`, named `sh.helm.release.v1.<name>.v<revision>`,
 //! labelled `owner=helm,name=<name>,version=<revision>,status=…`; the
 //! ConfigMap driver uses the same names and labels. The payload is
-//! base64(gzip(JSON)) (inside the Secret's own base64); [`decode_record`]
-//! reads it. Helm 3 and Helm 4 write the same format.
+//! base64(gzip(JSON)) (inside the Secret's own base64).
+//!
+//! Decoding is streaming and bounded: the gzip stream is read as it
+//! inflates, serde keeps only the declared fields (a chart's templates,
+//! files and schema are skipped without being allocated), and a reader
+//! caps how much is inflated.
+//!
+//! - [`decode_record`]: the whole revision (manifest, hooks, values, the
+//!   chart's default values), for writes (rollback, reapply, uninstall
+//!   checks), at most [`MAX_RECORD`] inflated: helm itself loads the whole
+//!   record to act on it;
+//! - [`decode_summary`]: a [`ReleaseSummary`] (what GET release, revisions
+//!   and status show) plus whatever a caller's digest makes of the manifest
+//!   (at most [`MAX_MANIFEST`]), which is then dropped; nothing else is
+//!   allocated, so only a CPU bound applies: [`MAX_INFLATED`].
 
-use std::io::Read;
+use std::io::{BufReader, Read};
 use std::time::Duration;
 
 use base64::Engine;
-use flate2::read::GzDecoder;
-use serde::Deserialize;
+use flate2::read::MultiGzDecoder;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 use crate::model::{ReleaseInfo, ReleaseStatus, Revision};
@@ -37,7 +51,7 @@ pub struct HelmRelease {
     /// User-supplied values of this revision.
     #[serde(default)]
     pub config: Option<Map<String, Value>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "capped_text")]
     pub manifest: String,
     /// Hook objects (rendered separately from the main manifest).
     #[serde(default, deserialize_with = "null_as_empty")]
@@ -47,7 +61,7 @@ pub struct HelmRelease {
 /// A hook of a release; only its rendered manifest is used.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct HelmHook {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "capped_text")]
     pub manifest: String,
 }
 
@@ -61,6 +75,17 @@ pub struct HelmInfo {
     pub description: String,
     #[serde(default)]
     pub status: String,
+}
+
+impl HelmInfo {
+    /// When the revision was last deployed, as RFC 3339 in UTC.
+    fn updated(&self) -> String {
+        let raw = self
+            .last_deployed
+            .as_deref()
+            .or(self.first_deployed.as_deref());
+        raw.map(to_rfc3339).unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -82,6 +107,115 @@ pub struct ChartMetadata {
     pub app_version: String,
 }
 
+/// One revision without its payloads (manifest, hooks, values, chart):
+/// what GET release, revisions and status show. The read cache keeps one
+/// per revision, so it is kept small (boxed strings, no maps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseSummary {
+    pub name: Box<str>,
+    pub namespace: Box<str>,
+    /// The revision number.
+    pub version: u32,
+    /// Helm's status as recorded (`deployed`, `pending-upgrade`, …).
+    pub status: Box<str>,
+    pub description: Box<str>,
+    /// When it was last deployed, RFC 3339 in UTC (as recorded when that
+    /// does not parse; empty when absent).
+    pub updated: Box<str>,
+    pub chart: Box<str>,
+    pub chart_version: Box<str>,
+    pub app_version: Box<str>,
+}
+
+impl ReleaseSummary {
+    fn new(
+        name: String,
+        namespace: String,
+        version: u32,
+        info: &HelmInfo,
+        chart: &ChartMetadata,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            namespace: namespace.into(),
+            version,
+            status: info.status.as_str().into(),
+            description: info.description.as_str().into(),
+            updated: info.updated().into(),
+            chart: chart.name.as_str().into(),
+            chart_version: chart.version.as_str().into(),
+            app_version: chart.app_version.as_str().into(),
+        }
+    }
+
+    pub fn status(&self) -> ReleaseStatus {
+        ReleaseStatus::from_helm(&self.status)
+    }
+
+    /// The contract's view of this revision, without values.
+    pub fn to_info(&self) -> ReleaseInfo {
+        ReleaseInfo {
+            name: self.name.to_string(),
+            namespace: self.namespace.to_string(),
+            revision: self.version,
+            status: self.status(),
+            chart: self.chart.to_string(),
+            app_version: self.app_version.to_string(),
+            updated: self.updated.to_string(),
+            description: Some(self.description.to_string()).filter(|d| !d.is_empty()),
+            values: None,
+            route: None,
+        }
+    }
+
+    pub fn to_revision(&self) -> Revision {
+        Revision {
+            revision: self.version,
+            updated: self.updated.to_string(),
+            status: self.status(),
+            chart: format!("{}-{}", self.chart, self.chart_version),
+            app_version: self.app_version.to_string(),
+            description: self.description.to_string(),
+        }
+    }
+
+    /// `pending-*` and last touched longer than `limit` ago: the helm that
+    /// set it is gone.
+    pub fn is_stale_pending(&self, limit: Duration) -> bool {
+        stale_pending(self.status(), self.updated.parse().ok(), limit)
+    }
+}
+
+/// A revision known only by its summary (a history read without payloads):
+/// no manifest, hooks or values.
+impl From<ReleaseSummary> for HelmRelease {
+    fn from(summary: ReleaseSummary) -> Self {
+        let updated = Some(summary.updated.to_string()).filter(|u| !u.is_empty());
+        Self {
+            name: summary.name.into(),
+            namespace: summary.namespace.into(),
+            version: summary.version,
+            info: HelmInfo {
+                first_deployed: None,
+                last_deployed: updated,
+                description: summary.description.into(),
+                status: summary.status.into(),
+            },
+            chart: HelmChart {
+                metadata: ChartMetadata {
+                    name: summary.chart.into(),
+                    version: summary.chart_version.into(),
+                    app_version: summary.app_version.into(),
+                },
+                values: None,
+            },
+            config: None,
+            manifest: String::new(),
+            hooks: Vec::new(),
+        }
+    }
+}
+
 impl HelmRelease {
     pub fn status(&self) -> ReleaseStatus {
         ReleaseStatus::from_helm(&self.info.status)
@@ -89,12 +223,7 @@ impl HelmRelease {
 
     /// When this revision was last deployed, as RFC 3339 in UTC.
     pub fn updated(&self) -> String {
-        let raw = self
-            .info
-            .last_deployed
-            .as_deref()
-            .or(self.info.first_deployed.as_deref());
-        raw.map(to_rfc3339).unwrap_or_default()
+        self.info.updated()
     }
 
     /// The last-deployed time as a timestamp, if it parses.
@@ -107,38 +236,29 @@ impl HelmRelease {
         raw.parse().ok()
     }
 
+    /// This revision without its payloads.
+    pub fn summary(&self) -> ReleaseSummary {
+        ReleaseSummary::new(
+            self.name.clone(),
+            self.namespace.clone(),
+            self.version,
+            &self.info,
+            &self.chart.metadata,
+        )
+    }
+
     /// The contract's view of this revision. `with_values` adds the
     /// user-supplied values (install and upgrade responses only).
     pub fn to_info(&self, with_values: bool) -> ReleaseInfo {
-        let description = Some(self.info.description.clone()).filter(|d| !d.is_empty());
-        ReleaseInfo {
-            name: self.name.clone(),
-            namespace: self.namespace.clone(),
-            revision: self.version,
-            status: self.status(),
-            chart: self.chart.metadata.name.clone(),
-            app_version: self.chart.metadata.app_version.clone(),
-            updated: self.updated(),
-            description,
-            values: with_values.then(|| self.config.clone().unwrap_or_default()),
-            route: None,
-        }
+        let mut info = self.summary().to_info();
+        info.values = with_values.then(|| self.config.clone().unwrap_or_default());
+        info
     }
 
     pub fn to_revision(&self) -> Revision {
-        let metadata = &self.chart.metadata;
-        Revision {
-            revision: self.version,
-            updated: self.updated(),
-            status: self.status(),
-            chart: format!("{}-{}", metadata.name, metadata.version),
-            app_version: metadata.app_version.clone(),
-            description: self.info.description.clone(),
-        }
+        self.summary().to_revision()
     }
-}
 
-impl HelmRelease {
     /// The manifest and every hook as one multi-document rendering: all
     /// that applying this revision creates.
     pub fn rendering(&self) -> String {
@@ -164,20 +284,49 @@ impl HelmRelease {
     /// `pending-*` and last touched longer than `limit` ago: the helm that
     /// set it is gone.
     pub fn is_stale_pending(&self, limit: Duration) -> bool {
-        let limit = i64::try_from(limit.as_secs()).unwrap_or(i64::MAX);
-        self.status().is_pending()
-            && self
-                .updated_at()
-                .is_some_and(|at| jiff::Timestamp::now().duration_since(at).as_secs() > limit)
+        stale_pending(self.status(), self.updated_at(), limit)
     }
+}
+
+fn stale_pending(status: ReleaseStatus, at: Option<jiff::Timestamp>, limit: Duration) -> bool {
+    let limit = i64::try_from(limit.as_secs()).unwrap_or(i64::MAX);
+    status.is_pending()
+        && at.is_some_and(|at| jiff::Timestamp::now().duration_since(at).as_secs() > limit)
 }
 
 /// Largest encoded record accepted (etcd caps objects near 1.5 MiB).
 const MAX_ENCODED: usize = 4 << 20;
-/// Largest decompressed record accepted (guards against gzip bombs; etcd
-/// keeps a record under ~1.5 MiB compressed, and a rendered manifest
-/// compresses about tenfold).
-const MAX_DECODED: u64 = 16 << 20;
+/// Most bytes a summary read may inflate: a bound on the CPU one record
+/// costs (gzip bombs). The JSON is parsed as it inflates and what a summary
+/// skips is never allocated, so this much is never held in memory.
+#[cfg(not(test))]
+pub const MAX_INFLATED: u64 = 256 << 20;
+/// Largest manifest a summary read hands to its digest (parsed for the
+/// workloads' selectors, then dropped).
+#[cfg(not(test))]
+pub const MAX_MANIFEST: usize = 32 << 20;
+/// Most bytes a whole record (for writes) may inflate to: what helm itself
+/// loads to act on the revision. etcd keeps a record under ~1.5 MiB
+/// compressed, and renderings are capped at 8 MiB of JSON when installed,
+/// so every release installed through the operator stays readable; a larger
+/// one was forged, and a write refuses it (409) before helm runs.
+#[cfg(not(test))]
+pub const MAX_RECORD: u64 = 16 << 20;
+// Unit tests exercise the caps with small inputs (a 256 MiB gzip bomb
+// takes seconds to build in a debug build); the end-to-end tests link the
+// real values.
+#[cfg(test)]
+pub const MAX_INFLATED: u64 = 4 << 20;
+#[cfg(test)]
+pub const MAX_MANIFEST: usize = 1 << 20;
+#[cfg(test)]
+pub const MAX_RECORD: u64 = 2 << 20;
+const _: () = assert!(MAX_MANIFEST as u64 <= MAX_INFLATED && MAX_RECORD <= MAX_INFLATED);
+/// Read buffer between the inflater and the JSON parser.
+const READ_BUFFER: usize = 64 << 10;
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// The parse error a too-large manifest raises (told apart from corruption).
+const MANIFEST_TOO_LARGE: &str = "manifest larger than the accepted maximum";
 
 /// A release record that cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -190,83 +339,275 @@ pub enum RecordError {
     TooLarge { record: String },
 }
 
-/// Decodes Helm's payload: base64, then gzip when the magic bytes say so, then JSON.
+/// Decodes Helm's payload into the whole revision (base64, then gzip when
+/// the magic bytes say so, then JSON, as a stream).
 pub fn decode_record(record: &str, encoded: &[u8]) -> Result<HelmRelease, RecordError> {
-    let json = decode_payload(record, encoded)?;
-    serde_json::from_slice(&json).map_err(|e| RecordError::Corrupt {
-        record: record.to_owned(),
-        reason: format!("json: {e}"),
-    })
+    read_payload(
+        record,
+        encoded,
+        MAX_RECORD,
+        std::marker::PhantomData::<HelmRelease>,
+    )
 }
 
-/// Decodes only what a history lists (revision, status, times, chart):
-/// the manifest, hooks and values are skipped, not kept.
-pub fn decode_summary(record: &str, encoded: &[u8]) -> Result<HelmRelease, RecordError> {
-    #[derive(Deserialize)]
-    struct Summary {
-        name: String,
-        #[serde(default)]
-        namespace: String,
-        version: u32,
-        #[serde(default)]
-        info: HelmInfo,
-        #[serde(default)]
-        chart: SummaryChart,
-    }
-    #[derive(Default, Deserialize)]
-    struct SummaryChart {
-        #[serde(default)]
-        metadata: ChartMetadata,
-    }
-    let json = decode_payload(record, encoded)?;
-    let summary: Summary = serde_json::from_slice(&json).map_err(|e| RecordError::Corrupt {
-        record: record.to_owned(),
-        reason: format!("json: {e}"),
-    })?;
-    Ok(HelmRelease {
-        name: summary.name,
-        namespace: summary.namespace,
-        version: summary.version,
-        info: summary.info,
-        chart: HelmChart {
-            metadata: summary.chart.metadata,
-            values: None,
-        },
-        config: None,
-        manifest: String::new(),
-        hooks: Vec::new(),
-    })
+/// Decodes only what the read endpoints show ([`ReleaseSummary`]); the
+/// manifest is handed to `digest` (e.g. to find the workloads' selectors)
+/// and dropped, and the hooks, values and chart are skipped unallocated.
+/// `digest` sees an empty manifest when the record has none.
+pub fn decode_summary<T: Default>(
+    record: &str,
+    encoded: &[u8],
+    digest: impl FnMut(&str) -> T,
+) -> Result<(ReleaseSummary, T), RecordError> {
+    read_payload(record, encoded, MAX_INFLATED, SummarySeed(digest))
 }
 
-/// Helm's payload to the release JSON bytes: base64, then gzip when the
-/// magic bytes say so.
+/// [`decode_summary`] of a record helm could load whole (at most
+/// [`MAX_RECORD`] inflated), for writes: they act on records helm must
+/// load, so a larger one is refused before helm runs.
+pub fn decode_loadable_summary(
+    record: &str,
+    encoded: &[u8],
+) -> Result<ReleaseSummary, RecordError> {
+    read_payload(record, encoded, MAX_RECORD, SummarySeed(|_: &str| ()))
+        .map(|(summary, ())| summary)
+}
+
+/// Helm's payload to the release JSON bytes, for the one writer that
+/// rewrites a record whole (stuck-release recovery); capped at
+/// [`MAX_RECORD`].
 pub fn decode_payload(record: &str, encoded: &[u8]) -> Result<Vec<u8>, RecordError> {
-    let corrupt = |reason: String| RecordError::Corrupt {
-        record: record.to_owned(),
-        reason,
-    };
-    if encoded.len() > MAX_ENCODED {
-        return Err(RecordError::TooLarge {
-            record: record.to_owned(),
-        });
-    }
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .map_err(|e| corrupt(format!("base64: {e}")))?;
-    if !bytes.starts_with(&[0x1f, 0x8b]) {
+    let bytes = unwrap_base64(record, encoded)?;
+    if !bytes.starts_with(&GZIP_MAGIC) {
         return Ok(bytes);
     }
+    let mut capped = Capped::new(MultiGzDecoder::new(bytes.as_slice()), MAX_RECORD);
     let mut out = Vec::new();
-    GzDecoder::new(bytes.as_slice())
-        .take(MAX_DECODED + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| corrupt(format!("gzip: {e}")))?;
-    if out.len() as u64 > MAX_DECODED {
-        return Err(RecordError::TooLarge {
-            record: record.to_owned(),
-        });
+    match capped.read_to_end(&mut out) {
+        Ok(_) => Ok(out),
+        Err(_) if capped.exceeded => Err(too_large(record)),
+        Err(e) => Err(corrupt(record, format!("gzip: {e}"))),
     }
-    Ok(out)
+}
+
+fn too_large(record: &str) -> RecordError {
+    RecordError::TooLarge {
+        record: record.to_owned(),
+    }
+}
+
+fn corrupt(record: &str, reason: String) -> RecordError {
+    RecordError::Corrupt {
+        record: record.to_owned(),
+        reason,
+    }
+}
+
+fn unwrap_base64(record: &str, encoded: &[u8]) -> Result<Vec<u8>, RecordError> {
+    if encoded.len() > MAX_ENCODED {
+        return Err(too_large(record));
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|e| corrupt(record, format!("base64: {e}")))
+}
+
+/// Base64, then (when gzipped) inflation and JSON as one stream into
+/// `seed`, at most `limit` bytes of JSON.
+fn read_payload<T, S>(record: &str, encoded: &[u8], limit: u64, seed: S) -> Result<T, RecordError>
+where
+    S: for<'de> DeserializeSeed<'de, Value = T>,
+{
+    let bytes = unwrap_base64(record, encoded)?;
+    if bytes.starts_with(&GZIP_MAGIC) {
+        // Go's gzip reader reads every member; so do we, to read what helm reads.
+        parse_json(record, MultiGzDecoder::new(bytes.as_slice()), limit, seed)
+    } else {
+        parse_json(record, bytes.as_slice(), limit, seed)
+    }
+}
+
+fn parse_json<T, R, S>(record: &str, reader: R, limit: u64, seed: S) -> Result<T, RecordError>
+where
+    R: Read,
+    S: for<'de> DeserializeSeed<'de, Value = T>,
+{
+    let mut capped = Capped::new(reader, limit);
+    let parsed = {
+        let buffered = BufReader::with_capacity(READ_BUFFER, &mut capped);
+        let mut json = serde_json::Deserializer::from_reader(buffered);
+        seed.deserialize(&mut json)
+            .and_then(|value| json.end().map(|()| value))
+    };
+    parsed.map_err(|error| {
+        if capped.exceeded || error.to_string().contains(MANIFEST_TOO_LARGE) {
+            too_large(record)
+        } else if error.is_io() {
+            corrupt(record, format!("gzip: {error}"))
+        } else {
+            corrupt(record, format!("json: {error}"))
+        }
+    })
+}
+
+/// A reader that fails once more than its limit came through.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    exceeded: bool,
+}
+
+impl<R> Capped<R> {
+    fn new(inner: R, limit: u64) -> Self {
+        Self {
+            inner,
+            left: limit,
+            exceeded: false,
+        }
+    }
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            // At the cap: only the end of the stream is still acceptable.
+            let mut probe = [0u8; 1];
+            if self.inner.read(&mut probe)? == 0 {
+                return Ok(0);
+            }
+            self.exceeded = true;
+            return Err(std::io::Error::other("record inflates past the limit"));
+        }
+        let room = usize::try_from(self.left)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let read = self.inner.read(&mut buf[..room])?;
+        self.left -= read as u64;
+        Ok(read)
+    }
+}
+
+/// A manifest, refused over [`MAX_MANIFEST`].
+fn capped_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let text = Option::<String>::deserialize(deserializer)?.unwrap_or_default();
+    if text.len() > MAX_MANIFEST {
+        return Err(de::Error::custom(MANIFEST_TOO_LARGE));
+    }
+    Ok(text)
+}
+
+/// The top-level fields a summary reads; everything else is skipped.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum SummaryField {
+    Name,
+    Namespace,
+    Version,
+    Info,
+    Chart,
+    Manifest,
+    #[serde(other)]
+    Other,
+}
+
+/// Of the chart, only its metadata (templates, files, values skipped).
+#[derive(Default, Deserialize)]
+struct ChartHead {
+    #[serde(default)]
+    metadata: Option<ChartMetadata>,
+}
+
+struct SummarySeed<F>(F);
+
+impl<'de, T: Default, F: FnMut(&str) -> T> DeserializeSeed<'de> for SummarySeed<F> {
+    type Value = (ReleaseSummary, T);
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de, T: Default, F: FnMut(&str) -> T> Visitor<'de> for SummarySeed<F> {
+    type Value = (ReleaseSummary, T);
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a Helm release record")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut name, mut namespace, mut version) = (None, String::new(), None);
+        let (mut info, mut chart, mut digest) =
+            (HelmInfo::default(), ChartMetadata::default(), None);
+        // A repeated key replaces the earlier value, as in Go's decoder.
+        while let Some(field) = map.next_key::<SummaryField>()? {
+            match field {
+                SummaryField::Name => name = Some(map.next_value::<String>()?),
+                SummaryField::Namespace => {
+                    namespace = map.next_value::<Option<String>>()?.unwrap_or_default();
+                }
+                SummaryField::Version => version = Some(map.next_value::<u32>()?),
+                SummaryField::Info => {
+                    info = map.next_value::<Option<HelmInfo>>()?.unwrap_or_default()
+                }
+                SummaryField::Chart => {
+                    let head = map.next_value::<Option<ChartHead>>()?.unwrap_or_default();
+                    chart = head.metadata.unwrap_or_default();
+                }
+                SummaryField::Manifest => {
+                    digest = Some(map.next_value_seed(ManifestSeed(&mut self.0))?);
+                }
+                SummaryField::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let name = name.ok_or_else(|| de::Error::missing_field("name"))?;
+        let version = version.ok_or_else(|| de::Error::missing_field("version"))?;
+        let digest = digest.unwrap_or_else(|| (self.0)(""));
+        Ok((
+            ReleaseSummary::new(name, namespace, version, &info, &chart),
+            digest,
+        ))
+    }
+}
+
+/// Hands the manifest to the digest straight from the parser's buffer: it
+/// is never copied or kept.
+struct ManifestSeed<'a, F>(&'a mut F);
+
+impl<'de, T, F: FnMut(&str) -> T> DeserializeSeed<'de> for ManifestSeed<'_, F> {
+    type Value = T;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
+        deserializer.deserialize_option(self)
+    }
+}
+
+impl<'de, T, F: FnMut(&str) -> T> Visitor<'de> for ManifestSeed<'_, F> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a manifest string")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<T, E> {
+        Ok((self.0)(""))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<T, E> {
+        Ok((self.0)(""))
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+
+    fn visit_str<E: de::Error>(self, manifest: &str) -> Result<T, E> {
+        if manifest.len() > MAX_MANIFEST {
+            return Err(E::custom(MANIFEST_TOO_LARGE));
+        }
+        Ok((self.0)(manifest))
+    }
 }
 
 /// Go writes a nil slice as `null`.
@@ -318,12 +659,16 @@ mod tests {
         assert_eq!(revision.chart, "my-web-app-1.2.3-rc.1");
     }
 
-    fn encode(json: &[u8]) -> Vec<u8> {
+    fn gzip(json: &[u8]) -> Vec<u8> {
         use std::io::Write;
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(json).unwrap();
+        gz.finish().unwrap()
+    }
+
+    fn encode(json: &[u8]) -> Vec<u8> {
         base64::engine::general_purpose::STANDARD
-            .encode(gz.finish().unwrap())
+            .encode(gzip(json))
             .into_bytes()
     }
 
@@ -335,22 +680,129 @@ mod tests {
             .encode(json)
             .into_bytes();
         assert_eq!(decode_record("r", &plain).unwrap().name, "a");
+        let (summary, ()) = decode_summary("r", &plain, |_| ()).unwrap();
+        assert_eq!((&*summary.name, summary.version), ("a", 2));
+        // Go's reader reads every gzip member: so do we.
+        let (first, second) = r#"{"name":"a","version":2,"#.split_at(10);
+        let mut members = gzip(first.as_bytes());
+        members.extend(gzip(
+            format!(r#"{second}"info":{{"status":"deployed"}}}}"#).as_bytes(),
+        ));
+        let two = base64::engine::general_purpose::STANDARD
+            .encode(members)
+            .into_bytes();
+        assert_eq!(
+            decode_record("r", &two).unwrap().status(),
+            ReleaseStatus::Deployed
+        );
     }
 
     #[test]
-    fn summaries_skip_manifest_hooks_and_values() {
-        let json = serde_json::json!({"name": "a", "version": 3, "info": {"status": "superseded"},
-            "chart": {"metadata": {"name": "web", "version": "0.1.0"}, "values": {"big": "x"}},
-            "config": {"password": "s3cret"}, "manifest": "kind: ConfigMap", "hooks": [{"manifest": "x"}]});
-        let summary = decode_summary("r", &encode(json.to_string().as_bytes())).unwrap();
+    fn summaries_keep_only_what_reads_show() {
+        let release: HelmRelease = serde_json::from_str(RECORD).unwrap();
+        let (summary, manifest) =
+            decode_summary("r", &encode(RECORD.as_bytes()), str::to_owned).unwrap();
+        assert_eq!(summary, release.summary());
+        assert_eq!(manifest, "---\n");
+        // A summary made whole again (a history for writes) says the same.
+        let bare = HelmRelease::from(summary.clone());
         assert_eq!(
-            (summary.version, summary.chart.metadata.name.as_str()),
-            (3, "web")
+            (bare.summary(), bare.manifest.as_str()),
+            (summary.clone(), "")
         );
-        assert!(
-            summary.manifest.is_empty() && summary.hooks.is_empty() && summary.config.is_none()
-        );
+        assert_eq!(bare.updated_at(), release.updated_at());
+        assert_eq!(summary.to_info(), release.to_info(false));
+        assert_eq!(summary.to_revision(), release.to_revision());
+        // Fields it does not read may be anything (even not what Helm
+        // writes); a missing manifest is an empty one.
+        let json = serde_json::json!({"name": "a", "version": 3, "info": {"status": "superseded"},
+            "chart": {"metadata": {"name": "web", "version": "0.1.0"}, "values": {"big": "x"},
+                      "templates": [{"name": "t", "data": "AAAA"}], "files": null},
+            "config": {"password": "s3cret"}, "hooks": [{"manifest": "x"}], "labels": 7});
+        let (summary, seen) =
+            decode_summary("r", &encode(json.to_string().as_bytes()), |m| m.len()).unwrap();
+        assert_eq!((summary.version, &*summary.chart), (3, "web"));
+        assert_eq!(seen, 0);
         assert_eq!(summary.to_revision().status, ReleaseStatus::Superseded);
+        // name and version are what makes a record genuine: both required.
+        let nameless = encode(br#"{"version": 1, "manifest": "x"}"#);
+        assert!(matches!(
+            decode_summary("r", &nameless, |_| ()),
+            Err(RecordError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decode_record("r", &nameless),
+            Err(RecordError::Corrupt { .. })
+        ));
+    }
+
+    /// A record like Helm's with this much chart payload (files, which
+    /// neither decoder keeps) and this manifest.
+    fn record_with(files: usize, manifest: usize) -> Vec<u8> {
+        let json = serde_json::json!({
+            "name": "a", "version": 1, "info": {"status": "deployed"},
+            "chart": {"metadata": {"name": "web"}, "files": [{"name": "f", "data": "x".repeat(files)}]},
+            "manifest": "m".repeat(manifest), "hooks": [],
+        });
+        encode(json.to_string().as_bytes())
+    }
+
+    #[test]
+    fn caps_bound_inflation_and_kept_manifests_not_chart_payloads() {
+        // Chart payload is skipped as it streams: a record whose JSON is
+        // larger than any manifest we keep still decodes, whole and as a
+        // summary.
+        let big_chart = record_with(MAX_MANIFEST + (MAX_MANIFEST / 2), 1000);
+        assert_eq!(decode_record("r", &big_chart).unwrap().manifest.len(), 1000);
+        assert_eq!(
+            decode_summary("r", &big_chart, |m| m.len()).unwrap().1,
+            1000
+        );
+        // A manifest over the cap is refused by both decoders.
+        let big_manifest = record_with(0, MAX_MANIFEST + 1);
+        for result in [
+            decode_record("r", &big_manifest).map(drop),
+            decode_summary("r", &big_manifest, |_| ()).map(drop),
+        ] {
+            assert!(
+                matches!(result, Err(RecordError::TooLarge { .. })),
+                "{result:?}"
+            );
+        }
+        // A record larger than helm would load whole is still summarised
+        // (reads answer), but not decoded whole (writes refuse it).
+        let beyond_whole = record_with(MAX_RECORD as usize + 1, 10);
+        assert_eq!(
+            decode_summary("r", &beyond_whole, |m| m.len()).unwrap().1,
+            10
+        );
+        for result in [
+            decode_record("r", &beyond_whole).map(drop),
+            decode_payload("r", &beyond_whole).map(drop),
+            decode_loadable_summary("r", &beyond_whole).map(drop),
+        ] {
+            assert!(
+                matches!(result, Err(RecordError::TooLarge { .. })),
+                "{result:?}"
+            );
+        }
+        // A small gzip that inflates past the limit (a bomb): refused
+        // wherever the excess is, without holding it.
+        let bomb = record_with(MAX_INFLATED as usize, 0);
+        assert!(bomb.len() < MAX_ENCODED);
+        assert!(matches!(
+            decode_summary("r", &bomb, |_| ()),
+            Err(RecordError::TooLarge { .. })
+        ));
+        let spaces = encode(&vec![b' '; MAX_INFLATED as usize + 10]);
+        assert!(matches!(
+            decode_summary("r", &spaces, |_| ()),
+            Err(RecordError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            decode_record("r", &spaces),
+            Err(RecordError::TooLarge { .. })
+        ));
     }
 
     #[test]
@@ -363,16 +815,26 @@ mod tests {
             decode_record("r", &encode(b"not json")),
             Err(RecordError::Corrupt { .. })
         ));
+        assert!(matches!(
+            decode_summary(
+                "r",
+                &encode(br#"{"name":"a","version":1} trailing"#),
+                |_| ()
+            ),
+            Err(RecordError::Corrupt { .. })
+        ));
+        let mut truncated = gzip(RECORD.as_bytes());
+        truncated.truncate(truncated.len() / 2);
+        let truncated = base64::engine::general_purpose::STANDARD
+            .encode(truncated)
+            .into_bytes();
+        assert!(matches!(
+            decode_summary("r", &truncated, |_| ()),
+            Err(RecordError::Corrupt { .. })
+        ));
         let huge = vec![b'A'; MAX_ENCODED + 4];
         assert!(matches!(
             decode_record("r", &huge),
-            Err(RecordError::TooLarge { .. })
-        ));
-        // A small gzip that inflates past the limit.
-        let bomb = encode(&vec![b' '; (MAX_DECODED + 10) as usize]);
-        assert!(bomb.len() < MAX_ENCODED);
-        assert!(matches!(
-            decode_record("r", &bomb),
             Err(RecordError::TooLarge { .. })
         ));
     }
@@ -388,10 +850,15 @@ mod tests {
         let old = "2020-01-01T00:00:00Z";
         let now = jiff::Timestamp::now().to_string();
         let limit = Duration::from_secs(60);
-        assert!(record("pending-upgrade", old).is_stale_pending(limit));
-        assert!(record("pending-rollback", old).is_stale_pending(limit));
-        assert!(!record("pending-upgrade", &now).is_stale_pending(limit));
-        assert!(!record("deployed", old).is_stale_pending(limit));
+        for (release, stale) in [
+            (record("pending-upgrade", old), true),
+            (record("pending-rollback", old), true),
+            (record("pending-upgrade", &now), false),
+            (record("deployed", old), false),
+        ] {
+            assert_eq!(release.is_stale_pending(limit), stale);
+            assert_eq!(release.summary().is_stale_pending(limit), stale);
+        }
     }
 
     #[test]
@@ -405,5 +872,13 @@ mod tests {
         assert_eq!(info.updated, "");
         assert_eq!(info.values, Some(Map::new()));
         assert_eq!(info.description, None);
+        let nulls = encode(
+            br#"{"name": "x", "version": 1, "info": null, "chart": null, "manifest": null}"#,
+        );
+        let (summary, seen) = decode_summary("r", &nulls, |m| m.to_owned()).unwrap();
+        assert_eq!(
+            (&*summary.status, &*summary.chart, seen.as_str()),
+            ("", "", "")
+        );
     }
 }

@@ -1,10 +1,12 @@
 //! Kubernetes primitives through kube-rs (never a kubectl subprocess):
 //! server-side apply ([`apply`]), Leases ([`lease`]), API discovery
-//! ([`discovery`]), the pods of a release ([`pods`]), the error type and a
+//! ([`discovery`]), the pods of a release ([`pods`]), compact object types
+//! for lists and watches of many objects ([`compact`]), the error type and a
 //! reachability probe. What to do with them is decided by the services
 //! (`crate::releases`, `crate::tenants`).
 
 pub mod apply;
+pub mod compact;
 pub mod discovery;
 pub mod lease;
 pub mod pods;

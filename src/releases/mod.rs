@@ -179,6 +179,12 @@ impl ReleaseService {
         &self.helm
     }
 
+    /// True while the cluster-wide read cache is still listing after start
+    /// (bounded by `READ_CACHE_READY_WAIT`).
+    pub fn cache_warming(&self) -> bool {
+        self.cache.warming()
+    }
+
     /// True when reads run the helm CLI (`RELEASE_READS=helm`, or sql).
     pub fn reads_through_cli(&self) -> bool {
         matches!(self.reads, Reads::Cli { .. })

@@ -5,10 +5,11 @@
 
 use std::sync::Arc;
 
-use super::cache::CachedRevision;
+use super::store::CachedRevision;
 use super::{Reads, ReleaseService};
 use crate::error::{ApiError, Code};
 use crate::helm::HelmRelease;
+use crate::helm::release::ReleaseSummary;
 use crate::kube::pods::release_pods;
 use crate::model::{PodInfo, ReleaseInfo, Revision};
 use crate::names::{ReleaseName, TenantNamespace};
@@ -49,14 +50,11 @@ impl ReleaseService {
         let (from, latest) = match self.cache.latest(namespace.as_str(), name.as_str()).await {
             Some(cached) => (ServedFrom::Cache, cached?),
             None => {
-                let latest = self.latest_direct(namespace, name).await?;
+                let latest = self.latest_summary_direct(namespace, name).await?;
                 if latest.is_some() {
                     self.cache.warm(namespace.as_str());
                 }
-                (
-                    ServedFrom::Api,
-                    latest.map(|r| Arc::new(CachedRevision::new(r))),
-                )
+                (ServedFrom::Api, latest.map(Arc::new))
             }
         };
         let latest = latest.ok_or_else(|| ApiError::release_not_found(namespace, name))?;
@@ -72,15 +70,15 @@ impl ReleaseService {
         let (from, revisions) = match self.cache.history(namespace.as_str(), name.as_str()).await {
             Some(cached) => {
                 let history = cached?;
-                let revisions = history.iter().map(|r| r.release.to_revision()).collect();
+                let revisions = history.iter().map(|r| r.summary.to_revision()).collect();
                 (ServedFrom::Cache, revisions)
             }
             None => {
-                let history = self.history_direct(namespace, name).await?;
+                let history = self.history_summaries(namespace, name).await?;
                 if !history.is_empty() {
                     self.cache.warm(namespace.as_str());
                 }
-                let revisions: Vec<_> = history.iter().map(HelmRelease::to_revision).collect();
+                let revisions: Vec<_> = history.iter().map(ReleaseSummary::to_revision).collect();
                 (ServedFrom::Api, revisions)
             }
         };
@@ -98,7 +96,7 @@ impl ReleaseService {
         name: &ReleaseName,
     ) -> Result<(ServedFrom, StatusRead), ApiError> {
         let (from, release) = self.latest(namespace, name).await?;
-        let stuck = self.is_stuck(namespace, name, &release.release).await;
+        let stuck = self.is_stuck(namespace, name, &release.summary).await;
         let cached = match from {
             ServedFrom::Cache => {
                 self.cache
@@ -138,11 +136,36 @@ impl ReleaseService {
     pub async fn list(&self, namespace: &TenantNamespace) -> Result<Vec<ReleaseInfo>, ApiError> {
         let mut releases = Vec::new();
         for name in self.release_names(namespace).await? {
-            if let Some(release) = self.latest_direct(namespace, &name).await? {
-                releases.push(release.to_info(false));
+            match self.latest(namespace, &name).await {
+                Ok((_, release)) => releases.push(release.summary.to_info()),
+                // Uninstalled between the listing and the read.
+                Err(error) if error.code == Code::ReleaseNotFound => {}
+                Err(error) => return Err(error),
             }
         }
         Ok(releases)
+    }
+
+    /// The newest revision as the read endpoints show it, read from storage
+    /// (or the CLI), not the cache.
+    async fn latest_summary_direct(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+    ) -> Result<Option<CachedRevision>, ApiError> {
+        Ok(match &self.reads {
+            Reads::Storage(store) => {
+                store
+                    .latest_summary(namespace.as_str(), name.as_str())
+                    .await?
+            }
+            Reads::Cli { .. } => self
+                .helm
+                .latest_from_cli(namespace, name)
+                .await?
+                .as_ref()
+                .map(CachedRevision::from),
+        })
     }
 
     /// The newest revision, read from storage (or the CLI), not the cache.
@@ -185,15 +208,41 @@ impl ReleaseService {
         })
     }
 
-    /// Every stored revision, oldest first, from storage (or the CLI).
+    /// Every stored revision, oldest first, from storage (or the CLI), for
+    /// writes: without manifests, hooks or values (revision numbers,
+    /// statuses and times are what they use).
     pub(super) async fn history_direct(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
     ) -> Result<Vec<HelmRelease>, ApiError> {
         Ok(match &self.reads {
-            Reads::Storage(store) => store.history(namespace.as_str(), name.as_str()).await?,
+            Reads::Storage(store) => store
+                .loadable_history(namespace.as_str(), name.as_str())
+                .await?
+                .into_iter()
+                .map(HelmRelease::from)
+                .collect(),
             Reads::Cli { .. } => self.helm.history_from_cli(namespace, name).await?,
+        })
+    }
+
+    /// Every stored revision, oldest first, as the revisions endpoint shows
+    /// them, from storage (or the CLI).
+    async fn history_summaries(
+        &self,
+        namespace: &TenantNamespace,
+        name: &ReleaseName,
+    ) -> Result<Vec<ReleaseSummary>, ApiError> {
+        Ok(match &self.reads {
+            Reads::Storage(store) => store.history(namespace.as_str(), name.as_str()).await?,
+            Reads::Cli { .. } => self
+                .helm
+                .history_from_cli(namespace, name)
+                .await?
+                .iter()
+                .map(HelmRelease::summary)
+                .collect(),
         })
     }
 

@@ -40,7 +40,7 @@ use super::locks::{Ending, LockError};
 use super::store::{RecordKind, ReleaseStore, StorageError};
 use crate::error::{ApiError, Code};
 use crate::helm::additions::Additions;
-use crate::helm::release::{HelmRelease, RecordError, decode_payload};
+use crate::helm::release::{HelmRelease, RecordError, ReleaseSummary, decode_payload};
 use crate::kube::lease::LeaseState;
 use crate::model::ReleaseStatus;
 use crate::names::{ReleaseName, TenantNamespace};
@@ -102,7 +102,7 @@ impl ReleaseService {
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
-        release: &HelmRelease,
+        release: &ReleaseSummary,
     ) -> bool {
         if !release.status().is_pending() {
             return false;

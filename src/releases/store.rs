@@ -3,14 +3,23 @@
 //! we do not read (sql) are read through the helm CLI instead
 //! ([`crate::helm::cli_reads`]).
 
+use std::sync::Arc;
+
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{ListParams, ObjectMeta};
 use kube::{Api, Client};
+use serde::Deserialize;
 
 use crate::config::HelmDriver;
 use crate::error::{ApiError, Code};
-use crate::helm::release::{HelmRelease, RecordError, decode_record, decode_summary};
+use crate::helm::release::{
+    HelmRelease, RecordError, ReleaseSummary, decode_loadable_summary, decode_record,
+    decode_summary,
+};
 use crate::kube::KubeError;
+use crate::kube::compact::{core_v1_resource, identity};
+use crate::kube::pods::{Selector, workload_selectors};
 
 /// Which objects hold the records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +71,26 @@ impl From<StorageError> for ApiError {
     }
 }
 
+/// One revision as the read endpoints need it: its summary, plus the
+/// selectors of its workloads (found once in the manifest, which is not
+/// kept), for the status endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedRevision {
+    pub summary: ReleaseSummary,
+    pub selectors: Arc<[Selector]>,
+}
+
+/// A whole revision (from helm's CLI, or decoded whole), as the read
+/// endpoints need it.
+impl From<&HelmRelease> for CachedRevision {
+    fn from(release: &HelmRelease) -> Self {
+        Self {
+            summary: release.summary(),
+            selectors: workload_selectors(&release.manifest).into(),
+        }
+    }
+}
+
 /// Read access to the release records of one driver.
 #[derive(Clone)]
 pub struct ReleaseStore {
@@ -82,27 +111,50 @@ impl ReleaseStore {
         self.kind
     }
 
-    /// The newest revision of a release, or `None` when it has no record.
-    /// One round trip: the release's records (at most its history) are
-    /// listed and only the newest genuine one is decoded.
+    /// The newest revision of a release, whole (for writes), or `None`
+    /// when it has no record. One round trip: the release's records (at
+    /// most its history) are listed and only the newest genuine one is
+    /// decoded.
     pub async fn latest(
         &self,
         namespace: &str,
         name: &str,
     ) -> Result<Option<HelmRelease>, StorageError> {
-        let params = selector(name);
         Ok(match self.kind {
-            RecordKind::Secret => {
-                latest_of(&self.secrets(namespace).list(&params).await?.items, name)?
-            }
-            RecordKind::ConfigMap => latest_of(
-                &self.config_maps(namespace).list(&params).await?.items,
+            RecordKind::Secret => newest_of(
+                &self.records::<RecordSecret>(namespace, name).await?,
                 name,
+                decode_genuine,
+            )?,
+            RecordKind::ConfigMap => newest_of(
+                &self.records::<RecordConfigMap>(namespace, name).await?,
+                name,
+                decode_genuine,
             )?,
         })
     }
 
-    /// One revision of a release, read by its record's name.
+    /// The newest revision of a release as the read endpoints show it.
+    pub async fn latest_summary(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<CachedRevision>, StorageError> {
+        Ok(match self.kind {
+            RecordKind::Secret => newest_of(
+                &self.records::<RecordSecret>(namespace, name).await?,
+                name,
+                decode_cached,
+            )?,
+            RecordKind::ConfigMap => newest_of(
+                &self.records::<RecordConfigMap>(namespace, name).await?,
+                name,
+                decode_cached,
+            )?,
+        })
+    }
+
+    /// One revision of a release, whole, read by its record's name.
     pub async fn revision(
         &self,
         namespace: &str,
@@ -111,18 +163,18 @@ impl ReleaseStore {
     ) -> Result<Option<HelmRelease>, StorageError> {
         let record = record_name(name, revision);
         let found = match self.kind {
-            RecordKind::Secret => self
-                .secrets(namespace)
+            RecordKind::Secret => Api::<RecordSecret>::namespaced(self.client.clone(), namespace)
                 .get_opt(&record)
                 .await?
-                .map(|s| decode_genuine(&s)),
-            RecordKind::ConfigMap => self
-                .config_maps(namespace)
-                .get_opt(&record)
-                .await?
-                .map(|m| decode_genuine(&m)),
+                .and_then(|s| decode_genuine(&s)),
+            RecordKind::ConfigMap => {
+                Api::<RecordConfigMap>::namespaced(self.client.clone(), namespace)
+                    .get_opt(&record)
+                    .await?
+                    .and_then(|m| decode_genuine(&m))
+            }
         };
-        Ok(found.flatten().transpose()?)
+        Ok(found.transpose()?)
     }
 
     /// Every stored revision of a release, oldest first, as summaries.
@@ -130,15 +182,36 @@ impl ReleaseStore {
         &self,
         namespace: &str,
         name: &str,
-    ) -> Result<Vec<HelmRelease>, StorageError> {
-        let params = selector(name);
+    ) -> Result<Vec<ReleaseSummary>, StorageError> {
+        self.history_within(namespace, name, Inflate::Summary).await
+    }
+
+    /// [`Self::history`] for writes: every record must be one helm could
+    /// load whole (a larger one is an error, 409, before helm runs).
+    pub async fn loadable_history(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Vec<ReleaseSummary>, StorageError> {
+        self.history_within(namespace, name, Inflate::Whole).await
+    }
+
+    async fn history_within(
+        &self,
+        namespace: &str,
+        name: &str,
+        inflate: Inflate,
+    ) -> Result<Vec<ReleaseSummary>, StorageError> {
         Ok(match self.kind {
-            RecordKind::Secret => {
-                history_of(&self.secrets(namespace).list(&params).await?.items, name)?
-            }
-            RecordKind::ConfigMap => history_of(
-                &self.config_maps(namespace).list(&params).await?.items,
+            RecordKind::Secret => history_of(
+                &self.records::<RecordSecret>(namespace, name).await?,
                 name,
+                inflate,
+            )?,
+            RecordKind::ConfigMap => history_of(
+                &self.records::<RecordConfigMap>(namespace, name).await?,
+                name,
+                inflate,
             )?,
         })
     }
@@ -174,10 +247,24 @@ impl ReleaseStore {
         Ok(names)
     }
 
+    /// The records of one release, as Helm selects them (a consistent LIST).
+    async fn records<K>(&self, namespace: &str, name: &str) -> Result<Vec<K>, kube::Error>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        Ok(api.list(&selector(name)).await?.items)
+    }
+
+    /// Whole Secrets (for the one writer of records: stuck-release recovery).
     pub fn secrets(&self, namespace: &str) -> Api<Secret> {
         Api::namespaced(self.client.clone(), namespace)
     }
 
+    /// Whole ConfigMaps (as [`Self::secrets`]).
     pub fn config_maps(&self, namespace: &str) -> Api<ConfigMap> {
         Api::namespaced(self.client.clone(), namespace)
     }
@@ -188,14 +275,62 @@ pub fn record_name(release: &str, revision: u32) -> String {
     format!("sh.helm.release.v1.{release}.v{revision}")
 }
 
+/// The release and revision a record's object name stands for
+/// (`sh.helm.release.v1.<release>.v<revision>`; release names may hold dots).
+pub fn parse_record_name(object: &str) -> Option<(&str, u32)> {
+    let rest = object.strip_prefix("sh.helm.release.v1.")?;
+    let (release, revision) = rest.rsplit_once(".v")?;
+    let number: u32 = revision.parse().ok()?;
+    // Exactly as Helm prints it (no sign, no leading zeros).
+    (!release.is_empty() && number.to_string() == revision).then_some((release, number))
+}
+
 /// The records of one release, as Helm selects them.
 fn selector(name: &str) -> ListParams {
     // `name` is a validated release name, so it is a valid label value.
     ListParams::default().labels(&format!("owner=helm,name={name}"))
 }
 
+/// The label selector of every record Helm writes.
+pub const RECORD_LABELS: &str = "owner=helm";
+
 /// The type of the Secrets Helm stores its records in.
 pub const RECORD_TYPE: &str = "helm.sh/release.v1";
+
+/// A record Secret as read: identity, type and the `release` key only
+/// (any other key is skipped unallocated).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RecordSecret {
+    #[serde(deserialize_with = "identity")]
+    pub metadata: ObjectMeta,
+    #[serde(rename = "type", default)]
+    type_: Option<String>,
+    #[serde(default)]
+    data: Option<SecretPayload>,
+}
+core_v1_resource!(RecordSecret, "Secret", "secrets");
+
+#[derive(Debug, Clone, Deserialize)]
+struct SecretPayload {
+    #[serde(default)]
+    release: Option<ByteString>,
+}
+
+/// A record ConfigMap as read (HELM_DRIVER=configmap).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RecordConfigMap {
+    #[serde(deserialize_with = "identity")]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    data: Option<MapPayload>,
+}
+core_v1_resource!(RecordConfigMap, "ConfigMap", "configmaps");
+
+#[derive(Debug, Clone, Deserialize)]
+struct MapPayload {
+    #[serde(default)]
+    release: Option<String>,
+}
 
 /// An object that may hold a release record: a Secret or a ConfigMap.
 pub trait RecordObject {
@@ -206,7 +341,7 @@ pub trait RecordObject {
     fn payload(&self) -> Option<&[u8]>;
 }
 
-impl RecordObject for Secret {
+impl RecordObject for RecordSecret {
     fn metadata(&self) -> &ObjectMeta {
         &self.metadata
     }
@@ -216,11 +351,11 @@ impl RecordObject for Secret {
     }
 
     fn payload(&self) -> Option<&[u8]> {
-        Some(self.data.as_ref()?.get("release")?.0.as_slice())
+        Some(self.data.as_ref()?.release.as_ref()?.0.as_slice())
     }
 }
 
-impl RecordObject for ConfigMap {
+impl RecordObject for RecordConfigMap {
     fn metadata(&self) -> &ObjectMeta {
         &self.metadata
     }
@@ -230,7 +365,7 @@ impl RecordObject for ConfigMap {
     }
 
     fn payload(&self) -> Option<&[u8]> {
-        Some(self.data.as_ref()?.get("release")?.as_bytes())
+        Some(self.data.as_ref()?.release.as_deref()?.as_bytes())
     }
 }
 
@@ -250,17 +385,31 @@ pub fn claim(object: &impl RecordObject) -> Option<(String, u32)> {
         .then(|| (release.clone(), revision))
 }
 
-/// Decodes a record Helm wrote: `None` when the object is no genuine
-/// record (see [`claim`]) or its payload names another release or
+/// Decodes a record Helm wrote, whole: `None` when the object is no
+/// genuine record (see [`claim`]) or its payload names another release or
 /// revision than it claims; an error when it cannot be read.
 pub fn decode_genuine(object: &impl RecordObject) -> Option<Result<HelmRelease, RecordError>> {
-    decode_genuine_with(object, decode_record)
+    genuine(object, decode_record, |r| (r.name.as_str(), r.version))
 }
 
-fn decode_genuine_with(
+/// [`decode_genuine`], keeping only what the read endpoints show.
+pub fn decode_cached(object: &impl RecordObject) -> Option<Result<CachedRevision, RecordError>> {
+    let decode = |record: &str, payload: &[u8]| {
+        decode_summary(record, payload, workload_selectors).map(|(summary, selectors)| {
+            CachedRevision {
+                summary,
+                selectors: selectors.into(),
+            }
+        })
+    };
+    genuine(object, decode, |r| (&*r.summary.name, r.summary.version))
+}
+
+fn genuine<T>(
     object: &impl RecordObject,
-    decode: fn(&str, &[u8]) -> Result<HelmRelease, RecordError>,
-) -> Option<Result<HelmRelease, RecordError>> {
+    decode: impl FnOnce(&str, &[u8]) -> Result<T, RecordError>,
+    names: impl Fn(&T) -> (&str, u32),
+) -> Option<Result<T, RecordError>> {
     let (release, revision) = claim(object)?;
     let record = object.metadata().name.clone().unwrap_or_default();
     let Some(payload) = object.payload() else {
@@ -270,7 +419,7 @@ fn decode_genuine_with(
         }));
     };
     match decode(&record, payload) {
-        Ok(decoded) if decoded.name == release && decoded.version == revision => Some(Ok(decoded)),
+        Ok(decoded) if names(&decoded) == (release.as_str(), revision) => Some(Ok(decoded)),
         Ok(_) => {
             tracing::warn!(
                 record,
@@ -282,11 +431,12 @@ fn decode_genuine_with(
     }
 }
 
-/// The newest genuine record of `release` among `objects`.
-fn latest_of<K: RecordObject>(
+/// The newest genuine record of `release` among `objects`, decoded by `decode`.
+fn newest_of<K: RecordObject, T>(
     objects: &[K],
     release: &str,
-) -> Result<Option<HelmRelease>, RecordError> {
+    decode: impl Fn(&K) -> Option<Result<T, RecordError>>,
+) -> Result<Option<T>, RecordError> {
     let mut genuine: Vec<(u32, &K)> = objects
         .iter()
         .filter_map(|object| {
@@ -296,11 +446,20 @@ fn latest_of<K: RecordObject>(
         .collect();
     genuine.sort_by_key(|(revision, _)| std::cmp::Reverse(*revision));
     for (_, object) in genuine {
-        if let Some(decoded) = decode_genuine(object) {
+        if let Some(decoded) = decode(object) {
             return decoded.map(Some);
         }
     }
     Ok(None)
+}
+
+/// How much a history read may inflate per record.
+#[derive(Clone, Copy)]
+enum Inflate {
+    /// A summary's CPU bound (reads).
+    Summary,
+    /// What helm could load whole (writes).
+    Whole,
 }
 
 /// Every genuine record of `release` among `objects`, oldest first, as
@@ -308,11 +467,16 @@ fn latest_of<K: RecordObject>(
 fn history_of<K: RecordObject>(
     objects: &[K],
     release: &str,
-) -> Result<Vec<HelmRelease>, RecordError> {
+    inflate: Inflate,
+) -> Result<Vec<ReleaseSummary>, RecordError> {
+    let summary = |record: &str, payload: &[u8]| match inflate {
+        Inflate::Summary => decode_summary(record, payload, |_| ()).map(|(summary, ())| summary),
+        Inflate::Whole => decode_loadable_summary(record, payload),
+    };
     let mut history = objects
         .iter()
         .filter(|object| claim(*object).is_some_and(|(name, _)| name == release))
-        .filter_map(|object| decode_genuine_with(object, decode_summary))
+        .filter_map(|object| genuine(object, summary, |s| (&*s.name, s.version)))
         .collect::<Result<Vec<_>, _>>()?;
     history.sort_by_key(|r| r.version);
     Ok(history)
@@ -337,8 +501,10 @@ mod tests {
             .into_bytes()
     }
 
-    fn secret(object: &str, labels: (&str, u32), kind: &str, content: (&str, u32)) -> Secret {
-        Secret {
+    /// A record Secret as the API server sends it (with another key and
+    /// managed fields the compact type skips), read as a [`RecordSecret`].
+    fn secret(object: &str, labels: (&str, u32), kind: &str, content: (&str, u32)) -> RecordSecret {
+        let secret = Secret {
             metadata: ObjectMeta {
                 name: Some(object.into()),
                 labels: Some(
@@ -353,17 +519,23 @@ mod tests {
             },
             type_: Some(kind.into()),
             data: Some(
-                [(
-                    "release".to_owned(),
-                    ByteString(payload(content.0, content.1)),
-                )]
+                [
+                    (
+                        "release".to_owned(),
+                        ByteString(payload(content.0, content.1)),
+                    ),
+                    ("other".to_owned(), ByteString(b"x".to_vec())),
+                ]
                 .into(),
             ),
             ..Default::default()
-        }
+        };
+        let mut json = serde_json::to_value(secret).unwrap();
+        json["metadata"]["managedFields"] = serde_json::json!([{"manager": "helm"}]);
+        serde_json::from_value(json).unwrap()
     }
 
-    fn genuine(name: &str, version: u32) -> Secret {
+    fn genuine(name: &str, version: u32) -> RecordSecret {
         secret(
             &record_name(name, version),
             (name, version),
@@ -375,9 +547,15 @@ mod tests {
     #[test]
     fn newest_is_the_highest_genuine_revision_not_the_list_order() {
         let records = [genuine("a", 9), genuine("a", 10), genuine("a", 2)];
-        assert_eq!(latest_of(&records, "a").unwrap().unwrap().version, 10);
-        assert!(latest_of(&records, "b").unwrap().is_none());
-        let history: Vec<u32> = history_of(&records, "a")
+        assert_eq!(
+            newest_of(&records, "a", decode_genuine)
+                .unwrap()
+                .unwrap()
+                .version,
+            10
+        );
+        assert!(newest_of(&records, "b", decode_cached).unwrap().is_none());
+        let history: Vec<u32> = history_of(&records, "a", Inflate::Summary)
             .unwrap()
             .iter()
             .map(|r| r.version)
@@ -399,8 +577,14 @@ mod tests {
         ];
         let mut records = forged.to_vec();
         records.push(genuine("a", 3));
-        assert_eq!(latest_of(&records, "a").unwrap().unwrap().version, 3);
-        let history: Vec<u32> = history_of(&records, "a")
+        assert_eq!(
+            newest_of(&records, "a", decode_genuine)
+                .unwrap()
+                .unwrap()
+                .version,
+            3
+        );
+        let history: Vec<u32> = history_of(&records, "a", Inflate::Summary)
             .unwrap()
             .iter()
             .map(|r| r.version)
@@ -408,13 +592,60 @@ mod tests {
         assert_eq!(history, [3]);
         for object in &forged {
             assert!(decode_genuine(object).is_none());
+            assert!(decode_cached(object).is_none());
         }
+    }
+
+    #[test]
+    fn cached_revisions_keep_selectors_not_payloads() {
+        let json = serde_json::json!({"name": "a", "version": 2, "info": {"status": "deployed"},
+            "chart": {"metadata": {"name": "web", "version": "0.1.0"}},
+            "config": {"password": "s3cret"},
+            "manifest": "kind: Deployment\nmetadata: {name: w}\nspec:\n  selector:\n    matchLabels: {app: w}\n"});
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(json.to_string().as_bytes()).unwrap();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap());
+        let mut record = genuine("a", 2);
+        record.data = Some(SecretPayload {
+            release: Some(ByteString(encoded.into_bytes())),
+        });
+        let cached = decode_cached(&record).unwrap().unwrap();
+        assert_eq!(&*cached.selectors, [Selector::labels([("app", "w")])]);
+        assert_eq!(cached.summary.to_info().chart, "web");
+        assert_eq!(
+            cached.summary,
+            decode_genuine(&record).unwrap().unwrap().summary()
+        );
+    }
+
+    #[test]
+    fn record_names() {
+        assert_eq!(parse_record_name("sh.helm.release.v1.a.v1"), Some(("a", 1)));
+        assert_eq!(
+            parse_record_name("sh.helm.release.v1.a.v2.v10"),
+            Some(("a.v2", 10))
+        );
+        for name in [
+            "sh.helm.release.v1.a.v01",
+            "sh.helm.release.v1..v1",
+            "sh.helm.release.v1.a",
+            "x.a.v1",
+            "sh.helm.release.v1.a.v+1",
+        ] {
+            assert_eq!(parse_record_name(name), None, "{name}");
+        }
+        assert_eq!(
+            parse_record_name(&record_name("web.x", 7)),
+            Some(("web.x", 7))
+        );
     }
 
     #[test]
     fn unreadable_genuine_records_are_errors() {
         let mut broken = genuine("a", 1);
-        broken.data = Some([("release".to_owned(), ByteString(b"%%%".to_vec()))].into());
+        broken.data = Some(SecretPayload {
+            release: Some(ByteString(b"%%%".to_vec())),
+        });
         assert!(matches!(
             decode_genuine(&broken),
             Some(Err(RecordError::Corrupt { .. }))

@@ -10,7 +10,8 @@
 #  (c) charts/paas-operator: helm lint, template (same kinds as k8s/), install
 #      into a fresh namespace, rollout, uninstall — with Helm 3 and Helm 4;
 #  (d) RBAC of the ServiceAccount paas-system/paas-operator: the negative
-#      checks (no Secrets in kube-system, nothing in default, no pods/exec, no
+#      checks (Secrets outside tenants: list/watch for the read cache only, no
+#      get or write; nothing in default, no pods/exec, no
 #      namespace create/delete/relabel or RoleBindings outside paas-ws-*),
 #      then what the operator does for a tenant (namespace, RoleBindings
 #      paas-operator-tenant and paas-tenant, ServiceAccount paas-tenant,
@@ -144,7 +145,13 @@ expect_no() { local a; a="$(cani "$@")"; if [[ "$a" == no ]]; then pass "can-i $
 expect_yes() { local a; a="$(cani "$@")"; if [[ "$a" == yes ]]; then pass "can-i $* = yes"; else fail "can-i $* = '$a', want yes"; fi; }
 
 expect_no get secrets -n kube-system
-expect_no list secrets --all-namespaces
+# The read cache's cluster-wide watches (ClusterRole paas-operator-reads,
+# READ_CACHE=cluster): list and watch of Secrets and Pods everywhere, and
+# nothing more (docs/rbac.md, "Reads").
+expect_yes list secrets --all-namespaces
+expect_yes watch pods --all-namespaces
+expect_no update secrets -n kube-system
+expect_no delete pods -n kube-system
 expect_no create configmaps -n default
 expect_no create deployments -n default
 expect_no create pods --subresource=exec -n default
@@ -159,8 +166,8 @@ expect_no impersonate serviceaccounts/paas-tenant -n kube-system
 expect_no impersonate users
 expect_no impersonate groups
 
-OUT="$(sa get secrets -n kube-system 2>&1)"
-if grep -q "Forbidden\|forbidden" <<<"$OUT"; then pass "token: get secrets -n kube-system is Forbidden"; else fail "token: get secrets -n kube-system: $OUT"; fi
+OUT="$(sa get secret paas-deploy-test -n kube-system 2>&1)"
+if grep -q "Forbidden\|forbidden" <<<"$OUT"; then pass "token: get secret -n kube-system (by name) is Forbidden"; else fail "token: get secret -n kube-system: $OUT"; fi
 OUT="$(sa create configmap deploy-test-$SUFFIX -n default --from-literal=a=b 2>&1)"
 if grep -qi "forbidden" <<<"$OUT"; then pass "token: create configmap -n default is Forbidden"; else fail "token: create configmap -n default: $OUT"; kubectl -n default delete configmap "deploy-test-$SUFFIX" >/dev/null 2>&1; fi
 # What RBAC cannot express, the admission policy enforces:

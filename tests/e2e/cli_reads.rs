@@ -66,10 +66,20 @@ async fn assert_reads_missing(op: &Operator, path: &str) {
     }
 }
 
-/// The same GET through both operators: same status, same body.
+/// The same GET through both operators: same status, same body. The
+/// writes go through the CLI operator, so the storage operator (another
+/// replica) shows them when its watch delivers them: milliseconds, more on
+/// a loaded machine; it is asked again for up to 10 s.
 async fn same_answer(cli: &Operator, storage: &Operator, url: &str) -> Value {
     let (status, from_cli) = cli.call(Method::GET, url, None).await;
-    let (direct_status, from_storage) = storage.call(Method::GET, url, None).await;
+    let started = std::time::Instant::now();
+    let (direct_status, from_storage) = loop {
+        let (status, body) = storage.call(Method::GET, url, None).await;
+        if body == from_cli || started.elapsed() > std::time::Duration::from_secs(10) {
+            break (status, body);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(status, StatusCode::OK, "GET {url}: {from_cli}");
     assert_eq!(direct_status, StatusCode::OK, "GET {url}: {from_storage}");
     assert_eq!(

@@ -355,6 +355,8 @@ async fn ready_turns_503_when_helm_disappears() {
 
 /// `/health` and `/ready` are right from the first request after start:
 /// the first probe of the Kubernetes API runs before the service answers.
+/// (`/ready` may still wait for the read cache's first listing, and for
+/// nothing else.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_right_from_the_first_request() {
     crate::require_env!();
@@ -362,6 +364,22 @@ async fn health_is_right_from_the_first_request() {
     let (status, body) = op.call(Method::GET, "/health", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "healthy", "{body}");
+    let (status, body) = op.call(Method::GET, "/ready", None).await;
+    if status != StatusCode::OK {
+        assert_eq!(
+            body["detail"], "Not ready: the read cache is still listing the cluster",
+            "{body}"
+        );
+        op.wait_for(
+            "the read cache's listing",
+            Duration::from_secs(65),
+            || async {
+                let (status, _) = op.call(Method::GET, "/ready", None).await;
+                (status == StatusCode::OK).then_some(())
+            },
+        )
+        .await;
+    }
     let (status, body) = op.call(Method::GET, "/ready", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }

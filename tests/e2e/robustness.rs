@@ -757,6 +757,15 @@ async fn control_plane_outage_is_503_and_recovers_without_restart() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
     proxy.stop().await;
+    // A read the read cache can answer from memory is answered until the
+    // probe notices the outage (no answer for 2 s, probed every 0.5 s), or
+    // the cache's watch notices the cut: then 503 as well.
+    let started = Instant::now();
+    while op.call(Method::GET, &path, None).await.0 == StatusCode::OK
+        && started.elapsed() < Duration::from_secs(4)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     for (method, body) in [
         (Method::GET, None),
         (

@@ -1,41 +1,46 @@
-//! A watch-fed, in-memory index of the tenant namespaces being read, so
-//! GET release, GET revisions and GET status are answered from memory,
-//! without a Kubernetes API call.
+//! A watch-fed, in-memory index of Helm's release records and of the pods
+//! of tenant namespaces, so GET release, GET revisions and GET status are
+//! answered from memory, without a Kubernetes API call.
 //!
 //! ```text
 //!   GET ─► ReadCache ──hit──────────────────────────────► answer
-//!             │ miss: namespace not indexed, still listing, its watch
-//!             │ failed, or this replica's own write not seen yet
+//!             │ miss: still listing, watch failed,
+//!             │ or this replica's own write not seen yet
 //!             ▼
-//!          direct read (ReleaseStore, pod list) ─► answer, warm(namespace)
+//!          direct read (ReleaseStore, pod list) ─► answer
 //!
-//!   one indexed namespace = a watch of Helm's `owner=helm` records (decoded
-//!   once per change, manifest and values dropped) + a watch of its pods
+//!   READ_CACHE=cluster (default): one index for every tenant namespace =
+//!     one cluster-wide watch of Helm's `owner=helm` records (each decoded
+//!     once per change into a compact summary, the payload dropped)
+//!     + one cluster-wide watch of pods (kept as compact summaries)
+//!   READ_CACHE=namespaces: one index per namespace being read, started by
+//!     a direct read, dropped when idle, at most READ_CACHE_NAMESPACES
 //! ```
 //!
-//! `index` is the pure state (unit-tested without a cluster), `watch`
-//! the watches and the sweeper, this file the lifecycle and the lookups.
+//! `index` is the pure state (unit-tested without a cluster), `watch` the
+//! watches and the sweeper, this file the lifecycle and the lookups.
 //!
-//! - **Lazy and bounded**: a namespace is indexed after a direct read found a
-//!   release in it, at most `max_namespaces` at once, and dropped after `idle`
-//!   without reads. The watches are namespaced, so the operator needs no
-//!   cluster-wide read of Secrets (least-privilege RBAC stays as it is).
-//! - **Never stale by surprise**: until both watches have listed everything,
-//!   and after any watch error, reads go to the API (a failed index is
-//!   rebuilt by the next read that finds a release, at most every
-//!   [`RETRY_FAILED`]).
+//! - **No cliff**: in cluster mode the cost of a read does not depend on
+//!   how many tenants exist; memory grows with what is kept (a summary per
+//!   revision, a few hundred bytes, and one per pod).
+//! - **Start**: the index lists once (paginated) and answers once the
+//!   listing is done (a listing is a snapshot: a namespace already listed
+//!   may change before it ends); `/ready` waits for it (at most
+//!   `READ_CACHE_READY_WAIT`). Reads before that go to the API.
+//! - **Never stale by surprise**: after a watch error the index answers
+//!   nothing until it has listed again (cluster mode: it re-lists with a
+//!   backoff; namespaces mode: a later read rebuilds it).
 //! - **Read-your-writes**: every write through this replica leaves an
 //!   expectation (the revision and status it produced, or "gone"); a read of
 //!   that release waits (up to 250 ms) for the index to show it, which the
-//!   watch usually delivers within milliseconds, else reads the API. If the
-//!   index never shows it, the namespace is re-listed. Writes by
-//!   other replicas or by helm itself appear when the watch delivers them.
+//!   watch usually delivers within milliseconds, else reads the API. Writes
+//!   by other replicas or by helm itself appear when the watch delivers them.
 
 mod index;
 mod watch;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -43,18 +48,18 @@ use kube::Client;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
-pub use index::{CachedRevision, Expectation};
-use index::{IndexState, Pending, Record};
+pub use index::Expectation;
+use index::{IndexState, Part, Pending, Revisions};
 
-use super::store::{RecordKind, StorageError};
-use crate::config::CacheConfig;
+use super::store::{CachedRevision, RecordKind, StorageError};
+use crate::config::{CacheConfig, CacheMode};
 use crate::kube::pods::{Selector, select_pods};
 use crate::model::PodInfo;
 
-/// A failed index is not rebuilt more often than this.
+/// A failed index is not rebuilt more often than this (namespaces mode).
 pub const RETRY_FAILED: Duration = Duration::from_secs(5);
-/// How long a write's expectation may stay unmet before the namespace is
-/// re-listed.
+/// How long a write's expectation may stay unmet before the index is
+/// trusted again (cluster mode) or the namespace re-listed.
 pub(super) const EXPECT_WITHIN: Duration = Duration::from_secs(30);
 /// After a failed write we do not know what helm stored: reads of that
 /// release go to the API for this long.
@@ -63,10 +68,10 @@ const AFTER_FAILED_WRITE: Duration = Duration::from_secs(10);
 /// before it reads the API instead (the watch usually delivers it within
 /// milliseconds; a direct read's consistent LIST can take up to ~100 ms).
 const WAIT_FOR_OWN_WRITE: Duration = Duration::from_millis(250);
-/// How often idle indexes and old expectations are swept.
+/// How often idle indexes and old expectations are swept, and the gauges set.
 pub(super) const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
-/// The index of one namespace and the watches feeding it.
+/// One index and the watches feeding it.
 pub(super) struct Index {
     state: RwLock<IndexState>,
     created: Instant,
@@ -108,14 +113,18 @@ impl Index {
         self.created.elapsed().saturating_sub(last)
     }
 
+    /// The index is dead until rebuilt (namespaces mode).
     pub(super) fn fail(&self) {
-        self.write().failed = true;
         *self.failed_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     }
 
     pub(super) fn failed_since(&self) -> Option<Duration> {
         let at = *self.failed_at.lock().unwrap_or_else(|e| e.into_inner());
         at.map(|at| at.elapsed())
+    }
+
+    fn set_tasks(&self, tasks: Vec<AbortHandle>) {
+        *self.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
     }
 
     pub(super) fn stop(&self) {
@@ -130,12 +139,42 @@ impl Index {
     }
 }
 
+/// What the cache watches.
+pub(super) enum Scope {
+    /// One index for every tenant namespace.
+    Cluster(Arc<Index>),
+    /// One index per namespace being read.
+    Namespaces(Mutex<HashMap<String, Arc<Index>>>),
+}
+
 pub(super) struct Inner {
-    client: Client,
-    kind: RecordKind,
+    pub(super) client: Client,
+    pub(super) kind: RecordKind,
     pub(super) settings: CacheConfig,
-    pub(super) namespaces: Mutex<HashMap<String, Arc<Index>>>,
+    /// Only namespaces with this prefix are indexed.
+    pub(super) prefix: String,
+    pub(super) scope: Scope,
     pub(super) expectations: Mutex<HashMap<(String, String), Pending>>,
+    started: Instant,
+    /// Cluster mode: the first listing of both parts is complete.
+    pub(super) listed: AtomicBool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        match &self.scope {
+            Scope::Cluster(index) => index.stop(),
+            Scope::Namespaces(namespaces) => {
+                for index in namespaces
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                {
+                    index.stop();
+                }
+            }
+        }
+    }
 }
 
 /// The read cache; cheap to clone. [`ReadCache::disabled`] answers nothing,
@@ -148,7 +187,7 @@ pub struct ReadCache {
 /// What the index can say about a release right now.
 enum Lookup<T> {
     Answer(T),
-    /// Read it from the API (not indexed, still listing, or re-listing).
+    /// Read it from the API (still listing, or the watch failed).
     Direct,
     /// This replica's own write is not in the index yet.
     Wait(Arc<Index>),
@@ -158,27 +197,51 @@ enum Lookup<T> {
 enum Settled {
     Yes,
     NotYet,
-    /// Unmet for too long: re-list the namespace.
+    /// Unmet for too long: re-list the namespace (namespaces mode).
     Overdue,
 }
 
 impl ReadCache {
-    /// A cache that never answers (READ_CACHE=false, or storage we do not watch).
+    /// A cache that never answers (READ_CACHE=off, or storage we do not watch).
     pub fn disabled() -> Self {
         Self { inner: None }
     }
 
-    /// Starts the cache (its sweeper runs on the current tokio runtime).
-    pub fn start(client: Client, kind: RecordKind, settings: CacheConfig) -> Self {
+    /// Starts the cache on the current tokio runtime: in cluster mode its
+    /// two watches start listing now. `prefix` is the tenant namespace prefix.
+    pub fn start(client: Client, kind: RecordKind, settings: CacheConfig, prefix: &str) -> Self {
+        let scope = match settings.mode {
+            CacheMode::Off => return Self::disabled(),
+            CacheMode::Cluster => Scope::Cluster(Arc::new(Index::new())),
+            CacheMode::Namespaces => Scope::Namespaces(Mutex::default()),
+        };
         let inner = Arc::new(Inner {
             client,
             kind,
             settings,
-            namespaces: Mutex::default(),
+            prefix: prefix.to_owned(),
+            scope,
             expectations: Mutex::default(),
+            started: Instant::now(),
+            listed: AtomicBool::new(false),
         });
+        if let Scope::Cluster(index) = &inner.scope {
+            index.set_tasks(watch::watch_cluster(&inner, index));
+        }
         tokio::spawn(watch::sweep(Arc::downgrade(&inner)));
         Self { inner: Some(inner) }
+    }
+
+    /// True while a cluster-wide cache is still listing, for at most
+    /// `READ_CACHE_READY_WAIT` after start: the replica should not take
+    /// traffic yet (`/ready`).
+    pub fn warming(&self) -> bool {
+        let Some(inner) = &self.inner else {
+            return false;
+        };
+        matches!(inner.scope, Scope::Cluster(_))
+            && !inner.listed.load(Ordering::Relaxed)
+            && inner.started.elapsed() < inner.settings.ready_wait
     }
 
     /// The newest revision of a release, when the index can answer (`None`:
@@ -189,10 +252,13 @@ impl ReadCache {
         name: &str,
     ) -> Option<Result<Option<Arc<CachedRevision>>, StorageError>> {
         self.with_release(namespace, name, |revisions| {
-            let Some((_, newest)) = revisions.and_then(|r| r.last_key_value()) else {
+            let Some((_, newest)) = revisions.and_then(<[_]>::last) else {
                 return Ok(None);
             };
-            newest.clone().map(Some).map_err(StorageError::from)
+            newest
+                .clone()
+                .map(Some)
+                .map_err(|e| StorageError::from((*e).clone()))
         })
         .await
     }
@@ -206,39 +272,43 @@ impl ReadCache {
         self.with_release(namespace, name, |revisions| {
             revisions
                 .into_iter()
-                .flat_map(|r| r.values())
-                .map(|record| record.clone().map_err(StorageError::from))
+                .flatten()
+                .map(|(_, record)| record.clone().map_err(|e| StorageError::from((*e).clone())))
                 .collect()
         })
         .await
     }
 
-    /// The release's pods, when the namespace is indexed.
+    /// The release's pods, when the index has listed the namespace's pods.
     pub fn release_pods(
         &self,
         namespace: &str,
         release: &str,
         selectors: &[Selector],
     ) -> Option<Vec<PodInfo>> {
-        let index = self.ready_index(namespace)?;
+        let index = self.index_for(namespace)?;
         let state = index.read();
-        if !state.ready() {
+        if !state.covers(Part::Pods) {
             return None;
         }
         Some(select_pods(
-            state.pods.values(),
+            state.pods(namespace).iter(),
             release,
             selectors,
             jiff::Timestamp::now(),
         ))
     }
 
-    /// Starts indexing a namespace (a direct read found a release in it).
+    /// A direct read found a release in `namespace`: start indexing it
+    /// (namespaces mode; the cluster-wide index already does).
     pub fn warm(&self, namespace: &str) {
         let Some(inner) = &self.inner else {
             return;
         };
-        let mut namespaces = inner.namespaces.lock().unwrap_or_else(|e| e.into_inner());
+        let Scope::Namespaces(namespaces) = &inner.scope else {
+            return;
+        };
+        let mut namespaces = namespaces.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(index) = namespaces.get(namespace) {
             match index.failed_since() {
                 Some(since) if since >= RETRY_FAILED => index.stop(),
@@ -251,8 +321,7 @@ impl ReadCache {
         }
         let index = Arc::new(Index::new());
         index.touch();
-        let tasks = watch::watch_namespace(&inner.client, inner.kind, namespace, &index);
-        *index.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
+        index.set_tasks(watch::watch_namespace(inner, namespace, &index));
         namespaces.insert(namespace.to_owned(), index);
         crate::metrics::read_cache_namespaces(namespaces.len());
         tracing::debug!(namespace, "read cache: indexing namespace");
@@ -279,24 +348,35 @@ impl ReadCache {
             .insert((namespace.to_owned(), name.to_owned()), pending);
     }
 
-    /// Stops indexing a namespace (it is being deleted).
+    /// Stops indexing a namespace (it is being deleted; namespaces mode).
     pub fn forget(&self, namespace: &str) {
         let Some(inner) = &self.inner else {
             return;
         };
-        let mut namespaces = inner.namespaces.lock().unwrap_or_else(|e| e.into_inner());
+        let Scope::Namespaces(namespaces) = &inner.scope else {
+            return;
+        };
+        let mut namespaces = namespaces.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(index) = namespaces.remove(namespace) {
             index.stop();
         }
         crate::metrics::read_cache_namespaces(namespaces.len());
     }
 
-    fn ready_index(&self, namespace: &str) -> Option<Arc<Index>> {
+    /// The index that holds `namespace`, if any.
+    fn index_for(&self, namespace: &str) -> Option<Arc<Index>> {
         let inner = self.inner.as_ref()?;
-        let namespaces = inner.namespaces.lock().unwrap_or_else(|e| e.into_inner());
-        let index = namespaces.get(namespace)?.clone();
-        index.touch();
-        Some(index)
+        match &inner.scope {
+            Scope::Cluster(index) => namespace
+                .starts_with(&inner.prefix)
+                .then(|| Arc::clone(index)),
+            Scope::Namespaces(namespaces) => {
+                let namespaces = namespaces.lock().unwrap_or_else(|e| e.into_inner());
+                let index = namespaces.get(namespace)?.clone();
+                index.touch();
+                Some(index)
+            }
+        }
     }
 
     /// Runs `answer` on the release's revisions if the index can answer
@@ -306,7 +386,7 @@ impl ReadCache {
         &self,
         namespace: &str,
         name: &str,
-        answer: impl Fn(Option<&BTreeMap<u32, Record>>) -> T,
+        answer: impl Fn(Option<&Revisions>) -> T,
     ) -> Option<T> {
         let deadline = tokio::time::Instant::now() + WAIT_FOR_OWN_WRITE;
         let answered = loop {
@@ -336,16 +416,16 @@ impl ReadCache {
         &self,
         namespace: &str,
         name: &str,
-        answer: &impl Fn(Option<&BTreeMap<u32, Record>>) -> T,
+        answer: &impl Fn(Option<&Revisions>) -> T,
     ) -> Lookup<T> {
-        let Some(index) = self.ready_index(namespace) else {
+        let Some(index) = self.index_for(namespace) else {
             return Lookup::Direct;
         };
         let state = index.read();
-        if !state.ready() {
+        if !state.covers(Part::Records) {
             return Lookup::Direct;
         }
-        let revisions = state.records.by_release.get(name);
+        let revisions = state.revisions(namespace, name);
         match self.settled(namespace, name, revisions) {
             Settled::Yes => Lookup::Answer(answer(revisions)),
             Settled::NotYet => {
@@ -365,16 +445,14 @@ impl ReadCache {
         }
     }
 
-    fn settled(
-        &self,
-        namespace: &str,
-        name: &str,
-        revisions: Option<&BTreeMap<u32, Record>>,
-    ) -> Settled {
+    fn settled(&self, namespace: &str, name: &str, revisions: Option<&Revisions>) -> Settled {
         let Some(inner) = &self.inner else {
             return Settled::NotYet;
         };
         let mut expectations = inner.expectations.lock().unwrap_or_else(|e| e.into_inner());
+        if expectations.is_empty() {
+            return Settled::Yes;
+        }
         let key = (namespace.to_owned(), name.to_owned());
         let Some(pending) = expectations.get(&key) else {
             return Settled::Yes;
@@ -388,10 +466,20 @@ impl ReadCache {
         }
         let unknown = pending.expectation == Expectation::Unknown;
         expectations.remove(&key);
-        if unknown {
-            Settled::Yes
-        } else {
-            Settled::Overdue
+        match (&inner.scope, unknown) {
+            (_, true) => Settled::Yes,
+            // The one watch follows every namespace: what it shows is the
+            // record as stored (helm may have changed it after the write,
+            // e.g. a failed --wait).
+            (Scope::Cluster(_), false) => {
+                tracing::warn!(
+                    namespace,
+                    release = name,
+                    "read cache: the watch shows another state than this replica's write left"
+                );
+                Settled::Yes
+            }
+            (Scope::Namespaces(_), false) => Settled::Overdue,
         }
     }
 }

@@ -1,165 +1,291 @@
-//! The plumbing of the read cache: the two watches that feed one
-//! namespace's index ([`super::index`]), the conversion of what they
-//! deliver, and the sweeper that drops idle indexes.
+//! The plumbing of the read cache: the two watches that feed an index
+//! ([`super::index`]), cluster-wide or for one namespace, the conversion
+//! (and decoding) of what they deliver, and the sweeper.
+//!
+//! Objects are read as compact types (identity and the one payload used;
+//! everything else skipped by the parser) and each record is decoded once
+//! per change, outside the index's lock, into a summary without its
+//! manifest, hooks or values.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
 use kube::runtime::watcher::{self, Event};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::task::AbortHandle;
 
-use super::index::{CachedRevision, Item, Part};
-use super::{EXPECT_WITHIN, Index, Inner, RETRY_FAILED, SWEEP_EVERY};
-use crate::releases::store::{RecordKind, RecordObject, claim, decode_genuine};
+use super::index::{Item, Part};
+use super::{EXPECT_WITHIN, Index, Inner, RETRY_FAILED, SWEEP_EVERY, Scope};
+use crate::kube::pods::PodObject;
+use crate::releases::store::{
+    RECORD_LABELS, RECORD_TYPE, RecordConfigMap, RecordKind, RecordObject, RecordSecret,
+    decode_cached,
+};
 
-/// Starts the two watches of one namespace's index: Helm's records and the pods.
-pub(super) fn watch_namespace(
-    client: &Client,
-    kind: RecordKind,
-    namespace: &str,
-    index: &Arc<Index>,
-) -> Vec<AbortHandle> {
-    let records = match kind {
+/// Records per page of a listing: a record may be up to ~1 MiB, and a
+/// whole page is held while it is read.
+const RECORD_PAGE: u32 = 100;
+/// Pods per page (a compact pod is a few hundred bytes once read).
+const POD_PAGE: u32 = 500;
+/// Objects converted between two yields to the scheduler while listing
+/// (decoding thousands of records must not hold a runtime thread).
+const YIELD_EVERY: usize = 32;
+/// Backoff between two attempts of a failed cluster-wide watch.
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// What a watch does after an error.
+#[derive(Clone, Copy)]
+enum OnError {
+    /// List again after a backoff (the cluster-wide index is never dropped).
+    Relist,
+    /// Mark the index failed and stop (a later read rebuilds it).
+    Stop,
+}
+
+/// Starts the cluster-wide watches: Helm's records and the pods of every
+/// namespace (objects outside tenant namespaces are skipped).
+pub(super) fn watch_cluster(inner: &Arc<Inner>, index: &Arc<Index>) -> Vec<AbortHandle> {
+    let client = inner.client.clone();
+    let prefix: Arc<str> = inner.prefix.as_str().into();
+    let records = match inner.kind {
         RecordKind::Secret => spawn_watch(
-            Api::<Secret>::namespaced(client.clone(), namespace),
-            records_config(),
+            Api::<RecordSecret>::all(client.clone()),
+            records_config(inner.kind),
+            inner,
             index,
             Part::Records,
-            |secret| record_item(&secret),
+            record_item::<RecordSecret>(Arc::clone(&prefix)),
+            OnError::Relist,
         ),
         RecordKind::ConfigMap => spawn_watch(
-            Api::<ConfigMap>::namespaced(client.clone(), namespace),
-            records_config(),
+            Api::<RecordConfigMap>::all(client.clone()),
+            records_config(inner.kind),
+            inner,
             index,
             Part::Records,
-            |map| record_item(&map),
+            record_item::<RecordConfigMap>(Arc::clone(&prefix)),
+            OnError::Relist,
         ),
     };
     let pods = spawn_watch(
-        Api::<Pod>::namespaced(client.clone(), namespace),
-        watcher::Config::default(),
+        Api::<PodObject>::all(client),
+        watcher::Config::default().page_size(POD_PAGE),
+        inner,
         index,
         Part::Pods,
-        pod_item,
+        pod_item(prefix),
+        OnError::Relist,
     );
     vec![records, pods]
 }
 
-fn records_config() -> watcher::Config {
-    watcher::Config::default().labels("owner=helm")
+/// Starts the two watches of one namespace's index (namespaces mode).
+pub(super) fn watch_namespace(
+    inner: &Arc<Inner>,
+    namespace: &str,
+    index: &Arc<Index>,
+) -> Vec<AbortHandle> {
+    let client = inner.client.clone();
+    let prefix: Arc<str> = inner.prefix.as_str().into();
+    let records = match inner.kind {
+        RecordKind::Secret => spawn_watch(
+            Api::<RecordSecret>::namespaced(client.clone(), namespace),
+            records_config(inner.kind),
+            inner,
+            index,
+            Part::Records,
+            record_item::<RecordSecret>(Arc::clone(&prefix)),
+            OnError::Stop,
+        ),
+        RecordKind::ConfigMap => spawn_watch(
+            Api::<RecordConfigMap>::namespaced(client.clone(), namespace),
+            records_config(inner.kind),
+            inner,
+            index,
+            Part::Records,
+            record_item::<RecordConfigMap>(Arc::clone(&prefix)),
+            OnError::Stop,
+        ),
+    };
+    let pods = spawn_watch(
+        Api::<PodObject>::namespaced(client, namespace),
+        watcher::Config::default().page_size(POD_PAGE),
+        inner,
+        index,
+        Part::Pods,
+        pod_item(prefix),
+        OnError::Stop,
+    );
+    vec![records, pods]
 }
 
-/// Starts one watch feeding `part` of the index; the task ends with the
-/// index, or marks it failed at the first error.
+/// Helm's records, selected as Helm selects them (and, for Secrets, by
+/// Helm's type, which the server filters too).
+fn records_config(kind: RecordKind) -> watcher::Config {
+    let config = watcher::Config::default()
+        .labels(RECORD_LABELS)
+        .page_size(RECORD_PAGE);
+    match kind {
+        RecordKind::Secret => config.fields(&format!("type={RECORD_TYPE}")),
+        RecordKind::ConfigMap => config,
+    }
+}
+
+/// A watched object, converted: its namespace and, when that is a tenant
+/// namespace, what the index keeps of it.
+type Convert<K> = Box<dyn Fn(&K) -> (String, Option<Item>) + Send + Sync>;
+
+/// Starts one watch feeding `part` of `index`. The task ends with the
+/// index (or the cache).
 fn spawn_watch<K>(
     api: Api<K>,
     config: watcher::Config,
+    inner: &Arc<Inner>,
     index: &Arc<Index>,
     part: Part,
-    convert: fn(K) -> Item,
+    convert: Convert<K>,
+    on_error: OnError,
 ) -> AbortHandle
 where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
-    let index = Arc::downgrade(index);
+    let (weak_index, weak_inner) = (Arc::downgrade(index), Arc::downgrade(inner));
     let task = tokio::spawn(async move {
-        let mut stream = std::pin::pin!(watcher(api, config));
-        let mut listing: Vec<Item> = Vec::new();
-        while let Some(event) = stream.next().await {
-            let Some(index) = index.upgrade() else {
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            let started = Instant::now();
+            let outcome = follow(&api, &config, &weak_index, &weak_inner, part, &convert).await;
+            let Some(index) = weak_index.upgrade() else {
                 return;
             };
-            match event {
-                Ok(Event::Init) => {
-                    listing.clear();
-                    continue;
-                }
-                Ok(Event::InitApply(object)) => {
-                    listing.push(convert(object));
-                    continue;
-                }
-                Ok(Event::InitDone) => index.write().replace(part, std::mem::take(&mut listing)),
-                Ok(Event::Apply(object)) => index.write().apply(convert(object)),
-                Ok(Event::Delete(object)) => index.write().delete(part, &object.name_any()),
-                Err(error) => {
-                    tracing::warn!(%error, ?part, "read cache: watch failed; reads go to the API");
-                    index.fail();
-                    index.changed.notify_waiters();
-                    return;
-                }
+            if let Err(error) = outcome {
+                tracing::warn!(%error, ?part, "read cache: watch failed; reads go to the API until it has listed again");
             }
+            index.write().fail(part);
             index.changed.notify_waiters();
+            if let OnError::Stop = on_error {
+                index.fail();
+                return;
+            }
+            drop(index);
+            // A watch that ran a good while before failing starts over quickly.
+            if started.elapsed() > BACKOFF_MAX {
+                backoff = BACKOFF_MIN;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
         }
     });
     task.abort_handle()
 }
 
-fn watcher<K>(
-    api: Api<K>,
-    config: watcher::Config,
-) -> impl futures::Stream<Item = Result<Event<K>, watcher::Error>>
+/// Lists and then follows one watch into the index until it fails (or the
+/// index is gone: `Ok`).
+async fn follow<K>(
+    api: &Api<K>,
+    config: &watcher::Config,
+    index: &Weak<Index>,
+    inner: &Weak<Inner>,
+    part: Part,
+    convert: &Convert<K>,
+) -> Result<(), watcher::Error>
 where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
-    watcher::watcher(api, config)
+    let mut stream = std::pin::pin!(watcher::watcher(api.clone(), config.clone()));
+    let mut listing_since = Instant::now();
+    let mut converted = 0usize;
+    while let Some(event) = stream.next().await {
+        let Some(index) = index.upgrade() else {
+            return Ok(());
+        };
+        match event? {
+            Event::Init => {
+                listing_since = Instant::now();
+                index.write().begin_listing(part);
+            }
+            Event::InitApply(object) => {
+                if let (namespace, Some(item)) = convert(&object) {
+                    index.write().listed(&namespace, item);
+                }
+                converted += 1;
+                if converted % YIELD_EVERY == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            Event::InitDone => {
+                let complete = {
+                    let mut state = index.write();
+                    state.end_listing(part);
+                    state.complete()
+                };
+                let counts = index.read().counts();
+                crate::metrics::read_cache_namespaces(counts.namespaces);
+                crate::metrics::read_cache_contents(counts.releases, counts.revisions, counts.pods);
+                tracing::info!(
+                    ?part,
+                    seconds = listing_since.elapsed().as_secs_f64(),
+                    namespaces = counts.namespaces,
+                    releases = counts.releases,
+                    revisions = counts.revisions,
+                    pods = counts.pods,
+                    "read cache: listed"
+                );
+                if complete && let Some(inner) = inner.upgrade() {
+                    inner.listed.store(true, Ordering::Relaxed);
+                }
+            }
+            Event::Apply(object) => {
+                let (namespace, item) = convert(&object);
+                if let Some(item) = item {
+                    index.write().apply(&namespace, item);
+                }
+            }
+            Event::Delete(object) => {
+                let namespace = object.namespace().unwrap_or_default();
+                index.write().delete(part, &namespace, &object.name_any());
+            }
+        }
+        index.changed.notify_waiters();
+    }
+    Ok(())
 }
 
-/// A release record, keyed like Helm keys it (labels `name` and `version`).
-fn record_item<K: Resource + RecordObject>(object: &K) -> Item {
-    let name = object.meta().name.clone().unwrap_or_default();
-    // Only records Helm wrote for the release they are named for are
-    // indexed; anything else is as if absent (as for direct reads).
-    let (key, record) = match decode_genuine(object) {
-        Some(decoded) => (
-            claim(object),
-            decoded.map(|release| Arc::new(CachedRevision::new(release))),
-        ),
-        None => (
-            None,
-            Err(crate::helm::release::RecordError::Corrupt {
-                record: name.clone(),
-                reason: "not a genuine record".into(),
-            }),
-        ),
-    };
-    Item::Record {
-        object: name,
-        key,
-        record,
-    }
+/// A release record, decoded if it is a genuine one in a tenant namespace.
+fn record_item<K: Resource + RecordObject + 'static>(prefix: Arc<str>) -> Convert<K> {
+    Box::new(move |object: &K| {
+        let namespace = object.meta().namespace.clone().unwrap_or_default();
+        if !namespace.starts_with(&*prefix) {
+            return (namespace, None);
+        }
+        // Only records Helm wrote for the release they are named for are
+        // indexed; anything else is as if absent (as for direct reads).
+        let record = decode_cached(object);
+        let item = Item::Record {
+            object: object.meta().name.as_deref().unwrap_or_default().into(),
+            record,
+        };
+        (namespace, Some(item))
+    })
 }
 
-/// A pod with only what the status endpoint shows (and matches on).
-fn pod_item(mut pod: Pod) -> Item {
-    pod.metadata.managed_fields = None;
-    pod.metadata.annotations = None;
-    if let Some(spec) = pod.spec.as_mut() {
-        let containers = std::mem::take(&mut spec.containers);
-        *spec = Default::default();
-        spec.containers = containers
-            .into_iter()
-            .map(|c| Container {
-                name: c.name,
-                ..Default::default()
-            })
-            .collect();
-    }
-    if let Some(status) = pod.status.as_mut() {
-        status.conditions = None;
-        status.init_container_statuses = None;
-        status.ephemeral_container_statuses = None;
-    }
-    Item::Pod {
-        name: pod.name_any(),
-        pod: Box::new(pod),
-    }
+/// A pod of a tenant namespace, as the status endpoint shows it.
+fn pod_item(prefix: Arc<str>) -> Convert<PodObject> {
+    Box::new(move |pod: &PodObject| {
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let item = namespace
+            .starts_with(&*prefix)
+            .then(|| Item::Pod(pod.summary()));
+        (namespace, item)
+    })
 }
 
-/// Drops idle and long-failed indexes; ends with the cache.
+/// Drops idle and long-failed indexes (namespaces mode), forgets old
+/// expectations and sets the gauges; ends with the cache.
 pub(super) async fn sweep(inner: Weak<Inner>) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     loop {
@@ -167,82 +293,33 @@ pub(super) async fn sweep(inner: Weak<Inner>) {
         let Some(inner) = inner.upgrade() else {
             return;
         };
-        let mut namespaces = inner.namespaces.lock().unwrap_or_else(|e| e.into_inner());
-        namespaces.retain(|namespace, index| {
-            let idle = index.idle_for() >= inner.settings.idle;
-            let dead = index
-                .failed_since()
-                .is_some_and(|since| since >= RETRY_FAILED);
-            if idle || dead {
-                tracing::debug!(namespace, idle, "read cache: dropping namespace index");
-                index.stop();
+        match &inner.scope {
+            Scope::Cluster(index) => {
+                let counts = index.read().counts();
+                crate::metrics::read_cache_namespaces(counts.namespaces);
+                crate::metrics::read_cache_contents(counts.releases, counts.revisions, counts.pods);
             }
-            !(idle || dead)
-        });
-        crate::metrics::read_cache_namespaces(namespaces.len());
-        drop(namespaces);
+            Scope::Namespaces(namespaces) => {
+                let mut namespaces = namespaces.lock().unwrap_or_else(|e| e.into_inner());
+                namespaces.retain(|namespace, index| {
+                    let idle = index.idle_for() >= inner.settings.idle;
+                    let dead = index
+                        .failed_since()
+                        .is_some_and(|since| since >= RETRY_FAILED);
+                    if idle || dead {
+                        tracing::debug!(namespace, idle, "read cache: dropping namespace index");
+                        index.stop();
+                    }
+                    !(idle || dead)
+                });
+                crate::metrics::read_cache_namespaces(namespaces.len());
+            }
+        }
         let now = Instant::now();
         inner
             .expectations
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|_, pending| now < pending.until + EXPECT_WITHIN);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::BTreeMap;
-
-    use crate::kube::pods::select_pods;
-    use crate::releases::cache::index::IndexState;
-
-    fn pod(name: &str, labels: &[(&str, &str)]) -> Item {
-        let labels: BTreeMap<String, String> = labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        pod_item(
-            serde_json::from_value(serde_json::json!({
-                "metadata": {"name": name, "labels": labels, "annotations": {"big": "x"},
-                             "managedFields": [{"manager": "m"}]},
-                "spec": {"containers": [{"name": "c", "image": "nginx", "env": [{"name": "A", "value": "b"}]}]},
-                "status": {"phase": "Running", "containerStatuses": [
-                    {"name": "c", "ready": true, "restartCount": 1, "image": "nginx", "imageID": ""}]},
-            }))
-            .unwrap(),
-        )
-    }
-
-    #[test]
-    fn pods_are_trimmed_and_selected() {
-        let mut state = IndexState::default();
-        state.replace(
-            Part::Pods,
-            vec![
-                pod("a-1", &[("app.kubernetes.io/instance", "a")]),
-                pod("w-1", &[("app", "w")]),
-                pod("other", &[("app", "x")]),
-            ],
-        );
-        let kept = &state.pods["a-1"];
-        assert!(kept.metadata.annotations.is_none() && kept.metadata.managed_fields.is_none());
-        let container = &kept.spec.as_ref().unwrap().containers[0];
-        assert!(container.image.is_none() && container.env.is_none());
-        let selectors = &[crate::kube::pods::Selector {
-            match_labels: [("app".to_owned(), "w".to_owned())].into(),
-            match_expressions: vec![],
-        }];
-        let now = jiff::Timestamp::now();
-        let names: Vec<String> = select_pods(state.pods.values(), "a", selectors, now)
-            .into_iter()
-            .map(|p| p.name)
-            .collect();
-        assert_eq!(names, ["a-1", "w-1"]);
-        let info = &select_pods(state.pods.values(), "a", &[], now)[0];
-        assert_eq!((info.ready.as_str(), info.restarts), ("1/1", 1));
-        state.delete(Part::Pods, "a-1");
-        assert!(select_pods(state.pods.values(), "a", &[], now).is_empty());
     }
 }
