@@ -57,6 +57,18 @@ pub struct Limits {
 
 impl Limits {
     /// The launcher's arguments for these limits (before `--`).
+    /// The limits of a run that renders nothing (uninstall): its memory
+    /// grows only with the release's records, which helm wrote itself
+    /// under the rendering caps. Twice the data limit, so that a release
+    /// whose records take more to decode than a rendering may (notes,
+    /// values, a record written by hand) can always be removed.
+    pub fn for_records(self) -> Self {
+        Self {
+            data: self.data.saturating_mul(2),
+            ..self
+        }
+    }
+
     pub fn args(&self) -> Vec<String> {
         vec![
             "--data".into(),
@@ -154,13 +166,6 @@ pub fn launcher_main(args: &[OsString]) -> ExitCode {
     };
     if let Err(error) = limits.apply() {
         eprintln!("{LAUNCHER_SUBCOMMAND}: cannot set limits: {error}");
-        return ExitCode::from(EXIT_CANNOT_RUN);
-    }
-    // helm dies with the operator (kept across exec): an orphaned helm
-    // would go on writing a release that another replica, or this one
-    // restarted, is about to recover and retry.
-    if let Err(error) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
-        eprintln!("{LAUNCHER_SUBCOMMAND}: cannot tie the program to the operator's life: {error}");
         return ExitCode::from(EXIT_CANNOT_RUN);
     }
     let error = std::process::Command::new(&command[0])

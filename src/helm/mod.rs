@@ -380,6 +380,7 @@ impl Helm {
             stdin: Some(rendering.as_bytes().to_vec()),
             program: runner::Program::Checker,
             render: RenderWatch::Whole,
+            records_only: false,
         };
         let outcome = self.runner.run(invocation).await;
         let output = refused_or(outcome, Some(check), namespace, name).await?;
@@ -396,9 +397,9 @@ impl Helm {
     ) -> Result<(), HelmError> {
         let args = command::uninstall(namespace, name, self.runner.helm_timeout());
         let args = self.as_tenant(namespace, args);
-        self.run("uninstall", namespace, name, args, None, RenderWatch::None)
-            .await
-            .map(drop)
+        let mut invocation = Invocation::helm("uninstall", target(namespace, name), args, None);
+        invocation.records_only = true;
+        self.runner.run(invocation).await.map(drop)
     }
 
     /// Runs a write; returns the release it produced when helm printed it

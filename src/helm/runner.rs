@@ -125,6 +125,8 @@ pub struct Invocation {
     pub stdin: Option<Vec<u8>>,
     pub program: Program,
     pub render: RenderWatch,
+    /// Renders nothing; runs with [`Limits::for_records`].
+    pub records_only: bool,
 }
 
 impl Invocation {
@@ -142,6 +144,7 @@ impl Invocation {
             stdin,
             program: Program::Helm,
             render: RenderWatch::None,
+            records_only: false,
         }
     }
 
@@ -298,7 +301,11 @@ fn command(config: &RunnerConfig, invocation: &Invocation) -> Result<Command, He
             let mut command = Command::new(helper);
             command
                 .arg(LAUNCHER_SUBCOMMAND)
-                .args(config.limits.args())
+                .args(if invocation.records_only {
+                    config.limits.for_records().args()
+                } else {
+                    config.limits.args()
+                })
                 .arg("--")
                 .arg(program);
             command

@@ -27,6 +27,10 @@ async fn start_up_picks_the_read_path() {
             API_KEY,
             "--helm-binary",
             &helm,
+            // The launcher and checker: the operator binary (this test
+            // binary cannot be them).
+            "--confine-checker",
+            env!("CARGO_BIN_EXE_paas-operator"),
         ];
         args.extend_from_slice(extra);
         paas_operator::build_state(Config::parse_from(args))

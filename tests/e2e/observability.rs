@@ -241,7 +241,22 @@ async fn install_is_logged_audited_and_counted_without_secrets() {
             "/metrics lacks {expected}:\n{metrics}"
         );
     }
-    assert!(!metrics.contains(&namespace), "no tenant names in labels");
+    // Tenant names appear only on the two per-tenant helm metrics (their
+    // point; bounded by HELM_METRICS_TENANTS), never on any other series.
+    let named: Vec<&str> = metrics
+        .lines()
+        .filter(|line| line.contains(&namespace))
+        .collect();
+    assert!(
+        named.iter().all(|line| line.starts_with("helm_tenant_")),
+        "tenant names in other labels: {named:?}"
+    );
+    assert!(
+        named
+            .iter()
+            .any(|line| line.starts_with("helm_tenant_milliseconds_total{")),
+        "the tenant's helm time is not counted:\n{metrics}"
+    );
 
     let logs = child.stop().await;
     assert!(
