@@ -8,7 +8,9 @@
 
 use serde::Serialize;
 
-use super::cloudflare::shared::SharedTunnel;
+use super::backends::cloudflare::{ROUTE_COMMENT, SharedTunnel};
+use super::cloudflare::DnsRecord;
+use super::lifecycle::Event;
 use super::names::Subdomain;
 use super::store::{ReleaseRef, RouteKind, RouteRecord, RouteState};
 use super::{ExposureService, RouteError, Routes};
@@ -77,10 +79,7 @@ impl ExposureService {
     /// The shared tunnel, when routes are made there.
     fn shared_routes(&self) -> Option<(&Routes, &SharedTunnel)> {
         let routes = self.0.routes.as_ref()?;
-        match (routes.backend, &routes.shared) {
-            (ExposureBackend::Cloudflare, Some(shared)) => Some((routes, shared)),
-            _ => None,
-        }
+        Some((routes, routes.earlier.as_deref()?))
     }
 
     /// Every rule under our domain without a record (`None` when routes are
@@ -270,7 +269,7 @@ impl ExposureService {
         };
         shared.sync().await?;
         shared.remove_legacy_dns(&hostname).await?;
-        routes.store.delete(&record).await?;
+        routes.store.advance(&record, &Event::Removed).await?;
         Ok(true)
     }
 }
@@ -309,9 +308,7 @@ async fn cname_state(shared: &SharedTunnel, hostname: &str) -> Result<CnameState
         return Ok(CnameState::NoZone);
     }
     let records = shared.dns_at(hostname).await?;
-    let ours = |r: &&super::cloudflare::DnsRecord| {
-        r.comment.as_deref() == Some(super::cloudflare::shared::ROUTE_COMMENT)
-    };
+    let ours = |r: &&DnsRecord| r.comment.as_deref() == Some(ROUTE_COMMENT);
     Ok(if records.is_empty() {
         CnameState::Missing
     } else if records.iter().any(|r| ours(&r)) {

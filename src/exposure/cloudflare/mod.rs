@@ -13,7 +13,6 @@
 //! sensitive header, never logged.
 
 pub mod document;
-pub mod shared;
 
 use std::time::{Duration, Instant};
 
