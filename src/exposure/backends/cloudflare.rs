@@ -21,7 +21,6 @@
 //! DNS records are one per route and need no Lease: ours carry the comment
 //! [`ROUTE_COMMENT`], so they are told from anyone else's.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -32,11 +31,11 @@ use kube::Client;
 use crate::config::ExposureBackend;
 use crate::exposure::RouteError;
 use crate::exposure::backend::{Claim, RouteBackend};
-use crate::exposure::cloudflare::document::{self, Rule, Want};
+use crate::exposure::cloudflare::document::{self, rule_of, wants};
 use crate::exposure::cloudflare::{
     CfError, Cloudflare, DnsRecord, MAX_ATTEMPTS, MAX_RETRY_AFTER, cname_body, tunnel_target,
 };
-use crate::exposure::store::{RouteRecord, RouteState, RouteStore};
+use crate::exposure::store::{RouteRecord, RouteStore};
 use crate::kube::lease::{Identity, LeaseTiming, ReleaseLeases};
 use crate::model::exposure::RouteRule;
 
@@ -431,75 +430,9 @@ fn is_route_record(record: &DnsRecord) -> bool {
     record.comment.as_deref() == Some(ROUTE_COMMENT)
 }
 
-/// Our rule for a record.
-fn rule_of(record: &RouteRecord) -> Rule {
-    Rule {
-        hostname: record.hostname.clone(),
-        service: record.service_url.clone(),
-        path: record.path.clone(),
-    }
-}
-
-/// What the records want of the document: a rule for every active route of
-/// this backend, none for one being removed (also when it moves to another
-/// backend). A pending claim (its hostname may be someone else's) and the
-/// routes of other backends want nothing either way: their hostnames'
-/// rules are not ours to touch.
-fn wants(records: &[RouteRecord]) -> BTreeMap<String, Want> {
-    records
-        .iter()
-        .filter(|record| record.backend == ExposureBackend::Cloudflare)
-        .filter_map(|record| {
-            let want = match record.state {
-                RouteState::Active => Want::Present(rule_of(record)),
-                RouteState::Removing => Want::Absent,
-                RouteState::Pending => return None,
-            };
-            Some((record.hostname.to_ascii_lowercase(), want))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exposure::names::Subdomain;
-    use crate::exposure::store::{ReleaseRef, RouteKind};
-
-    fn record(sub: &str, backend: ExposureBackend, state: RouteState) -> RouteRecord {
-        RouteRecord {
-            subdomain: Subdomain::parse(sub).unwrap(),
-            hostname: format!("{sub}.apps.paas.test"),
-            service_url: format!("http://{sub}.paas-ws-1.svc.cluster.local:80"),
-            path: None,
-            owner: Some(ReleaseRef {
-                namespace: "paas-ws-1".into(),
-                name: sub.into(),
-            }),
-            kind: RouteKind::App,
-            backend,
-            state,
-            applied: false,
-            dns_record_id: None,
-            version: None,
-        }
-    }
-
-    #[test]
-    fn records_want_rules_only_while_active_on_this_backend() {
-        let wants = wants(&[
-            record("a", ExposureBackend::Cloudflare, RouteState::Active),
-            record("b", ExposureBackend::Cloudflare, RouteState::Removing),
-            record("c", ExposureBackend::Ingress, RouteState::Active),
-            record("d", ExposureBackend::Cloudflare, RouteState::Pending),
-        ]);
-        assert!(!wants.contains_key("d.apps.paas.test"));
-        assert!(
-            matches!(&wants["a.apps.paas.test"], Want::Present(rule) if rule.service == "http://a.paas-ws-1.svc.cluster.local:80")
-        );
-        assert_eq!(wants["b.apps.paas.test"], Want::Absent);
-        assert!(!wants.contains_key("c.apps.paas.test"));
-    }
 
     #[test]
     fn route_records_are_told_by_their_comment() {

@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
+use crate::config::ExposureBackend;
+use crate::exposure::store::{RouteRecord, RouteState};
 use crate::model::exposure::RouteRule;
 
 /// The catch-all a document gets when it has none.
@@ -147,9 +149,40 @@ pub fn listed(current: Option<&Value>) -> Vec<RouteRule> {
         .collect()
 }
 
+/// Our rule for a record.
+pub(crate) fn rule_of(record: &RouteRecord) -> Rule {
+    Rule {
+        hostname: record.hostname.clone(),
+        service: record.service_url.clone(),
+        path: record.path.clone(),
+    }
+}
+
+/// What the records want of the document: a rule for every active route of
+/// this backend, none for one being removed (also when it moves to another
+/// backend). A pending claim (its hostname may be someone else's) and the
+/// routes of other backends want nothing either way: their hostnames'
+/// rules are not ours to touch.
+pub(crate) fn wants(records: &[RouteRecord]) -> BTreeMap<String, Want> {
+    records
+        .iter()
+        .filter(|record| record.backend == ExposureBackend::Cloudflare)
+        .filter_map(|record| {
+            let want = match record.state {
+                RouteState::Active => Want::Present(rule_of(record)),
+                RouteState::Removing => Want::Absent,
+                RouteState::Pending => return None,
+            };
+            Some((record.hostname.to_ascii_lowercase(), want))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exposure::names::Subdomain;
+    use crate::exposure::store::{ReleaseRef, RouteKind};
 
     fn doc() -> Value {
         json!({
@@ -302,5 +335,40 @@ mod tests {
         assert_eq!(rule.to_value()["path"], "^/api");
         let plain = Rule { path: None, ..rule };
         assert!(plain.to_value().get("path").is_none());
+    }
+
+    fn record(sub: &str, backend: ExposureBackend, state: RouteState) -> RouteRecord {
+        RouteRecord {
+            subdomain: Subdomain::parse(sub).unwrap(),
+            hostname: format!("{sub}.apps.paas.test"),
+            service_url: format!("http://{sub}.paas-ws-1.svc.cluster.local:80"),
+            path: None,
+            owner: Some(ReleaseRef {
+                namespace: "paas-ws-1".into(),
+                name: sub.into(),
+            }),
+            kind: RouteKind::App,
+            backend,
+            state,
+            applied: false,
+            dns_record_id: None,
+            version: None,
+        }
+    }
+
+    #[test]
+    fn records_want_rules_only_while_active_on_this_backend() {
+        let wants = wants(&[
+            record("a", ExposureBackend::Cloudflare, RouteState::Active),
+            record("b", ExposureBackend::Cloudflare, RouteState::Removing),
+            record("c", ExposureBackend::Ingress, RouteState::Active),
+            record("d", ExposureBackend::Cloudflare, RouteState::Pending),
+        ]);
+        assert!(!wants.contains_key("d.apps.paas.test"));
+        assert!(
+            matches!(&wants["a.apps.paas.test"], Want::Present(rule) if rule.service == "http://a.paas-ws-1.svc.cluster.local:80")
+        );
+        assert_eq!(wants["b.apps.paas.test"], Want::Absent);
+        assert!(!wants.contains_key("c.apps.paas.test"));
     }
 }

@@ -12,17 +12,18 @@
 //! text is logged here and never put in an answer; the token is a
 //! sensitive header, never logged.
 
+mod call;
 pub mod document;
 
-use std::time::{Duration, Instant};
+use call::parse;
 
-use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
-use reqwest::{Method, StatusCode};
+use std::time::Duration;
+
+use reqwest::Method;
+use reqwest::header::HeaderValue;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::bounded::{ReadError, read_body};
 use crate::config::SecretString;
 use crate::error::{ApiError, Code};
 
@@ -30,8 +31,6 @@ use crate::error::{ApiError, Code};
 pub const MAX_ATTEMPTS: u32 = 3;
 /// The longest `Retry-After` honoured; a longer one is cut to this.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
-/// First backoff without `Retry-After`; doubled per attempt, ±25 %.
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// Most records asked for per page of a DNS listing.
 const DNS_PAGE: usize = 500;
 /// Largest answer read: a DNS page of 500 records is about
@@ -107,30 +106,6 @@ impl From<CfError> for ApiError {
             )
         }
     }
-}
-
-/// Cloudflare's answer envelope.
-#[derive(Debug, Deserialize)]
-struct Envelope {
-    #[serde(default)]
-    success: bool,
-    #[serde(default)]
-    errors: Vec<Message>,
-    #[serde(default)]
-    result: Value,
-    result_info: Option<ResultInfo>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Message {
-    code: Option<i64>,
-    #[serde(default)]
-    message: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct ResultInfo {
-    total_pages: Option<usize>,
 }
 
 /// A tunnel's remote configuration and its version.
@@ -397,198 +372,6 @@ impl Cloudflare {
             Err(error) => Err(error),
         }
     }
-
-    /// One API call with its retries.
-    async fn call(
-        &self,
-        operation: &'static str,
-        method: Method,
-        path: &str,
-        query: &[(&str, &str)],
-        body: Option<&Value>,
-    ) -> Result<Envelope, CfError> {
-        // A POST that timed out may have been done: never sent twice.
-        let idempotent = method != Method::POST;
-        let url = format!("{}{path}", self.base);
-        let mut attempt = 1;
-        loop {
-            let mut request = self
-                .http
-                .request(method.clone(), &url)
-                .header(AUTHORIZATION, self.authorization.clone())
-                .query(query);
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            let started = Instant::now();
-            let deadline = crate::bounded::deadline_in(self.timeout);
-            let failed = |error: &reqwest::Error| {
-                let error = transport(operation, error);
-                crate::metrics::cloudflare_request(
-                    operation,
-                    transport_label(&error),
-                    started.elapsed(),
-                );
-                (error, None)
-            };
-            // The deadline covers sending and reading the whole answer.
-            let sent = tokio::time::timeout_at(deadline, request.send()).await;
-            let failure = match sent {
-                Err(_elapsed) => {
-                    let error = unread(operation, ReadError::TimedOut);
-                    crate::metrics::cloudflare_request(operation, "timeout", started.elapsed());
-                    (error, None)
-                }
-                Ok(Err(error)) => failed(&error),
-                Ok(Ok(response)) => {
-                    let status = response.status();
-                    let retry_after = retry_after(response.headers().get(RETRY_AFTER));
-                    let response: http::Response<reqwest::Body> = response.into();
-                    match read_body(response.into_body(), MAX_ANSWER, deadline).await {
-                        Ok(bytes) => {
-                            let answer = answer(operation, status, &bytes);
-                            let outcome = outcome_label(&answer, status);
-                            crate::metrics::cloudflare_request(
-                                operation,
-                                outcome,
-                                started.elapsed(),
-                            );
-                            match answer {
-                                Ok(envelope) => return Ok(envelope),
-                                Err(error) => (error, retry_after),
-                            }
-                        }
-                        Err(error) => {
-                            let error = unread(operation, error);
-                            let label = match &error {
-                                CfError::Unreadable { .. } => "unreadable",
-                                other => transport_label(other),
-                            };
-                            crate::metrics::cloudflare_request(operation, label, started.elapsed());
-                            (error, None)
-                        }
-                    }
-                }
-            };
-            let (error, retry_after) = failure;
-            let retryable = match &error {
-                CfError::Status { status, .. } => *status == 429 || *status >= 500,
-                CfError::Timeout { .. } | CfError::Unreachable { .. } => idempotent,
-                CfError::Unreadable { .. } => false,
-            };
-            if !retryable || attempt >= MAX_ATTEMPTS {
-                return Err(error);
-            }
-            let wait = retry_after
-                .map(|wait| wait.min(MAX_RETRY_AFTER))
-                .unwrap_or_else(|| backoff(attempt));
-            tracing::info!(operation, attempt, wait_ms = wait.as_millis() as u64, %error, "retrying a Cloudflare call");
-            tokio::time::sleep(wait).await;
-            attempt += 1;
-        }
-    }
-}
-
-/// Reads an answer: success, or an error with Cloudflare's reason logged.
-fn answer(operation: &'static str, status: StatusCode, bytes: &[u8]) -> Result<Envelope, CfError> {
-    let envelope: Option<Envelope> = serde_json::from_slice(bytes).ok();
-    match envelope {
-        Some(envelope) if status.is_success() && envelope.success => Ok(envelope),
-        Some(envelope) => {
-            let first = envelope.errors.first();
-            let code = first.and_then(|m| m.code);
-            let message: String = first
-                .map(|m| m.message.chars().take(300).collect())
-                .unwrap_or_default();
-            tracing::warn!(operation, status = status.as_u16(), cloudflare_code = ?code, cloudflare_message = %message, "Cloudflare refused a call");
-            Err(CfError::Status {
-                operation,
-                status: if status.is_success() {
-                    502
-                } else {
-                    status.as_u16()
-                },
-                code,
-            })
-        }
-        None if !status.is_success() => {
-            tracing::warn!(
-                operation,
-                status = status.as_u16(),
-                "Cloudflare answered an error without its envelope"
-            );
-            Err(CfError::Status {
-                operation,
-                status: status.as_u16(),
-                code: None,
-            })
-        }
-        None => {
-            tracing::warn!(
-                operation,
-                status = status.as_u16(),
-                "Cloudflare's answer is not its envelope"
-            );
-            Err(CfError::Unreadable { operation })
-        }
-    }
-}
-
-fn transport(operation: &'static str, error: &reqwest::Error) -> CfError {
-    // reqwest's text names the URL (ids only) and the cause, never headers.
-    tracing::warn!(operation, error = %error, "Cloudflare call failed");
-    if error.is_timeout() {
-        CfError::Timeout { operation }
-    } else {
-        CfError::Unreachable { operation }
-    }
-}
-
-/// An answer that was not read whole: too large, too slow, or cut off.
-fn unread(operation: &'static str, error: ReadError) -> CfError {
-    tracing::warn!(operation, %error, "Cloudflare's answer was not read");
-    match error {
-        ReadError::TooLarge { .. } => CfError::Unreadable { operation },
-        ReadError::TimedOut => CfError::Timeout { operation },
-        ReadError::Failed => CfError::Unreachable { operation },
-    }
-}
-
-fn outcome_label(answer: &Result<Envelope, CfError>, status: StatusCode) -> &'static str {
-    match answer {
-        Ok(_) => "success",
-        Err(CfError::Unreadable { .. }) => "unreadable",
-        Err(_) if status == StatusCode::TOO_MANY_REQUESTS => "rate_limited",
-        Err(_) if status.is_server_error() => "server_error",
-        Err(_) => "client_error",
-    }
-}
-
-fn transport_label(error: &CfError) -> &'static str {
-    match error {
-        CfError::Timeout { .. } => "timeout",
-        _ => "unreachable",
-    }
-}
-
-fn parse<T: DeserializeOwned>(operation: &'static str, value: Value) -> Result<T, CfError> {
-    serde_json::from_value(value).map_err(|error| {
-        tracing::warn!(operation, %error, "Cloudflare's result has an unexpected shape");
-        CfError::Unreadable { operation }
-    })
-}
-
-/// `Retry-After` in seconds (the HTTP-date form is not used by Cloudflare).
-fn retry_after(value: Option<&HeaderValue>) -> Option<Duration> {
-    let seconds: u64 = value?.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(seconds))
-}
-
-/// 250 ms, 500 ms, 1 s, …, ±25 %.
-fn backoff(attempt: u32) -> Duration {
-    let base = FIRST_BACKOFF * 2u32.saturating_pow(attempt.saturating_sub(1));
-    let jitter = rand::random_range(0.75..1.25);
-    base.mul_f64(jitter)
 }
 
 #[cfg(test)]
@@ -617,95 +400,6 @@ mod tests {
         }
         .into();
         assert_eq!(slow.code, Code::CloudflareUnavailable);
-    }
-
-    #[test]
-    fn answers_are_read_from_the_envelope() {
-        let ok = answer(
-            "x",
-            StatusCode::OK,
-            br#"{"success":true,"errors":[],"result":{"version":3}}"#,
-        )
-        .unwrap();
-        assert_eq!(ok.result["version"], 3);
-        let refused = answer(
-            "x",
-            StatusCode::BAD_REQUEST,
-            br#"{"success":false,"errors":[{"code":1055,"message":"Bad Configuration"}],"result":null}"#,
-        );
-        assert_eq!(
-            refused.unwrap_err(),
-            CfError::Status {
-                operation: "x",
-                status: 400,
-                code: Some(1055)
-            }
-        );
-        let gateway = answer("x", StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>");
-        assert!(gateway.unwrap_err().is_unavailable());
-        let junk = answer("x", StatusCode::OK, b"not json");
-        assert_eq!(junk.unwrap_err(), CfError::Unreadable { operation: "x" });
-    }
-
-    #[tokio::test]
-    async fn an_endless_or_stalled_answer_is_a_clean_failure() {
-        use crate::bounded::tests::{Endless, endless_server, resident_bytes};
-        let token = SecretString::from("t".to_owned());
-        for (how, expected) in [
-            (
-                Endless::Flood,
-                CfError::Unreadable {
-                    operation: "get_config",
-                },
-            ),
-            (
-                Endless::Declared,
-                CfError::Unreadable {
-                    operation: "get_config",
-                },
-            ),
-            (
-                Endless::Trickle,
-                CfError::Timeout {
-                    operation: "get_config",
-                },
-            ),
-        ] {
-            let address = endless_server(how).await;
-            let base = format!("http://{address}");
-            let cloudflare = Cloudflare::new(&base, &token, "acc", Duration::from_secs(1)).unwrap();
-            let before = resident_bytes();
-            let started = Instant::now();
-            let failed = cloudflare.get_config("tunnel").await.unwrap_err();
-            assert_eq!(failed, expected);
-            // A timeout is retried (idempotent GET): three attempts of 1 s
-            // and the backoff between them.
-            assert!(
-                started.elapsed() < Duration::from_secs(8),
-                "{:?}",
-                started.elapsed()
-            );
-            let grown = resident_bytes().saturating_sub(before);
-            assert!(grown < 256 << 20, "resident memory grew by {grown} bytes");
-        }
-    }
-
-    #[test]
-    fn retry_after_and_backoff_are_bounded() {
-        assert_eq!(
-            retry_after(Some(&HeaderValue::from_static("2"))),
-            Some(Duration::from_secs(2))
-        );
-        assert_eq!(
-            retry_after(Some(&HeaderValue::from_static(
-                "Wed, 21 Oct 2015 07:28:00 GMT"
-            ))),
-            None
-        );
-        for attempt in 1..=MAX_ATTEMPTS {
-            let wait = backoff(attempt);
-            assert!(wait >= Duration::from_millis(187) && wait <= Duration::from_millis(1250));
-        }
     }
 
     #[test]
