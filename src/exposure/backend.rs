@@ -19,15 +19,15 @@ use crate::model::exposure::RouteRule;
 /// the rules it is synced to (Cloudflare: a DNS record of ours), listed
 /// once per reconciliation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
+pub(crate) struct Claim {
     /// The backend's id for it (the DNS record's id).
-    pub id: String,
-    pub hostname: String,
+    pub(crate) id: String,
+    pub(crate) hostname: String,
     /// Exactly as a route at `hostname` wants it: nothing to repair.
-    pub in_place: bool,
+    pub(crate) in_place: bool,
     /// Ours and under our domain: deleted when no record names its
     /// hostname.
-    pub orphanable: bool,
+    pub(crate) orphanable: bool,
 }
 
 /// One way of routing `{subdomain}.{domain}` to a Service.
@@ -37,7 +37,7 @@ pub struct Claim {
 /// first) by `sync` then [`remove`](Self::remove). Requests do that per
 /// route; reconciliation syncs once per pass and repairs with `apply`
 /// the routes whose [`Claim`]s are not in place.
-pub trait RouteBackend: Send + Sync {
+pub(crate) trait RouteBackend: Send + Sync {
     /// The backend's name, recorded on every route it makes.
     fn kind(&self) -> ExposureBackend;
 
@@ -79,14 +79,14 @@ pub trait RouteBackend: Send + Sync {
 /// other whose settings are complete (to take routes out of it after a
 /// switch).
 #[derive(Clone)]
-pub struct Backends {
+pub(crate) struct Backends {
     configured: Arc<dyn RouteBackend>,
     others: Vec<Arc<dyn RouteBackend>>,
 }
 
 impl Backends {
     /// `configured` first; `available` may hold it again (it is skipped).
-    pub fn new(
+    pub(crate) fn new(
         configured: Arc<dyn RouteBackend>,
         available: impl IntoIterator<Item = Arc<dyn RouteBackend>>,
     ) -> Self {
@@ -96,13 +96,13 @@ impl Backends {
     }
 
     /// The backend new routes are made with.
-    pub fn configured(&self) -> &dyn RouteBackend {
+    pub(crate) fn configured(&self) -> &dyn RouteBackend {
         self.configured.as_ref()
     }
 
     /// The backend a record was made with; `Off` when its settings are
     /// gone.
-    pub fn of(&self, kind: ExposureBackend) -> Result<&dyn RouteBackend, RouteError> {
+    pub(crate) fn of(&self, kind: ExposureBackend) -> Result<&dyn RouteBackend, RouteError> {
         std::iter::once(&self.configured)
             .chain(&self.others)
             .find(|b| b.kind() == kind)
@@ -111,7 +111,7 @@ impl Backends {
     }
 
     /// Every backend present, the configured one first.
-    pub fn kinds(&self) -> Vec<ExposureBackend> {
+    pub(crate) fn kinds(&self) -> Vec<ExposureBackend> {
         std::iter::once(&self.configured)
             .chain(&self.others)
             .map(|b| b.kind())

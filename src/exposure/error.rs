@@ -8,7 +8,7 @@ use crate::kube::KubeError;
 
 /// Why a route could not be put in place or removed.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum RouteError {
+pub(crate) enum RouteError {
     /// Another release, a route of `/api/routes`, or someone outside this
     /// operator routes the hostname.
     #[error("hostname {0} is routed for someone else")]

@@ -1,21 +1,28 @@
 //! The route lifecycle as a pure state machine. Every change of a route
 //! record goes through [`advance`], which asks [`transition`] whether the
-//! event may happen in the record's state; the store writes the result
-//! (or deletes the record when the route is gone).
+//! event may happen in the record's state; the store writes the result,
+//! or deletes the record when the route is gone.
 //!
 //! ```text
-//!             Checked                 Remove / Taken           Removed
-//!   Pending ───────────► Active ─────────────────► Removing ───────────► gone
-//!    │  ▲ CheckFailed     │  ▲ Applied, ApplyFailed,  │  ▲ RemoveFailed,
-//!    │  └─┘               │  │ Claimed              │  │ Remove, Taken
-//!    │                    └──┘                      │  └─┘
-//!    │ Remove, Taken ─► gone      Claimed: Removing ─► Active (claimed again)
-//!    └─ Moved ─► Pending (on another backend)   Moved: Removing ─► Pending
+//!            Checked              Remove, Taken             Removed
+//!  Pending ──────────► Active ──────────────────► Removing ─────────► gone
+//!   │  ▲ Claimed,       │  ▲ Claimed, Applied       │  ▲ Remove, Taken
+//!   │  └─┘ Moved        │  └─┘                      │  └─┘ (retried)
+//!   │                   ◄──────── Claimed ──────────┤
+//!   │ Remove, Taken                                 │ Moved
+//!   ▼                                               ▼
+//!  gone                                  Pending (on another backend)
 //! ```
 //!
 //! `Pending`: claimed, but its hostname not yet known to be free of
-//! someone else's rule. `Active`: wanted in place (`applied` once it is).
-//! `Removing`: being taken out of its backend; the record goes last.
+//! someone else's rule; nothing of it is put in place. `Active`: wanted in
+//! place (`applied` once it is). `Removing`: being taken out of its
+//! backend; the record goes last. A failed step is no event: the record
+//! keeps its state (a failed apply stays `Active` and not applied, a
+//! failed check `Pending`, a failed removal `Removing`), and
+//! reconciliation sends the step's event again. Any event not in the
+//! table is refused: the record changed meanwhile, and is left to whoever
+//! changed it.
 
 use super::record::RouteRecord;
 use crate::config::ExposureBackend;
@@ -33,7 +40,7 @@ pub enum RouteState {
 
 impl RouteState {
     /// As recorded (`state` in the record).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Active => "active",
@@ -42,7 +49,7 @@ impl RouteState {
     }
 
     /// A record without a state (written before states existed) is active.
-    pub fn parse(value: Option<&str>) -> Self {
+    pub(crate) fn parse(value: Option<&str>) -> Self {
         match value {
             Some("removing") => Self::Removing,
             Some("pending") => Self::Pending,
@@ -53,11 +60,9 @@ impl RouteState {
 
 /// What happened to a route.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     /// Its hostname was found free of anyone else's claim.
     Checked,
-    /// The check could not be made now (retried by reconciliation).
-    CheckFailed,
     /// Someone else routes its hostname: a pending claim is given up, an
     /// active route taken out again.
     Taken,
@@ -71,14 +76,10 @@ pub enum Event {
         service_url: String,
         dns_record_id: Option<String>,
     },
-    /// Putting it in place failed (retried by reconciliation).
-    ApplyFailed,
     /// It is no longer wanted.
     Remove,
     /// Its backend no longer holds it: the record goes.
     Removed,
-    /// Taking it out failed (retried by reconciliation).
-    RemoveFailed,
     /// Out of its old backend (or never put there): recorded on `to`, to
     /// be checked there.
     Moved { to: ExposureBackend },
@@ -86,7 +87,7 @@ pub enum Event {
 
 /// Where an event leads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
+pub(crate) enum Next {
     State(RouteState),
     /// The record is deleted.
     Gone,
@@ -96,21 +97,21 @@ pub enum Next {
 /// someone else's write came first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("a route in state {from:?} cannot take that event")]
-pub struct Refused {
-    pub from: RouteState,
+pub(crate) struct Refused {
+    pub(crate) from: RouteState,
 }
 
 /// The lifecycle's transitions.
-pub fn transition(from: RouteState, event: &Event) -> Result<Next, Refused> {
+pub(crate) fn transition(from: RouteState, event: &Event) -> Result<Next, Refused> {
     use Event as E;
     use RouteState::{Active, Pending, Removing};
     let to = match (from, event) {
         (Pending, E::Checked) => Next::State(Active),
-        (Pending, E::CheckFailed | E::Claimed { .. } | E::Moved { .. }) => Next::State(Pending),
+        (Pending, E::Claimed { .. } | E::Moved { .. }) => Next::State(Pending),
         (Pending, E::Remove | E::Taken) => Next::Gone,
-        (Active, E::Claimed { .. } | E::Applied { .. } | E::ApplyFailed) => Next::State(Active),
+        (Active, E::Claimed { .. } | E::Applied { .. }) => Next::State(Active),
         (Active, E::Remove | E::Taken) => Next::State(Removing),
-        (Removing, E::Remove | E::Taken | E::RemoveFailed) => Next::State(Removing),
+        (Removing, E::Remove | E::Taken) => Next::State(Removing),
         (Removing, E::Removed) => Next::Gone,
         (Removing, E::Claimed { .. }) => Next::State(Active),
         (Removing, E::Moved { .. }) => Next::State(Pending),
@@ -122,7 +123,7 @@ pub fn transition(from: RouteState, event: &Event) -> Result<Next, Refused> {
 /// The record after `event`: its new state and the fields the event sets.
 /// `Applied` is refused too when the record's target changed since the
 /// route was applied (the next reconciliation applies the new one).
-pub fn advance(record: &RouteRecord, event: &Event) -> Result<Option<RouteRecord>, Refused> {
+pub(crate) fn advance(record: &RouteRecord, event: &Event) -> Result<Option<RouteRecord>, Refused> {
     let state = match transition(record.state, event)? {
         Next::State(state) => state,
         Next::Gone => return Ok(None),
@@ -158,11 +159,7 @@ pub fn advance(record: &RouteRecord, event: &Event) -> Result<Option<RouteRecord
             next.dns_record_id = None;
         }
         Event::Remove | Event::Taken => next.applied = false,
-        Event::Checked
-        | Event::CheckFailed
-        | Event::ApplyFailed
-        | Event::Removed
-        | Event::RemoveFailed => {}
+        Event::Checked | Event::Removed => {}
     }
     Ok(Some(next))
 }
@@ -202,37 +199,28 @@ mod tests {
         let refused = |from| Err(Refused { from });
         let table: Vec<(RouteState, Event, Result<Next, Refused>)> = vec![
             (Pending, Event::Checked, to(Active)),
-            (Pending, Event::CheckFailed, to(Pending)),
             (Pending, Event::Taken, gone),
             (Pending, claimed(), to(Pending)),
             (Pending, applied("x"), refused(Pending)),
-            (Pending, Event::ApplyFailed, refused(Pending)),
             (Pending, Event::Remove, gone),
             (Pending, Event::Removed, refused(Pending)),
-            (Pending, Event::RemoveFailed, refused(Pending)),
             (Pending, moved(), to(Pending)),
             (Active, Event::Checked, refused(Active)),
-            (Active, Event::CheckFailed, refused(Active)),
             (Active, Event::Taken, to(Removing)),
             (Active, claimed(), to(Active)),
             (Active, applied("x"), to(Active)),
-            (Active, Event::ApplyFailed, to(Active)),
             (Active, Event::Remove, to(Removing)),
             (Active, Event::Removed, refused(Active)),
-            (Active, Event::RemoveFailed, refused(Active)),
             (Active, moved(), refused(Active)),
             (Removing, Event::Checked, refused(Removing)),
-            (Removing, Event::CheckFailed, refused(Removing)),
             (Removing, Event::Taken, to(Removing)),
             (Removing, claimed(), to(Active)),
             (Removing, applied("x"), refused(Removing)),
-            (Removing, Event::ApplyFailed, refused(Removing)),
             (Removing, Event::Remove, to(Removing)),
             (Removing, Event::Removed, gone),
-            (Removing, Event::RemoveFailed, to(Removing)),
             (Removing, moved(), to(Pending)),
         ];
-        assert_eq!(table.len(), 3 * 10, "every state meets every event");
+        assert_eq!(table.len(), 3 * 7, "every state meets every event");
         for (from, event, expected) in table {
             assert_eq!(transition(from, &event), expected, "{from:?} + {event:?}");
         }

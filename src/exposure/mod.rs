@@ -29,7 +29,7 @@
 
 mod backend;
 mod backends;
-pub mod cloudflare;
+pub(crate) mod cloudflare;
 mod discovery;
 pub mod earlier;
 mod error;
@@ -40,14 +40,14 @@ mod record;
 mod release_routes;
 mod routes;
 pub mod store;
-pub mod tunnels;
+pub(crate) mod tunnels;
 
 use std::sync::Arc;
 
 use kube::Client;
 
-pub use error::RouteError;
-pub use reconcile::{ReleaseLookup, spawn_reconciler};
+pub(crate) use error::RouteError;
+pub(crate) use reconcile::{ReleaseLookup, spawn_reconciler};
 pub use release_routes::ExposeSpec;
 
 use crate::config::{ExposureBackend, ExposureConfig};
@@ -82,7 +82,8 @@ pub struct ExposureService(Arc<Inner>);
 
 impl ExposureService {
     /// Exposure and tunnels off (handler tests).
-    pub fn disabled() -> Self {
+    #[cfg(test)]
+    pub(crate) fn disabled() -> Self {
         Self(Arc::new(Inner {
             domain: String::new(),
             routes: None,
@@ -93,7 +94,7 @@ impl ExposureService {
     /// Builds the service from the configuration; `identity` must be unique
     /// per process (it holds the shared tunnel's Lease). `watches` is the
     /// client for the route records' watch (no read timeout).
-    pub fn start(
+    pub(crate) fn start(
         client: Client,
         watches: Client,
         config: &ExposureConfig,
@@ -141,16 +142,16 @@ impl ExposureService {
     }
 
     /// True when releases can be exposed (a backend is configured).
-    pub fn is_on(&self) -> bool {
+    pub(crate) fn is_on(&self) -> bool {
         self.0.routes.is_some()
     }
 
-    pub fn domain(&self) -> &str {
+    pub(crate) fn domain(&self) -> &str {
         &self.0.domain
     }
 
     /// The backend in effect.
-    pub fn backend(&self) -> ExposureBackend {
+    pub(crate) fn backend(&self) -> ExposureBackend {
         self.0
             .routes
             .as_ref()
@@ -167,7 +168,7 @@ impl ExposureService {
     }
 
     /// Dedicated tunnels, when a Cloudflare token and account are set.
-    pub fn tunnels(&self) -> Result<&Tunnels, ApiError> {
+    pub(crate) fn tunnels(&self) -> Result<&Tunnels, ApiError> {
         self.0.tunnels.as_ref().ok_or_else(|| {
             ApiError::new(
                 Code::TunnelsDisabled,

@@ -84,18 +84,18 @@ pub struct RouteRecord {
 
 impl RouteRecord {
     /// The record's ConfigMap name.
-    pub fn record_name(subdomain: &Subdomain) -> String {
+    pub(crate) fn record_name(subdomain: &Subdomain) -> String {
         format!("{RECORD_PREFIX}{subdomain}")
     }
 
-    pub fn is_owned_by(&self, namespace: &str, name: &str) -> bool {
+    pub(crate) fn is_owned_by(&self, namespace: &str, name: &str) -> bool {
         self.owner
             .as_ref()
             .is_some_and(|o| o.namespace == namespace && o.name == name)
     }
 
     /// The release's `route`, when this is its app route and in place.
-    pub fn route_info(&self) -> Option<RouteInfo> {
+    pub(crate) fn route_info(&self) -> Option<RouteInfo> {
         (self.kind == RouteKind::App && self.state == RouteState::Active && self.applied).then(
             || RouteInfo {
                 hostname: self.hostname.clone(),
@@ -145,7 +145,7 @@ impl RouteRecord {
     }
 
     /// Reads a record back; `None` for a ConfigMap that is not one.
-    pub fn from_config_map(map: &ConfigMap) -> Option<Self> {
+    pub(crate) fn from_config_map(map: &ConfigMap) -> Option<Self> {
         let data = map.data.as_ref()?;
         let get = |key: &str| data.get(key).filter(|v| !v.is_empty()).cloned();
         // An unknown backend (or `none`) makes the record unreadable:

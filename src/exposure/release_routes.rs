@@ -14,14 +14,14 @@ use crate::names::{ReleaseName, TenantNamespace};
 /// `expose` of an install, validated before anything runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExposeSpec {
-    pub subdomain: Subdomain,
-    pub service_name: Option<ServiceName>,
-    pub service_port: Option<u16>,
+    pub(crate) subdomain: Subdomain,
+    pub(crate) service_name: Option<ServiceName>,
+    pub(crate) service_port: Option<u16>,
 }
 
 impl ExposeSpec {
     /// `None` when nothing is to be exposed.
-    pub fn parse(
+    pub(crate) fn parse(
         request: Option<&ExposeRequest>,
         namespace: &TenantNamespace,
         name: &ReleaseName,
@@ -49,7 +49,7 @@ impl ExposeSpec {
 
 impl ExposureService {
     /// Before an install runs: 409 when the subdomain is another's route.
-    pub async fn check_free(
+    pub(crate) async fn check_free(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
@@ -69,7 +69,7 @@ impl ExposureService {
     /// After a successful install: puts the release's route in place.
     /// Never fails the install: what goes wrong is logged, the route is
     /// then `null`, and reconciliation retries a recorded one.
-    pub async fn expose_release(
+    pub(crate) async fn expose_release(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
@@ -116,7 +116,7 @@ impl ExposureService {
     /// endpoint `https://{hostname}/mcp`, or `None` when exposure is off or
     /// the route could not be put in place (logged; the attach stands, and
     /// reconciliation retries a recorded route).
-    pub async fn expose_mcp(
+    pub(crate) async fn expose_mcp(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
@@ -150,13 +150,13 @@ impl ExposureService {
     }
 
     /// After the sidecar is taken off: removes the release's MCP route.
-    pub async fn mcp_gone(&self, namespace: &TenantNamespace, name: &ReleaseName) {
+    pub(crate) async fn mcp_gone(&self, namespace: &TenantNamespace, name: &ReleaseName) {
         self.remove_release_routes(namespace, name, Some(RouteKind::Mcp))
             .await;
     }
 
     /// The app route of a release after its install (read from the API).
-    pub async fn route_after_install(
+    pub(crate) async fn route_after_install(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
@@ -175,7 +175,7 @@ impl ExposureService {
     }
 
     /// The release's route, from our own records (watch-fed).
-    pub async fn route_of(&self, namespace: &str, name: &str) -> Option<RouteInfo> {
+    pub(crate) async fn route_of(&self, namespace: &str, name: &str) -> Option<RouteInfo> {
         let routes = self.0.routes.as_ref()?;
         match routes.index.route_of(namespace, name).await {
             Ok(route) => route,
@@ -189,7 +189,7 @@ impl ExposureService {
     /// After an uninstall (or finding the release already gone): removes
     /// every route of the release (`{subdomain}-mcp` included), and never
     /// another's.
-    pub async fn release_gone(&self, namespace: &TenantNamespace, name: &ReleaseName) {
+    pub(crate) async fn release_gone(&self, namespace: &TenantNamespace, name: &ReleaseName) {
         self.remove_release_routes(namespace, name, None).await;
     }
 
@@ -221,7 +221,7 @@ impl ExposureService {
 
     /// After a tenant namespace's releases are uninstalled: removes every
     /// route of the namespace.
-    pub async fn namespace_gone(&self, namespace: &TenantNamespace) {
+    pub(crate) async fn namespace_gone(&self, namespace: &TenantNamespace) {
         let Some(routes) = &self.0.routes else {
             return;
         };

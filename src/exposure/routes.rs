@@ -14,7 +14,7 @@ impl ExposureService {
     /// Claims `subdomain` for `owner` (a release, or `None` for a route of
     /// `/api/routes`) and puts the route in place. The same owner may claim
     /// again (the route is updated); anyone else gets `HostnameTaken`.
-    pub async fn expose_route(
+    pub(crate) async fn expose_route(
         &self,
         owner: impl Into<Option<ReleaseRef>>,
         subdomain: Subdomain,
@@ -200,7 +200,7 @@ impl ExposureService {
     /// `GET /api/routes`: the configured backend's rules (the shared
     /// tunnel's, foreign ones and the catch-all included; or the `ingress`
     /// backend's routes).
-    pub async fn list_routes(&self) -> Result<RouteList, ApiError> {
+    pub(crate) async fn list_routes(&self) -> Result<RouteList, ApiError> {
         let routes = match &self.0.routes {
             Some(routes) => routes.backends.configured().rules().await?,
             None => Vec::new(),
@@ -214,7 +214,7 @@ impl ExposureService {
 
     /// `POST /api/routes`: a route of no release (upserted). A failing DNS
     /// record does not fail it (reconciliation makes it).
-    pub async fn create_route(
+    pub(crate) async fn create_route(
         &self,
         request: CreateRouteRequest,
     ) -> Result<RouteCreated, ApiError> {
@@ -263,7 +263,7 @@ impl ExposureService {
     /// `DELETE /api/routes/{subdomain}`: removes a route of ours (a
     /// release's too); a hostname nobody routes is fine; one someone else
     /// routes is refused (409). Returns the hostname.
-    pub async fn delete_route(&self, subdomain: &Subdomain) -> Result<String, ApiError> {
+    pub(crate) async fn delete_route(&self, subdomain: &Subdomain) -> Result<String, ApiError> {
         let routes = self.routes()?;
         let hostname = subdomain.hostname(&self.0.domain);
         if let Some(record) = routes.store.get(subdomain).await? {

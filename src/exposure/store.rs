@@ -30,7 +30,7 @@ use crate::model::RouteInfo;
 
 /// What [`RouteStore::advance`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Advanced {
+pub(crate) enum Advanced {
     /// The record as it now is.
     Now(RouteRecord),
     /// The record is gone (deleted by this event, or before it).
@@ -42,7 +42,7 @@ pub enum Advanced {
 
 impl Advanced {
     /// The record, when the event left one.
-    pub fn record(self) -> Option<RouteRecord> {
+    pub(crate) fn record(self) -> Option<RouteRecord> {
         match self {
             Self::Now(record) => Some(record),
             Self::Gone | Self::Declined => None,
@@ -120,7 +120,10 @@ impl RouteStore {
         }
     }
 
-    pub async fn get(&self, subdomain: &Subdomain) -> Result<Option<RouteRecord>, KubeError> {
+    pub(crate) async fn get(
+        &self,
+        subdomain: &Subdomain,
+    ) -> Result<Option<RouteRecord>, KubeError> {
         let map = self
             .api
             .get_opt(&RouteRecord::record_name(subdomain))
@@ -130,7 +133,7 @@ impl RouteStore {
     }
 
     /// Every record (`extra` narrows the label selector, e.g. to a release).
-    pub async fn list(&self, extra: Option<&str>) -> Result<Vec<RouteRecord>, KubeError> {
+    pub(crate) async fn list(&self, extra: Option<&str>) -> Result<Vec<RouteRecord>, KubeError> {
         let selector = match extra {
             Some(extra) => format!("{ROUTE_LABEL}=true,{extra}"),
             None => format!("{ROUTE_LABEL}=true"),
@@ -154,7 +157,7 @@ impl RouteStore {
     }
 
     /// The records of one release.
-    pub async fn of_release(
+    pub(crate) async fn of_release(
         &self,
         namespace: &str,
         name: &str,
@@ -166,14 +169,20 @@ impl RouteStore {
     }
 
     /// The records of one namespace's releases.
-    pub async fn of_namespace(&self, namespace: &str) -> Result<Vec<RouteRecord>, KubeError> {
+    pub(crate) async fn of_namespace(
+        &self,
+        namespace: &str,
+    ) -> Result<Vec<RouteRecord>, KubeError> {
         self.list(Some(&format!("{NAMESPACE_LABEL}={namespace}")))
             .await
     }
 
     /// Writes `record` over the version it was read at; `None` when that
     /// is no longer the current version (or the record is gone).
-    pub async fn replace(&self, record: &RouteRecord) -> Result<Option<RouteRecord>, KubeError> {
+    pub(crate) async fn replace(
+        &self,
+        record: &RouteRecord,
+    ) -> Result<Option<RouteRecord>, KubeError> {
         let body = record.to_config_map(&self.namespace);
         let name = RouteRecord::record_name(&record.subdomain);
         match self.api.replace(&name, &PostParams::default(), &body).await {
@@ -192,7 +201,7 @@ impl RouteStore {
     /// deleted when the route is gone. [`Advanced::Declined`] when the
     /// record is no longer `expected`'s route (another owner or kind) or
     /// the event cannot happen in its state.
-    pub async fn advance(
+    pub(crate) async fn advance(
         &self,
         expected: &RouteRecord,
         event: &Event,
@@ -231,7 +240,7 @@ impl RouteStore {
 
     /// Deletes the record as it was read (not a newer claim of the same
     /// subdomain); true when it is gone.
-    pub async fn delete(&self, record: &RouteRecord) -> Result<bool, KubeError> {
+    pub(crate) async fn delete(&self, record: &RouteRecord) -> Result<bool, KubeError> {
         let params = DeleteParams {
             preconditions: Some(Preconditions {
                 resource_version: record.version.clone(),
@@ -257,7 +266,7 @@ impl RouteStore {
     /// A watch-fed in-memory copy of every record, watched through
     /// `watches` (a client without a read timeout: a watch is idle for
     /// minutes).
-    pub fn index(&self, watches: Client) -> RouteIndex {
+    pub(crate) fn index(&self, watches: Client) -> RouteIndex {
         let (reader, writer) = reflector::store();
         let healthy = Arc::new(AtomicBool::new(false));
         let flag = healthy.clone();
@@ -297,7 +306,7 @@ fn parsed(map: &ConfigMap) -> Result<RouteRecord, KubeError> {
 /// The route records, from a watch (no API call per read), or from the API
 /// while the watch is not synced or has failed.
 #[derive(Clone)]
-pub struct RouteIndex {
+pub(crate) struct RouteIndex {
     reader: Store<ConfigMap>,
     healthy: Arc<AtomicBool>,
     store: RouteStore,
@@ -305,7 +314,7 @@ pub struct RouteIndex {
 
 impl RouteIndex {
     /// The release's app route, when it is in place.
-    pub async fn route_of(
+    pub(crate) async fn route_of(
         &self,
         namespace: &str,
         name: &str,

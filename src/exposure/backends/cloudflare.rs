@@ -70,14 +70,14 @@ pub(crate) struct SharedTunnel {
 
 /// How the shared tunnel is reached and where its Lease lives.
 pub(crate) struct SharedSettings {
-    pub tunnel: String,
-    pub zone: Option<String>,
-    pub domain: String,
-    pub lease_namespace: String,
+    pub(crate) tunnel: String,
+    pub(crate) zone: Option<String>,
+    pub(crate) domain: String,
+    pub(crate) lease_namespace: String,
     /// Unique per process.
-    pub identity: String,
+    pub(crate) identity: String,
     /// How long one Cloudflare call may take (the Lease covers a few).
-    pub call_timeout: Duration,
+    pub(crate) call_timeout: Duration,
 }
 
 impl SharedTunnel {

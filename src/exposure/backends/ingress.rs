@@ -28,11 +28,11 @@ use crate::model::exposure::RouteRule;
 #[derive(Debug, Clone, Default)]
 pub(crate) struct IngressSettings {
     /// `spec.ingressClassName`; empty = the cluster's default class.
-    pub class: String,
+    pub(crate) class: String,
     /// Extra annotations on every Ingress.
-    pub annotations: Vec<(String, String)>,
+    pub(crate) annotations: Vec<(String, String)>,
     /// A TLS Secret for the host; empty = no `tls`.
-    pub tls_secret: String,
+    pub(crate) tls_secret: String,
 }
 
 /// Where a record's Ingress lives and points: namespace, Service, port.

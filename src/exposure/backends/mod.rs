@@ -1,5 +1,5 @@
 //! The route backends, one file each, each implementing
 //! [`super::backend::RouteBackend`].
 
-pub mod cloudflare;
-pub mod ingress;
+pub(crate) mod cloudflare;
+pub(crate) mod ingress;

@@ -14,14 +14,14 @@ use crate::exposure::store::{RouteRecord, RouteState};
 use crate::model::exposure::RouteRule;
 
 /// The catch-all a document gets when it has none.
-pub const CATCH_ALL_SERVICE: &str = "http_status:404";
+pub(crate) const CATCH_ALL_SERVICE: &str = "http_status:404";
 
 /// One rule of ours.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rule {
-    pub hostname: String,
-    pub service: String,
-    pub path: Option<String>,
+pub(crate) struct Rule {
+    pub(crate) hostname: String,
+    pub(crate) service: String,
+    pub(crate) path: Option<String>,
 }
 
 impl Rule {
@@ -41,18 +41,18 @@ impl Rule {
 
 /// What we want for a hostname we own.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Want {
+pub(crate) enum Want {
     Present(Rule),
     Absent,
 }
 
 /// The edited document, and whether it differs from the one read.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Edited {
-    pub document: Value,
-    pub changed: bool,
+pub(crate) struct Edited {
+    pub(crate) document: Value,
+    pub(crate) changed: bool,
     /// The hostnames of ours with a rule now.
-    pub present: BTreeSet<String>,
+    pub(crate) present: BTreeSet<String>,
 }
 
 fn hostname_of(rule: &Value) -> Option<String> {
@@ -68,7 +68,7 @@ fn is_catch_all(rule: &Value) -> bool {
 
 /// Applies `wants` (keyed by lower-case hostname) to `current` (`None`: a
 /// tunnel never configured).
-pub fn edit(current: Option<&Value>, wants: &BTreeMap<String, Want>) -> Edited {
+pub(crate) fn edit(current: Option<&Value>, wants: &BTreeMap<String, Want>) -> Edited {
     let mut document = match current {
         Some(Value::Object(map)) => map.clone(),
         _ => Map::new(),
@@ -122,7 +122,7 @@ pub fn edit(current: Option<&Value>, wants: &BTreeMap<String, Want>) -> Edited {
 }
 
 /// A rule for `hostname` that is not `ours` (someone else routes it).
-pub fn foreign_rule(current: Option<&Value>, hostname: &str, ours: &Rule) -> bool {
+pub(crate) fn foreign_rule(current: Option<&Value>, hostname: &str, ours: &Rule) -> bool {
     rules_of(current)
         .iter()
         .any(|rule| hostname_of(rule).as_deref() == Some(hostname) && !ours.matches(rule))
@@ -138,7 +138,7 @@ fn rules_of(current: Option<&Value>) -> Vec<Value> {
 
 /// The rules as the platform lists them: hostname (absent on the
 /// catch-all), service and path, in order.
-pub fn listed(current: Option<&Value>) -> Vec<RouteRule> {
+pub(crate) fn listed(current: Option<&Value>) -> Vec<RouteRule> {
     rules_of(current)
         .iter()
         .map(|rule| RouteRule {

@@ -13,7 +13,7 @@
 //! sensitive header, never logged.
 
 mod call;
-pub mod document;
+pub(crate) mod document;
 
 use call::parse;
 
@@ -28,20 +28,20 @@ use crate::config::SecretString;
 use crate::error::{ApiError, Code};
 
 /// Attempts per call (the first and two retries).
-pub const MAX_ATTEMPTS: u32 = 3;
+pub(crate) const MAX_ATTEMPTS: u32 = 3;
 /// The longest `Retry-After` honoured; a longer one is cut to this.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 /// Most records asked for per page of a DNS listing.
 const DNS_PAGE: usize = 500;
 /// Largest answer read: a DNS page of 500 records is about
 /// 250 KiB, the shared tunnel's configuration about 200 bytes per route
 /// (8 MiB: some 40,000 routes).
-pub const MAX_ANSWER: usize = 8 << 20;
+pub(crate) const MAX_ANSWER: usize = 8 << 20;
 
 /// Why a Cloudflare call failed. Cheap to clone: the outcome of one shared
 /// configuration edit is handed to every request that waited for it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CfError {
+pub(crate) enum CfError {
     /// Cloudflare answered with an error status (after the retries, for 429
     /// and 5xx); its message was logged.
     #[error("Cloudflare answered {operation} with HTTP {status} (error code {code:?})")]
@@ -62,19 +62,19 @@ pub enum CfError {
 }
 
 impl CfError {
-    pub fn status(&self) -> Option<u16> {
+    pub(crate) fn status(&self) -> Option<u16> {
         match self {
             Self::Status { status, .. } => Some(*status),
             _ => None,
         }
     }
 
-    pub fn is_not_found(&self) -> bool {
+    pub(crate) fn is_not_found(&self) -> bool {
         self.status() == Some(404)
     }
 
     /// Worth trying again later (as opposed to a refusal).
-    pub fn is_unavailable(&self) -> bool {
+    pub(crate) fn is_unavailable(&self) -> bool {
         match self {
             Self::Status { status, .. } => *status == 429 || *status >= 500,
             Self::Timeout { .. } | Self::Unreachable { .. } => true,
@@ -110,54 +110,54 @@ impl From<CfError> for ApiError {
 
 /// A tunnel's remote configuration and its version.
 #[derive(Debug, Clone)]
-pub struct TunnelConfig {
-    pub version: i64,
+pub(crate) struct TunnelConfig {
+    pub(crate) version: i64,
     /// `None` for a tunnel never configured.
-    pub config: Option<Value>,
+    pub(crate) config: Option<Value>,
 }
 
 /// A DNS record, as far as we read it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct DnsRecord {
-    pub id: String,
-    pub name: String,
+pub(crate) struct DnsRecord {
+    pub(crate) id: String,
+    pub(crate) name: String,
     #[serde(rename = "type")]
-    pub kind: String,
+    pub(crate) kind: String,
     #[serde(default)]
-    pub content: String,
+    pub(crate) content: String,
     #[serde(default)]
-    pub proxied: bool,
+    pub(crate) proxied: bool,
     #[serde(default)]
-    pub comment: Option<String>,
+    pub(crate) comment: Option<String>,
 }
 
 /// A tunnel, as far as we read it.
 #[derive(Debug, Clone, Deserialize)]
-pub struct CfTunnel {
-    pub id: String,
+pub(crate) struct CfTunnel {
+    pub(crate) id: String,
     #[serde(default)]
-    pub name: String,
-    pub status: Option<String>,
-    pub created_at: Option<String>,
-    pub deleted_at: Option<String>,
+    pub(crate) name: String,
+    pub(crate) status: Option<String>,
+    pub(crate) created_at: Option<String>,
+    pub(crate) deleted_at: Option<String>,
     #[serde(default)]
-    pub connections: Vec<CfConnection>,
+    pub(crate) connections: Vec<CfConnection>,
 }
 
 /// One connection of a tunnel.
 #[derive(Debug, Clone, Deserialize)]
-pub struct CfConnection {
-    pub id: String,
+pub(crate) struct CfConnection {
+    pub(crate) id: String,
     #[serde(default)]
-    pub origin_ip: String,
-    pub opened_at: Option<String>,
+    pub(crate) origin_ip: String,
+    pub(crate) opened_at: Option<String>,
     #[serde(default)]
-    pub is_pending_reconnect: bool,
+    pub(crate) is_pending_reconnect: bool,
 }
 
 /// A proxied CNAME to a tunnel, with the FQDN as its name (right whether or
 /// not the domain is the zone's apex) and automatic TTL.
-pub fn cname_body(hostname: &str, target: &str, comment: &str) -> Value {
+pub(crate) fn cname_body(hostname: &str, target: &str, comment: &str) -> Value {
     json!({
         "type": "CNAME",
         "name": hostname,
@@ -169,13 +169,13 @@ pub fn cname_body(hostname: &str, target: &str, comment: &str) -> Value {
 }
 
 /// Where a tunnel's CNAMEs point.
-pub fn tunnel_target(tunnel: &str) -> String {
+pub(crate) fn tunnel_target(tunnel: &str) -> String {
     format!("{tunnel}.cfargotunnel.com")
 }
 
 /// A client for one Cloudflare account.
 #[derive(Clone)]
-pub struct Cloudflare {
+pub(crate) struct Cloudflare {
     http: reqwest::Client,
     base: String,
     authorization: HeaderValue,
@@ -194,7 +194,7 @@ impl std::fmt::Debug for Cloudflare {
 }
 
 impl Cloudflare {
-    pub fn new(
+    pub(crate) fn new(
         base: &str,
         token: &SecretString,
         account: &str,
@@ -225,7 +225,7 @@ impl Cloudflare {
     }
 
     /// The shared tunnel's configuration.
-    pub async fn get_config(&self, tunnel: &str) -> Result<TunnelConfig, CfError> {
+    pub(crate) async fn get_config(&self, tunnel: &str) -> Result<TunnelConfig, CfError> {
         let path = format!("{}/configurations", self.tunnel_path(tunnel));
         let result: Value = self
             .call("get_config", Method::GET, &path, &[], None)
@@ -238,7 +238,7 @@ impl Cloudflare {
     }
 
     /// Replaces the tunnel's configuration; returns the version written.
-    pub async fn put_config(&self, tunnel: &str, config: &Value) -> Result<i64, CfError> {
+    pub(crate) async fn put_config(&self, tunnel: &str, config: &Value) -> Result<i64, CfError> {
         let path = format!("{}/configurations", self.tunnel_path(tunnel));
         let body = json!({ "config": config });
         let result = self
@@ -250,7 +250,7 @@ impl Cloudflare {
 
     /// The zone's DNS records matching `filters` (Cloudflare's list
     /// filters), every page.
-    pub async fn list_dns(
+    pub(crate) async fn list_dns(
         &self,
         zone: &str,
         filters: &[(&str, &str)],
@@ -282,7 +282,7 @@ impl Cloudflare {
         Ok(records)
     }
 
-    pub async fn create_dns(&self, zone: &str, body: &Value) -> Result<DnsRecord, CfError> {
+    pub(crate) async fn create_dns(&self, zone: &str, body: &Value) -> Result<DnsRecord, CfError> {
         let path = format!("/zones/{zone}/dns_records");
         let result = self
             .call("create_dns", Method::POST, &path, &[], Some(body))
@@ -291,7 +291,7 @@ impl Cloudflare {
         parse("create_dns", result)
     }
 
-    pub async fn update_dns(
+    pub(crate) async fn update_dns(
         &self,
         zone: &str,
         id: &str,
@@ -306,7 +306,7 @@ impl Cloudflare {
     }
 
     /// Deletes a DNS record; one already gone is fine.
-    pub async fn delete_dns(&self, zone: &str, id: &str) -> Result<(), CfError> {
+    pub(crate) async fn delete_dns(&self, zone: &str, id: &str) -> Result<(), CfError> {
         let path = format!("/zones/{zone}/dns_records/{id}");
         match self
             .call("delete_dns", Method::DELETE, &path, &[], None)
@@ -320,7 +320,11 @@ impl Cloudflare {
 
     /// A remotely managed tunnel (`config_src: cloudflare`) with the given
     /// secret (base64 of 32 random bytes).
-    pub async fn create_tunnel(&self, name: &str, secret: &str) -> Result<CfTunnel, CfError> {
+    pub(crate) async fn create_tunnel(
+        &self,
+        name: &str,
+        secret: &str,
+    ) -> Result<CfTunnel, CfError> {
         let path = format!("/accounts/{}/cfd_tunnel", self.account);
         let body = json!({ "name": name, "tunnel_secret": secret, "config_src": "cloudflare" });
         let result = self
@@ -330,7 +334,7 @@ impl Cloudflare {
         parse("create_tunnel", result)
     }
 
-    pub async fn get_tunnel(&self, tunnel: &str) -> Result<CfTunnel, CfError> {
+    pub(crate) async fn get_tunnel(&self, tunnel: &str) -> Result<CfTunnel, CfError> {
         let result = self
             .call(
                 "get_tunnel",
@@ -345,7 +349,7 @@ impl Cloudflare {
     }
 
     /// The token `cloudflared tunnel run --token` takes. A secret.
-    pub async fn tunnel_token(&self, tunnel: &str) -> Result<String, CfError> {
+    pub(crate) async fn tunnel_token(&self, tunnel: &str) -> Result<String, CfError> {
         let path = format!("{}/token", self.tunnel_path(tunnel));
         let result = self
             .call("get_tunnel_token", Method::GET, &path, &[], None)
@@ -360,7 +364,7 @@ impl Cloudflare {
     }
 
     /// Deletes a tunnel and its connections; one already gone is fine.
-    pub async fn delete_tunnel(&self, tunnel: &str) -> Result<(), CfError> {
+    pub(crate) async fn delete_tunnel(&self, tunnel: &str) -> Result<(), CfError> {
         let query = [("cascade", "true")];
         let path = self.tunnel_path(tunnel);
         match self

@@ -22,9 +22,9 @@ use crate::model::exposure::ReconcileReport;
 
 /// One reconciliation pass under way.
 pub(super) struct Pass<'a> {
-    pub service: &'a ExposureService,
-    pub routes: &'a Routes,
-    pub report: ReconcileReport,
+    pub(crate) service: &'a ExposureService,
+    pub(crate) routes: &'a Routes,
+    pub(crate) report: ReconcileReport,
     /// Routes being taken out of their backend (their record goes last).
     finishing: Vec<RouteRecord>,
     /// Routes taken out of their old backend, then moved.

@@ -42,7 +42,7 @@ use execute::Pass;
 use plan::Facts;
 
 /// Tells whether a release exists (the release service answers).
-pub trait ReleaseLookup: Send + Sync {
+pub(crate) trait ReleaseLookup: Send + Sync {
     /// `Some(true)`: it exists; `Some(false)`: it does not; `None`: cannot
     /// tell now (its routes are then left alone).
     fn is_live<'a>(&'a self, namespace: &'a str, name: &'a str) -> BoxFuture<'a, Option<bool>>;
@@ -50,7 +50,7 @@ pub trait ReleaseLookup: Send + Sync {
 
 /// Reconciles once now, then every `interval` (never when zero), for as
 /// long as `lookup` (the running service) lives.
-pub fn spawn_reconciler<L: ReleaseLookup + 'static>(
+pub(crate) fn spawn_reconciler<L: ReleaseLookup + 'static>(
     exposure: ExposureService,
     lookup: Weak<L>,
     interval: Duration,
@@ -90,7 +90,10 @@ pub fn spawn_reconciler<L: ReleaseLookup + 'static>(
 
 impl ExposureService {
     /// Reconciles every route once; reports what changed.
-    pub async fn reconcile(&self, lookup: &dyn ReleaseLookup) -> Result<ReconcileReport, ApiError> {
+    pub(crate) async fn reconcile(
+        &self,
+        lookup: &dyn ReleaseLookup,
+    ) -> Result<ReconcileReport, ApiError> {
         let routes = self.routes()?;
         let records = routes.store.list(None).await?;
         let gone = self.gone_owners(lookup, &records).await;

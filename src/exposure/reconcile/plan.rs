@@ -13,11 +13,11 @@ use crate::exposure::store::{ReleaseRef, RouteRecord, RouteState};
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Facts<'a> {
     /// The backend new routes are made with.
-    pub configured: ExposureBackend,
+    pub(crate) configured: ExposureBackend,
     /// Every backend built; a route of another cannot be taken out of it.
-    pub available: &'a [ExposureBackend],
+    pub(crate) available: &'a [ExposureBackend],
     /// Releases known to be gone (their namespace too counts).
-    pub gone: &'a BTreeSet<ReleaseRef>,
+    pub(crate) gone: &'a BTreeSet<ReleaseRef>,
 }
 
 /// What reconciliation does with one record.
