@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use super::RouteError;
+use super::error::RouteError;
 use super::store::RouteRecord;
 use crate::config::ExposureBackend;
 use crate::model::exposure::RouteRule;

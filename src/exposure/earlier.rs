@@ -10,10 +10,11 @@ use serde::Serialize;
 
 use super::backends::cloudflare::{ROUTE_COMMENT, SharedTunnel};
 use super::cloudflare::DnsRecord;
+use super::error::RouteError;
 use super::lifecycle::Event;
 use super::names::Subdomain;
 use super::store::{ReleaseRef, RouteKind, RouteRecord, RouteState};
-use super::{ExposureService, RouteError, Routes};
+use super::{ExposureService, Routes};
 use crate::config::ExposureBackend;
 use crate::model::exposure::RouteRule;
 use crate::names::{ReleaseName, TenantNamespace};

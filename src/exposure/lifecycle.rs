@@ -24,39 +24,8 @@
 //! table is refused: the record changed meanwhile, and is left to whoever
 //! changed it.
 
-use super::record::RouteRecord;
+use super::record::{RouteRecord, RouteState};
 use crate::config::ExposureBackend;
-
-/// Whether a route should exist.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RouteState {
-    /// Claimed, but not yet known to be free of someone else's rule (the
-    /// check could not be made): no sync writes its rule until it is.
-    Pending,
-    Active,
-    /// Its rule and DNS record are being removed; the record goes last.
-    Removing,
-}
-
-impl RouteState {
-    /// As recorded (`state` in the record).
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Active => "active",
-            Self::Removing => "removing",
-        }
-    }
-
-    /// A record without a state (written before states existed) is active.
-    pub(crate) fn parse(value: Option<&str>) -> Self {
-        match value {
-            Some("removing") => Self::Removing,
-            Some("pending") => Self::Pending,
-            _ => Self::Active,
-        }
-    }
-}
 
 /// What happened to a route.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -46,7 +46,6 @@ use std::sync::Arc;
 
 use kube::Client;
 
-pub(crate) use error::RouteError;
 pub(crate) use reconcile::{ReleaseLookup, spawn_reconciler};
 pub use release_routes::ExposeSpec;
 

@@ -10,7 +10,6 @@ use clap::ValueEnum;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ObjectMeta;
 
-use super::lifecycle::RouteState;
 use super::names::Subdomain;
 use crate::config::ExposureBackend;
 use crate::helm::confine::OPERATOR_LABEL;
@@ -59,6 +58,37 @@ impl RouteKind {
             "manual" => Self::Manual,
             _ => return None,
         })
+    }
+}
+
+/// Whether a route should exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteState {
+    /// Claimed, but not yet known to be free of someone else's rule (the
+    /// check could not be made): no sync writes its rule until it is.
+    Pending,
+    Active,
+    /// Its rule and DNS record are being removed; the record goes last.
+    Removing,
+}
+
+impl RouteState {
+    /// As recorded (`state` in the record).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+            Self::Removing => "removing",
+        }
+    }
+
+    /// A record without a state (written before states existed) is active.
+    pub(crate) fn parse(value: Option<&str>) -> Self {
+        match value {
+            Some("removing") => Self::Removing,
+            Some("pending") => Self::Pending,
+            _ => Self::Active,
+        }
     }
 }
 
@@ -170,6 +200,29 @@ impl RouteRecord {
             dns_record_id: get("dns_record_id"),
             version: map.metadata.resource_version.clone(),
         })
+    }
+}
+
+/// A record for tests: `{sub}.apps.example.com` routed to
+/// `http://{sub}.ns.svc.cluster.local:80` for release `{sub}` of `ns`,
+/// applied when active.
+#[cfg(test)]
+pub(crate) fn test_record(sub: &str, backend: ExposureBackend, state: RouteState) -> RouteRecord {
+    RouteRecord {
+        subdomain: Subdomain::parse(sub).expect("a test subdomain"),
+        hostname: format!("{sub}.apps.example.com"),
+        service_url: format!("http://{sub}.ns.svc.cluster.local:80"),
+        path: None,
+        owner: Some(ReleaseRef {
+            namespace: "ns".into(),
+            name: sub.into(),
+        }),
+        kind: RouteKind::App,
+        backend,
+        state,
+        applied: state == RouteState::Active,
+        dns_record_id: None,
+        version: Some("1".into()),
     }
 }
 

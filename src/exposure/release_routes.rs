@@ -3,10 +3,11 @@
 //! `route`, and every route of a release (or namespace) removed when it
 //! goes. Routing failures are logged, never an install's failure.
 
+use super::ExposureService;
 use super::discovery;
+use super::error::RouteError;
 use super::names::{self, ServiceName, Subdomain, cluster_service_url};
 use super::store::{ReleaseRef, RouteKind};
-use super::{ExposureService, RouteError};
 use crate::error::ApiError;
 use crate::model::{ExposeRequest, RouteInfo};
 use crate::names::{ReleaseName, TenantNamespace};

@@ -3,10 +3,11 @@
 //! is a lifecycle event ([`super::lifecycle`]); every backend call goes
 //! through [`super::backend::RouteBackend`].
 
+use super::error::RouteError;
 use super::lifecycle::Event;
 use super::names::{self, Origins, Subdomain};
 use super::store::{Advanced, ReleaseRef, RouteKind, RouteRecord, RouteState};
-use super::{ExposureService, RouteError, Routes};
+use super::{ExposureService, Routes};
 use crate::error::ApiError;
 use crate::model::exposure::{CreateRouteRequest, RouteCreated, RouteList};
 

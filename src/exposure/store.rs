@@ -19,11 +19,10 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 
-pub use super::lifecycle::RouteState;
 use super::lifecycle::{self, Event};
 use super::names::Subdomain;
 pub use super::record::{
-    NAMESPACE_LABEL, RELEASE_LABEL, ROUTE_LABEL, ReleaseRef, RouteKind, RouteRecord,
+    NAMESPACE_LABEL, RELEASE_LABEL, ROUTE_LABEL, ReleaseRef, RouteKind, RouteRecord, RouteState,
 };
 use crate::kube::KubeError;
 use crate::model::RouteInfo;

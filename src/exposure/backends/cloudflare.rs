@@ -29,12 +29,12 @@ use futures::future::BoxFuture;
 use kube::Client;
 
 use crate::config::ExposureBackend;
-use crate::exposure::RouteError;
 use crate::exposure::backend::{Claim, RouteBackend};
 use crate::exposure::cloudflare::document::{self, rule_of, wants};
 use crate::exposure::cloudflare::{
     CfError, Cloudflare, DnsRecord, MAX_ATTEMPTS, MAX_RETRY_AFTER, cname_body, tunnel_target,
 };
+use crate::exposure::error::RouteError;
 use crate::exposure::store::{RouteRecord, RouteStore};
 use crate::kube::lease::{Identity, LeaseTiming, ReleaseLeases};
 use crate::model::exposure::RouteRule;

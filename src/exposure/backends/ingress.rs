@@ -13,8 +13,8 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 
 use crate::config::ExposureBackend;
-use crate::exposure::RouteError;
 use crate::exposure::backend::{Claim, RouteBackend};
+use crate::exposure::error::RouteError;
 use crate::exposure::names::{InputError, parse_cluster_service_url};
 use crate::exposure::store::{
     NAMESPACE_LABEL, RELEASE_LABEL, ROUTE_LABEL, RouteRecord, RouteState, RouteStore,

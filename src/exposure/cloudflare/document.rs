@@ -181,14 +181,13 @@ pub(crate) fn wants(records: &[RouteRecord]) -> BTreeMap<String, Want> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exposure::names::Subdomain;
-    use crate::exposure::store::{ReleaseRef, RouteKind};
+    use crate::exposure::record::test_record as record;
 
     fn doc() -> Value {
         json!({
             "ingress": [
                 {"hostname": "foreign.paas.test", "service": "http://foreign.example:80"},
-                {"hostname": "a.apps.paas.test", "service": "http://old:80"},
+                {"hostname": "a.apps.example.com", "service": "http://old:80"},
                 {"hostname": "other.paas.test", "service": "http://other:80", "originRequest": {"noTLSVerify": true}},
                 {"service": "http_status:404"}
             ],
@@ -220,8 +219,8 @@ mod tests {
     #[test]
     fn ours_replaced_in_place_new_before_the_catch_all_foreign_untouched() {
         let wants = BTreeMap::from([
-            present("a.apps.paas.test", "http://new:80"),
-            present("b.apps.paas.test", "http://b:8080"),
+            present("a.apps.example.com", "http://new:80"),
+            present("b.apps.example.com", "http://b:8080"),
         ]);
         let current = doc();
         let edited = edit(Some(&current), &wants);
@@ -231,9 +230,9 @@ mod tests {
             hosts(&edited.document),
             [
                 Some("foreign.paas.test".into()),
-                Some("a.apps.paas.test".into()),
+                Some("a.apps.example.com".into()),
                 Some("other.paas.test".into()),
-                Some("b.apps.paas.test".into()),
+                Some("b.apps.example.com".into()),
                 None
             ]
         );
@@ -258,9 +257,9 @@ mod tests {
         let mut current = doc();
         current["ingress"].as_array_mut().unwrap().insert(
             2,
-            json!({"hostname": "A.apps.paas.test", "path": "^/x", "service": "http://x:80"}),
+            json!({"hostname": "A.apps.example.com", "path": "^/x", "service": "http://x:80"}),
         );
-        let wants = BTreeMap::from([("a.apps.paas.test".to_owned(), Want::Absent)]);
+        let wants = BTreeMap::from([("a.apps.example.com".to_owned(), Want::Absent)]);
         let edited = edit(Some(&current), &wants);
         assert_eq!(
             hosts(&edited.document),
@@ -277,7 +276,7 @@ mod tests {
 
     #[test]
     fn a_document_without_rules_or_catch_all_gets_one() {
-        let wants = BTreeMap::from([present("a.apps.paas.test", "http://a:80")]);
+        let wants = BTreeMap::from([present("a.apps.example.com", "http://a:80")]);
         for current in [
             None,
             Some(json!({})),
@@ -289,7 +288,7 @@ mod tests {
                 rules.last().unwrap(),
                 &json!({"service": "http_status:404"})
             );
-            assert!(rules.iter().any(|r| r["hostname"] == "a.apps.paas.test"));
+            assert!(rules.iter().any(|r| r["hostname"] == "a.apps.example.com"));
         }
         // A catch-all with another service is kept as it is.
         let custom = json!({"ingress": [{"service": "http_status:503"}]});
@@ -304,19 +303,23 @@ mod tests {
     fn foreign_rules_and_listing() {
         let current = doc();
         let ours = Rule {
-            hostname: "a.apps.paas.test".into(),
+            hostname: "a.apps.example.com".into(),
             service: "http://old:80".into(),
             path: None,
         };
-        assert!(!foreign_rule(Some(&current), "a.apps.paas.test", &ours));
+        assert!(!foreign_rule(Some(&current), "a.apps.example.com", &ours));
         let different = Rule {
             service: "http://new:80".into(),
             ..ours.clone()
         };
-        assert!(foreign_rule(Some(&current), "a.apps.paas.test", &different));
+        assert!(foreign_rule(
+            Some(&current),
+            "a.apps.example.com",
+            &different
+        ));
         assert!(!foreign_rule(
             Some(&current),
-            "z.apps.paas.test",
+            "z.apps.example.com",
             &different
         ));
         let listed = listed(Some(&current));
@@ -337,25 +340,6 @@ mod tests {
         assert!(plain.to_value().get("path").is_none());
     }
 
-    fn record(sub: &str, backend: ExposureBackend, state: RouteState) -> RouteRecord {
-        RouteRecord {
-            subdomain: Subdomain::parse(sub).unwrap(),
-            hostname: format!("{sub}.apps.paas.test"),
-            service_url: format!("http://{sub}.paas-ws-1.svc.cluster.local:80"),
-            path: None,
-            owner: Some(ReleaseRef {
-                namespace: "paas-ws-1".into(),
-                name: sub.into(),
-            }),
-            kind: RouteKind::App,
-            backend,
-            state,
-            applied: false,
-            dns_record_id: None,
-            version: None,
-        }
-    }
-
     #[test]
     fn records_want_rules_only_while_active_on_this_backend() {
         let wants = wants(&[
@@ -364,11 +348,11 @@ mod tests {
             record("c", ExposureBackend::Ingress, RouteState::Active),
             record("d", ExposureBackend::Cloudflare, RouteState::Pending),
         ]);
-        assert!(!wants.contains_key("d.apps.paas.test"));
+        assert!(!wants.contains_key("d.apps.example.com"));
         assert!(
-            matches!(&wants["a.apps.paas.test"], Want::Present(rule) if rule.service == "http://a.paas-ws-1.svc.cluster.local:80")
+            matches!(&wants["a.apps.example.com"], Want::Present(rule) if rule.service == "http://a.ns.svc.cluster.local:80")
         );
-        assert_eq!(wants["b.apps.paas.test"], Want::Absent);
-        assert!(!wants.contains_key("c.apps.paas.test"));
+        assert_eq!(wants["b.apps.example.com"], Want::Absent);
+        assert!(!wants.contains_key("c.apps.example.com"));
     }
 }

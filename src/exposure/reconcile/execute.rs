@@ -14,10 +14,11 @@
 use super::plan::{self, Action, Repair};
 use crate::config::ExposureBackend;
 use crate::exposure::backend::{Claim, RouteBackend};
+use crate::exposure::error::RouteError;
 use crate::exposure::lifecycle::Event;
 use crate::exposure::routes::mark_applied;
 use crate::exposure::store::{Advanced, RouteRecord, RouteState};
-use crate::exposure::{ExposureService, RouteError, Routes};
+use crate::exposure::{ExposureService, Routes};
 use crate::model::exposure::ReconcileReport;
 
 /// One reconciliation pass under way.

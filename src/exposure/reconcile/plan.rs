@@ -111,29 +111,10 @@ pub(crate) fn orphans(claims: &[Claim], records: &[RouteRecord]) -> Vec<Claim> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exposure::names::Subdomain;
+    use crate::exposure::record::test_record as record;
     use crate::exposure::store::RouteKind;
     use ExposureBackend::{Cloudflare, Ingress};
     use RouteState::{Active, Pending, Removing};
-
-    fn record(sub: &str, backend: ExposureBackend, state: RouteState) -> RouteRecord {
-        RouteRecord {
-            subdomain: Subdomain::parse(sub).unwrap(),
-            hostname: format!("{sub}.apps.example.com"),
-            service_url: format!("http://{sub}.ns.svc.cluster.local:80"),
-            path: None,
-            owner: Some(ReleaseRef {
-                namespace: "ns".into(),
-                name: sub.into(),
-            }),
-            kind: RouteKind::App,
-            backend,
-            state,
-            applied: state == Active,
-            dns_record_id: None,
-            version: Some("1".into()),
-        }
-    }
 
     fn claim(sub: &str, id: &str, in_place: bool, orphanable: bool) -> Claim {
         Claim {
