@@ -3,8 +3,9 @@
 //! which backend it holds: a record names its backend
 //! ([`RouteRecord::backend`]), [`Backends::of`] finds it, and the trait
 //! does the rest. A new backend is one file in `backends/` implementing
-//! [`RouteBackend`], a variant of `EXPOSURE_BACKEND`, a line in
-//! [`Backends::build`], and its RBAC (docs/design.md, "Adding a backend").
+//! [`RouteBackend`], a variant of `EXPOSURE_BACKEND` with its settings,
+//! one line in `Build::routes` (`mod.rs`), and its RBAC (docs/design.md,
+//! "Adding a backend").
 
 use std::sync::Arc;
 
