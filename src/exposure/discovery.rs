@@ -13,11 +13,11 @@ use super::names::ServiceName;
 use crate::kube::KubeError;
 
 /// Ports preferred, in this order, when a Service has several.
-pub const PREFERRED_PORTS: [i32; 6] = [80, 8080, 3000, 8000, 443, 8443];
+pub(crate) const PREFERRED_PORTS: [i32; 6] = [80, 8080, 3000, 8000, 443, 8443];
 
 /// The port of `service` to route to: the first of [`PREFERRED_PORTS`]
 /// it has, else its first port.
-pub fn choose_port(service: &Service) -> Option<u16> {
+pub(crate) fn choose_port(service: &Service) -> Option<u16> {
     let ports: Vec<i32> = service
         .spec
         .as_ref()
@@ -40,7 +40,7 @@ fn is_headless(service: &Service) -> bool {
 }
 
 /// The first Service, by name, that is not headless and has a port.
-pub fn choose_service(services: &[Service]) -> Option<(String, u16)> {
+pub(crate) fn choose_service(services: &[Service]) -> Option<(String, u16)> {
     let mut candidates: Vec<&Service> = services.iter().filter(|s| !is_headless(s)).collect();
     candidates.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     candidates.into_iter().find_map(|service| {
@@ -51,7 +51,7 @@ pub fn choose_service(services: &[Service]) -> Option<(String, u16)> {
 
 /// The Service and port to expose the release at; `None` when it has no
 /// usable Service.
-pub async fn find_target(
+pub(crate) async fn find_target(
     client: &Client,
     namespace: &str,
     release: &str,

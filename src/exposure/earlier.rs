@@ -8,10 +8,13 @@
 
 use serde::Serialize;
 
-use super::cloudflare::shared::SharedTunnel;
+use super::backends::cloudflare::{ROUTE_COMMENT, SharedTunnel};
+use super::cloudflare::DnsRecord;
+use super::error::RouteError;
+use super::lifecycle::Event;
 use super::names::Subdomain;
 use super::store::{ReleaseRef, RouteKind, RouteRecord, RouteState};
-use super::{ExposureService, RouteError, Routes};
+use super::{ExposureService, Routes};
 use crate::config::ExposureBackend;
 use crate::model::exposure::RouteRule;
 use crate::names::{ReleaseName, TenantNamespace};
@@ -19,22 +22,22 @@ use crate::names::{ReleaseName, TenantNamespace};
 /// A rule under our domain that no record names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UnrecordedRule {
-    pub subdomain: String,
-    pub hostname: String,
-    pub service_url: String,
+    pub(crate) subdomain: String,
+    pub(crate) hostname: String,
+    pub(crate) service_url: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
+    pub(crate) path: Option<String>,
     /// The Service it routes to, when it routes into the cluster.
-    pub target: Option<ClusterTarget>,
-    pub cname: CnameState,
+    pub(crate) target: Option<ClusterTarget>,
+    pub(crate) cname: CnameState,
 }
 
 /// `http://{service}.{namespace}.svc.cluster.local:{port}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ClusterTarget {
-    pub service: String,
-    pub namespace: String,
-    pub port: u16,
+pub(crate) struct ClusterTarget {
+    pub(crate) service: String,
+    pub(crate) namespace: String,
+    pub(crate) port: u16,
 }
 
 /// The DNS record at a rule's hostname.
@@ -55,12 +58,12 @@ pub enum CnameState {
 /// A CNAME to the tunnel without a comment whose hostname has no rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OrphanCname {
-    pub id: String,
-    pub name: String,
+    pub(crate) id: String,
+    pub(crate) name: String,
 }
 
 /// Reads a rule's service URL as a Service of the cluster.
-pub fn cluster_target(url: &str) -> Option<ClusterTarget> {
+pub(crate) fn cluster_target(url: &str) -> Option<ClusterTarget> {
     let rest = url.strip_prefix("http://")?;
     let (host, port) = rest.trim_end_matches('/').rsplit_once(':')?;
     let (service, namespace) = host.strip_suffix(".svc.cluster.local")?.split_once('.')?;
@@ -77,15 +80,12 @@ impl ExposureService {
     /// The shared tunnel, when routes are made there.
     fn shared_routes(&self) -> Option<(&Routes, &SharedTunnel)> {
         let routes = self.0.routes.as_ref()?;
-        match (routes.backend, &routes.shared) {
-            (ExposureBackend::Cloudflare, Some(shared)) => Some((routes, shared)),
-            _ => None,
-        }
+        Some((routes, routes.earlier.as_deref()?))
     }
 
     /// Every rule under our domain without a record (`None` when routes are
     /// not on the shared tunnel), with the DNS record at its hostname.
-    pub async fn unrecorded_rules(&self) -> Result<Option<Vec<UnrecordedRule>>, RouteError> {
+    pub(crate) async fn unrecorded_rules(&self) -> Result<Option<Vec<UnrecordedRule>>, RouteError> {
         let Some((routes, shared)) = self.shared_routes() else {
             return Ok(None);
         };
@@ -126,7 +126,7 @@ impl ExposureService {
 
     /// CNAMEs to the tunnel without a comment whose hostname no rule routes
     /// (they serve nothing; left for an admin).
-    pub async fn orphan_cnames(&self) -> Result<Vec<OrphanCname>, RouteError> {
+    pub(crate) async fn orphan_cnames(&self) -> Result<Vec<OrphanCname>, RouteError> {
         let Some((_, shared)) = self.shared_routes() else {
             return Ok(Vec::new());
         };
@@ -151,7 +151,7 @@ impl ExposureService {
     /// Records an unrecorded rule as `owner`'s route (the caller has the
     /// evidence) and puts it in place: the rule stays as it is, and the
     /// earlier operator's CNAME gets our comment (or a CNAME is made).
-    pub async fn adopt_route(
+    pub(crate) async fn adopt_route(
         &self,
         owner: ReleaseRef,
         rule: &UnrecordedRule,
@@ -190,7 +190,7 @@ impl ExposureService {
     ///   route: a rule routing to the release's `{release}-mcp` Service.
     ///
     /// Anything recorded, or routing elsewhere, is left alone.
-    pub async fn remove_earlier_routes(
+    pub(crate) async fn remove_earlier_routes(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
@@ -270,7 +270,7 @@ impl ExposureService {
         };
         shared.sync().await?;
         shared.remove_legacy_dns(&hostname).await?;
-        routes.store.delete(&record).await?;
+        routes.store.advance(&record, &Event::Removed).await?;
         Ok(true)
     }
 }
@@ -309,9 +309,7 @@ async fn cname_state(shared: &SharedTunnel, hostname: &str) -> Result<CnameState
         return Ok(CnameState::NoZone);
     }
     let records = shared.dns_at(hostname).await?;
-    let ours = |r: &&super::cloudflare::DnsRecord| {
-        r.comment.as_deref() == Some(super::cloudflare::shared::ROUTE_COMMENT)
-    };
+    let ours = |r: &&DnsRecord| r.comment.as_deref() == Some(ROUTE_COMMENT);
     Ok(if records.is_empty() {
         CnameState::Missing
     } else if records.iter().any(|r| ours(&r)) {

@@ -10,12 +10,12 @@ use crate::names::{ReleaseName, TenantNamespace, is_dns1123_label};
 
 /// Longest subdomain: `{subdomain}-mcp` (the MCP sidecar's route) must
 /// still be a DNS label (63).
-pub const MAX_SUBDOMAIN: usize = 59;
+pub(crate) const MAX_SUBDOMAIN: usize = 59;
 
 /// What ends the subdomain of every release's MCP route
 /// (`{generated subdomain}-mcp`): no app route may end with it, so no app
 /// route can hold, or later take, another release's MCP route.
-pub const MCP_SUFFIX: &str = "-mcp";
+pub(crate) const MCP_SUFFIX: &str = "-mcp";
 
 /// Why exposure input was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,7 +92,7 @@ impl Subdomain {
 
     /// The earlier operator's default: `{release}-{namespace without the
     /// tenant prefix}` (dots of a release name become '-').
-    pub fn generated(
+    pub(crate) fn generated(
         namespace: &TenantNamespace,
         name: &ReleaseName,
         prefix: &str,
@@ -107,7 +107,7 @@ impl Subdomain {
     /// This subdomain for an app's route (an install's `expose`, generated
     /// or given, and `POST /api/routes`): refused when it ends in `-mcp`,
     /// the name of some release's MCP route (now or later).
-    pub fn for_app(self) -> Result<Self, InputError> {
+    pub(crate) fn for_app(self) -> Result<Self, InputError> {
         if self.0.ends_with(MCP_SUFFIX) {
             Err(InputError::ReservedSubdomain(self.0))
         } else {
@@ -116,16 +116,16 @@ impl Subdomain {
     }
 
     /// The route of the release's MCP sidecar: `{subdomain}-mcp`.
-    pub fn mcp(&self) -> Self {
+    pub(crate) fn mcp(&self) -> Self {
         Self(format!("{}-mcp", self.0))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
     /// `{subdomain}.{domain}`.
-    pub fn hostname(&self, domain: &str) -> String {
+    pub(crate) fn hostname(&self, domain: &str) -> String {
         format!("{}.{domain}", self.0)
     }
 }
@@ -138,10 +138,10 @@ impl fmt::Display for Subdomain {
 
 /// A Service's name (a DNS-1035 label: it starts with a letter).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceName(String);
+pub(crate) struct ServiceName(String);
 
 impl ServiceName {
-    pub fn parse(value: &str) -> Result<Self, InputError> {
+    pub(crate) fn parse(value: &str) -> Result<Self, InputError> {
         let starts_with_letter = value.bytes().next().is_some_and(|b| b.is_ascii_lowercase());
         if starts_with_letter && is_dns1123_label(value) {
             Ok(Self(value.to_owned()))
@@ -150,13 +150,13 @@ impl ServiceName {
         }
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
 
 /// A port number from a request.
-pub fn service_port(value: i64) -> Result<u16, InputError> {
+pub(crate) fn service_port(value: i64) -> Result<u16, InputError> {
     u16::try_from(value)
         .ok()
         .filter(|port| *port > 0)
@@ -166,10 +166,10 @@ pub fn service_port(value: i64) -> Result<u16, InputError> {
 /// A fully qualified DNS name (a tunnel's public hostname), lower-cased,
 /// without a trailing dot.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hostname(String);
+pub(crate) struct Hostname(String);
 
 impl Hostname {
-    pub fn parse(value: &str) -> Result<Self, InputError> {
+    pub(crate) fn parse(value: &str) -> Result<Self, InputError> {
         let lower = value.trim().trim_end_matches('.').to_ascii_lowercase();
         let labels: Vec<&str> = lower.split('.').collect();
         let ok = lower.len() <= 253
@@ -182,17 +182,17 @@ impl Hostname {
         }
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
 
 /// A tunnel's name at Cloudflare.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TunnelName(String);
+pub(crate) struct TunnelName(String);
 
 impl TunnelName {
-    pub fn parse(value: &str) -> Result<Self, InputError> {
+    pub(crate) fn parse(value: &str) -> Result<Self, InputError> {
         let trimmed = value.trim();
         let ok = !trimmed.is_empty()
             && trimmed.chars().count() <= 100
@@ -204,7 +204,7 @@ impl TunnelName {
         }
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -214,7 +214,7 @@ impl TunnelName {
 pub struct TunnelId(String);
 
 impl TunnelId {
-    pub fn parse(value: &str) -> Result<Self, InputError> {
+    pub(crate) fn parse(value: &str) -> Result<Self, InputError> {
         uuid::Uuid::try_parse(value)
             .ok()
             .filter(|_| value.len() == 36)
@@ -222,7 +222,7 @@ impl TunnelId {
             .ok_or_else(|| InputError::TunnelId(shown(value)))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -235,7 +235,7 @@ impl fmt::Display for TunnelId {
 
 /// Which schemes an origin URL may have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origins {
+pub(crate) enum Origins {
     /// Routes of the shared tunnel: web apps only.
     Web,
     /// A dedicated tunnel's service: what cloudflared accepts for a host.
@@ -244,7 +244,7 @@ pub enum Origins {
 
 /// An origin URL as cloudflared takes it: `scheme://host[:port]`, no user,
 /// path, query or fragment (a trailing '/' is dropped).
-pub fn origin_url(value: &str, origins: Origins) -> Result<String, InputError> {
+pub(crate) fn origin_url(value: &str, origins: Origins) -> Result<String, InputError> {
     let bad = |why| InputError::ServiceUrl(shown(value), why);
     let trimmed = value.trim().trim_end_matches('/');
     let (scheme, authority) = trimmed
@@ -306,7 +306,7 @@ pub fn origin_url(value: &str, origins: Origins) -> Result<String, InputError> {
 
 /// A rule's path filter: a regular expression cloudflared matches the
 /// request path against; kept short and printable.
-pub fn rule_path(value: &str) -> Result<String, InputError> {
+pub(crate) fn rule_path(value: &str) -> Result<String, InputError> {
     let bad = |why| InputError::Path(shown(value), why);
     if value.is_empty() || value.len() > 200 {
         return Err(bad("1 to 200 characters"));
@@ -318,13 +318,13 @@ pub fn rule_path(value: &str) -> Result<String, InputError> {
 }
 
 /// `http://{service}.{namespace}.svc.cluster.local:{port}`.
-pub fn cluster_service_url(service: &str, namespace: &str, port: u16) -> String {
+pub(crate) fn cluster_service_url(service: &str, namespace: &str, port: u16) -> String {
     format!("http://{service}.{namespace}.svc.cluster.local:{port}")
 }
 
 /// The Service, namespace and port of a cluster-local service URL made by
 /// [`cluster_service_url`] (the `ingress` backend can route only to those).
-pub fn parse_cluster_service_url(url: &str) -> Option<(String, String, u16)> {
+pub(crate) fn parse_cluster_service_url(url: &str) -> Option<(String, String, u16)> {
     let rest = url.strip_prefix("http://")?;
     let (host, port) = rest.rsplit_once(':')?;
     let port: u16 = port.parse().ok().filter(|p| *p > 0)?;

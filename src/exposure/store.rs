@@ -1,210 +1,51 @@
 //! Route ownership, recorded on our side: one ConfigMap per route in the
-//! operator's namespace, named from the subdomain (`paas-route-{subdomain}`)
-//! and made with `create`, so a second claimant of a hostname gets
-//! AlreadyExists and is refused. Labelled with the release's namespace and
-//! name, it holds the hostname, the service URL, the backend, the DNS
-//! record id, and whether the route is in place (`applied`) or being
-//! removed (`state`). Every write is checked against the resourceVersion
-//! read.
+//! operator's namespace ([`super::record`]), made with `create`, so a
+//! second claimant of a hostname gets AlreadyExists and is refused. Every
+//! write is checked against the resourceVersion read, and every change of
+//! a record is an event of the lifecycle ([`RouteStore::advance`]).
 //!
 //! [`RouteIndex`] keeps the records in memory from a watch, so a release's
 //! `route` is answered without an API call.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams, Preconditions};
+use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 
+use super::lifecycle::{self, Event};
 use super::names::Subdomain;
-use crate::config::ExposureBackend;
-use crate::helm::confine::OPERATOR_LABEL;
+pub use super::record::{
+    NAMESPACE_LABEL, RELEASE_LABEL, ROUTE_LABEL, ReleaseRef, RouteKind, RouteRecord, RouteState,
+};
 use crate::kube::KubeError;
 use crate::model::RouteInfo;
 
-/// Marks a ConfigMap as a route record.
-pub const ROUTE_LABEL: &str = "paas-operator/route";
-/// The namespace of the release that owns a route.
-pub const NAMESPACE_LABEL: &str = "paas-operator/namespace";
-/// The release that owns a route.
-pub const RELEASE_LABEL: &str = "paas-operator/release";
-/// Prefix of every route record's name.
-const RECORD_PREFIX: &str = "paas-route-";
-
-/// The release a route belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ReleaseRef {
-    pub namespace: String,
-    pub name: String,
-}
-
-/// What a route is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RouteKind {
-    /// The release's app (`expose` on install): its `route`.
-    App,
-    /// The release's MCP sidecar (`{subdomain}-mcp`).
-    Mcp,
-    /// Made through `POST /api/routes`; belongs to no release.
-    Manual,
-}
-
-impl RouteKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::App => "app",
-            Self::Mcp => "mcp",
-            Self::Manual => "manual",
-        }
-    }
-
-    fn parse(value: &str) -> Option<Self> {
-        Some(match value {
-            "app" => Self::App,
-            "mcp" => Self::Mcp,
-            "manual" => Self::Manual,
-            _ => return None,
-        })
-    }
-}
-
-/// Whether a route should exist.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RouteState {
-    /// Claimed, but not yet known to be free of someone else's rule (the
-    /// check could not be made): no sync writes its rule until it is.
-    Pending,
-    Active,
-    /// Its rule and DNS record are being removed; the record goes last.
-    Removing,
-}
-
-/// One route, as recorded.
+/// What [`RouteStore::advance`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteRecord {
-    pub subdomain: Subdomain,
-    pub hostname: String,
-    pub service_url: String,
-    pub path: Option<String>,
-    /// `None` for a route made through `/api/routes`.
-    pub owner: Option<ReleaseRef>,
-    pub kind: RouteKind,
-    /// The backend that put the route in place (or is to).
-    pub backend: ExposureBackend,
-    pub state: RouteState,
-    /// True once the route is wholly in place (rule or Ingress, and DNS).
-    pub applied: bool,
-    pub dns_record_id: Option<String>,
-    /// The resourceVersion read; writes are checked against it.
-    pub version: Option<String>,
+pub(crate) enum Advanced {
+    /// The record as it now is.
+    Now(RouteRecord),
+    /// The record is gone (deleted by this event, or before it).
+    Gone,
+    /// The record is no longer the route expected, or the event cannot
+    /// happen in its state: left to whoever changed it.
+    Declined,
 }
 
-impl RouteRecord {
-    /// The record's ConfigMap name.
-    pub fn record_name(subdomain: &Subdomain) -> String {
-        format!("{RECORD_PREFIX}{subdomain}")
-    }
-
-    pub fn is_owned_by(&self, namespace: &str, name: &str) -> bool {
-        self.owner
-            .as_ref()
-            .is_some_and(|o| o.namespace == namespace && o.name == name)
-    }
-
-    /// The release's `route`, when this is its app route and in place.
-    pub fn route_info(&self) -> Option<RouteInfo> {
-        (self.kind == RouteKind::App && self.state == RouteState::Active && self.applied).then(
-            || RouteInfo {
-                hostname: self.hostname.clone(),
-                service_url: self.service_url.clone(),
-                enabled: true,
-            },
-        )
-    }
-
-    fn to_config_map(&self, namespace: &str) -> ConfigMap {
-        let mut labels = BTreeMap::from([
-            (OPERATOR_LABEL.0.to_owned(), OPERATOR_LABEL.1.to_owned()),
-            (ROUTE_LABEL.to_owned(), "true".to_owned()),
-        ]);
-        let mut data = BTreeMap::from([
-            ("subdomain".to_owned(), self.subdomain.to_string()),
-            ("hostname".to_owned(), self.hostname.clone()),
-            ("service_url".to_owned(), self.service_url.clone()),
-            ("kind".to_owned(), self.kind.as_str().to_owned()),
-            ("backend".to_owned(), self.backend.as_str().to_owned()),
-            (
-                "state".to_owned(),
-                match self.state {
-                    RouteState::Pending => "pending",
-                    RouteState::Active => "active",
-                    RouteState::Removing => "removing",
-                }
-                .to_owned(),
-            ),
-            ("applied".to_owned(), self.applied.to_string()),
-        ]);
-        if let Some(owner) = &self.owner {
-            labels.insert(NAMESPACE_LABEL.to_owned(), owner.namespace.clone());
-            labels.insert(RELEASE_LABEL.to_owned(), owner.name.clone());
-            data.insert("namespace".to_owned(), owner.namespace.clone());
-            data.insert("release".to_owned(), owner.name.clone());
+impl Advanced {
+    /// The record, when the event left one.
+    pub(crate) fn record(self) -> Option<RouteRecord> {
+        match self {
+            Self::Now(record) => Some(record),
+            Self::Gone | Self::Declined => None,
         }
-        if let Some(path) = &self.path {
-            data.insert("path".to_owned(), path.clone());
-        }
-        if let Some(id) = &self.dns_record_id {
-            data.insert("dns_record_id".to_owned(), id.clone());
-        }
-        ConfigMap {
-            metadata: ObjectMeta {
-                name: Some(Self::record_name(&self.subdomain)),
-                namespace: Some(namespace.to_owned()),
-                labels: Some(labels),
-                resource_version: self.version.clone(),
-                ..ObjectMeta::default()
-            },
-            data: Some(data),
-            ..ConfigMap::default()
-        }
-    }
-
-    /// Reads a record back; `None` for a ConfigMap that is not one.
-    pub fn from_config_map(map: &ConfigMap) -> Option<Self> {
-        let data = map.data.as_ref()?;
-        let get = |key: &str| data.get(key).filter(|v| !v.is_empty()).cloned();
-        let backend = match data.get("backend")?.as_str() {
-            "cloudflare" => ExposureBackend::Cloudflare,
-            "ingress" => ExposureBackend::Ingress,
-            _ => ExposureBackend::None,
-        };
-        let owner = match (get("namespace"), get("release")) {
-            (Some(namespace), Some(name)) => Some(ReleaseRef { namespace, name }),
-            _ => None,
-        };
-        Some(Self {
-            subdomain: Subdomain::parse(data.get("subdomain")?).ok()?,
-            hostname: get("hostname")?,
-            service_url: get("service_url")?,
-            path: get("path"),
-            owner,
-            kind: RouteKind::parse(data.get("kind")?)?,
-            backend,
-            state: match data.get("state").map(String::as_str) {
-                Some("removing") => RouteState::Removing,
-                Some("pending") => RouteState::Pending,
-                _ => RouteState::Active,
-            },
-            applied: data.get("applied").is_some_and(|v| v == "true"),
-            dns_record_id: get("dns_record_id"),
-            version: map.metadata.resource_version.clone(),
-        })
     }
 }
 
@@ -278,7 +119,10 @@ impl RouteStore {
         }
     }
 
-    pub async fn get(&self, subdomain: &Subdomain) -> Result<Option<RouteRecord>, KubeError> {
+    pub(crate) async fn get(
+        &self,
+        subdomain: &Subdomain,
+    ) -> Result<Option<RouteRecord>, KubeError> {
         let map = self
             .api
             .get_opt(&RouteRecord::record_name(subdomain))
@@ -288,7 +132,7 @@ impl RouteStore {
     }
 
     /// Every record (`extra` narrows the label selector, e.g. to a release).
-    pub async fn list(&self, extra: Option<&str>) -> Result<Vec<RouteRecord>, KubeError> {
+    pub(crate) async fn list(&self, extra: Option<&str>) -> Result<Vec<RouteRecord>, KubeError> {
         let selector = match extra {
             Some(extra) => format!("{ROUTE_LABEL}=true,{extra}"),
             None => format!("{ROUTE_LABEL}=true"),
@@ -312,7 +156,7 @@ impl RouteStore {
     }
 
     /// The records of one release.
-    pub async fn of_release(
+    pub(crate) async fn of_release(
         &self,
         namespace: &str,
         name: &str,
@@ -324,14 +168,20 @@ impl RouteStore {
     }
 
     /// The records of one namespace's releases.
-    pub async fn of_namespace(&self, namespace: &str) -> Result<Vec<RouteRecord>, KubeError> {
+    pub(crate) async fn of_namespace(
+        &self,
+        namespace: &str,
+    ) -> Result<Vec<RouteRecord>, KubeError> {
         self.list(Some(&format!("{NAMESPACE_LABEL}={namespace}")))
             .await
     }
 
     /// Writes `record` over the version it was read at; `None` when that
     /// is no longer the current version (or the record is gone).
-    pub async fn replace(&self, record: &RouteRecord) -> Result<Option<RouteRecord>, KubeError> {
+    pub(crate) async fn replace(
+        &self,
+        record: &RouteRecord,
+    ) -> Result<Option<RouteRecord>, KubeError> {
         let body = record.to_config_map(&self.namespace);
         let name = RouteRecord::record_name(&record.subdomain);
         match self.api.replace(&name, &PostParams::default(), &body).await {
@@ -344,27 +194,37 @@ impl RouteStore {
         }
     }
 
-    /// Changes the current record with `change` (read again and retried
-    /// when another writer came first); `None` when it is gone or `change`
-    /// declines it (returns false: it is not the record it expected).
-    pub async fn update(
+    /// Applies `event` to the current record of `expected`'s subdomain
+    /// (read again, and retried when another writer came first), through
+    /// the lifecycle ([`lifecycle::advance`]): the record written, or
+    /// deleted when the route is gone. [`Advanced::Declined`] when the
+    /// record is no longer `expected`'s route (another owner or kind) or
+    /// the event cannot happen in its state.
+    pub(crate) async fn advance(
         &self,
-        subdomain: &Subdomain,
-        change: impl Fn(&mut RouteRecord) -> bool,
-    ) -> Result<Option<RouteRecord>, KubeError> {
+        expected: &RouteRecord,
+        event: &Event,
+    ) -> Result<Advanced, KubeError> {
         for _ in 0..8 {
-            let Some(mut record) = self.get(subdomain).await? else {
-                return Ok(None);
+            let Some(current) = self.get(&expected.subdomain).await? else {
+                return Ok(Advanced::Gone);
             };
-            let before = record.clone();
-            if !change(&mut record) {
-                return Ok(None);
+            if current.owner != expected.owner || current.kind != expected.kind {
+                return Ok(Advanced::Declined);
             }
-            if record == before {
-                return Ok(Some(record));
-            }
-            if let Some(written) = self.replace(&record).await? {
-                return Ok(Some(written));
+            match lifecycle::advance(&current, event) {
+                Err(_) => return Ok(Advanced::Declined),
+                Ok(None) => {
+                    if self.delete(&current).await? {
+                        return Ok(Advanced::Gone);
+                    }
+                }
+                Ok(Some(next)) if next == current => return Ok(Advanced::Now(current)),
+                Ok(Some(next)) => {
+                    if let Some(written) = self.replace(&next).await? {
+                        return Ok(Advanced::Now(written));
+                    }
+                }
             }
         }
         Err(KubeError::Api {
@@ -379,7 +239,7 @@ impl RouteStore {
 
     /// Deletes the record as it was read (not a newer claim of the same
     /// subdomain); true when it is gone.
-    pub async fn delete(&self, record: &RouteRecord) -> Result<bool, KubeError> {
+    pub(crate) async fn delete(&self, record: &RouteRecord) -> Result<bool, KubeError> {
         let params = DeleteParams {
             preconditions: Some(Preconditions {
                 resource_version: record.version.clone(),
@@ -405,7 +265,7 @@ impl RouteStore {
     /// A watch-fed in-memory copy of every record, watched through
     /// `watches` (a client without a read timeout: a watch is idle for
     /// minutes).
-    pub fn index(&self, watches: Client) -> RouteIndex {
+    pub(crate) fn index(&self, watches: Client) -> RouteIndex {
         let (reader, writer) = reflector::store();
         let healthy = Arc::new(AtomicBool::new(false));
         let flag = healthy.clone();
@@ -445,7 +305,7 @@ fn parsed(map: &ConfigMap) -> Result<RouteRecord, KubeError> {
 /// The route records, from a watch (no API call per read), or from the API
 /// while the watch is not synced or has failed.
 #[derive(Clone)]
-pub struct RouteIndex {
+pub(crate) struct RouteIndex {
     reader: Store<ConfigMap>,
     healthy: Arc<AtomicBool>,
     store: RouteStore,
@@ -453,7 +313,7 @@ pub struct RouteIndex {
 
 impl RouteIndex {
     /// The release's app route, when it is in place.
-    pub async fn route_of(
+    pub(crate) async fn route_of(
         &self,
         namespace: &str,
         name: &str,
@@ -502,86 +362,6 @@ impl RouteIndex {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record() -> RouteRecord {
-        RouteRecord {
-            subdomain: Subdomain::parse("app-1").unwrap(),
-            hostname: "app-1.apps.example.com".into(),
-            service_url: "http://web.paas-ws-1.svc.cluster.local:80".into(),
-            path: None,
-            owner: Some(ReleaseRef {
-                namespace: "paas-ws-1".into(),
-                name: "svc-1".into(),
-            }),
-            kind: RouteKind::App,
-            backend: ExposureBackend::Cloudflare,
-            state: RouteState::Active,
-            applied: true,
-            dns_record_id: Some("abc".into()),
-            version: Some("7".into()),
-        }
-    }
-
-    #[test]
-    fn records_round_trip_through_config_maps() {
-        let record = record();
-        let map = record.to_config_map("paas-system");
-        assert_eq!(map.metadata.name.as_deref(), Some("paas-route-app-1"));
-        let labels = map.metadata.labels.as_ref().unwrap();
-        assert_eq!(labels[NAMESPACE_LABEL], "paas-ws-1");
-        assert_eq!(labels[RELEASE_LABEL], "svc-1");
-        assert_eq!(labels["app.kubernetes.io/managed-by"], "paas-operator");
-        assert_eq!(RouteRecord::from_config_map(&map), Some(record.clone()));
-        let manual = RouteRecord {
-            owner: None,
-            kind: RouteKind::Manual,
-            path: Some("^/api".into()),
-            state: RouteState::Removing,
-            ..record
-        };
-        let map = manual.to_config_map("paas-system");
-        assert!(
-            !map.metadata
-                .labels
-                .as_ref()
-                .unwrap()
-                .contains_key(RELEASE_LABEL)
-        );
-        assert_eq!(RouteRecord::from_config_map(&map), Some(manual));
-        assert_eq!(RouteRecord::from_config_map(&ConfigMap::default()), None);
-    }
-
-    #[test]
-    fn only_an_applied_active_app_route_is_a_releases_route() {
-        let record = record();
-        assert_eq!(
-            record.route_info().map(|r| r.hostname),
-            Some("app-1.apps.example.com".into())
-        );
-        assert!(record.is_owned_by("paas-ws-1", "svc-1"));
-        assert!(!record.is_owned_by("paas-ws-1", "svc-2"));
-        for other in [
-            RouteRecord {
-                applied: false,
-                ..record.clone()
-            },
-            RouteRecord {
-                kind: RouteKind::Mcp,
-                ..record.clone()
-            },
-            RouteRecord {
-                state: RouteState::Removing,
-                ..record.clone()
-            },
-        ] {
-            assert_eq!(other.route_info(), None);
         }
     }
 }

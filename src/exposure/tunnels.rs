@@ -23,25 +23,25 @@ use crate::error::{ApiError, Code};
 use crate::model::exposure::{TunnelConnection, TunnelCreated, TunnelStatus, TunnelToken};
 
 /// The comment on the DNS records of dedicated tunnels.
-pub const TUNNEL_COMMENT: &str = "paas-operator tunnel";
+pub(crate) const TUNNEL_COMMENT: &str = "paas-operator tunnel";
 
 /// A validated `POST /api/tunnels`.
 #[derive(Debug, Clone)]
-pub struct NewTunnel {
-    pub name: TunnelName,
-    pub hostname: Hostname,
-    pub service_url: String,
+pub(crate) struct NewTunnel {
+    pub(crate) name: TunnelName,
+    pub(crate) hostname: Hostname,
+    pub(crate) service_url: String,
 }
 
 /// Dedicated tunnels of the account.
 #[derive(Clone, Debug)]
-pub struct Tunnels {
+pub(crate) struct Tunnels {
     cloudflare: Cloudflare,
     zone: Option<String>,
 }
 
 impl Tunnels {
-    pub fn new(cloudflare: Cloudflare, zone: Option<String>) -> Self {
+    pub(crate) fn new(cloudflare: Cloudflare, zone: Option<String>) -> Self {
         Self {
             cloudflare,
             zone: zone.filter(|z| !z.is_empty()),
@@ -51,7 +51,7 @@ impl Tunnels {
     /// Makes the tunnel, its configuration and its DNS record; returns its
     /// token. Runs to its end (or its compensation) even when the caller
     /// goes away.
-    pub async fn create(&self, new: NewTunnel) -> Result<TunnelCreated, ApiError> {
+    pub(crate) async fn create(&self, new: NewTunnel) -> Result<TunnelCreated, ApiError> {
         let this = self.clone();
         tokio::spawn(async move { this.create_compensated(new).await })
             .await
@@ -156,7 +156,7 @@ impl Tunnels {
     }
 
     /// The tunnel and its live connections; a deleted tunnel is not found.
-    pub async fn status(&self, id: &TunnelId) -> Result<TunnelStatus, ApiError> {
+    pub(crate) async fn status(&self, id: &TunnelId) -> Result<TunnelStatus, ApiError> {
         let tunnel = self.get(id).await?;
         Ok(TunnelStatus {
             tunnel_id: tunnel.id,
@@ -167,7 +167,7 @@ impl Tunnels {
         })
     }
 
-    pub async fn token(&self, id: &TunnelId) -> Result<TunnelToken, ApiError> {
+    pub(crate) async fn token(&self, id: &TunnelId) -> Result<TunnelToken, ApiError> {
         self.get(id).await?;
         let token = self
             .cloudflare
@@ -182,7 +182,7 @@ impl Tunnels {
 
     /// Deletes the tunnel's CNAMEs, then the tunnel (with its connections).
     /// A tunnel already gone is fine.
-    pub async fn delete(&self, id: &TunnelId) -> Result<(), ApiError> {
+    pub(crate) async fn delete(&self, id: &TunnelId) -> Result<(), ApiError> {
         if let Some(zone) = &self.zone {
             let target = tunnel_target(id.as_str());
             match self
@@ -221,7 +221,7 @@ impl Tunnels {
 
     /// Whether a tunnel is gone (deleted or unknown); `None` when Cloudflare
     /// could not tell.
-    pub async fn is_gone(&self, id: &str) -> Option<bool> {
+    pub(crate) async fn is_gone(&self, id: &str) -> Option<bool> {
         match self.cloudflare.get_tunnel(id).await {
             Ok(tunnel) => Some(tunnel.deleted_at.is_some()),
             Err(error) if error.is_not_found() => Some(true),
@@ -230,7 +230,7 @@ impl Tunnels {
     }
 
     /// DNS records made for dedicated tunnels whose tunnel is gone.
-    pub async fn orphaned_dns(&self) -> Result<Vec<super::cloudflare::DnsRecord>, CfError> {
+    pub(crate) async fn orphaned_dns(&self) -> Result<Vec<super::cloudflare::DnsRecord>, CfError> {
         let Some(zone) = &self.zone else {
             return Ok(Vec::new());
         };
@@ -250,7 +250,7 @@ impl Tunnels {
         Ok(orphans)
     }
 
-    pub async fn delete_dns(&self, id: &str) -> Result<(), CfError> {
+    pub(crate) async fn delete_dns(&self, id: &str) -> Result<(), CfError> {
         match &self.zone {
             Some(zone) => self.cloudflare.delete_dns(zone, id).await,
             None => Ok(()),
@@ -273,7 +273,7 @@ fn not_found_or(error: CfError, id: &TunnelId) -> ApiError {
 
 /// The connections a client should count: one pending reconnect is a stale
 /// connection, not a live one.
-pub fn live_connections(connections: &[CfConnection]) -> Vec<TunnelConnection> {
+pub(crate) fn live_connections(connections: &[CfConnection]) -> Vec<TunnelConnection> {
     connections
         .iter()
         .filter(|c| !c.is_pending_reconnect)

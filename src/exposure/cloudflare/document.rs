@@ -9,17 +9,19 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
+use crate::config::ExposureBackend;
+use crate::exposure::store::{RouteRecord, RouteState};
 use crate::model::exposure::RouteRule;
 
 /// The catch-all a document gets when it has none.
-pub const CATCH_ALL_SERVICE: &str = "http_status:404";
+pub(crate) const CATCH_ALL_SERVICE: &str = "http_status:404";
 
 /// One rule of ours.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rule {
-    pub hostname: String,
-    pub service: String,
-    pub path: Option<String>,
+pub(crate) struct Rule {
+    pub(crate) hostname: String,
+    pub(crate) service: String,
+    pub(crate) path: Option<String>,
 }
 
 impl Rule {
@@ -39,18 +41,18 @@ impl Rule {
 
 /// What we want for a hostname we own.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Want {
+pub(crate) enum Want {
     Present(Rule),
     Absent,
 }
 
 /// The edited document, and whether it differs from the one read.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Edited {
-    pub document: Value,
-    pub changed: bool,
+pub(crate) struct Edited {
+    pub(crate) document: Value,
+    pub(crate) changed: bool,
     /// The hostnames of ours with a rule now.
-    pub present: BTreeSet<String>,
+    pub(crate) present: BTreeSet<String>,
 }
 
 fn hostname_of(rule: &Value) -> Option<String> {
@@ -66,7 +68,7 @@ fn is_catch_all(rule: &Value) -> bool {
 
 /// Applies `wants` (keyed by lower-case hostname) to `current` (`None`: a
 /// tunnel never configured).
-pub fn edit(current: Option<&Value>, wants: &BTreeMap<String, Want>) -> Edited {
+pub(crate) fn edit(current: Option<&Value>, wants: &BTreeMap<String, Want>) -> Edited {
     let mut document = match current {
         Some(Value::Object(map)) => map.clone(),
         _ => Map::new(),
@@ -120,7 +122,7 @@ pub fn edit(current: Option<&Value>, wants: &BTreeMap<String, Want>) -> Edited {
 }
 
 /// A rule for `hostname` that is not `ours` (someone else routes it).
-pub fn foreign_rule(current: Option<&Value>, hostname: &str, ours: &Rule) -> bool {
+pub(crate) fn foreign_rule(current: Option<&Value>, hostname: &str, ours: &Rule) -> bool {
     rules_of(current)
         .iter()
         .any(|rule| hostname_of(rule).as_deref() == Some(hostname) && !ours.matches(rule))
@@ -136,7 +138,7 @@ fn rules_of(current: Option<&Value>) -> Vec<Value> {
 
 /// The rules as the platform lists them: hostname (absent on the
 /// catch-all), service and path, in order.
-pub fn listed(current: Option<&Value>) -> Vec<RouteRule> {
+pub(crate) fn listed(current: Option<&Value>) -> Vec<RouteRule> {
     rules_of(current)
         .iter()
         .map(|rule| RouteRule {
@@ -147,15 +149,45 @@ pub fn listed(current: Option<&Value>) -> Vec<RouteRule> {
         .collect()
 }
 
+/// Our rule for a record.
+pub(crate) fn rule_of(record: &RouteRecord) -> Rule {
+    Rule {
+        hostname: record.hostname.clone(),
+        service: record.service_url.clone(),
+        path: record.path.clone(),
+    }
+}
+
+/// What the records want of the document: a rule for every active route of
+/// this backend, none for one being removed (also when it moves to another
+/// backend). A pending claim (its hostname may be someone else's) and the
+/// routes of other backends want nothing either way: their hostnames'
+/// rules are not ours to touch.
+pub(crate) fn wants(records: &[RouteRecord]) -> BTreeMap<String, Want> {
+    records
+        .iter()
+        .filter(|record| record.backend == ExposureBackend::Cloudflare)
+        .filter_map(|record| {
+            let want = match record.state {
+                RouteState::Active => Want::Present(rule_of(record)),
+                RouteState::Removing => Want::Absent,
+                RouteState::Pending => return None,
+            };
+            Some((record.hostname.to_ascii_lowercase(), want))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exposure::record::test_record as record;
 
     fn doc() -> Value {
         json!({
             "ingress": [
                 {"hostname": "foreign.paas.test", "service": "http://foreign.example:80"},
-                {"hostname": "a.apps.paas.test", "service": "http://old:80"},
+                {"hostname": "a.apps.example.com", "service": "http://old:80"},
                 {"hostname": "other.paas.test", "service": "http://other:80", "originRequest": {"noTLSVerify": true}},
                 {"service": "http_status:404"}
             ],
@@ -187,8 +219,8 @@ mod tests {
     #[test]
     fn ours_replaced_in_place_new_before_the_catch_all_foreign_untouched() {
         let wants = BTreeMap::from([
-            present("a.apps.paas.test", "http://new:80"),
-            present("b.apps.paas.test", "http://b:8080"),
+            present("a.apps.example.com", "http://new:80"),
+            present("b.apps.example.com", "http://b:8080"),
         ]);
         let current = doc();
         let edited = edit(Some(&current), &wants);
@@ -198,9 +230,9 @@ mod tests {
             hosts(&edited.document),
             [
                 Some("foreign.paas.test".into()),
-                Some("a.apps.paas.test".into()),
+                Some("a.apps.example.com".into()),
                 Some("other.paas.test".into()),
-                Some("b.apps.paas.test".into()),
+                Some("b.apps.example.com".into()),
                 None
             ]
         );
@@ -225,9 +257,9 @@ mod tests {
         let mut current = doc();
         current["ingress"].as_array_mut().unwrap().insert(
             2,
-            json!({"hostname": "A.apps.paas.test", "path": "^/x", "service": "http://x:80"}),
+            json!({"hostname": "A.apps.example.com", "path": "^/x", "service": "http://x:80"}),
         );
-        let wants = BTreeMap::from([("a.apps.paas.test".to_owned(), Want::Absent)]);
+        let wants = BTreeMap::from([("a.apps.example.com".to_owned(), Want::Absent)]);
         let edited = edit(Some(&current), &wants);
         assert_eq!(
             hosts(&edited.document),
@@ -244,7 +276,7 @@ mod tests {
 
     #[test]
     fn a_document_without_rules_or_catch_all_gets_one() {
-        let wants = BTreeMap::from([present("a.apps.paas.test", "http://a:80")]);
+        let wants = BTreeMap::from([present("a.apps.example.com", "http://a:80")]);
         for current in [
             None,
             Some(json!({})),
@@ -256,7 +288,7 @@ mod tests {
                 rules.last().unwrap(),
                 &json!({"service": "http_status:404"})
             );
-            assert!(rules.iter().any(|r| r["hostname"] == "a.apps.paas.test"));
+            assert!(rules.iter().any(|r| r["hostname"] == "a.apps.example.com"));
         }
         // A catch-all with another service is kept as it is.
         let custom = json!({"ingress": [{"service": "http_status:503"}]});
@@ -271,19 +303,23 @@ mod tests {
     fn foreign_rules_and_listing() {
         let current = doc();
         let ours = Rule {
-            hostname: "a.apps.paas.test".into(),
+            hostname: "a.apps.example.com".into(),
             service: "http://old:80".into(),
             path: None,
         };
-        assert!(!foreign_rule(Some(&current), "a.apps.paas.test", &ours));
+        assert!(!foreign_rule(Some(&current), "a.apps.example.com", &ours));
         let different = Rule {
             service: "http://new:80".into(),
             ..ours.clone()
         };
-        assert!(foreign_rule(Some(&current), "a.apps.paas.test", &different));
+        assert!(foreign_rule(
+            Some(&current),
+            "a.apps.example.com",
+            &different
+        ));
         assert!(!foreign_rule(
             Some(&current),
-            "z.apps.paas.test",
+            "z.apps.example.com",
             &different
         ));
         let listed = listed(Some(&current));
@@ -302,5 +338,21 @@ mod tests {
         assert_eq!(rule.to_value()["path"], "^/api");
         let plain = Rule { path: None, ..rule };
         assert!(plain.to_value().get("path").is_none());
+    }
+
+    #[test]
+    fn records_want_rules_only_while_active_on_this_backend() {
+        let wants = wants(&[
+            record("a", ExposureBackend::Cloudflare, RouteState::Active),
+            record("b", ExposureBackend::Cloudflare, RouteState::Removing),
+            record("c", ExposureBackend::Ingress, RouteState::Active),
+            record("d", ExposureBackend::Cloudflare, RouteState::Pending),
+        ]);
+        assert!(!wants.contains_key("d.apps.example.com"));
+        assert!(
+            matches!(&wants["a.apps.example.com"], Want::Present(rule) if rule.service == "http://a.ns.svc.cluster.local:80")
+        );
+        assert_eq!(wants["b.apps.example.com"], Want::Absent);
+        assert!(!wants.contains_key("c.apps.example.com"));
     }
 }

@@ -12,38 +12,36 @@
 //! text is logged here and never put in an answer; the token is a
 //! sensitive header, never logged.
 
-pub mod document;
-pub mod shared;
+mod call;
+pub(crate) mod document;
 
-use std::time::{Duration, Instant};
+use call::parse;
 
-use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
-use reqwest::{Method, StatusCode};
+use std::time::Duration;
+
+use reqwest::Method;
+use reqwest::header::HeaderValue;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::bounded::{ReadError, read_body};
 use crate::config::SecretString;
 use crate::error::{ApiError, Code};
 
 /// Attempts per call (the first and two retries).
-pub const MAX_ATTEMPTS: u32 = 3;
+pub(crate) const MAX_ATTEMPTS: u32 = 3;
 /// The longest `Retry-After` honoured; a longer one is cut to this.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
-/// First backoff without `Retry-After`; doubled per attempt, ±25 %.
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 /// Most records asked for per page of a DNS listing.
 const DNS_PAGE: usize = 500;
 /// Largest answer read: a DNS page of 500 records is about
 /// 250 KiB, the shared tunnel's configuration about 200 bytes per route
 /// (8 MiB: some 40,000 routes).
-pub const MAX_ANSWER: usize = 8 << 20;
+pub(crate) const MAX_ANSWER: usize = 8 << 20;
 
 /// Why a Cloudflare call failed. Cheap to clone: the outcome of one shared
 /// configuration edit is handed to every request that waited for it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CfError {
+pub(crate) enum CfError {
     /// Cloudflare answered with an error status (after the retries, for 429
     /// and 5xx); its message was logged.
     #[error("Cloudflare answered {operation} with HTTP {status} (error code {code:?})")]
@@ -64,19 +62,19 @@ pub enum CfError {
 }
 
 impl CfError {
-    pub fn status(&self) -> Option<u16> {
+    pub(crate) fn status(&self) -> Option<u16> {
         match self {
             Self::Status { status, .. } => Some(*status),
             _ => None,
         }
     }
 
-    pub fn is_not_found(&self) -> bool {
+    pub(crate) fn is_not_found(&self) -> bool {
         self.status() == Some(404)
     }
 
     /// Worth trying again later (as opposed to a refusal).
-    pub fn is_unavailable(&self) -> bool {
+    pub(crate) fn is_unavailable(&self) -> bool {
         match self {
             Self::Status { status, .. } => *status == 429 || *status >= 500,
             Self::Timeout { .. } | Self::Unreachable { .. } => true,
@@ -110,80 +108,56 @@ impl From<CfError> for ApiError {
     }
 }
 
-/// Cloudflare's answer envelope.
-#[derive(Debug, Deserialize)]
-struct Envelope {
-    #[serde(default)]
-    success: bool,
-    #[serde(default)]
-    errors: Vec<Message>,
-    #[serde(default)]
-    result: Value,
-    result_info: Option<ResultInfo>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Message {
-    code: Option<i64>,
-    #[serde(default)]
-    message: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct ResultInfo {
-    total_pages: Option<usize>,
-}
-
 /// A tunnel's remote configuration and its version.
 #[derive(Debug, Clone)]
-pub struct TunnelConfig {
-    pub version: i64,
+pub(crate) struct TunnelConfig {
+    pub(crate) version: i64,
     /// `None` for a tunnel never configured.
-    pub config: Option<Value>,
+    pub(crate) config: Option<Value>,
 }
 
 /// A DNS record, as far as we read it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct DnsRecord {
-    pub id: String,
-    pub name: String,
+pub(crate) struct DnsRecord {
+    pub(crate) id: String,
+    pub(crate) name: String,
     #[serde(rename = "type")]
-    pub kind: String,
+    pub(crate) kind: String,
     #[serde(default)]
-    pub content: String,
+    pub(crate) content: String,
     #[serde(default)]
-    pub proxied: bool,
+    pub(crate) proxied: bool,
     #[serde(default)]
-    pub comment: Option<String>,
+    pub(crate) comment: Option<String>,
 }
 
 /// A tunnel, as far as we read it.
 #[derive(Debug, Clone, Deserialize)]
-pub struct CfTunnel {
-    pub id: String,
+pub(crate) struct CfTunnel {
+    pub(crate) id: String,
     #[serde(default)]
-    pub name: String,
-    pub status: Option<String>,
-    pub created_at: Option<String>,
-    pub deleted_at: Option<String>,
+    pub(crate) name: String,
+    pub(crate) status: Option<String>,
+    pub(crate) created_at: Option<String>,
+    pub(crate) deleted_at: Option<String>,
     #[serde(default)]
-    pub connections: Vec<CfConnection>,
+    pub(crate) connections: Vec<CfConnection>,
 }
 
 /// One connection of a tunnel.
 #[derive(Debug, Clone, Deserialize)]
-pub struct CfConnection {
-    pub id: String,
+pub(crate) struct CfConnection {
+    pub(crate) id: String,
     #[serde(default)]
-    pub origin_ip: String,
-    pub opened_at: Option<String>,
+    pub(crate) origin_ip: String,
+    pub(crate) opened_at: Option<String>,
     #[serde(default)]
-    pub is_pending_reconnect: bool,
+    pub(crate) is_pending_reconnect: bool,
 }
 
 /// A proxied CNAME to a tunnel, with the FQDN as its name (right whether or
 /// not the domain is the zone's apex) and automatic TTL.
-pub fn cname_body(hostname: &str, target: &str, comment: &str) -> Value {
+pub(crate) fn cname_body(hostname: &str, target: &str, comment: &str) -> Value {
     json!({
         "type": "CNAME",
         "name": hostname,
@@ -195,13 +169,13 @@ pub fn cname_body(hostname: &str, target: &str, comment: &str) -> Value {
 }
 
 /// Where a tunnel's CNAMEs point.
-pub fn tunnel_target(tunnel: &str) -> String {
+pub(crate) fn tunnel_target(tunnel: &str) -> String {
     format!("{tunnel}.cfargotunnel.com")
 }
 
 /// A client for one Cloudflare account.
 #[derive(Clone)]
-pub struct Cloudflare {
+pub(crate) struct Cloudflare {
     http: reqwest::Client,
     base: String,
     authorization: HeaderValue,
@@ -220,7 +194,7 @@ impl std::fmt::Debug for Cloudflare {
 }
 
 impl Cloudflare {
-    pub fn new(
+    pub(crate) fn new(
         base: &str,
         token: &SecretString,
         account: &str,
@@ -251,7 +225,7 @@ impl Cloudflare {
     }
 
     /// The shared tunnel's configuration.
-    pub async fn get_config(&self, tunnel: &str) -> Result<TunnelConfig, CfError> {
+    pub(crate) async fn get_config(&self, tunnel: &str) -> Result<TunnelConfig, CfError> {
         let path = format!("{}/configurations", self.tunnel_path(tunnel));
         let result: Value = self
             .call("get_config", Method::GET, &path, &[], None)
@@ -264,7 +238,7 @@ impl Cloudflare {
     }
 
     /// Replaces the tunnel's configuration; returns the version written.
-    pub async fn put_config(&self, tunnel: &str, config: &Value) -> Result<i64, CfError> {
+    pub(crate) async fn put_config(&self, tunnel: &str, config: &Value) -> Result<i64, CfError> {
         let path = format!("{}/configurations", self.tunnel_path(tunnel));
         let body = json!({ "config": config });
         let result = self
@@ -276,7 +250,7 @@ impl Cloudflare {
 
     /// The zone's DNS records matching `filters` (Cloudflare's list
     /// filters), every page.
-    pub async fn list_dns(
+    pub(crate) async fn list_dns(
         &self,
         zone: &str,
         filters: &[(&str, &str)],
@@ -308,7 +282,7 @@ impl Cloudflare {
         Ok(records)
     }
 
-    pub async fn create_dns(&self, zone: &str, body: &Value) -> Result<DnsRecord, CfError> {
+    pub(crate) async fn create_dns(&self, zone: &str, body: &Value) -> Result<DnsRecord, CfError> {
         let path = format!("/zones/{zone}/dns_records");
         let result = self
             .call("create_dns", Method::POST, &path, &[], Some(body))
@@ -317,7 +291,7 @@ impl Cloudflare {
         parse("create_dns", result)
     }
 
-    pub async fn update_dns(
+    pub(crate) async fn update_dns(
         &self,
         zone: &str,
         id: &str,
@@ -332,7 +306,7 @@ impl Cloudflare {
     }
 
     /// Deletes a DNS record; one already gone is fine.
-    pub async fn delete_dns(&self, zone: &str, id: &str) -> Result<(), CfError> {
+    pub(crate) async fn delete_dns(&self, zone: &str, id: &str) -> Result<(), CfError> {
         let path = format!("/zones/{zone}/dns_records/{id}");
         match self
             .call("delete_dns", Method::DELETE, &path, &[], None)
@@ -346,7 +320,11 @@ impl Cloudflare {
 
     /// A remotely managed tunnel (`config_src: cloudflare`) with the given
     /// secret (base64 of 32 random bytes).
-    pub async fn create_tunnel(&self, name: &str, secret: &str) -> Result<CfTunnel, CfError> {
+    pub(crate) async fn create_tunnel(
+        &self,
+        name: &str,
+        secret: &str,
+    ) -> Result<CfTunnel, CfError> {
         let path = format!("/accounts/{}/cfd_tunnel", self.account);
         let body = json!({ "name": name, "tunnel_secret": secret, "config_src": "cloudflare" });
         let result = self
@@ -356,7 +334,7 @@ impl Cloudflare {
         parse("create_tunnel", result)
     }
 
-    pub async fn get_tunnel(&self, tunnel: &str) -> Result<CfTunnel, CfError> {
+    pub(crate) async fn get_tunnel(&self, tunnel: &str) -> Result<CfTunnel, CfError> {
         let result = self
             .call(
                 "get_tunnel",
@@ -371,7 +349,7 @@ impl Cloudflare {
     }
 
     /// The token `cloudflared tunnel run --token` takes. A secret.
-    pub async fn tunnel_token(&self, tunnel: &str) -> Result<String, CfError> {
+    pub(crate) async fn tunnel_token(&self, tunnel: &str) -> Result<String, CfError> {
         let path = format!("{}/token", self.tunnel_path(tunnel));
         let result = self
             .call("get_tunnel_token", Method::GET, &path, &[], None)
@@ -386,7 +364,7 @@ impl Cloudflare {
     }
 
     /// Deletes a tunnel and its connections; one already gone is fine.
-    pub async fn delete_tunnel(&self, tunnel: &str) -> Result<(), CfError> {
+    pub(crate) async fn delete_tunnel(&self, tunnel: &str) -> Result<(), CfError> {
         let query = [("cascade", "true")];
         let path = self.tunnel_path(tunnel);
         match self
@@ -398,198 +376,6 @@ impl Cloudflare {
             Err(error) => Err(error),
         }
     }
-
-    /// One API call with its retries.
-    async fn call(
-        &self,
-        operation: &'static str,
-        method: Method,
-        path: &str,
-        query: &[(&str, &str)],
-        body: Option<&Value>,
-    ) -> Result<Envelope, CfError> {
-        // A POST that timed out may have been done: never sent twice.
-        let idempotent = method != Method::POST;
-        let url = format!("{}{path}", self.base);
-        let mut attempt = 1;
-        loop {
-            let mut request = self
-                .http
-                .request(method.clone(), &url)
-                .header(AUTHORIZATION, self.authorization.clone())
-                .query(query);
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            let started = Instant::now();
-            let deadline = crate::bounded::deadline_in(self.timeout);
-            let failed = |error: &reqwest::Error| {
-                let error = transport(operation, error);
-                crate::metrics::cloudflare_request(
-                    operation,
-                    transport_label(&error),
-                    started.elapsed(),
-                );
-                (error, None)
-            };
-            // The deadline covers sending and reading the whole answer.
-            let sent = tokio::time::timeout_at(deadline, request.send()).await;
-            let failure = match sent {
-                Err(_elapsed) => {
-                    let error = unread(operation, ReadError::TimedOut);
-                    crate::metrics::cloudflare_request(operation, "timeout", started.elapsed());
-                    (error, None)
-                }
-                Ok(Err(error)) => failed(&error),
-                Ok(Ok(response)) => {
-                    let status = response.status();
-                    let retry_after = retry_after(response.headers().get(RETRY_AFTER));
-                    let response: http::Response<reqwest::Body> = response.into();
-                    match read_body(response.into_body(), MAX_ANSWER, deadline).await {
-                        Ok(bytes) => {
-                            let answer = answer(operation, status, &bytes);
-                            let outcome = outcome_label(&answer, status);
-                            crate::metrics::cloudflare_request(
-                                operation,
-                                outcome,
-                                started.elapsed(),
-                            );
-                            match answer {
-                                Ok(envelope) => return Ok(envelope),
-                                Err(error) => (error, retry_after),
-                            }
-                        }
-                        Err(error) => {
-                            let error = unread(operation, error);
-                            let label = match &error {
-                                CfError::Unreadable { .. } => "unreadable",
-                                other => transport_label(other),
-                            };
-                            crate::metrics::cloudflare_request(operation, label, started.elapsed());
-                            (error, None)
-                        }
-                    }
-                }
-            };
-            let (error, retry_after) = failure;
-            let retryable = match &error {
-                CfError::Status { status, .. } => *status == 429 || *status >= 500,
-                CfError::Timeout { .. } | CfError::Unreachable { .. } => idempotent,
-                CfError::Unreadable { .. } => false,
-            };
-            if !retryable || attempt >= MAX_ATTEMPTS {
-                return Err(error);
-            }
-            let wait = retry_after
-                .map(|wait| wait.min(MAX_RETRY_AFTER))
-                .unwrap_or_else(|| backoff(attempt));
-            tracing::info!(operation, attempt, wait_ms = wait.as_millis() as u64, %error, "retrying a Cloudflare call");
-            tokio::time::sleep(wait).await;
-            attempt += 1;
-        }
-    }
-}
-
-/// Reads an answer: success, or an error with Cloudflare's reason logged.
-fn answer(operation: &'static str, status: StatusCode, bytes: &[u8]) -> Result<Envelope, CfError> {
-    let envelope: Option<Envelope> = serde_json::from_slice(bytes).ok();
-    match envelope {
-        Some(envelope) if status.is_success() && envelope.success => Ok(envelope),
-        Some(envelope) => {
-            let first = envelope.errors.first();
-            let code = first.and_then(|m| m.code);
-            let message: String = first
-                .map(|m| m.message.chars().take(300).collect())
-                .unwrap_or_default();
-            tracing::warn!(operation, status = status.as_u16(), cloudflare_code = ?code, cloudflare_message = %message, "Cloudflare refused a call");
-            Err(CfError::Status {
-                operation,
-                status: if status.is_success() {
-                    502
-                } else {
-                    status.as_u16()
-                },
-                code,
-            })
-        }
-        None if !status.is_success() => {
-            tracing::warn!(
-                operation,
-                status = status.as_u16(),
-                "Cloudflare answered an error without its envelope"
-            );
-            Err(CfError::Status {
-                operation,
-                status: status.as_u16(),
-                code: None,
-            })
-        }
-        None => {
-            tracing::warn!(
-                operation,
-                status = status.as_u16(),
-                "Cloudflare's answer is not its envelope"
-            );
-            Err(CfError::Unreadable { operation })
-        }
-    }
-}
-
-fn transport(operation: &'static str, error: &reqwest::Error) -> CfError {
-    // reqwest's text names the URL (ids only) and the cause, never headers.
-    tracing::warn!(operation, error = %error, "Cloudflare call failed");
-    if error.is_timeout() {
-        CfError::Timeout { operation }
-    } else {
-        CfError::Unreachable { operation }
-    }
-}
-
-/// An answer that was not read whole: too large, too slow, or cut off.
-fn unread(operation: &'static str, error: ReadError) -> CfError {
-    tracing::warn!(operation, %error, "Cloudflare's answer was not read");
-    match error {
-        ReadError::TooLarge { .. } => CfError::Unreadable { operation },
-        ReadError::TimedOut => CfError::Timeout { operation },
-        ReadError::Failed => CfError::Unreachable { operation },
-    }
-}
-
-fn outcome_label(answer: &Result<Envelope, CfError>, status: StatusCode) -> &'static str {
-    match answer {
-        Ok(_) => "success",
-        Err(CfError::Unreadable { .. }) => "unreadable",
-        Err(_) if status == StatusCode::TOO_MANY_REQUESTS => "rate_limited",
-        Err(_) if status.is_server_error() => "server_error",
-        Err(_) => "client_error",
-    }
-}
-
-fn transport_label(error: &CfError) -> &'static str {
-    match error {
-        CfError::Timeout { .. } => "timeout",
-        _ => "unreachable",
-    }
-}
-
-fn parse<T: DeserializeOwned>(operation: &'static str, value: Value) -> Result<T, CfError> {
-    serde_json::from_value(value).map_err(|error| {
-        tracing::warn!(operation, %error, "Cloudflare's result has an unexpected shape");
-        CfError::Unreadable { operation }
-    })
-}
-
-/// `Retry-After` in seconds (the HTTP-date form is not used by Cloudflare).
-fn retry_after(value: Option<&HeaderValue>) -> Option<Duration> {
-    let seconds: u64 = value?.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(seconds))
-}
-
-/// 250 ms, 500 ms, 1 s, …, ±25 %.
-fn backoff(attempt: u32) -> Duration {
-    let base = FIRST_BACKOFF * 2u32.saturating_pow(attempt.saturating_sub(1));
-    let jitter = rand::random_range(0.75..1.25);
-    base.mul_f64(jitter)
 }
 
 #[cfg(test)]
@@ -618,95 +404,6 @@ mod tests {
         }
         .into();
         assert_eq!(slow.code, Code::CloudflareUnavailable);
-    }
-
-    #[test]
-    fn answers_are_read_from_the_envelope() {
-        let ok = answer(
-            "x",
-            StatusCode::OK,
-            br#"{"success":true,"errors":[],"result":{"version":3}}"#,
-        )
-        .unwrap();
-        assert_eq!(ok.result["version"], 3);
-        let refused = answer(
-            "x",
-            StatusCode::BAD_REQUEST,
-            br#"{"success":false,"errors":[{"code":1055,"message":"Bad Configuration"}],"result":null}"#,
-        );
-        assert_eq!(
-            refused.unwrap_err(),
-            CfError::Status {
-                operation: "x",
-                status: 400,
-                code: Some(1055)
-            }
-        );
-        let gateway = answer("x", StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>");
-        assert!(gateway.unwrap_err().is_unavailable());
-        let junk = answer("x", StatusCode::OK, b"not json");
-        assert_eq!(junk.unwrap_err(), CfError::Unreadable { operation: "x" });
-    }
-
-    #[tokio::test]
-    async fn an_endless_or_stalled_answer_is_a_clean_failure() {
-        use crate::bounded::tests::{Endless, endless_server, resident_bytes};
-        let token = SecretString::from("t".to_owned());
-        for (how, expected) in [
-            (
-                Endless::Flood,
-                CfError::Unreadable {
-                    operation: "get_config",
-                },
-            ),
-            (
-                Endless::Declared,
-                CfError::Unreadable {
-                    operation: "get_config",
-                },
-            ),
-            (
-                Endless::Trickle,
-                CfError::Timeout {
-                    operation: "get_config",
-                },
-            ),
-        ] {
-            let address = endless_server(how).await;
-            let base = format!("http://{address}");
-            let cloudflare = Cloudflare::new(&base, &token, "acc", Duration::from_secs(1)).unwrap();
-            let before = resident_bytes();
-            let started = Instant::now();
-            let failed = cloudflare.get_config("tunnel").await.unwrap_err();
-            assert_eq!(failed, expected);
-            // A timeout is retried (idempotent GET): three attempts of 1 s
-            // and the backoff between them.
-            assert!(
-                started.elapsed() < Duration::from_secs(8),
-                "{:?}",
-                started.elapsed()
-            );
-            let grown = resident_bytes().saturating_sub(before);
-            assert!(grown < 256 << 20, "resident memory grew by {grown} bytes");
-        }
-    }
-
-    #[test]
-    fn retry_after_and_backoff_are_bounded() {
-        assert_eq!(
-            retry_after(Some(&HeaderValue::from_static("2"))),
-            Some(Duration::from_secs(2))
-        );
-        assert_eq!(
-            retry_after(Some(&HeaderValue::from_static(
-                "Wed, 21 Oct 2015 07:28:00 GMT"
-            ))),
-            None
-        );
-        for attempt in 1..=MAX_ATTEMPTS {
-            let wait = backoff(attempt);
-            assert!(wait >= Duration::from_millis(187) && wait <= Duration::from_millis(1250));
-        }
     }
 
     #[test]

@@ -5,31 +5,38 @@
 //! identities off it, and is applied with the operator's identity (not the
 //! tenant's helm identity) by server-side apply.
 
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::DeleteParams;
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
-use super::RouteError;
-use super::names::{InputError, parse_cluster_service_url};
-use super::store::{NAMESPACE_LABEL, RELEASE_LABEL, ROUTE_LABEL, RouteRecord};
+use crate::config::ExposureBackend;
+use crate::exposure::backend::{Claim, RouteBackend};
+use crate::exposure::error::RouteError;
+use crate::exposure::names::{InputError, parse_cluster_service_url};
+use crate::exposure::store::{
+    NAMESPACE_LABEL, RELEASE_LABEL, ROUTE_LABEL, RouteRecord, RouteState, RouteStore,
+};
 use crate::helm::confine::OPERATOR_LABEL;
 use crate::kube::KubeError;
 use crate::kube::apply::apply;
+use crate::model::exposure::RouteRule;
 
 /// How the Ingresses are made.
 #[derive(Debug, Clone, Default)]
-pub struct IngressSettings {
+pub(crate) struct IngressSettings {
     /// `spec.ingressClassName`; empty = the cluster's default class.
-    pub class: String,
+    pub(crate) class: String,
     /// Extra annotations on every Ingress.
-    pub annotations: Vec<(String, String)>,
+    pub(crate) annotations: Vec<(String, String)>,
     /// A TLS Secret for the host; empty = no `tls`.
-    pub tls_secret: String,
+    pub(crate) tls_secret: String,
 }
 
 /// Where a record's Ingress lives and points: namespace, Service, port.
-pub fn target(record: &RouteRecord) -> Result<(String, String, u16), InputError> {
+fn target(record: &RouteRecord) -> Result<(String, String, u16), InputError> {
     let (service, namespace, port) = parse_cluster_service_url(&record.service_url).ok_or(
         InputError::ServiceUrl(
             record.service_url.clone(),
@@ -40,7 +47,7 @@ pub fn target(record: &RouteRecord) -> Result<(String, String, u16), InputError>
 }
 
 /// The Ingress of a route (a server-side-apply body).
-pub fn ingress_body(record: &RouteRecord, settings: &IngressSettings) -> Result<Value, InputError> {
+fn ingress_body(record: &RouteRecord, settings: &IngressSettings) -> Result<Value, InputError> {
     let (_, service, port) = target(record)?;
     let mut labels = json!({
         OPERATOR_LABEL.0: OPERATOR_LABEL.1,
@@ -88,29 +95,34 @@ pub fn ingress_body(record: &RouteRecord, settings: &IngressSettings) -> Result<
 }
 
 /// Ingresses for routes.
-#[derive(Clone)]
-pub struct IngressRoutes {
+pub(crate) struct IngressRoutes {
     client: Client,
     settings: IngressSettings,
+    /// The records, for the routes listed (an Ingress each).
+    store: RouteStore,
 }
 
 impl IngressRoutes {
-    pub fn new(client: Client, settings: IngressSettings) -> Self {
-        Self { client, settings }
+    pub(crate) fn new(client: Client, settings: IngressSettings, store: RouteStore) -> Self {
+        Self {
+            client,
+            settings,
+            store,
+        }
     }
 
     /// Creates or updates the route's Ingress.
-    pub async fn apply(&self, record: &RouteRecord) -> Result<(), RouteError> {
+    async fn apply_ingress(&self, record: &RouteRecord) -> Result<Option<String>, RouteError> {
         let body = ingress_body(record, &self.settings)?;
         let (namespace, ..) = target(record)?;
         let api: Api<Ingress> = Api::namespaced(self.client.clone(), &namespace);
         let name = RouteRecord::record_name(&record.subdomain);
         apply(&api, &name, body, "applying a route's Ingress").await?;
-        Ok(())
+        Ok(None)
     }
 
     /// Deletes the route's Ingress; one already gone is fine.
-    pub async fn remove(&self, record: &RouteRecord) -> Result<(), RouteError> {
+    async fn remove_ingress(&self, record: &RouteRecord) -> Result<(), RouteError> {
         let Ok((namespace, ..)) = target(record) else {
             return Ok(());
         };
@@ -126,14 +138,88 @@ impl IngressRoutes {
             .into()),
         }
     }
+
+    /// The active routes of this backend, as rules.
+    async fn active_rules(&self) -> Result<Vec<RouteRule>, RouteError> {
+        Ok(self
+            .store
+            .list(None)
+            .await?
+            .into_iter()
+            .filter(|r| r.state == RouteState::Active && r.backend == ExposureBackend::Ingress)
+            .map(|r| RouteRule {
+                hostname: Some(r.hostname),
+                service: r.service_url,
+                path: r.path,
+            })
+            .collect())
+    }
+}
+
+impl RouteBackend for IngressRoutes {
+    fn kind(&self) -> ExposureBackend {
+        ExposureBackend::Ingress
+    }
+
+    /// An Ingress routes only to a Service in its own namespace: the
+    /// release's.
+    fn check_input(&self, record: &RouteRecord) -> Result<(), RouteError> {
+        let (namespace, ..) = target(record)?;
+        if record
+            .owner
+            .as_ref()
+            .is_some_and(|o| o.namespace != namespace)
+        {
+            return Err(InputError::ServiceUrl(
+                record.service_url.clone(),
+                "not in the release's namespace",
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// An Ingress names its host; two Ingresses for one host are the
+    /// controller's to merge, not a claim this operator can read.
+    fn check_claim<'a>(&'a self, _: &'a RouteRecord) -> BoxFuture<'a, Result<(), RouteError>> {
+        async { Ok(()) }.boxed()
+    }
+
+    /// Nothing is shared between routes.
+    fn sync(&self) -> BoxFuture<'_, Result<(), RouteError>> {
+        async { Ok(()) }.boxed()
+    }
+
+    fn apply<'a>(
+        &'a self,
+        record: &'a RouteRecord,
+    ) -> BoxFuture<'a, Result<Option<String>, RouteError>> {
+        self.apply_ingress(record).boxed()
+    }
+
+    fn remove<'a>(&'a self, record: &'a RouteRecord) -> BoxFuture<'a, Result<(), RouteError>> {
+        self.remove_ingress(record).boxed()
+    }
+
+    /// Nothing beside the Ingresses, which reconciliation applies again.
+    fn claims(&self) -> BoxFuture<'_, Result<Vec<Claim>, RouteError>> {
+        async { Ok(Vec::new()) }.boxed()
+    }
+
+    fn drop_claim<'a>(&'a self, _: &'a Claim) -> BoxFuture<'a, Result<(), RouteError>> {
+        async { Ok(()) }.boxed()
+    }
+
+    fn rules(&self) -> BoxFuture<'_, Result<Vec<RouteRule>, RouteError>> {
+        self.active_rules().boxed()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ExposureBackend;
     use crate::exposure::names::Subdomain;
-    use crate::exposure::store::{ReleaseRef, RouteKind, RouteState};
+    use crate::exposure::store::{ReleaseRef, RouteKind};
 
     fn record() -> RouteRecord {
         RouteRecord {

@@ -21,42 +21,37 @@
 //! DNS records are one per route and need no Lease: ours carry the comment
 //! [`ROUTE_COMMENT`], so they are told from anyone else's.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use kube::Client;
 
-use super::document::{self, Rule, Want};
-use super::{CfError, Cloudflare, DnsRecord, cname_body, tunnel_target};
 use crate::config::ExposureBackend;
-use crate::exposure::RouteError;
-use crate::exposure::store::{RouteRecord, RouteState, RouteStore};
+use crate::exposure::backend::{Claim, RouteBackend};
+use crate::exposure::cloudflare::document::{self, rule_of, wants};
+use crate::exposure::cloudflare::{
+    CfError, Cloudflare, DnsRecord, MAX_ATTEMPTS, MAX_RETRY_AFTER, cname_body, tunnel_target,
+};
+use crate::exposure::error::RouteError;
+use crate::exposure::store::{RouteRecord, RouteStore};
 use crate::kube::lease::{Identity, LeaseTiming, ReleaseLeases};
 use crate::model::exposure::RouteRule;
 
 /// The comment on every DNS record a route of ours made.
-pub const ROUTE_COMMENT: &str = "paas-operator route";
+pub(crate) const ROUTE_COMMENT: &str = "paas-operator route";
 /// How many times a sync writes again when someone else wrote in between.
 const MAX_WRITES: usize = 3;
-
-/// What one sync left in the document.
-#[derive(Debug, Clone)]
-pub struct Synced {
-    /// The version written (or read, when nothing changed).
-    pub version: i64,
-    /// The hostnames of ours with a rule.
-    pub present: BTreeSet<String>,
-}
 
 struct SyncState {
     /// Requests up to this number were served by the last sync.
     covered: u64,
-    last: Option<Result<Synced, RouteError>>,
+    last: Option<Result<(), RouteError>>,
 }
 
 /// The shared tunnel and its DNS records.
-pub struct SharedTunnel {
+pub(crate) struct SharedTunnel {
     cloudflare: Cloudflare,
     tunnel: String,
     zone: Option<String>,
@@ -74,19 +69,19 @@ pub struct SharedTunnel {
 }
 
 /// How the shared tunnel is reached and where its Lease lives.
-pub struct SharedSettings {
-    pub tunnel: String,
-    pub zone: Option<String>,
-    pub domain: String,
-    pub lease_namespace: String,
+pub(crate) struct SharedSettings {
+    pub(crate) tunnel: String,
+    pub(crate) zone: Option<String>,
+    pub(crate) domain: String,
+    pub(crate) lease_namespace: String,
     /// Unique per process.
-    pub identity: String,
+    pub(crate) identity: String,
     /// How long one Cloudflare call may take (the Lease covers a few).
-    pub call_timeout: Duration,
+    pub(crate) call_timeout: Duration,
 }
 
 impl SharedTunnel {
-    pub fn new(
+    pub(crate) fn new(
         cloudflare: Cloudflare,
         store: RouteStore,
         client: Client,
@@ -94,7 +89,7 @@ impl SharedTunnel {
     ) -> Self {
         // A sync is a few calls, each retried: the Lease outlives that (it
         // is renewed while held), and a waiter waits for as long.
-        let per_call = settings.call_timeout * super::MAX_ATTEMPTS + super::MAX_RETRY_AFTER;
+        let per_call = settings.call_timeout * MAX_ATTEMPTS + MAX_RETRY_AFTER;
         Self {
             cloudflare,
             lease_name: format!("tunnel-{}", settings.tunnel),
@@ -116,18 +111,14 @@ impl SharedTunnel {
         }
     }
 
-    pub fn domain(&self) -> &str {
-        &self.domain
-    }
-
-    pub fn has_dns(&self) -> bool {
+    pub(crate) fn has_dns(&self) -> bool {
         self.zone.is_some()
     }
 
     /// Makes the document what the records want. Waits for a sync that
     /// starts after this call (which covers every record written before
     /// it); concurrent callers share one.
-    pub async fn sync(&self) -> Result<Synced, RouteError> {
+    pub(crate) async fn sync(&self) -> Result<(), RouteError> {
         let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
         let mut state = self.state.lock().await;
         if state.covered >= ticket
@@ -142,7 +133,7 @@ impl SharedTunnel {
         outcome
     }
 
-    async fn sync_under_lease(&self) -> Result<Synced, RouteError> {
+    async fn sync_under_lease(&self) -> Result<(), RouteError> {
         // A fresh holder identity per acquisition: a Lease given back in
         // the background after a cancelled sync can then never be taken
         // for one of our later holds.
@@ -164,7 +155,7 @@ impl SharedTunnel {
         outcome
     }
 
-    async fn sync_held(&self) -> Result<Synced, RouteError> {
+    async fn sync_held(&self) -> Result<(), RouteError> {
         let records = self.store.list(None).await?;
         let wants = wants(&records);
         let mut writes = 0;
@@ -172,10 +163,7 @@ impl SharedTunnel {
             let current = self.cloudflare.get_config(&self.tunnel).await?;
             let edited = document::edit(current.config.as_ref(), &wants);
             if !edited.changed {
-                return Ok(Synced {
-                    version: current.version,
-                    present: edited.present,
-                });
+                return Ok(());
             }
             let written = self
                 .cloudflare
@@ -183,10 +171,7 @@ impl SharedTunnel {
                 .await?;
             writes += 1;
             if written == current.version + 1 || writes >= MAX_WRITES {
-                return Ok(Synced {
-                    version: written,
-                    present: edited.present,
-                });
+                return Ok(());
             }
             tracing::warn!(
                 read = current.version,
@@ -199,7 +184,7 @@ impl SharedTunnel {
     /// Refuses a hostname someone else routes: a rule for it that is not
     /// ours, or a DNS record at it that is not ours (a CNAME to this tunnel
     /// without our comment, left by the earlier operator, is taken over).
-    pub async fn check_foreign(&self, record: &RouteRecord) -> Result<(), RouteError> {
+    pub(crate) async fn check_foreign(&self, record: &RouteRecord) -> Result<(), RouteError> {
         let current = self.cloudflare.get_config(&self.tunnel).await?;
         if document::foreign_rule(current.config.as_ref(), &record.hostname, &rule_of(record)) {
             return Err(RouteError::HostnameTaken(record.hostname.clone()));
@@ -209,7 +194,7 @@ impl SharedTunnel {
 
     /// Refuses a hostname with a DNS record that is someone else's: neither
     /// ours nor a CNAME to this tunnel (the earlier operator's).
-    pub async fn check_dns_free(&self, hostname: &str) -> Result<(), RouteError> {
+    pub(crate) async fn check_dns_free(&self, hostname: &str) -> Result<(), RouteError> {
         let existing = self.dns_at(hostname).await?;
         let target = tunnel_target(&self.tunnel);
         if existing.iter().any(|r| {
@@ -221,7 +206,7 @@ impl SharedTunnel {
     }
 
     /// The DNS records at `hostname` (none without a zone).
-    pub async fn dns_at(&self, hostname: &str) -> Result<Vec<DnsRecord>, RouteError> {
+    pub(crate) async fn dns_at(&self, hostname: &str) -> Result<Vec<DnsRecord>, RouteError> {
         let Some(zone) = &self.zone else {
             return Ok(Vec::new());
         };
@@ -233,7 +218,7 @@ impl SharedTunnel {
 
     /// The CNAMEs to this tunnel without a comment, under our domain: the
     /// earlier operator's (it never set one).
-    pub async fn uncommented_cnames(&self) -> Result<Vec<DnsRecord>, RouteError> {
+    pub(crate) async fn uncommented_cnames(&self) -> Result<Vec<DnsRecord>, RouteError> {
         let Some(zone) = &self.zone else {
             return Ok(Vec::new());
         };
@@ -250,13 +235,16 @@ impl SharedTunnel {
     }
 
     /// True when `record` is a CNAME to this tunnel without a comment.
-    pub fn is_earlier_cname(&self, record: &DnsRecord) -> bool {
+    pub(crate) fn is_earlier_cname(&self, record: &DnsRecord) -> bool {
         is_earlier_cname(record, &tunnel_target(&self.tunnel))
     }
 
     /// Makes the route's CNAME exist and point at the tunnel; returns its id
     /// (`None` without a zone).
-    pub async fn ensure_dns(&self, record: &RouteRecord) -> Result<Option<String>, RouteError> {
+    pub(crate) async fn ensure_dns(
+        &self,
+        record: &RouteRecord,
+    ) -> Result<Option<String>, RouteError> {
         let Some(zone) = &self.zone else {
             return Ok(None);
         };
@@ -315,7 +303,7 @@ impl SharedTunnel {
     }
 
     /// Deletes the route's CNAME(s) of ours; others at the name stay.
-    pub async fn remove_dns(&self, record: &RouteRecord) -> Result<(), RouteError> {
+    pub(crate) async fn remove_dns(&self, record: &RouteRecord) -> Result<(), RouteError> {
         let Some(zone) = &self.zone else {
             return Ok(());
         };
@@ -331,7 +319,7 @@ impl SharedTunnel {
 
     /// Deletes the CNAMEs to this tunnel at `hostname` that carry no
     /// comment: the earlier operator's, for a route taken over from it.
-    pub async fn remove_legacy_dns(&self, hostname: &str) -> Result<(), RouteError> {
+    pub(crate) async fn remove_legacy_dns(&self, hostname: &str) -> Result<(), RouteError> {
         let Some(zone) = &self.zone else {
             return Ok(());
         };
@@ -346,69 +334,89 @@ impl SharedTunnel {
         Ok(())
     }
 
-    /// Every DNS record of ours: `(records, orphans)` where orphans are
-    /// those under our domain, pointing at this tunnel, that no route
-    /// record names.
-    pub async fn dns_records(
-        &self,
-        records: &[RouteRecord],
-    ) -> Result<(Vec<DnsRecord>, Vec<DnsRecord>), RouteError> {
+    /// Every DNS record of ours, as claims: in place when it is a proxied
+    /// CNAME to this tunnel, orphanable when it points at this tunnel
+    /// under our domain.
+    async fn dns_claims(&self) -> Result<Vec<Claim>, RouteError> {
         let Some(zone) = &self.zone else {
-            return Ok((Vec::new(), Vec::new()));
+            return Ok(Vec::new());
         };
         let ours = self
             .cloudflare
             .list_dns(zone, &[("comment.exact", ROUTE_COMMENT)])
             .await?;
-        let named: BTreeSet<&str> = records.iter().map(|r| r.hostname.as_str()).collect();
         let target = tunnel_target(&self.tunnel);
         let suffix = format!(".{}", self.domain);
-        let orphans = ours
-            .iter()
-            .filter(|r| {
-                is_route_record(r)
-                    && r.content.eq_ignore_ascii_case(&target)
-                    && r.name.ends_with(&suffix)
-                    && !named.contains(r.name.as_str())
+        Ok(ours
+            .into_iter()
+            .filter(is_route_record)
+            .map(|r| {
+                let to_tunnel = r.content.eq_ignore_ascii_case(&target);
+                Claim {
+                    in_place: r.kind == "CNAME" && to_tunnel && r.proxied,
+                    orphanable: to_tunnel && r.name.ends_with(&suffix),
+                    id: r.id,
+                    hostname: r.name,
+                }
             })
-            .cloned()
-            .collect();
-        Ok((ours, orphans))
+            .collect())
     }
 
-    /// Makes the route's CNAME right given the zone's records of ours
-    /// (reconciliation: no lookup per route when it is already right).
-    pub async fn repair_dns(
-        &self,
-        record: &RouteRecord,
-        ours: &[DnsRecord],
-    ) -> Result<Option<String>, RouteError> {
-        if self.zone.is_none() {
-            return Ok(None);
-        }
-        let target = tunnel_target(&self.tunnel);
-        if let Some(right) = ours.iter().find(|r| {
-            r.name == record.hostname
-                && r.kind == "CNAME"
-                && r.content.eq_ignore_ascii_case(&target)
-                && r.proxied
-        }) {
-            return Ok(Some(right.id.clone()));
-        }
-        self.ensure_dns(record).await
-    }
-
-    pub async fn delete_dns_record(&self, record: &DnsRecord) -> Result<(), RouteError> {
+    async fn delete_dns(&self, id: &str) -> Result<(), RouteError> {
         match &self.zone {
-            Some(zone) => Ok(self.cloudflare.delete_dns(zone, &record.id).await?),
+            Some(zone) => Ok(self.cloudflare.delete_dns(zone, id).await?),
             None => Ok(()),
         }
     }
 
     /// The document's rules, foreign ones and the catch-all included.
-    pub async fn rules(&self) -> Result<Vec<RouteRule>, RouteError> {
+    pub(crate) async fn rules(&self) -> Result<Vec<RouteRule>, RouteError> {
         let current = self.cloudflare.get_config(&self.tunnel).await?;
         Ok(document::listed(current.config.as_ref()))
+    }
+}
+
+impl RouteBackend for SharedTunnel {
+    fn kind(&self) -> ExposureBackend {
+        ExposureBackend::Cloudflare
+    }
+
+    /// A rule routes to any URL the input checks allowed.
+    fn check_input(&self, _: &RouteRecord) -> Result<(), RouteError> {
+        Ok(())
+    }
+
+    fn check_claim<'a>(&'a self, record: &'a RouteRecord) -> BoxFuture<'a, Result<(), RouteError>> {
+        self.check_foreign(record).boxed()
+    }
+
+    fn sync(&self) -> BoxFuture<'_, Result<(), RouteError>> {
+        SharedTunnel::sync(self).boxed()
+    }
+
+    /// The rule is the sync's; the CNAME is made right here.
+    fn apply<'a>(
+        &'a self,
+        record: &'a RouteRecord,
+    ) -> BoxFuture<'a, Result<Option<String>, RouteError>> {
+        self.ensure_dns(record).boxed()
+    }
+
+    /// The sync dropped the rule; the CNAME goes here.
+    fn remove<'a>(&'a self, record: &'a RouteRecord) -> BoxFuture<'a, Result<(), RouteError>> {
+        self.remove_dns(record).boxed()
+    }
+
+    fn claims(&self) -> BoxFuture<'_, Result<Vec<Claim>, RouteError>> {
+        self.dns_claims().boxed()
+    }
+
+    fn drop_claim<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<(), RouteError>> {
+        self.delete_dns(&claim.id).boxed()
+    }
+
+    fn rules(&self) -> BoxFuture<'_, Result<Vec<RouteRule>, RouteError>> {
+        SharedTunnel::rules(self).boxed()
     }
 }
 
@@ -422,75 +430,9 @@ fn is_route_record(record: &DnsRecord) -> bool {
     record.comment.as_deref() == Some(ROUTE_COMMENT)
 }
 
-/// Our rule for a record.
-fn rule_of(record: &RouteRecord) -> Rule {
-    Rule {
-        hostname: record.hostname.clone(),
-        service: record.service_url.clone(),
-        path: record.path.clone(),
-    }
-}
-
-/// What the records want of the document: a rule for every active route of
-/// this backend, none for one being removed (also when it moves to another
-/// backend). A pending claim (its hostname may be someone else's) and the
-/// routes of other backends want nothing either way: their hostnames'
-/// rules are not ours to touch.
-pub fn wants(records: &[RouteRecord]) -> BTreeMap<String, Want> {
-    records
-        .iter()
-        .filter(|record| record.backend == ExposureBackend::Cloudflare)
-        .filter_map(|record| {
-            let want = match record.state {
-                RouteState::Active => Want::Present(rule_of(record)),
-                RouteState::Removing => Want::Absent,
-                RouteState::Pending => return None,
-            };
-            Some((record.hostname.to_ascii_lowercase(), want))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exposure::names::Subdomain;
-    use crate::exposure::store::{ReleaseRef, RouteKind};
-
-    fn record(sub: &str, backend: ExposureBackend, state: RouteState) -> RouteRecord {
-        RouteRecord {
-            subdomain: Subdomain::parse(sub).unwrap(),
-            hostname: format!("{sub}.apps.paas.test"),
-            service_url: format!("http://{sub}.paas-ws-1.svc.cluster.local:80"),
-            path: None,
-            owner: Some(ReleaseRef {
-                namespace: "paas-ws-1".into(),
-                name: sub.into(),
-            }),
-            kind: RouteKind::App,
-            backend,
-            state,
-            applied: false,
-            dns_record_id: None,
-            version: None,
-        }
-    }
-
-    #[test]
-    fn records_want_rules_only_while_active_on_this_backend() {
-        let wants = wants(&[
-            record("a", ExposureBackend::Cloudflare, RouteState::Active),
-            record("b", ExposureBackend::Cloudflare, RouteState::Removing),
-            record("c", ExposureBackend::Ingress, RouteState::Active),
-            record("d", ExposureBackend::Cloudflare, RouteState::Pending),
-        ]);
-        assert!(!wants.contains_key("d.apps.paas.test"));
-        assert!(
-            matches!(&wants["a.apps.paas.test"], Want::Present(rule) if rule.service == "http://a.paas-ws-1.svc.cluster.local:80")
-        );
-        assert_eq!(wants["b.apps.paas.test"], Want::Absent);
-        assert!(!wants.contains_key("c.apps.paas.test"));
-    }
 
     #[test]
     fn route_records_are_told_by_their_comment() {
