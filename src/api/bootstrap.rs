@@ -5,8 +5,8 @@
 use axum::extract::State;
 use axum::{Extension, Json};
 
-use super::AppState;
 use super::extract::{ApiJson, ReleasePath};
+use super::state::AppState;
 use crate::auth::KeyId;
 use crate::error::{ApiError, ErrorBody};
 use crate::model::apps::{N8nInitRequest, N8nInitResponse};

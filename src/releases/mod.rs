@@ -28,8 +28,10 @@ mod confinement;
 pub mod earlier;
 mod kept_key;
 pub mod locks;
+mod namespaces;
 mod read;
 pub mod recovery;
+mod routes;
 pub mod state;
 pub mod store;
 mod write;
@@ -43,6 +45,7 @@ use kube::Client;
 pub use commands::{ChartSpec, Install, Upgrade};
 pub use read::{ServedFrom, StatusRead};
 pub use store::{RecordKind, ReleaseStore, StorageError};
+pub use write::Installed;
 
 use crate::charts::ChartStore;
 use crate::config::ReleaseReads;
@@ -175,8 +178,14 @@ impl ReleaseService {
         service
     }
 
-    pub fn helm(&self) -> &Helm {
-        &self.helm
+    /// The helm version detected at start (`v4.3.1`).
+    pub fn helm_version(&self) -> &str {
+        &self.helm.version().text
+    }
+
+    /// The helm binary is still there and executable (readiness).
+    pub async fn helm_runnable(&self) -> bool {
+        self.helm.runner().binary_runnable().await
     }
 
     /// True while the cluster-wide read cache is still listing after start
@@ -190,17 +199,20 @@ impl ReleaseService {
         matches!(self.reads, Reads::Cli { .. })
     }
 
-    /// The operator's Kubernetes client.
-    pub fn client(&self) -> &Client {
+    /// The operator's Kubernetes client (`paas-operator migrate`).
+    pub(crate) fn client(&self) -> &Client {
         &self.client
     }
 
-    pub fn tenants(&self) -> &TenantService {
+    /// Tenant namespaces (`paas-operator migrate` adopts the earlier
+    /// operator's through the release service it runs).
+    pub(crate) fn tenants(&self) -> &TenantService {
         &self.tenants
     }
 
-    /// Public exposure and tunnels.
-    pub fn exposure(&self) -> &ExposureService {
+    /// Public exposure (`paas-operator migrate` takes over the earlier
+    /// operator's routes).
+    pub(crate) fn exposure(&self) -> &ExposureService {
         &self.exposure
     }
 
@@ -216,6 +228,14 @@ impl ReleaseService {
     /// are not started.
     pub fn stop_operations(&self) {
         self.stopping.cancel();
+    }
+
+    /// At exit: kills every helm process of this service still running
+    /// (none should be left once operations were stopped).
+    pub fn kill_remaining_helm(&self) {
+        self.helm
+            .runner()
+            .signal_all(nix::sys::signal::Signal::SIGKILL);
     }
 
     /// Waits (at most `limit`) until no helm process of this service runs,
