@@ -20,7 +20,6 @@
 //! claimed after its install and removed with it, under its lock).
 //! Nothing here knows HTTP.
 
-pub mod apps;
 pub mod audit;
 pub mod cache;
 pub mod commands;
@@ -28,10 +27,14 @@ mod confinement;
 pub mod earlier;
 mod kept_key;
 pub mod locks;
+mod n8n_bootstrap;
 mod namespaces;
 mod read;
 pub mod recovery;
+mod revision;
 mod routes;
+mod sidecar;
+mod sidecar_spec;
 pub mod state;
 pub mod store;
 mod write;
@@ -43,7 +46,10 @@ use std::time::Duration;
 use kube::Client;
 
 pub use commands::{ChartSpec, Install, Upgrade};
+pub use n8n_bootstrap::N8nBootstrap;
 pub use read::{ServedFrom, StatusRead};
+pub use sidecar::Attached;
+pub use sidecar_spec::{AttachSidecar, SidecarError};
 pub use store::{RecordKind, ReleaseStore, StorageError};
 pub use write::Installed;
 

@@ -24,7 +24,7 @@ use crate::auth::KeyId;
 use crate::error::{ApiError, Code};
 use crate::exposure::names::Subdomain;
 use crate::helm::additions::Additions;
-use crate::helm::{ChartArgs, HelmRelease, ValuesMode, WriteKind};
+use crate::helm::{ChartArgs, HelmRelease, WriteKind};
 use crate::model::RouteInfo;
 use crate::names::{ReleaseName, TenantNamespace};
 use serde_json::{Map, Value};
@@ -424,7 +424,7 @@ impl ReleaseService {
 
     /// What the operator keeps about the release, to add to a rendering
     /// (nothing from a Secret of its name someone else made).
-    async fn kept_additions(
+    pub(super) async fn kept_additions(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
@@ -432,35 +432,6 @@ impl ReleaseService {
         Ok(super::state::load(&self.client, namespace, name)
             .await?
             .additions())
-    }
-
-    /// Applies a stored revision's documents again, checked as a new
-    /// rendering would be, with that revision's values.
-    async fn roll_back_to(
-        &self,
-        namespace: &TenantNamespace,
-        name: &ReleaseName,
-        target: u32,
-    ) -> Result<HelmRelease, ApiError> {
-        let revision = self.revision_direct(namespace, name, target).await?;
-        let additions = self.kept_additions(namespace, name).await?;
-        let rules = self.plan(namespace, name, additions).await?;
-        let checked = self.checked(namespace, rules.as_ref(), &revision.rendering())?;
-        let values = revision.config.clone().unwrap_or_default();
-        let description = format!("Rollback to {target}");
-        let printed = self
-            .helm
-            .apply_documents(
-                namespace,
-                name,
-                WriteKind::Upgrade(ValuesMode::Reset),
-                &revision.chart_identity(),
-                &checked,
-                &values,
-                Some(&description),
-            )
-            .await?;
-        self.produced(namespace, name, printed).await
     }
 
     async fn lock(
@@ -511,7 +482,7 @@ impl ReleaseService {
         self.expect(namespace, name, outcome.as_ref());
     }
 
-    fn expect(
+    pub(super) fn expect(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
