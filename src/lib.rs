@@ -39,7 +39,7 @@
 //! `paas-operator confine-check …` ([`helm::postrender`]), inside each
 //! install and upgrade.
 
-pub mod api;
+pub(crate) mod api;
 pub mod auth;
 pub mod bounded;
 pub mod charts;
@@ -51,11 +51,11 @@ pub mod kube;
 pub mod metrics;
 pub mod migrate;
 pub mod model;
-pub mod n8n;
+pub(crate) mod n8n;
 pub mod names;
-pub mod releases;
-pub mod startup;
-pub mod tenants;
+pub(crate) mod releases;
+pub(crate) mod startup;
+pub(crate) mod tenants;
 
 pub use startup::{build_state, run, serve};
 

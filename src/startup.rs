@@ -181,27 +181,7 @@ pub async fn build_services(config: &Config, role: Role) -> anyhow::Result<Servi
         cache,
         locks: ReleaseLocks::with_leases(leases),
         tenants: tenants.clone(),
-        settings: ReleaseSettings {
-            lock_wait: config.helm.lock_wait,
-            stale_after: config.helm.stale_after(),
-            confine: config.charts.confine_charts,
-            allowed_cluster_kinds: config
-                .charts
-                .allowed_cluster_kinds
-                .items()
-                .iter()
-                .cloned()
-                .collect(),
-            tenant_account: config.tenant.tenant_service_account.clone(),
-            app_access: config.apps.app_access,
-            n8n_ready_timeout: config.apps.n8n_ready_timeout,
-            namespace_prefix: config.tenant.namespace_prefix.clone(),
-            scheduling: SchedulingRules {
-                priority_classes: config.tenant.allowed_priority_classes.items().to_vec(),
-                toleration_keys: config.tenant.allowed_toleration_keys.items().to_vec(),
-                runtime_classes: config.tenant.allowed_runtime_classes.items().to_vec(),
-            },
-        },
+        settings: release_settings(config),
         exposure: exposure.clone(),
     });
     Ok(Services {
@@ -210,6 +190,31 @@ pub async fn build_services(config: &Config, role: Role) -> anyhow::Result<Servi
         exposure,
         client,
     })
+}
+
+/// What the release service is configured with.
+fn release_settings(config: &Config) -> ReleaseSettings {
+    ReleaseSettings {
+        lock_wait: config.helm.lock_wait,
+        stale_after: config.helm.stale_after(),
+        confine: config.charts.confine_charts,
+        allowed_cluster_kinds: config
+            .charts
+            .allowed_cluster_kinds
+            .items()
+            .iter()
+            .cloned()
+            .collect(),
+        tenant_account: config.tenant.tenant_service_account.clone(),
+        app_access: config.apps.app_access,
+        n8n_ready_timeout: config.apps.n8n_ready_timeout,
+        namespace_prefix: config.tenant.namespace_prefix.clone(),
+        scheduling: SchedulingRules {
+            priority_classes: config.tenant.allowed_priority_classes.items().to_vec(),
+            toleration_keys: config.tenant.allowed_toleration_keys.items().to_vec(),
+            runtime_classes: config.tenant.allowed_runtime_classes.items().to_vec(),
+        },
+    }
 }
 
 /// The accepted API keys; refuses to start without one unless told to.

@@ -45,13 +45,11 @@ use std::time::Duration;
 
 use kube::Client;
 
-pub use commands::{ChartSpec, Install, Upgrade};
+pub use commands::{Install, Upgrade};
 pub use n8n_bootstrap::N8nBootstrap;
-pub use read::{ServedFrom, StatusRead};
-pub use sidecar::Attached;
-pub use sidecar_spec::{AttachSidecar, SidecarError};
-pub use store::{RecordKind, ReleaseStore, StorageError};
-pub use write::Installed;
+pub use read::ServedFrom;
+pub use sidecar_spec::AttachSidecar;
+pub use store::{RecordKind, ReleaseStore};
 
 use crate::charts::ChartStore;
 use crate::config::ReleaseReads;
