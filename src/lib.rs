@@ -6,7 +6,8 @@
 //!   main.rs ─► startup.rs (wires everything, serves, shuts down)
 //!                 │          migrate/ (`paas-operator migrate`: the earlier
 //!                 │          operator's leftovers, through releases/ below)
-//!   HTTP ──────► api/        one file per resource: parse ─► call a service ─► answer
+//!   HTTP ──────► api/        one file per resource: parse ─► call one service ─► answer
+//!                 │          (AppState: releases, tenants, exposure side by side)
 //!                 │
 //!                 ▼
 //!              releases/    the release service: locks and Leases, confinement,
@@ -16,6 +17,7 @@
 //!              tenants/     tenant namespaces: quota, limits, isolation, RBAC
 //!              exposure/    public routes (route records, shared Cloudflare
 //!                 │          Tunnel or Ingress, reconciliation), dedicated tunnels
+//!                 │          n8n/ (n8n's REST API, for the bootstrap)
 //!                 │
 //!      ┌──────────┼──────────────┐
 //!      ▼          ▼              ▼

@@ -1,8 +1,11 @@
-//! The release service: every operation on a Helm release, end to end.
+//! The release service: every operation on a Helm release, end to end,
+//! and the work that spans services (a release's routes, a namespace with
+//! its releases).
 //!
 //! ```text
-//!  api/releases.rs, api/namespaces.rs
-//!        │ validated commands (commands.rs)
+//!  api/ handlers (AppState.releases)
+//!        │ typed commands, parsed at the edge: Install, Upgrade (commands.rs),
+//!        │ AttachSidecar (sidecar_spec.rs), N8nBootstrap (n8n_bootstrap.rs)
 //!        ▼
 //!  ReleaseService
 //!   ├─ write.rs   lock + Lease (locks.rs) ─► the chart fetched and inspected
@@ -11,14 +14,20 @@
 //!   │             a `pending-*` revision whose helm is gone is marked
 //!   │             failed and the operation retried once (recovery.rs);
 //!   │             a background sweep does the same without a write
-//!   └─ read.rs    watch-fed cache (cache/) ─► else Helm's records from the
-//!                 Kubernetes API (store.rs) or the helm CLI ─► warm the cache
+//!   ├─ revision.rs  stored documents applied as a new revision: rollback,
+//!   │             the sidecar (sidecar.rs), the n8n key (n8n_bootstrap.rs)
+//!   ├─ read.rs    watch-fed cache (cache/) ─► else Helm's records from the
+//!   │             Kubernetes API (store.rs) or the helm CLI ─► warm the cache
+//!   └─ routes.rs, namespaces.rs  a release's route in its answers, route
+//!                 reconciliation against live releases; a namespace read
+//!                 and deleted with its releases
 //! ```
 //!
 //! Below it: `helm/` (the helm CLI), `kube/` (Kubernetes primitives),
 //! `tenants/` (tenant namespaces) and `exposure/` (a release's routes,
-//! claimed after its install and removed with it, under its lock).
-//! Nothing here knows HTTP.
+//! claimed after its install and removed with it, under its lock). The
+//! handlers hold the tenant and exposure services too, beside this one,
+//! for what concerns them alone. Nothing here knows HTTP.
 
 pub mod audit;
 pub mod cache;
