@@ -10,7 +10,7 @@ use super::state::AppState;
 use crate::auth::KeyId;
 use crate::error::{ApiError, ErrorBody};
 use crate::model::apps::{N8nInitRequest, N8nInitResponse};
-use crate::releases::N8nBootstrap;
+use crate::releases::n8n_bootstrap::N8nBootstrap;
 
 /// Bootstrap n8n: wait until it answers, set up the owner when n8n asks
 /// for one, log in, make an API key and keep it in the release's Secret

@@ -22,7 +22,8 @@ use crate::model::{
     InstallRequest, MessageResponse, ReleaseInfo, ReleaseStatusResponse, RevisionList,
     RollbackRequest, UpgradeRequest,
 };
-use crate::releases::{Install, ServedFrom, Upgrade};
+use crate::releases::read::ServedFrom;
+use crate::releases::{Install, Upgrade};
 
 /// Install a chart as a new release.
 #[utoipa::path(post, path = "/api/releases", tag = "releases", request_body = InstallRequest,

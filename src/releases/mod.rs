@@ -36,9 +36,9 @@ mod confinement;
 pub mod earlier;
 mod kept_key;
 pub mod locks;
-mod n8n_bootstrap;
+pub mod n8n_bootstrap;
 mod namespaces;
-mod read;
+pub mod read;
 pub mod recovery;
 mod revision;
 mod routes;
@@ -55,8 +55,6 @@ use std::time::Duration;
 use kube::Client;
 
 pub use commands::{Install, Upgrade};
-pub use n8n_bootstrap::N8nBootstrap;
-pub use read::ServedFrom;
 pub use sidecar_spec::AttachSidecar;
 pub use store::{RecordKind, ReleaseStore};
 
