@@ -49,7 +49,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let services = build_services(&config, Role::Command)
                 .await
                 .context("cannot reach the cluster with the service's settings")?;
-            return crate::migrate::run(&services.releases, &config, args).await;
+            let peers = crate::migrate::Services {
+                releases: &services.releases,
+                tenants: &services.tenants,
+                exposure: &services.exposure,
+                client: &services.client,
+            };
+            return crate::migrate::run(peers, &config, args).await;
         }
         None => {}
     }

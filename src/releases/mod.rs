@@ -210,23 +210,6 @@ impl ReleaseService {
         matches!(self.reads, Reads::Cli { .. })
     }
 
-    /// The operator's Kubernetes client (`paas-operator migrate`).
-    pub(crate) fn client(&self) -> &Client {
-        &self.client
-    }
-
-    /// Tenant namespaces (`paas-operator migrate` adopts the earlier
-    /// operator's through the release service it runs).
-    pub(crate) fn tenants(&self) -> &TenantService {
-        &self.tenants
-    }
-
-    /// Public exposure (`paas-operator migrate` takes over the earlier
-    /// operator's routes).
-    pub(crate) fn exposure(&self) -> &ExposureService {
-        &self.exposure
-    }
-
     /// Waits (at most `limit`) for Leases being given back, at shutdown.
     pub async fn settle(&self, limit: Duration) {
         self.locks.settle(limit).await;
