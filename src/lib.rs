@@ -6,7 +6,8 @@
 //!   main.rs ─► startup.rs (wires everything, serves, shuts down)
 //!                 │          migrate/ (`paas-operator migrate`: the earlier
 //!                 │          operator's leftovers, through releases/ below)
-//!   HTTP ──────► api/        one file per resource: parse ─► call a service ─► answer
+//!   HTTP ──────► api/        one file per resource: parse ─► call one service ─► answer
+//!                 │          (AppState: releases, tenants, exposure side by side)
 //!                 │
 //!                 ▼
 //!              releases/    the release service: locks and Leases, confinement,
@@ -16,6 +17,7 @@
 //!              tenants/     tenant namespaces: quota, limits, isolation, RBAC
 //!              exposure/    public routes (route records, shared Cloudflare
 //!                 │          Tunnel or Ingress, reconciliation), dedicated tunnels
+//!                 │          n8n/ (n8n's REST API, for the bootstrap)
 //!                 │
 //!      ┌──────────┼──────────────┐
 //!      ▼          ▼              ▼
@@ -39,7 +41,7 @@
 //! `paas-operator confine-check …` ([`helm::postrender`]), inside each
 //! install and upgrade.
 
-pub mod api;
+pub(crate) mod api;
 pub mod auth;
 pub mod bounded;
 pub mod charts;
@@ -51,11 +53,11 @@ pub mod kube;
 pub mod metrics;
 pub mod migrate;
 pub mod model;
-pub mod n8n;
+pub(crate) mod n8n;
 pub mod names;
-pub mod releases;
-pub mod startup;
-pub mod tenants;
+pub(crate) mod releases;
+pub(crate) mod startup;
+pub(crate) mod tenants;
 
 pub use startup::{build_state, run, serve};
 

@@ -46,10 +46,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         Some(Command::Migrate(args)) => {
             init_logging(&config);
-            let (releases, _) = build_releases(&config, Role::Command)
+            let services = build_services(&config, Role::Command)
                 .await
                 .context("cannot reach the cluster with the service's settings")?;
-            return crate::migrate::run(&releases, &config, args).await;
+            let peers = crate::migrate::Services {
+                releases: &services.releases,
+                tenants: &services.tenants,
+                exposure: &services.exposure,
+                client: &services.client,
+            };
+            return crate::migrate::run(peers, &config, args).await;
         }
         None => {}
     }
@@ -60,7 +66,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(&address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
-    tracing::info!(%address, helm = %state.releases.helm().version().text, "paas-operator listening");
+    tracing::info!(%address, helm = %state.releases.helm_version(), "paas-operator listening");
     serve(state, listener, shutdown_signal(), grace).await
 }
 
@@ -69,28 +75,35 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let keys = api_keys(&config)?;
     // Before the first helm run, so `helm version` is counted too.
     crate::metrics::handle();
-    let (releases, client) = build_releases(&config, Role::Serve).await?;
+    let Services {
+        releases,
+        tenants,
+        exposure,
+        client,
+    } = build_services(&config, Role::Serve).await?;
     let probe = ApiProbe::start(client).await;
-    let exposure = releases.exposure().clone();
-    let reconcile_every = config.exposure.exposure_reconcile_interval;
-    let sweep_every = config.helm.recovery_sweep_interval;
-    let state = AppState(Arc::new(App {
+    let releases = Arc::new(releases);
+    // Routes reconciled now (in the background) and periodically.
+    spawn_reconciler(
+        exposure.clone(),
+        Arc::downgrade(&releases),
+        config.exposure.exposure_reconcile_interval,
+    );
+    // Releases left pending by a helm that is gone (a replica that died, an
+    // operation that ended in doubt) are recovered without waiting for a write.
+    spawn_sweep(
+        Arc::downgrade(&releases),
+        config.helm.recovery_sweep_interval,
+    );
+    Ok(AppState(Arc::new(App {
         chart_policy: ChartPolicy::from_config(&config.charts),
         keys,
         probe,
         releases,
+        tenants,
+        exposure,
         config,
-    }));
-    // Routes reconciled now (in the background) and periodically.
-    spawn_reconciler(exposure, Arc::downgrade(&state.0), reconcile_every);
-    // Releases left pending by a helm that is gone (a replica that died, an
-    // operation that ended in doubt) are recovered without waiting for a write.
-    spawn_sweep(
-        Arc::downgrade(&state.0),
-        |app: &App| &app.releases,
-        sweep_every,
-    );
-    Ok(state)
+    })))
 }
 
 /// What the release service is built for.
@@ -102,12 +115,19 @@ pub enum Role {
     Command,
 }
 
-/// The release service (helm detected, Kubernetes clients, tenants and
-/// exposure wired) and the operator's Kubernetes client.
-pub async fn build_releases(
-    config: &Config,
-    role: Role,
-) -> anyhow::Result<(ReleaseService, ::kube::Client)> {
+/// The services, built once and shared: the release service holds its own
+/// handles on the tenant and exposure services, which it orchestrates.
+pub struct Services {
+    pub releases: ReleaseService,
+    pub tenants: TenantService,
+    pub exposure: ExposureService,
+    /// The operator's Kubernetes client (for requests).
+    pub client: ::kube::Client,
+}
+
+/// The services (helm detected, Kubernetes clients, tenants and exposure
+/// wired into the release service).
+pub async fn build_services(config: &Config, role: Role) -> anyhow::Result<Services> {
     let reads = config.helm.effective_reads()?;
     let lease_timing = config.helm.lease_timing();
     lease_timing.check().map_err(anyhow::Error::msg)?;
@@ -166,31 +186,41 @@ pub async fn build_releases(
         reads,
         cache,
         locks: ReleaseLocks::with_leases(leases),
-        tenants,
-        settings: ReleaseSettings {
-            lock_wait: config.helm.lock_wait,
-            stale_after: config.helm.stale_after(),
-            confine: config.charts.confine_charts,
-            allowed_cluster_kinds: config
-                .charts
-                .allowed_cluster_kinds
-                .items()
-                .iter()
-                .cloned()
-                .collect(),
-            tenant_account: config.tenant.tenant_service_account.clone(),
-            app_access: config.apps.app_access,
-            n8n_ready_timeout: config.apps.n8n_ready_timeout,
-            namespace_prefix: config.tenant.namespace_prefix.clone(),
-            scheduling: SchedulingRules {
-                priority_classes: config.tenant.allowed_priority_classes.items().to_vec(),
-                toleration_keys: config.tenant.allowed_toleration_keys.items().to_vec(),
-                runtime_classes: config.tenant.allowed_runtime_classes.items().to_vec(),
-            },
-        },
-        exposure,
+        tenants: tenants.clone(),
+        settings: release_settings(config),
+        exposure: exposure.clone(),
     });
-    Ok((releases, client))
+    Ok(Services {
+        releases,
+        tenants,
+        exposure,
+        client,
+    })
+}
+
+/// What the release service is configured with.
+fn release_settings(config: &Config) -> ReleaseSettings {
+    ReleaseSettings {
+        lock_wait: config.helm.lock_wait,
+        stale_after: config.helm.stale_after(),
+        confine: config.charts.confine_charts,
+        allowed_cluster_kinds: config
+            .charts
+            .allowed_cluster_kinds
+            .items()
+            .iter()
+            .cloned()
+            .collect(),
+        tenant_account: config.tenant.tenant_service_account.clone(),
+        app_access: config.apps.app_access,
+        n8n_ready_timeout: config.apps.n8n_ready_timeout,
+        namespace_prefix: config.tenant.namespace_prefix.clone(),
+        scheduling: SchedulingRules {
+            priority_classes: config.tenant.allowed_priority_classes.items().to_vec(),
+            toleration_keys: config.tenant.allowed_toleration_keys.items().to_vec(),
+            runtime_classes: config.tenant.allowed_runtime_classes.items().to_vec(),
+        },
+    }
 }
 
 /// The accepted API keys; refuses to start without one unless told to.
@@ -525,11 +555,7 @@ pub async fn serve(
     // No helm child outlives the process: each was stopped and reaped
     // above; a run that held no release (none should be left) is killed
     // here, and the last reaping waited for.
-    state
-        .releases
-        .helm()
-        .runner()
-        .signal_all(nix::sys::signal::Signal::SIGKILL);
+    state.releases.kill_remaining_helm();
     if !state.releases.wait_helm_exited(HELM_REAPED).await {
         tracing::error!("a helm process is still running at exit");
     }

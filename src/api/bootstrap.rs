@@ -1,15 +1,16 @@
 //! `/api/releases/{namespace}/{name}/init/n8n`: n8n's first-run bootstrap
 //! (owner account, API key kept in the release), over HTTP through its
-//! Service (`crate::releases::apps`).
+//! Service (`crate::releases`).
 
 use axum::extract::State;
 use axum::{Extension, Json};
 
-use super::AppState;
 use super::extract::{ApiJson, ReleasePath};
+use super::state::AppState;
 use crate::auth::KeyId;
 use crate::error::{ApiError, ErrorBody};
 use crate::model::apps::{N8nInitRequest, N8nInitResponse};
+use crate::releases::n8n_bootstrap::N8nBootstrap;
 
 /// Bootstrap n8n: wait until it answers, set up the owner when n8n asks
 /// for one, log in, make an API key and keep it in the release's Secret
@@ -32,7 +33,7 @@ pub async fn init_n8n(
 ) -> Result<Json<N8nInitResponse>, ApiError> {
     let answer = state
         .releases
-        .init_n8n(&key, &namespace, &name, request)
+        .init_n8n(&key, &namespace, &name, N8nBootstrap::from(request))
         .await?;
     Ok(Json(answer))
 }

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
+use super::state::AppState;
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::model::HealthResponse;
 
@@ -21,7 +21,7 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
     Json(HealthResponse {
         status: status.to_owned(),
         timestamp: jiff::Timestamp::now().to_string(),
-        helm_version: state.releases.helm().version().text.clone(),
+        helm_version: state.releases.helm_version().to_owned(),
     })
 }
 
@@ -38,14 +38,15 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     if !state.probe.reachable() {
         reasons.push("the Kubernetes API is unreachable");
     }
-    if !state.releases.helm().runner().binary_runnable().await {
+    if !state.releases.helm_runnable().await {
         reasons.push("the helm binary cannot be run");
     }
     if state.releases.cache_warming() {
         reasons.push("the read cache is still listing the cluster");
     }
     if reasons.is_empty() {
-        let body = serde_json::json!({"status": "ready", "helm_version": state.releases.helm().version().text});
+        let body =
+            serde_json::json!({"status": "ready", "helm_version": state.releases.helm_version()});
         return (StatusCode::OK, Json(body)).into_response();
     }
     ApiError::new(Code::NotReady, format!("Not ready: {}", reasons.join("; "))).into_response()

@@ -11,12 +11,11 @@ pub mod releases;
 pub mod responses;
 pub mod routes;
 pub mod sidecar;
+pub mod state;
 #[cfg(test)]
 mod tests;
 pub mod tunnels;
 
-use std::ops::Deref;
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
@@ -32,46 +31,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::{ApiKeys, require_api_key};
-use crate::config::Config;
+use crate::auth::require_api_key;
 use crate::error::{ApiError, Code};
-use crate::kube::ApiProbe;
-use crate::names::ChartPolicy;
-use crate::releases::ReleaseService;
+pub use state::{App, AppState};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// The request id header, accepted from callers and echoed back.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
-
-/// Everything handlers share.
-pub struct App {
-    pub config: Config,
-    pub keys: ApiKeys,
-    pub probe: ApiProbe,
-    pub releases: ReleaseService,
-    /// What chart references are accepted (from the configuration).
-    pub chart_policy: ChartPolicy,
-}
-
-impl App {
-    /// Tenant namespaces must start with this.
-    pub fn namespace_prefix(&self) -> &str {
-        &self.config.tenant.namespace_prefix
-    }
-}
-
-/// Cheap-to-clone handle on [`App`].
-#[derive(Clone)]
-pub struct AppState(pub Arc<App>);
-
-impl Deref for AppState {
-    type Target = App;
-
-    fn deref(&self) -> &App {
-        &self.0
-    }
-}
 
 #[derive(OpenApi)]
 #[openapi(

@@ -2,16 +2,15 @@
 //! isolation and lifecycle (`crate::tenants`); deleting one uninstalls its
 //! releases first (`crate::releases`).
 
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use axum::{Extension, Json};
 
-use super::AppState;
-use super::extract::{ApiJson, path_namespace_error};
+use super::extract::{ApiJson, NamespacePath};
+use super::state::AppState;
 use crate::auth::KeyId;
-use crate::error::{ApiError, Code, ErrorBody};
-use crate::model::{MessageResponse, NamespaceInfo, NamespaceRequest, QuotaUsage};
+use crate::error::{ApiError, ErrorBody};
+use crate::model::{MessageResponse, NamespaceInfo, NamespaceRequest};
 use crate::names::{Quantity, TenantNamespace, object_count};
 use crate::releases::audit::audit;
 use crate::tenants::{Applied, ObjectCounts, TenantQuota};
@@ -33,7 +32,7 @@ pub async fn create_namespace(
     ApiJson(request): ApiJson<NamespaceRequest>,
 ) -> Result<(StatusCode, Json<MessageResponse>), ApiError> {
     let namespace = TenantNamespace::parse(&request.name, state.namespace_prefix())?;
-    let defaults = state.releases.tenants().default_counts();
+    let defaults = state.tenants.default_counts();
     let count = |field: &'static str, given: Option<i64>, default: u32| {
         given.map_or(Ok(default), |value| object_count(field, value))
     };
@@ -53,7 +52,7 @@ pub async fn create_namespace(
             pvcs: count("pvc_limit", request.pvc_limit, defaults.pvcs)?,
         },
     };
-    let outcome = state.releases.tenants().apply(&namespace, &quota).await;
+    let outcome = state.tenants.apply(&namespace, &quota).await;
     let applied = audit(
         &key,
         "apply_namespace",
@@ -80,27 +79,6 @@ pub async fn create_namespace(
     Ok((status, Json(MessageResponse { message })))
 }
 
-/// `{name}` of a namespace path: 400 when malformed, 403 outside the prefix.
-pub struct NamespacePath(pub TenantNamespace);
-
-impl FromRequestParts<AppState> for NamespacePath {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let Path(name) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| {
-                ApiError::new(Code::InvalidPath, "The path is not /api/namespaces/{name}")
-            })?;
-        TenantNamespace::parse(&name, state.namespace_prefix())
-            .map(Self)
-            .map_err(path_namespace_error)
-    }
-}
-
 /// Quota (limits and use) and the releases of a tenant namespace.
 #[utoipa::path(get, path = "/api/namespaces/{name}", tag = "namespaces",
     params(("name" = String, Path, description = "Tenant namespace")),
@@ -114,18 +92,7 @@ pub async fn get_namespace(
     State(state): State<AppState>,
     NamespacePath(namespace): NamespacePath,
 ) -> Result<Json<NamespaceInfo>, ApiError> {
-    let tenant = state.releases.tenants().read(&namespace).await?;
-    let tenant = tenant.ok_or_else(|| ApiError::namespace_not_found(&namespace))?;
-    let releases = state.releases.list(&namespace).await?;
-    Ok(Json(NamespaceInfo {
-        name: namespace.to_string(),
-        phase: tenant.phase,
-        quota: QuotaUsage {
-            hard: tenant.hard,
-            used: tenant.used,
-        },
-        releases,
-    }))
+    Ok(Json(state.releases.namespace(&namespace).await?))
 }
 
 /// Uninstall every release of a tenant namespace, then delete it. 202 while

@@ -12,9 +12,8 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponseParts, ResponseParts};
 use axum::{Extension, Json};
 
-use super::AppState;
 use super::extract::{ApiJson, ReleasePath};
-use super::routes::with_route;
+use super::state::AppState;
 use crate::auth::KeyId;
 use crate::error::{ApiError, Code, ErrorBody};
 use crate::exposure::names::Subdomain;
@@ -23,7 +22,8 @@ use crate::model::{
     InstallRequest, MessageResponse, ReleaseInfo, ReleaseStatusResponse, RevisionList,
     RollbackRequest, UpgradeRequest,
 };
-use crate::releases::{Install, ServedFrom, Upgrade};
+use crate::releases::read::ServedFrom;
+use crate::releases::{Install, Upgrade};
 
 /// Install a chart as a new release.
 #[utoipa::path(post, path = "/api/releases", tag = "releases", request_body = InstallRequest,
@@ -41,19 +41,9 @@ pub async fn install_release(
     ApiJson(request): ApiJson<InstallRequest>,
 ) -> Result<(StatusCode, Json<ReleaseInfo>), ApiError> {
     let install = Install::parse(request, state.namespace_prefix(), &state.chart_policy)?;
-    let exposed = (
-        install.namespace.clone(),
-        install.name.clone(),
-        install.expose.clone(),
-    );
-    let release = state.releases.install(&key, install).await?;
-    let mut info = release.to_info(true);
-    let (namespace, name, expose) = exposed;
-    info.route = state
-        .releases
-        .exposure()
-        .route_after_install(&namespace, &name, expose.as_ref())
-        .await;
+    let installed = state.releases.install(&key, install).await?;
+    let mut info = installed.release.to_info(true);
+    info.route = installed.route;
     Ok((StatusCode::CREATED, Json(info)))
 }
 
@@ -73,7 +63,7 @@ pub async fn get_release(
     // may be stale, and no call that would wait for it: 503 at once.
     state.probe.require()?;
     let (from, latest) = state.releases.latest(&namespace, &name).await?;
-    let info = with_route(&state, latest.summary.to_info()).await;
+    let info = state.releases.with_route(latest.summary.to_info()).await;
     Ok((Served(from), Json(info)))
 }
 
@@ -98,7 +88,7 @@ pub async fn upgrade_release(
         .releases
         .upgrade(&key, &namespace, &name, upgrade)
         .await?;
-    Ok(Json(with_route(&state, release.to_info(true)).await))
+    Ok(Json(state.releases.with_route(release.to_info(true)).await))
 }
 
 /// Uninstall a release. Its routes (`{subdomain}-mcp` included) are
@@ -205,7 +195,10 @@ pub async fn release_status(
     Ok((
         Served(from),
         Json(ReleaseStatusResponse {
-            release: with_route(&state, status.release.summary.to_info()).await,
+            release: state
+                .releases
+                .with_route(status.release.summary.to_info())
+                .await,
             pods: status.pods,
             pod_retrieval_error: None,
             stuck: status.stuck,

@@ -1,24 +1,18 @@
 //! `/api/routes`: the routes of the shared tunnel (or of the `ingress`
-//! backend), routes of no release, and reconciliation on demand
-//! (`crate::exposure`). Also how the exposure service learns whether a
-//! release still exists ([`ReleaseLookup`] for the running service).
+//! backend), routes of no release (`crate::exposure`), and reconciliation
+//! on demand, which weighs routes against live releases (so the release
+//! service runs it).
 
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use axum::{Extension, Json};
-use futures::FutureExt;
-use futures::future::BoxFuture;
 
-use super::extract::ApiJson;
-use super::{App, AppState};
+use super::extract::{ApiJson, SubdomainPath};
+use super::state::AppState;
 use crate::auth::KeyId;
-use crate::error::{ApiError, Code, ErrorBody};
-use crate::exposure::ReleaseLookup;
-use crate::exposure::names::Subdomain;
+use crate::error::{ApiError, ErrorBody};
+use crate::model::MessageResponse;
 use crate::model::exposure::{CreateRouteRequest, ReconcileReport, RouteCreated, RouteList};
-use crate::model::{MessageResponse, ReleaseInfo};
-use crate::names::{ReleaseName, TenantNamespace};
 use crate::releases::audit::audit;
 
 /// Every route: the shared tunnel's ingress rules in order, foreign ones
@@ -30,7 +24,7 @@ use crate::releases::audit::audit;
         (status = 503, description = "Cloudflare is unavailable", body = ErrorBody),
     ))]
 pub async fn list_routes(State(state): State<AppState>) -> Result<Json<RouteList>, ApiError> {
-    Ok(Json(state.releases.exposure().list_routes().await?))
+    Ok(Json(state.exposure.list_routes().await?))
 }
 
 /// Route `{subdomain}.{domain}` to a service (a route of no release);
@@ -51,7 +45,7 @@ pub async fn create_route(
     ApiJson(request): ApiJson<CreateRouteRequest>,
 ) -> Result<(StatusCode, Json<RouteCreated>), ApiError> {
     let subdomain = request.subdomain.clone();
-    let outcome = state.releases.exposure().create_route(request).await;
+    let outcome = state.exposure.create_route(request).await;
     let created = audited(&key, "create_route", &subdomain, outcome)?;
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -72,7 +66,7 @@ pub async fn delete_route(
     Extension(key): Extension<KeyId>,
     SubdomainPath(subdomain): SubdomainPath,
 ) -> Result<Json<MessageResponse>, ApiError> {
-    let outcome = state.releases.exposure().delete_route(&subdomain).await;
+    let outcome = state.exposure.delete_route(&subdomain).await;
     let hostname = audited(&key, "delete_route", subdomain.as_str(), outcome)?;
     Ok(Json(MessageResponse {
         message: format!("Route {hostname} deleted successfully"),
@@ -92,18 +86,8 @@ pub async fn reconcile_routes(
     State(state): State<AppState>,
     Extension(key): Extension<KeyId>,
 ) -> Result<Json<ReconcileReport>, ApiError> {
-    let outcome = state.releases.exposure().reconcile(state.0.as_ref()).await;
+    let outcome = state.releases.reconcile_routes().await;
     Ok(Json(audited(&key, "reconcile_routes", "", outcome)?))
-}
-
-/// A release's answer with its `route`, from our own records.
-pub(super) async fn with_route(state: &AppState, mut info: ReleaseInfo) -> ReleaseInfo {
-    info.route = state
-        .releases
-        .exposure()
-        .route_of(&info.namespace, &info.name)
-        .await;
-    info
 }
 
 /// One audit event for a write that belongs to no release.
@@ -121,44 +105,6 @@ pub(super) fn audited<T>(
         outcome.as_ref().map(drop).map_err(Clone::clone),
     );
     outcome
-}
-
-/// `{subdomain}` of a route path, validated (400 `invalid_subdomain`).
-pub struct SubdomainPath(pub Subdomain);
-
-impl FromRequestParts<AppState> for SubdomainPath {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let Path(subdomain) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| {
-                ApiError::new(Code::InvalidPath, "The path is not /api/routes/{subdomain}")
-            })?;
-        Ok(Self(Subdomain::parse(&subdomain)?))
-    }
-}
-
-/// The running service tells the exposure service whether a release
-/// exists (from the read cache, else Helm's records).
-impl ReleaseLookup for App {
-    fn is_live<'a>(&'a self, namespace: &'a str, name: &'a str) -> BoxFuture<'a, Option<bool>> {
-        async move {
-            let namespace = TenantNamespace::parse(namespace, self.namespace_prefix()).ok()?;
-            let name = ReleaseName::parse(name).ok()?;
-            match self.releases.latest(&namespace, &name).await {
-                Ok((_, latest)) => {
-                    Some(latest.summary.status() != crate::model::ReleaseStatus::Uninstalled)
-                }
-                Err(error) if error.code == Code::ReleaseNotFound => Some(false),
-                Err(_) => None,
-            }
-        }
-        .boxed()
-    }
 }
 
 #[cfg(test)]

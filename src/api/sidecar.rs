@@ -1,16 +1,17 @@
 //! `/api/releases/{namespace}/{name}/sidecar`: attach (or replace) and take
 //! off the release's MCP sidecar. It becomes part of the release, applied on
-//! every later upgrade and rollback (`crate::releases::apps`).
+//! every later upgrade and rollback (`crate::releases`); the request is checked here, before any I/O.
 
 use axum::extract::State;
 use axum::{Extension, Json};
 
-use super::AppState;
 use super::extract::{ApiJson, ReleasePath};
+use super::state::AppState;
 use crate::auth::KeyId;
 use crate::error::{ApiError, ErrorBody};
 use crate::model::MessageResponse;
 use crate::model::apps::{SidecarRequest, SidecarResponse};
+use crate::releases::AttachSidecar;
 
 /// Attach a sidecar container to a Deployment of the release, with a
 /// Service `{release}-mcp` for its first port. The same request again
@@ -30,9 +31,10 @@ pub async fn attach_sidecar(
     ReleasePath { namespace, name }: ReleasePath,
     ApiJson(request): ApiJson<SidecarRequest>,
 ) -> Result<Json<SidecarResponse>, ApiError> {
+    let attach = AttachSidecar::parse(request, &name)?;
     let attached = state
         .releases
-        .attach_sidecar(&key, &namespace, &name, request)
+        .attach_sidecar(&key, &namespace, &name, attach)
         .await?;
     let internal = attached.service.as_ref().map(|service| {
         format!(

@@ -16,7 +16,8 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::{App, AppState, app};
+use super::app;
+use super::state::{App, AppState};
 use crate::auth::ApiKeys;
 use crate::config::Config;
 use crate::helm::{Helm, HelmRunner, HelmVersion, RunnerConfig};
@@ -72,6 +73,13 @@ pub(super) fn app_with(
         cache_bytes: 1 << 20,
     })
     .expect("chart store");
+    let tenants = TenantService::new(
+        client.clone(),
+        client_config,
+        config.tenant.clone(),
+        Vec::new(),
+    );
+    let exposure = crate::exposure::ExposureService::disabled();
     let releases = ReleaseService::new(Parts {
         helm: Helm::new(runner, version, "paas-tenant"),
         charts: Arc::new(charts),
@@ -79,7 +87,7 @@ pub(super) fn app_with(
         reads: Reads::Storage(ReleaseStore::new(client.clone(), RecordKind::Secret)),
         cache: ReadCache::disabled(),
         locks,
-        tenants: TenantService::new(client, client_config, config.tenant.clone(), Vec::new()),
+        tenants: tenants.clone(),
         settings: ReleaseSettings {
             lock_wait: Duration::from_millis(600),
             stale_after: Duration::from_secs(60),
@@ -91,13 +99,15 @@ pub(super) fn app_with(
             namespace_prefix: "paas-ws-".into(),
             scheduling: Default::default(),
         },
-        exposure: crate::exposure::ExposureService::disabled(),
+        exposure: exposure.clone(),
     });
     let state = AppState(Arc::new(App {
         chart_policy: ChartPolicy::from_config(&config.charts),
         keys,
         probe,
-        releases,
+        releases: Arc::new(releases),
+        tenants,
+        exposure,
         config,
     }));
     app(state)

@@ -2,17 +2,16 @@
 //! (`crate::exposure::tunnels`): made (compensated when a step fails),
 //! read with their live connections, their token, deleted.
 
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use axum::{Extension, Json};
 
-use super::AppState;
-use super::extract::ApiJson;
+use super::extract::{ApiJson, TunnelPath};
 use super::routes::audited;
+use super::state::AppState;
 use crate::auth::KeyId;
-use crate::error::{ApiError, Code, ErrorBody};
-use crate::exposure::names::{Hostname, Origins, TunnelId, TunnelName, origin_url};
+use crate::error::{ApiError, ErrorBody};
+use crate::exposure::names::{Hostname, Origins, TunnelName, origin_url};
 use crate::exposure::tunnels::NewTunnel;
 use crate::model::MessageResponse;
 use crate::model::exposure::{TunnelCreateRequest, TunnelCreated, TunnelStatus, TunnelToken};
@@ -33,7 +32,7 @@ pub async fn create_tunnel(
     Extension(key): Extension<KeyId>,
     ApiJson(request): ApiJson<TunnelCreateRequest>,
 ) -> Result<(StatusCode, Json<TunnelCreated>), ApiError> {
-    let tunnels = state.releases.exposure().tunnels()?;
+    let tunnels = state.exposure.tunnels()?;
     let new = NewTunnel {
         name: TunnelName::parse(&request.name)?,
         hostname: Hostname::parse(&request.hostname)?,
@@ -57,7 +56,7 @@ pub async fn tunnel_status(
     State(state): State<AppState>,
     TunnelPath(id): TunnelPath,
 ) -> Result<Json<TunnelStatus>, ApiError> {
-    let tunnels = state.releases.exposure().tunnels()?;
+    let tunnels = state.exposure.tunnels()?;
     Ok(Json(tunnels.status(&id).await?))
 }
 
@@ -73,7 +72,7 @@ pub async fn tunnel_token(
     State(state): State<AppState>,
     TunnelPath(id): TunnelPath,
 ) -> Result<Json<TunnelToken>, ApiError> {
-    let tunnels = state.releases.exposure().tunnels()?;
+    let tunnels = state.exposure.tunnels()?;
     Ok(Json(tunnels.token(&id).await?))
 }
 
@@ -91,7 +90,7 @@ pub async fn delete_tunnel(
     Extension(key): Extension<KeyId>,
     TunnelPath(id): TunnelPath,
 ) -> Result<Json<MessageResponse>, ApiError> {
-    let tunnels = state.releases.exposure().tunnels()?;
+    let tunnels = state.exposure.tunnels()?;
     audited(
         &key,
         "delete_tunnel",
@@ -101,26 +100,4 @@ pub async fn delete_tunnel(
     Ok(Json(MessageResponse {
         message: format!("Tunnel {id} deleted successfully"),
     }))
-}
-
-/// `{tunnel_id}` of a tunnel path: a UUID (400 otherwise).
-pub struct TunnelPath(pub TunnelId);
-
-impl FromRequestParts<AppState> for TunnelPath {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let Path(id) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    Code::InvalidPath,
-                    "The path is not /api/tunnels/{tunnel_id}",
-                )
-            })?;
-        Ok(Self(TunnelId::parse(&id)?))
-    }
 }

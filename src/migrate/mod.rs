@@ -25,7 +25,9 @@ mod scan;
 
 use crate::auth::KeyId;
 use crate::config::{Config, MigrateArgs, ReportFormat};
+use crate::exposure::ExposureService;
 use crate::releases::ReleaseService;
+use crate::tenants::TenantService;
 use report::Report;
 use scan::Plan;
 
@@ -33,10 +35,24 @@ use scan::Plan;
 /// took to be given back.
 const LEASE_SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The migration's view of the cluster: the release service (tenants and
-/// exposure with it) built from the service's settings.
+/// The services the migration works through, side by side, built from the
+/// service's settings.
+#[derive(Clone, Copy)]
+pub struct Services<'a> {
+    pub releases: &'a ReleaseService,
+    pub tenants: &'a TenantService,
+    pub exposure: &'a ExposureService,
+    /// The operator's Kubernetes client (the earlier operator's cluster
+    /// objects, the kept state of releases).
+    pub client: &'a kube::Client,
+}
+
+/// The migration's view of the cluster.
 pub struct Migration<'a> {
     releases: &'a ReleaseService,
+    tenants: &'a TenantService,
+    exposure: &'a ExposureService,
+    client: &'a kube::Client,
     prefix: String,
     /// `namespace/name` of this operator's ServiceAccount.
     operator_account: String,
@@ -46,11 +62,11 @@ pub struct Migration<'a> {
 
 /// Runs the subcommand: prints the report; with `--apply`, adopts first.
 pub async fn run(
-    releases: &ReleaseService,
+    services: Services<'_>,
     config: &Config,
     args: &MigrateArgs,
 ) -> anyhow::Result<()> {
-    let migration = Migration::new(releases, config, &args.namespaces);
+    let migration = Migration::new(services, config, &args.namespaces);
     let report = if args.apply {
         migration.apply().await
     } else {
@@ -58,7 +74,7 @@ pub async fn run(
     };
     // Leases are given back in the background: let them go before exiting,
     // or the next operation on those releases waits for them to expire.
-    releases.settle(LEASE_SETTLE).await;
+    services.releases.settle(LEASE_SETTLE).await;
     match args.output {
         ReportFormat::Text => print!("{}", report.to_text()),
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -71,9 +87,12 @@ pub async fn run(
 
 impl<'a> Migration<'a> {
     /// `only`: the tenant namespaces to look at (empty: all).
-    pub fn new(releases: &'a ReleaseService, config: &Config, only: &[String]) -> Self {
+    pub fn new(services: Services<'a>, config: &Config, only: &[String]) -> Self {
         Self {
-            releases,
+            releases: services.releases,
+            tenants: services.tenants,
+            exposure: services.exposure,
+            client: services.client,
             prefix: config.tenant.namespace_prefix.clone(),
             operator_account: config.tenant.operator_service_account.clone(),
             only: only.to_vec(),
@@ -93,7 +112,7 @@ impl<'a> Migration<'a> {
         let mut changed = Vec::new();
         let mut failed = Vec::new();
         for namespace in &plan.namespaces {
-            match self.releases.tenants().adopt(namespace).await {
+            match self.tenants.adopt(namespace).await {
                 Ok(()) => changed.push(format!(
                     "namespace {namespace}: tenant objects set up (its quota left as it was)"
                 )),
@@ -116,7 +135,7 @@ impl<'a> Migration<'a> {
     }
 
     async fn adopt_routes(&self, plan: &Plan, changed: &mut Vec<String>, failed: &mut Vec<String>) {
-        let exposure = self.releases.exposure();
+        let exposure = self.exposure;
         for (owner, rule, kind) in &plan.routes {
             let owner_text = format!("{}/{}", owner.namespace, owner.name);
             match exposure.adopt_route(owner.clone(), rule, *kind).await {

@@ -61,7 +61,7 @@ impl Migration<'_> {
     /// Tenant namespaces lacking tenant objects; the readable ones with
     /// their releases.
     async fn scan_namespaces(&self, report: &mut Report, plan: &mut Plan) -> Vec<Tenant> {
-        let tenants = self.releases.tenants();
+        let tenants = self.tenants;
         let namespaces = match tenants.tenant_namespaces().await {
             Ok(namespaces) => namespaces,
             Err(error) => {
@@ -154,7 +154,7 @@ impl Migration<'_> {
                 patched.len()
             ));
         };
-        match state::load(self.releases.client(), namespace, name).await {
+        match state::load(self.client, namespace, name).await {
             Ok(kept) if kept.sidecar.is_some() => {
                 return Action::Leave("the release has a sidecar of this operator already".into());
             }
@@ -212,7 +212,7 @@ impl Migration<'_> {
 
     /// Rules of the shared tunnel without a record, and CNAMEs without a rule.
     async fn scan_routes(&self, tenants: &[Tenant], report: &mut Report, plan: &mut Plan) {
-        let exposure = self.releases.exposure();
+        let exposure = self.exposure;
         let rules = match exposure.unrecorded_rules().await {
             Ok(Some(rules)) => rules,
             Ok(None) => {
@@ -340,7 +340,7 @@ impl Migration<'_> {
     /// The earlier operator's ClusterRole, ClusterRoleBinding and
     /// ServiceAccount (report only).
     async fn scan_cluster(&self, report: &mut Report) {
-        let client = self.releases.client().clone();
+        let client = self.client.clone();
         let role = Api::<ClusterRole>::all(client.clone())
             .get_opt(EARLIER_NAME)
             .await;
@@ -360,7 +360,7 @@ impl Migration<'_> {
     }
 
     async fn scan_binding(&self, report: &mut Report) {
-        let client = self.releases.client().clone();
+        let client = self.client.clone();
         let binding = Api::<ClusterRoleBinding>::all(client)
             .get_opt(EARLIER_NAME)
             .await;
@@ -394,7 +394,7 @@ impl Migration<'_> {
         if account == self.operator_account {
             return;
         }
-        let client = self.releases.client().clone();
+        let client = self.client.clone();
         let found = Api::<ServiceAccount>::namespaced(client, EARLIER_NAMESPACE)
             .get_opt(EARLIER_NAME)
             .await;

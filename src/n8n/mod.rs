@@ -13,15 +13,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-pub use transport::{Reply, Transport};
-
-/// Where n8n is: its Service and port in a namespace.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub namespace: String,
-    pub service: String,
-    pub port: u16,
-}
+pub use transport::{Endpoint, Reply, Transport};
 
 /// A bootstrap step, as the platform names it in `error`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

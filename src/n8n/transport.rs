@@ -15,7 +15,6 @@ use std::time::Duration;
 use http::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
 use serde_json::Value;
 
-use super::Endpoint;
 use crate::bounded::{ReadError, deadline_in, read_body};
 
 /// Longest one call may take, answer included.
@@ -25,6 +24,14 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 pub const MAX_ANSWER: usize = 1 << 20;
 /// The session cookie n8n sets.
 const SESSION_COOKIE: &str = "n8n-auth";
+
+/// Where n8n is: its Service and port in a namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub namespace: String,
+    pub service: String,
+    pub port: u16,
+}
 
 /// An answer: status, JSON body (`Null` when not JSON), session cookie.
 #[derive(Debug, Clone)]

@@ -20,7 +20,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use super::ReleaseService;
-use super::apps::Attached;
+use super::sidecar::Attached;
+use super::sidecar_spec::AttachSidecar;
 use crate::auth::KeyId;
 use crate::error::{ApiError, Code};
 use crate::helm::HelmRelease;
@@ -447,11 +448,10 @@ fn patched(deployment: &str, container: &Container) -> PatchedSidecar {
 
 impl PatchedSidecar {
     /// The sidecar request that attaches it, when it is a sidecar we accept.
-    pub fn sidecar_request(&self, release: &ReleaseName) -> Result<SidecarRequest, ApiError> {
+    pub fn sidecar_request(&self, release: &ReleaseName) -> Result<AttachSidecar, ApiError> {
         let request: SidecarRequest = serde_json::from_value(self.request.clone())
             .map_err(|error| ApiError::new(Code::InvalidSidecar, error.to_string()))?;
-        super::apps::check_sidecar(&request, release)?;
-        Ok(request)
+        Ok(AttachSidecar::parse(request, release)?)
     }
 }
 
@@ -503,10 +503,14 @@ mod tests {
         assert_eq!(request.deployment_name.as_deref(), Some("svc-a-n8n"));
         assert_eq!(request.container.ports[0].container_port, 3000);
         let release = ReleaseName::parse("svc-a").unwrap();
-        let request = found
+        let attach = found
             .sidecar_request(&release)
             .expect("accepted as a sidecar");
-        assert_eq!(request.container.env.len(), 2);
+        assert_eq!(attach.container_name, "mcp-sidecar");
+        assert_eq!(
+            attach.sidecar.container["env"].as_array().map(Vec::len),
+            Some(2)
+        );
     }
 
     #[test]

@@ -1,8 +1,11 @@
-//! The release service: every operation on a Helm release, end to end.
+//! The release service: every operation on a Helm release, end to end,
+//! and the work that spans services (a release's routes, a namespace with
+//! its releases).
 //!
 //! ```text
-//!  api/releases.rs, api/namespaces.rs
-//!        │ validated commands (commands.rs)
+//!  api/ handlers (AppState.releases)
+//!        │ typed commands, parsed at the edge: Install, Upgrade (commands.rs),
+//!        │ AttachSidecar (sidecar_spec.rs), N8nBootstrap (n8n_bootstrap.rs)
 //!        ▼
 //!  ReleaseService
 //!   ├─ write.rs   lock + Lease (locks.rs) ─► the chart fetched and inspected
@@ -11,16 +14,21 @@
 //!   │             a `pending-*` revision whose helm is gone is marked
 //!   │             failed and the operation retried once (recovery.rs);
 //!   │             a background sweep does the same without a write
-//!   └─ read.rs    watch-fed cache (cache/) ─► else Helm's records from the
-//!                 Kubernetes API (store.rs) or the helm CLI ─► warm the cache
+//!   ├─ revision.rs  stored documents applied as a new revision: rollback,
+//!   │             the sidecar (sidecar.rs), the n8n key (n8n_bootstrap.rs)
+//!   ├─ read.rs    watch-fed cache (cache/) ─► else Helm's records from the
+//!   │             Kubernetes API (store.rs) or the helm CLI ─► warm the cache
+//!   └─ routes.rs, namespaces.rs  a release's route in its answers, route
+//!                 reconciliation against live releases; a namespace read
+//!                 and deleted with its releases
 //! ```
 //!
 //! Below it: `helm/` (the helm CLI), `kube/` (Kubernetes primitives),
 //! `tenants/` (tenant namespaces) and `exposure/` (a release's routes,
-//! claimed after its install and removed with it, under its lock).
-//! Nothing here knows HTTP.
+//! claimed after its install and removed with it, under its lock). The
+//! handlers hold the tenant and exposure services too, beside this one,
+//! for what concerns them alone. Nothing here knows HTTP.
 
-pub mod apps;
 pub mod audit;
 pub mod cache;
 pub mod commands;
@@ -28,8 +36,14 @@ mod confinement;
 pub mod earlier;
 mod kept_key;
 pub mod locks;
-mod read;
+pub mod n8n_bootstrap;
+mod namespaces;
+pub mod read;
 pub mod recovery;
+mod revision;
+mod routes;
+mod sidecar;
+mod sidecar_spec;
 pub mod state;
 pub mod store;
 mod write;
@@ -40,9 +54,9 @@ use std::time::Duration;
 
 use kube::Client;
 
-pub use commands::{ChartSpec, Install, Upgrade};
-pub use read::{ServedFrom, StatusRead};
-pub use store::{RecordKind, ReleaseStore, StorageError};
+pub use commands::{Install, Upgrade};
+pub use sidecar_spec::AttachSidecar;
+pub use store::{RecordKind, ReleaseStore};
 
 use crate::charts::ChartStore;
 use crate::config::ReleaseReads;
@@ -175,8 +189,14 @@ impl ReleaseService {
         service
     }
 
-    pub fn helm(&self) -> &Helm {
-        &self.helm
+    /// The helm version detected at start (`v4.3.1`).
+    pub fn helm_version(&self) -> &str {
+        &self.helm.version().text
+    }
+
+    /// The helm binary is still there and executable (readiness).
+    pub async fn helm_runnable(&self) -> bool {
+        self.helm.runner().binary_runnable().await
     }
 
     /// True while the cluster-wide read cache is still listing after start
@@ -188,20 +208,6 @@ impl ReleaseService {
     /// True when reads run the helm CLI (`RELEASE_READS=helm`, or sql).
     pub fn reads_through_cli(&self) -> bool {
         matches!(self.reads, Reads::Cli { .. })
-    }
-
-    /// The operator's Kubernetes client.
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    pub fn tenants(&self) -> &TenantService {
-        &self.tenants
-    }
-
-    /// Public exposure and tunnels.
-    pub fn exposure(&self) -> &ExposureService {
-        &self.exposure
     }
 
     /// Waits (at most `limit`) for Leases being given back, at shutdown.
@@ -216,6 +222,14 @@ impl ReleaseService {
     /// are not started.
     pub fn stop_operations(&self) {
         self.stopping.cancel();
+    }
+
+    /// At exit: kills every helm process of this service still running
+    /// (none should be left once operations were stopped).
+    pub fn kill_remaining_helm(&self) {
+        self.helm
+            .runner()
+            .signal_all(nix::sys::signal::Signal::SIGKILL);
     }
 
     /// Waits (at most `limit`) until no helm process of this service runs,

@@ -394,22 +394,17 @@ fn never_deployed(history: &[HelmRelease]) -> bool {
 }
 
 /// Runs the recovery sweep now and every `every` (never when zero), as
-/// long as `owner` (the running service) lives and is not stopping.
-pub fn spawn_sweep<T, F>(owner: Weak<T>, service: F, every: Duration)
-where
-    T: Send + Sync + 'static,
-    F: Fn(&T) -> &ReleaseService + Send + 'static,
-{
+/// long as the release service lives and is not stopping.
+pub fn spawn_sweep(service: Weak<ReleaseService>, every: Duration) {
     if every.is_zero() {
         return;
     }
     tokio::spawn(async move {
         let mut told_forbidden = false;
         loop {
-            let Some(owner) = owner.upgrade() else {
+            let Some(releases) = service.upgrade() else {
                 return;
             };
-            let releases = service(&owner);
             if releases.is_stopping() {
                 return;
             }
@@ -430,7 +425,7 @@ where
                 }
                 Err(error) => tracing::warn!(%error, "recovery sweep failed"),
             }
-            drop(owner);
+            drop(releases);
             tokio::time::sleep(every).await;
         }
     });

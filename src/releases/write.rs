@@ -24,14 +24,26 @@ use crate::auth::KeyId;
 use crate::error::{ApiError, Code};
 use crate::exposure::names::Subdomain;
 use crate::helm::additions::Additions;
-use crate::helm::{ChartArgs, HelmRelease, ValuesMode, WriteKind};
+use crate::helm::{ChartArgs, HelmRelease, WriteKind};
+use crate::model::RouteInfo;
 use crate::names::{ReleaseName, TenantNamespace};
 use serde_json::{Map, Value};
 
+/// What an install produced.
+#[derive(Debug)]
+pub struct Installed {
+    pub release: HelmRelease,
+    /// The release's route (read back after the install), when it asked for
+    /// one and it is in place.
+    pub route: Option<RouteInfo>,
+}
+
 impl ReleaseService {
     /// `helm install`, creating the tenant namespace first when asked; a
-    /// release of that name that never reached `deployed` is replaced.
-    pub async fn install(&self, key: &KeyId, install: Install) -> Result<HelmRelease, ApiError> {
+    /// release of that name that never reached `deployed` is replaced. Its
+    /// route, when asked for, is made under the release's lock; routing
+    /// failures leave `route` empty, never fail the install.
+    pub async fn install(&self, key: &KeyId, install: Install) -> Result<Installed, ApiError> {
         let Install {
             namespace,
             name,
@@ -89,7 +101,12 @@ impl ReleaseService {
         }
         .await;
         self.expect_after_write(namespace, name, &outcome);
-        audit(key, "install", namespace.as_str(), name.as_str(), outcome)
+        let release = audit(key, "install", namespace.as_str(), name.as_str(), outcome)?;
+        let route = self
+            .exposure
+            .route_after_install(namespace, name, expose.as_ref())
+            .await;
+        Ok(Installed { release, route })
     }
 
     /// `helm upgrade`; a release whose pending revision lost its helm is
@@ -250,34 +267,6 @@ impl ReleaseService {
         self.remove_earlier_mcp_service(namespace, name).await;
     }
 
-    /// Uninstalls every release of a tenant namespace, then starts deleting
-    /// it; nothing happens to a namespace that is already terminating.
-    pub async fn delete_namespace(&self, namespace: &TenantNamespace) -> Result<(), ApiError> {
-        let outcome = async {
-            let tenant = self.tenants.read(namespace).await?;
-            let tenant = tenant.ok_or_else(|| ApiError::namespace_not_found(namespace))?;
-            if tenant.phase == "Terminating" {
-                return Ok(());
-            }
-            for name in self.release_names(namespace).await? {
-                self.locked(namespace, &name, async {
-                    Ok(self.helm.uninstall(namespace, &name).await?)
-                })
-                .await?;
-                // Its Services go with the namespace; the route would stay.
-                let prefix = &self.settings.namespace_prefix;
-                self.exposure
-                    .remove_earlier_routes(namespace, &name, prefix, None)
-                    .await;
-            }
-            self.exposure.namespace_gone(namespace).await;
-            Ok(self.tenants.delete(namespace).await?)
-        }
-        .await;
-        self.cache.forget(namespace.as_str());
-        outcome
-    }
-
     /// Runs `operation` holding the release's lock (and Lease), then gives
     /// them back; the operation is a lazy future, so nothing runs before the
     /// lock is held. The answer does not wait for the Lease's deletion (one
@@ -435,7 +424,7 @@ impl ReleaseService {
 
     /// What the operator keeps about the release, to add to a rendering
     /// (nothing from a Secret of its name someone else made).
-    async fn kept_additions(
+    pub(super) async fn kept_additions(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,
@@ -443,35 +432,6 @@ impl ReleaseService {
         Ok(super::state::load(&self.client, namespace, name)
             .await?
             .additions())
-    }
-
-    /// Applies a stored revision's documents again, checked as a new
-    /// rendering would be, with that revision's values.
-    async fn roll_back_to(
-        &self,
-        namespace: &TenantNamespace,
-        name: &ReleaseName,
-        target: u32,
-    ) -> Result<HelmRelease, ApiError> {
-        let revision = self.revision_direct(namespace, name, target).await?;
-        let additions = self.kept_additions(namespace, name).await?;
-        let rules = self.plan(namespace, name, additions).await?;
-        let checked = self.checked(namespace, rules.as_ref(), &revision.rendering())?;
-        let values = revision.config.clone().unwrap_or_default();
-        let description = format!("Rollback to {target}");
-        let printed = self
-            .helm
-            .apply_documents(
-                namespace,
-                name,
-                WriteKind::Upgrade(ValuesMode::Reset),
-                &revision.chart_identity(),
-                &checked,
-                &values,
-                Some(&description),
-            )
-            .await?;
-        self.produced(namespace, name, printed).await
     }
 
     async fn lock(
@@ -522,7 +482,7 @@ impl ReleaseService {
         self.expect(namespace, name, outcome.as_ref());
     }
 
-    fn expect(
+    pub(super) fn expect(
         &self,
         namespace: &TenantNamespace,
         name: &ReleaseName,

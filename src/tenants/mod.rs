@@ -21,6 +21,7 @@
 pub mod earlier;
 pub mod objects;
 pub mod policy;
+mod quota;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -39,13 +40,13 @@ use crate::config::TenantConfig;
 use crate::kube::KubeError;
 use crate::kube::apply::{apply, apply_retrying, retry_forbidden};
 use crate::names::{Quantity, TenantNamespace};
+pub use objects::MANAGED_LABEL;
 use objects::{
     OPERATOR_BINDING, limit_range_body, namespace_body, network_policy_body, quota_body,
     role_binding_body, tenant_account_body, tenant_binding_body,
 };
+pub use quota::{ObjectCounts, TenantQuota};
 
-/// Label marking namespaces this operator manages.
-pub const MANAGED_LABEL: &str = "paas-managed";
 /// The Pod Security label this operator sets on every tenant namespace
 /// (the earlier operator set only [`MANAGED_LABEL`]).
 pub const PSA_ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";
@@ -53,52 +54,6 @@ pub const PSA_ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";
 /// How long a new tenant identity may take to be usable (the API server's
 /// RBAC cache learns a new RoleBinding through a watch: milliseconds).
 const IDENTITY_READY_WITHIN: Duration = Duration::from_secs(10);
-
-/// The limits of a tenant namespace.
-#[derive(Debug, Clone)]
-pub struct TenantQuota {
-    pub cpu: Quantity,
-    pub memory: Quantity,
-    pub storage: Quantity,
-    pub counts: ObjectCounts,
-}
-
-impl TenantQuota {
-    /// The earlier operator's defaults (cpu 2, memory 4Gi, storage 20Gi)
-    /// and these object counts.
-    pub fn default_quota(counts: ObjectCounts) -> Self {
-        Self {
-            cpu: Quantity::known("2"),
-            memory: Quantity::known("4Gi"),
-            storage: Quantity::known("20Gi"),
-            counts,
-        }
-    }
-}
-
-/// How many objects of each kind a tenant namespace may hold: what bounds
-/// a tenant's share of the nodes' pod slots and of etcd.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ObjectCounts {
-    pub pods: u32,
-    pub services: u32,
-    pub secrets: u32,
-    pub configmaps: u32,
-    pub pvcs: u32,
-}
-
-impl ObjectCounts {
-    /// The defaults of the settings (`QUOTA_PODS`, …).
-    pub fn from_policy(policy: &TenantConfig) -> Self {
-        Self {
-            pods: policy.quota_pods,
-            services: policy.quota_services,
-            secrets: policy.quota_secrets,
-            configmaps: policy.quota_configmaps,
-            pvcs: policy.quota_pvcs,
-        }
-    }
-}
 
 /// Whether applying created the namespace or updated an existing one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

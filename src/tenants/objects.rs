@@ -4,9 +4,12 @@
 
 use serde_json::{Value, json};
 
-use super::{MANAGED_LABEL, TenantQuota};
+use super::quota::TenantQuota;
 use crate::config::TenantConfig;
 use crate::helm::confine::OPERATOR_LABEL;
+
+/// Label marking namespaces this operator manages.
+pub const MANAGED_LABEL: &str = "paas-managed";
 
 /// Name of the RoleBinding that gives the operator its rights in a tenant.
 pub const OPERATOR_BINDING: &str = "paas-operator-tenant";
