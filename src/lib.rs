@@ -44,6 +44,7 @@ pub mod auth;
 pub mod bounded;
 pub mod charts;
 pub mod config;
+pub mod egress;
 pub mod error;
 pub mod exposure;
 pub mod helm;
@@ -54,6 +55,7 @@ pub mod model;
 pub mod n8n;
 pub mod names;
 pub mod releases;
+pub mod render;
 pub mod startup;
 pub mod tenants;
 

@@ -20,9 +20,8 @@ use crate::api::{App, AppState};
 use crate::auth::ApiKeys;
 use crate::charts::{ChartStore, StoreSettings};
 use crate::config::{Command, Config, LogFormat};
+use crate::egress::{AllowedHosts, EgressGuard};
 use crate::exposure::{ExposureService, spawn_reconciler};
-use crate::helm::confine::SchedulingRules;
-use crate::helm::egress::{AllowedHosts, EgressGuard};
 use crate::helm::home::HelmHome;
 use crate::helm::postrender::{ConfinePlugin, resolve_checker};
 use crate::helm::{Helm, HelmError, HelmRunner, RunnerConfig};
@@ -33,6 +32,7 @@ use crate::releases::cache::ReadCache;
 use crate::releases::locks::ReleaseLocks;
 use crate::releases::recovery::spawn_sweep;
 use crate::releases::{Parts, Reads, RecordKind, ReleaseService, ReleaseSettings, ReleaseStore};
+use crate::render::confine::SchedulingRules;
 use crate::tenants::TenantService;
 use crate::tenants::policy::{PolicyState, ensure_cluster_policy};
 

@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 use super::RouteError;
 use super::names::{InputError, parse_cluster_service_url};
 use super::store::{NAMESPACE_LABEL, RELEASE_LABEL, ROUTE_LABEL, RouteRecord};
-use crate::helm::confine::OPERATOR_LABEL;
 use crate::kube::KubeError;
 use crate::kube::apply::apply;
+use crate::render::confine::OPERATOR_LABEL;
 
 /// How the Ingresses are made.
 #[derive(Debug, Clone, Default)]

@@ -24,9 +24,9 @@ use kube::{Api, Client};
 
 use super::names::Subdomain;
 use crate::config::ExposureBackend;
-use crate::helm::confine::OPERATOR_LABEL;
 use crate::kube::KubeError;
 use crate::model::RouteInfo;
+use crate::render::confine::OPERATOR_LABEL;
 
 /// Marks a ConfigMap as a route record.
 pub const ROUTE_LABEL: &str = "paas-operator/route";

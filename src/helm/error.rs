@@ -1,8 +1,8 @@
 //! Helm failures, classified from helm's stderr so the API can answer with
 //! the right status. The stderr text itself is only logged.
 
-use super::confine::Violation;
 use crate::error::{ApiError, Code};
+use crate::render::confine::Violation;
 
 /// Why a helm command failed, as far as its stderr tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,7 +289,7 @@ impl From<HelmError> for ApiError {
                 ref violations,
             } if too_complex(violations).is_none() => ApiError::new(
                 Code::ChartNotConfined,
-                crate::helm::confine::refusal(namespace, violations),
+                crate::render::confine::refusal(namespace, violations),
             ),
             HelmError::NotConfined {
                 namespace,

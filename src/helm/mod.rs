@@ -12,16 +12,11 @@
 //! live in a private [`home`]. Nothing here talks to the Kubernetes API; the
 //! release service (`crate::releases`) decides what to run and when.
 
-pub mod additions;
 pub mod cli_reads;
 pub mod command;
-pub mod confine;
-pub mod documents;
-pub mod egress;
 pub mod error;
 pub mod home;
 pub mod limits;
-pub mod parse;
 pub mod postrender;
 pub mod procs;
 pub mod release;
@@ -39,8 +34,8 @@ pub use release::HelmRelease;
 pub use runner::{HelmRunner, Invocation, RenderWatch, RunnerConfig};
 
 use crate::names::{ReleaseName, TenantNamespace};
-use confine::Rules;
-use documents::Checked;
+use crate::render::confine::{self, Rules};
+use crate::render::documents::Checked;
 use postrender::{CheckerOutcome, ConfinePlugin, ConfineRun};
 use wrapper::{ChartIdentity, WrapperChart};
 
@@ -76,7 +71,7 @@ pub struct Helm {
     /// Set with Helm 4 when charts are confined: the post-renderer plugin.
     confine_plugin: Option<Arc<ConfinePlugin>>,
     /// The proxy helm's outbound traffic goes through (kept alive with helm).
-    egress: Option<Arc<egress::EgressGuard>>,
+    egress: Option<Arc<crate::egress::EgressGuard>>,
     /// helm's private cache and config directories (kept with helm).
     home: Option<Arc<home::HelmHome>>,
 }
@@ -116,7 +111,7 @@ impl Helm {
 
     /// Keeps `guard` (the runner's environment points helm at it) alive as
     /// long as helm runs.
-    pub fn with_egress_guard(mut self, guard: Option<egress::EgressGuard>) -> Self {
+    pub fn with_egress_guard(mut self, guard: Option<crate::egress::EgressGuard>) -> Self {
         self.egress = guard.map(Arc::new);
         self
     }

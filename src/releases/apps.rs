@@ -1,6 +1,6 @@
 //! The app features, as part of the release: the MCP sidecar and the n8n
 //! bootstrap. Both are kept with the release ([`super::state`]) and added to
-//! every rendering of it ([`crate::helm::additions`]), so an upgrade, a
+//! every rendering of it ([`crate::render::additions`]), so an upgrade, a
 //! rollback or a re-created Deployment keeps them; setting them applies the
 //! release's current documents again with them (a new revision).
 //!
@@ -24,12 +24,12 @@ use super::state::{self, N8nKey, ReleaseState};
 use crate::auth::KeyId;
 use crate::config::AppAccess;
 use crate::error::{ApiError, Code};
-use crate::helm::additions::{self, Applied, Sidecar, SidecarService};
-use crate::helm::confine::Rules;
 use crate::helm::{HelmRelease, ValuesMode, WriteKind};
 use crate::model::apps::{N8nInitRequest, N8nInitResponse, SidecarContainer, SidecarRequest};
 use crate::n8n::{Endpoint, N8n, Step, StepError, Transport};
 use crate::names::{ReleaseName, TenantNamespace, is_dns1123_label};
+use crate::render::additions::{self, Applied, Sidecar, SidecarService};
+use crate::render::confine::Rules;
 
 /// How long a repeated bootstrap waits for a rollout under way to bring up
 /// pods with the kept key (within the platform's 120 s, after waiting for

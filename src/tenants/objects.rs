@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::{MANAGED_LABEL, TenantQuota};
 use crate::config::TenantConfig;
-use crate::helm::confine::OPERATOR_LABEL;
+use crate::render::confine::OPERATOR_LABEL;
 
 /// Name of the RoleBinding that gives the operator its rights in a tenant.
 pub const OPERATOR_BINDING: &str = "paas-operator-tenant";

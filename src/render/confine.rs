@@ -19,9 +19,9 @@
 //! `items` of lists one by one, as helm's kube client flattens them), and
 //! returns the documents it parsed re-serialised as JSON, one per document,
 //! so Helm cannot read them differently. Where it runs: inside the one helm
-//! run with Helm 4 (a post-renderer, [`super::postrender`]); on the release
+//! run with Helm 4 (a post-renderer, `helm::postrender`); on the release
 //! a server-side dry run printed with Helm 3, which is then installed as
-//! exactly these documents ([`super::wrapper`]); and on the stored manifest
+//! exactly these documents (`helm::wrapper`); and on the stored manifest
 //! and hooks before a rollback or an uninstall.
 //!
 //! A refusal says what kind of problem and how many ([`refusal`]), never a
