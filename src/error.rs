@@ -4,9 +4,11 @@
 //! Every answer that is not a success is an [`ApiError`]: a [`Code`] (which
 //! alone decides the HTTP status, the `Retry-After` header and the metric
 //! label) and a `detail` sentence for people. Layers below have their own
-//! `thiserror` enums (`HelmError`, `StorageError`, `KubeError`,
-//! `ValidationError`); each converts into [`ApiError`] with `From`, beside
-//! the enum (so this file depends on nothing above it).
+//! `thiserror` enums and know nothing of HTTP: the conversions of the
+//! lowest ones (`HelmError`, `ChartError`, `KubeError`, `ValidationError`)
+//! are all here, so this file sits above helm/, charts/, kube/ and
+//! names.rs (and imports only their error types); the services' own
+//! errors (`StorageError`, `RouteError`…) convert beside their enums.
 //! Internal text (helm's stderr, API server messages, paths, anything a
 //! chart rendered) is logged where it happens and never copied into `detail`.
 
@@ -14,6 +16,13 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+use crate::charts::ChartError;
+use crate::charts::archive::Refusal as ChartRefusal;
+use crate::helm::error::too_complex;
+use crate::helm::{FailureKind, HelmError, Limit};
+use crate::kube::KubeError;
+use crate::names::ValidationError;
 
 /// The body of every error response, as the platform's client expects it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
@@ -303,6 +312,317 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+// How the lower layers' errors reach clients. helm/, kube/, charts/ and
+// names.rs have their own error enums and know nothing of HTTP; this file
+// imports them (and only their error types) to map each to a `Code` and a
+// fixed sentence. Whatever they carry (stderr, API server messages, URLs)
+// is logged here, never put in `detail`.
+
+/// How helm failures reach clients: a fixed sentence per kind; helm's
+/// stderr stays in the log.
+impl From<HelmError> for ApiError {
+    fn from(error: HelmError) -> Self {
+        match error {
+            HelmError::Busy => ApiError::new(
+                Code::OperatorBusy,
+                "Too many helm operations are running; try again shortly",
+            ),
+            HelmError::Spawn { .. } => {
+                tracing::error!(%error, "helm could not be started");
+                ApiError::new(
+                    Code::HelmUnavailable,
+                    "The helm binary could not be started",
+                )
+            }
+            HelmError::DeadlineExceeded { ref target, .. } => ApiError::new(
+                Code::HelmTimeout,
+                format!("The helm operation on {target} did not finish in time and was stopped"),
+            ),
+            HelmError::Cancelled => ApiError::new(Code::Cancelled, "The operation was cancelled"),
+            HelmError::Output { .. } | HelmError::OutputTooLarge { .. } => {
+                tracing::error!(%error, "unexpected helm output");
+                ApiError::new(
+                    Code::HelmOutputUnreadable,
+                    "helm's output could not be read",
+                )
+            }
+            HelmError::Failed {
+                operation,
+                ref target,
+                kind,
+            } => helm_failed(operation, target, kind),
+            error @ (HelmError::NotConfined { .. } | HelmError::TooComplex { .. }) => {
+                helm_refused(error)
+            }
+            HelmError::Died {
+                operation,
+                ref target,
+                death,
+            } => {
+                tracing::error!(operation, release = %target, ?death, "helm died abnormally");
+                // Retrying is safe: the release service re-reads the release
+                // and repairs a pending revision before this is answered.
+                ApiError::new(
+                    Code::HelmInterrupted,
+                    format!("helm {operation} for {target} stopped abnormally; retrying is safe"),
+                )
+            }
+            HelmError::ConfineSetup(_) => {
+                tracing::error!(%error, "confinement check not prepared");
+                ApiError::new(
+                    Code::ConfinementUnavailable,
+                    "The confinement check could not be prepared",
+                )
+            }
+        }
+    }
+}
+
+/// A rendering the checker refused, or one that went over a limit.
+fn helm_refused(error: HelmError) -> ApiError {
+    match error {
+        HelmError::NotConfined {
+            ref namespace,
+            ref violations,
+        } if too_complex(violations).is_none() => ApiError::new(
+            Code::ChartNotConfined,
+            crate::render::confine::refusal(namespace, violations),
+        ),
+        HelmError::NotConfined {
+            namespace,
+            violations,
+        } => {
+            let limit = too_complex(&violations).unwrap_or(Limit::Size);
+            HelmError::TooComplex {
+                operation: "check",
+                target: namespace,
+                limit,
+            }
+            .into()
+        }
+        HelmError::TooComplex {
+            ref target, limit, ..
+        } => {
+            tracing::warn!(release = %target, limit = limit.label(), "refused: the chart went over a limit");
+            ApiError::new(
+                Code::ChartTooComplex,
+                format!(
+                    "The chart needs more memory, CPU or time to render than the operator allows ({}); nothing was created",
+                    limit_phrase(limit)
+                ),
+            )
+        }
+        other => ApiError::from(other),
+    }
+}
+
+/// What went over, for people.
+fn limit_phrase(limit: Limit) -> &'static str {
+    match limit {
+        Limit::RenderTime => "rendering took too long",
+        Limit::Memory => "rendering needed too much memory",
+        Limit::Cpu => "rendering needed too much CPU time",
+        Limit::MemoryBudget => "rendering needed too much memory while the operator was busy",
+        Limit::Expansion => "the rendering expands to too many objects (YAML aliases)",
+        Limit::Size => "the rendering is too large",
+        Limit::Crashed => "helm could not render it within its limits",
+    }
+}
+
+/// A helm command that failed, by what its stderr said.
+fn helm_failed(operation: &str, target: &str, kind: FailureKind) -> ApiError {
+    let (code, detail) = match kind {
+        FailureKind::NameInUse => (
+            Code::ReleaseExists,
+            format!("Release {target} already exists"),
+        ),
+        FailureKind::OperationInProgress => return ApiError::operation_in_progress(target),
+        FailureKind::ReleaseNotFound => {
+            (Code::ReleaseNotFound, format!("Release {target} not found"))
+        }
+        FailureKind::RevisionNotFound => (
+            Code::RevisionNotFound,
+            format!("Release {target} has no such revision"),
+        ),
+        FailureKind::NoDeployedRelease => (
+            Code::NoDeployedRelease,
+            format!(
+                "Release {target} has no deployed revision to upgrade; roll back or reinstall it"
+            ),
+        ),
+        FailureKind::ChartNotFound => (
+            Code::ChartNotFound,
+            "The chart (or the requested version) was not found at its source".into(),
+        ),
+        FailureKind::ChartSourceUnreachable => (
+            Code::ChartSourceUnreachable,
+            "The chart source could not be reached".into(),
+        ),
+        FailureKind::RenderFailed => (
+            Code::ChartRenderFailed,
+            "The chart failed to render with the given values".into(),
+        ),
+        FailureKind::ValuesInvalid => (
+            Code::InvalidValues,
+            "The values do not match the chart's values schema".into(),
+        ),
+        FailureKind::RejectedByCluster => (
+            Code::RejectedByCluster,
+            "The cluster refused the chart's objects (quota, admission policy or permissions)"
+                .into(),
+        ),
+        FailureKind::ClusterUnreachable => (
+            Code::KubernetesUnavailable,
+            "The Kubernetes API is unreachable; try again shortly".into(),
+        ),
+        FailureKind::TimedOut => (
+            Code::HelmTimeout,
+            format!(
+                "The helm operation on {target} did not finish within its timeout; the release is marked failed"
+            ),
+        ),
+        FailureKind::Other => (
+            Code::HelmFailed,
+            format!("helm {operation} failed for {target}"),
+        ),
+    };
+    ApiError::new(code, detail)
+}
+
+impl From<ChartError> for ApiError {
+    fn from(error: ChartError) -> Self {
+        tracing::warn!(%error, "chart not handed to helm");
+        match error {
+            ChartError::NotFound(_) => ApiError::new(
+                Code::ChartNotFound,
+                "The chart (or the requested version) was not found at its source",
+            ),
+            ChartError::NotAllowed(_) => ApiError::new(
+                Code::ChartSourceNotAllowed,
+                "The chart's download would reach a host that is not an allowed chart source",
+            ),
+            ChartError::Unreachable(_) => ApiError::new(
+                Code::ChartSourceUnreachable,
+                "The chart source could not be reached, or its answer could not be used",
+            ),
+            ChartError::TimedOut(seconds) => ApiError::new(
+                Code::ChartSourceUnreachable,
+                format!("The chart source did not deliver the chart within {seconds} s"),
+            ),
+            ChartError::TooLarge(bytes) => ApiError::new(
+                Code::ChartArchiveRefused,
+                format!(
+                    "The chart is refused: its archive is larger than {} MiB",
+                    bytes >> 20
+                ),
+            ),
+            ChartError::Refused(refusal @ ChartRefusal::Archive(_)) => ApiError::new(
+                Code::ChartArchiveRefused,
+                format!("The chart is refused: {refusal}"),
+            ),
+            ChartError::Refused(refusal @ ChartRefusal::Schema { .. }) => ApiError::new(
+                Code::ChartSchemaRefused,
+                format!(
+                    "The chart is refused: {refusal}. helm would fetch or read what it names \
+                     while validating values; only local references (#...) and the standard \
+                     meta-schemas are accepted"
+                ),
+            ),
+            ChartError::Cache(_) => ApiError::new(
+                Code::ChartCacheUnavailable,
+                "The chart could not be stored for helm",
+            ),
+        }
+    }
+}
+
+/// API failures reach clients as a fixed sentence naming the action;
+/// the API server's own message is logged.
+impl From<KubeError> for ApiError {
+    fn from(error: KubeError) -> Self {
+        if let KubeError::Api { source, .. } = &error {
+            crate::metrics::kube_api_error(source);
+        }
+        match &error {
+            KubeError::NotManaged(name) => ApiError::new(
+                Code::NamespaceNotManaged,
+                format!("Namespace {name} exists and is not managed by this operator"),
+            ),
+            KubeError::PolicyUnreadable => ApiError::new(
+                Code::TenantIdentityUnavailable,
+                "The operator's built-in tenant policy cannot be read",
+            ),
+            KubeError::IdentityNotReady(name) => ApiError::new(
+                Code::TenantIdentityUnavailable,
+                format!(
+                    "The tenant identity of namespace {name} is not usable; the operator's cluster policy may be missing"
+                ),
+            ),
+            KubeError::NotAnswering => ApiError::new(
+                Code::KubernetesUnavailable,
+                "The Kubernetes API is not answering; try again shortly",
+            ),
+            KubeError::Terminating(name) => ApiError::new(
+                Code::NamespaceTerminating,
+                format!("Namespace {name} is being deleted; try again when it is gone"),
+            ),
+            KubeError::Api { action, source } if crate::kube::is_unreachable(source) => {
+                tracing::error!(%error, "kubernetes API unreachable");
+                ApiError::new(
+                    Code::KubernetesUnavailable,
+                    format!("The Kubernetes API is unreachable ({action}); try again shortly"),
+                )
+            }
+            KubeError::Api { action, source } => {
+                tracing::error!(%error, "kubernetes API error");
+                let status = match source {
+                    kube::Error::Api(status) => status.code,
+                    _ => 500,
+                };
+                match status {
+                    409 => ApiError::new(
+                        Code::KubernetesConflict,
+                        format!("Conflict while {action}; try again"),
+                    ),
+                    403 => ApiError::new(
+                        Code::OperatorForbidden,
+                        format!("The operator is not allowed {action}"),
+                    ),
+                    _ => ApiError::new(
+                        Code::KubernetesError,
+                        format!("The Kubernetes API failed {action}"),
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// The error code clients get when the value came in a body (400). A
+/// namespace outside the prefix on a path is 403 instead
+/// (`namespace_forbidden`, see the API's path extractors).
+fn validation_code(error: &ValidationError) -> Code {
+    match error {
+        ValidationError::NamespaceSyntax(_) | ValidationError::NamespaceOutsidePrefix { .. } => {
+            Code::InvalidNamespace
+        }
+        ValidationError::ReleaseName(_) => Code::InvalidReleaseName,
+        ValidationError::Chart(..) => Code::InvalidChart,
+        ValidationError::ChartSourceNotAllowed(_) => Code::ChartSourceNotAllowed,
+        ValidationError::RepoUrl(..) => Code::InvalidRepoUrl,
+        ValidationError::Version(_) => Code::InvalidVersion,
+        ValidationError::Quantity { .. } | ValidationError::ObjectCount { .. } => {
+            Code::InvalidQuantity
+        }
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(error: ValidationError) -> Self {
+        ApiError::new(validation_code(&error), error.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,5 +665,73 @@ mod tests {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
             assert_eq!(listed, code.as_str());
         }
+    }
+
+    #[test]
+    fn validation_errors_answer_400_with_their_field_code() {
+        let cases = [
+            (
+                ValidationError::NamespaceSyntax("A".into()),
+                Code::InvalidNamespace,
+            ),
+            (
+                ValidationError::NamespaceOutsidePrefix {
+                    name: "kube-system".into(),
+                    prefix: "paas-ws-".into(),
+                },
+                Code::InvalidNamespace,
+            ),
+            (
+                ValidationError::ReleaseName("A".into()),
+                Code::InvalidReleaseName,
+            ),
+            (
+                ValidationError::Chart("x".into(), "why"),
+                Code::InvalidChart,
+            ),
+            (
+                ValidationError::ChartSourceNotAllowed("x".into()),
+                Code::ChartSourceNotAllowed,
+            ),
+            (
+                ValidationError::RepoUrl("x".into(), "why"),
+                Code::InvalidRepoUrl,
+            ),
+            (ValidationError::Version("x".into()), Code::InvalidVersion),
+            (
+                ValidationError::Quantity {
+                    field: "cpu_limit",
+                    value: "x".into(),
+                },
+                Code::InvalidQuantity,
+            ),
+            (
+                ValidationError::ObjectCount {
+                    field: "pods_limit",
+                    value: 0,
+                },
+                Code::InvalidQuantity,
+            ),
+        ];
+        for (error, code) in cases {
+            let detail = error.to_string();
+            let answer = ApiError::from(error);
+            assert_eq!(
+                (answer.code, answer.status()),
+                (code, StatusCode::BAD_REQUEST)
+            );
+            assert_eq!(answer.detail, detail);
+        }
+    }
+
+    #[test]
+    fn an_api_server_not_answering_is_503_kubernetes_unavailable() {
+        let answer = ApiError::from(KubeError::NotAnswering);
+        assert_eq!(answer.code, Code::KubernetesUnavailable);
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            answer.detail,
+            "The Kubernetes API is not answering; try again shortly"
+        );
     }
 }

@@ -8,8 +8,6 @@
 
 use std::fmt;
 
-use crate::error::{ApiError, Code};
-
 /// Why a value was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
@@ -44,31 +42,6 @@ pub enum ValidationError {
     /// A quota's object count is out of range.
     #[error("{field} {value} is not a whole number from 1 to {MAX_OBJECT_COUNT}")]
     ObjectCount { field: &'static str, value: i64 },
-}
-
-impl ValidationError {
-    /// The error code clients get when the value came in a body (400). A
-    /// namespace outside the prefix on a path is 403 instead
-    /// (`namespace_forbidden`, see the API's path extractors).
-    pub fn code(&self) -> Code {
-        match self {
-            Self::NamespaceSyntax(_) | Self::NamespaceOutsidePrefix { .. } => {
-                Code::InvalidNamespace
-            }
-            Self::ReleaseName(_) => Code::InvalidReleaseName,
-            Self::Chart(..) => Code::InvalidChart,
-            Self::ChartSourceNotAllowed(_) => Code::ChartSourceNotAllowed,
-            Self::RepoUrl(..) => Code::InvalidRepoUrl,
-            Self::Version(_) => Code::InvalidVersion,
-            Self::Quantity { .. } | Self::ObjectCount { .. } => Code::InvalidQuantity,
-        }
-    }
-}
-
-impl From<ValidationError> for ApiError {
-    fn from(error: ValidationError) -> Self {
-        ApiError::new(error.code(), error.to_string())
-    }
 }
 
 /// Largest object count a tenant quota may set (`pods_limit`, …).
@@ -598,18 +571,14 @@ mod tests {
         ] {
             assert!(TenantNamespace::parse(bad, "paas-ws-").is_err(), "{bad}");
         }
-        assert_eq!(
-            TenantNamespace::parse("kube-system", "paas-ws-")
-                .unwrap_err()
-                .code(),
-            Code::InvalidNamespace
-        );
-        assert_eq!(
-            TenantNamespace::parse("../etc", "paas-ws-")
-                .unwrap_err()
-                .code(),
-            Code::InvalidNamespace
-        );
+        assert!(matches!(
+            TenantNamespace::parse("kube-system", "paas-ws-"),
+            Err(ValidationError::NamespaceOutsidePrefix { .. })
+        ));
+        assert!(matches!(
+            TenantNamespace::parse("../etc", "paas-ws-"),
+            Err(ValidationError::NamespaceSyntax(_))
+        ));
     }
 
     #[test]
@@ -707,7 +676,10 @@ mod tests {
             "https://charts.example.com:8443/stable/web.tgz",
         ] {
             let err = ChartRef::parse(bad, None, &p).unwrap_err();
-            assert_eq!(err.code(), Code::ChartSourceNotAllowed, "{bad}");
+            assert!(
+                matches!(err, ValidationError::ChartSourceNotAllowed(_)),
+                "{bad}"
+            );
         }
         // A classic repository is matched by its URL.
         assert!(ChartRef::parse("web", Some("https://charts.example.com/stable"), &p).is_ok());
@@ -771,7 +743,7 @@ mod tests {
         assert_eq!(object_count("pods_limit", 10_000), Ok(10_000));
         for bad in [0, -1, 10_001, i64::MAX] {
             let error = object_count("pods_limit", bad).unwrap_err();
-            assert_eq!(error.code(), Code::InvalidQuantity);
+            assert!(matches!(error, ValidationError::ObjectCount { .. }));
             assert_eq!(
                 error.to_string(),
                 format!("pods_limit {bad} is not a whole number from 1 to 10000")
