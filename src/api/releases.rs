@@ -23,7 +23,7 @@ use crate::model::{
     InstallRequest, MessageResponse, ReleaseInfo, ReleaseStatusResponse, RevisionList,
     RollbackRequest, UpgradeRequest,
 };
-use crate::releases::{Install, ServedFrom, Upgrade};
+use crate::releases::{Install, ServedFrom, Upgrade, wire};
 
 /// Install a chart as a new release.
 #[utoipa::path(post, path = "/api/releases", tag = "releases", request_body = InstallRequest,
@@ -47,7 +47,7 @@ pub async fn install_release(
         install.expose.clone(),
     );
     let release = state.releases.install(&key, install).await?;
-    let mut info = release.to_info(true);
+    let mut info = wire::release_info_with_values(&release);
     let (namespace, name, expose) = exposed;
     info.route = state
         .releases
@@ -73,7 +73,7 @@ pub async fn get_release(
     // may be stale, and no call that would wait for it: 503 at once.
     state.probe.require()?;
     let (from, latest) = state.releases.latest(&namespace, &name).await?;
-    let info = with_route(&state, latest.summary.to_info()).await;
+    let info = with_route(&state, wire::release_info(&latest.summary)).await;
     Ok((Served(from), Json(info)))
 }
 
@@ -98,7 +98,9 @@ pub async fn upgrade_release(
         .releases
         .upgrade(&key, &namespace, &name, upgrade)
         .await?;
-    Ok(Json(with_route(&state, release.to_info(true)).await))
+    Ok(Json(
+        with_route(&state, wire::release_info_with_values(&release)).await,
+    ))
 }
 
 /// Uninstall a release. Its routes (`{subdomain}-mcp` included) are
@@ -205,7 +207,7 @@ pub async fn release_status(
     Ok((
         Served(from),
         Json(ReleaseStatusResponse {
-            release: with_route(&state, status.release.summary.to_info()).await,
+            release: with_route(&state, wire::release_info(&status.release.summary)).await,
             pods: status.pods,
             pod_retrieval_error: None,
             stuck: status.stuck,

@@ -553,19 +553,21 @@ mod captured {
     use crate::model::ReleaseStatus;
 
     fn check(release: &HelmRelease, name: &str) {
-        let info = release.to_info(true);
-        assert_eq!(info.name, name);
-        assert_eq!(info.revision, 1);
-        assert_eq!(info.status, ReleaseStatus::Deployed);
-        assert_eq!(info.chart, "web");
+        let info = release.summary();
+        assert_eq!(&*info.name, name);
+        assert_eq!(info.version, 1);
+        assert_eq!(info.status(), ReleaseStatus::Deployed);
+        assert_eq!((&*info.chart, &*info.chart_version), ("web", "0.1.0"));
         assert!(!info.app_version.is_empty());
         assert!(
             info.updated.parse::<jiff::Timestamp>().is_ok(),
             "{}",
             info.updated
         );
-        assert_eq!(info.values.unwrap()["auth"]["password"], "s3cret");
-        assert_eq!(release.to_revision().chart, "web-0.1.0");
+        assert_eq!(
+            release.config.as_ref().unwrap()["auth"]["password"],
+            "s3cret"
+        );
         assert!(release.manifest.contains("kind: Deployment"));
     }
 

@@ -1,5 +1,6 @@
 //! Helm's release record (the JSON Helm 3 and Helm 4 store per revision and
-//! print with `-o json`), and its mapping to the contract's types.
+//! print with `-o json`). The contract's types are made from it by the
+//! release service (`crate::releases::wire`).
 //!
 //! Only the fields we use are declared; unknown fields are ignored, so both
 //! majors' records decode. Chart name and version come from the chart's
@@ -34,7 +35,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-use crate::model::{ReleaseInfo, ReleaseStatus, Revision};
+use crate::model::ReleaseStatus;
 
 /// One revision of a release as Helm records it.
 #[derive(Debug, Clone, Deserialize)]
@@ -152,33 +153,6 @@ impl ReleaseSummary {
         ReleaseStatus::from_helm(&self.status)
     }
 
-    /// The contract's view of this revision, without values.
-    pub fn to_info(&self) -> ReleaseInfo {
-        ReleaseInfo {
-            name: self.name.to_string(),
-            namespace: self.namespace.to_string(),
-            revision: self.version,
-            status: self.status(),
-            chart: self.chart.to_string(),
-            app_version: self.app_version.to_string(),
-            updated: self.updated.to_string(),
-            description: Some(self.description.to_string()).filter(|d| !d.is_empty()),
-            values: None,
-            route: None,
-        }
-    }
-
-    pub fn to_revision(&self) -> Revision {
-        Revision {
-            revision: self.version,
-            updated: self.updated.to_string(),
-            status: self.status(),
-            chart: format!("{}-{}", self.chart, self.chart_version),
-            app_version: self.app_version.to_string(),
-            description: self.description.to_string(),
-        }
-    }
-
     /// `pending-*` and last touched longer than `limit` ago: the helm that
     /// set it is gone.
     pub fn is_stale_pending(&self, limit: Duration) -> bool {
@@ -245,18 +219,6 @@ impl HelmRelease {
             &self.info,
             &self.chart.metadata,
         )
-    }
-
-    /// The contract's view of this revision. `with_values` adds the
-    /// user-supplied values (install and upgrade responses only).
-    pub fn to_info(&self, with_values: bool) -> ReleaseInfo {
-        let mut info = self.summary().to_info();
-        info.values = with_values.then(|| self.config.clone().unwrap_or_default());
-        info
-    }
-
-    pub fn to_revision(&self) -> Revision {
-        self.summary().to_revision()
     }
 
     /// The manifest and every hook as one multi-document rendering: all
@@ -644,19 +606,22 @@ mod tests {
     }"#;
 
     #[test]
-    fn maps_to_contract_types() {
+    fn records_decode_to_summaries() {
         let release: HelmRelease = serde_json::from_str(RECORD).unwrap();
-        let info = release.to_info(true);
-        assert_eq!(info.revision, 3);
-        assert_eq!(info.status, ReleaseStatus::Deployed);
-        assert_eq!(info.chart, "my-web-app");
-        assert_eq!(info.app_version, "2.0");
-        assert_eq!(info.updated, "2026-11-02T08:00:00.5Z");
-        assert_eq!(info.description.as_deref(), Some("Upgrade complete"));
-        assert_eq!(info.values.unwrap()["password"], "s3cret");
-        assert!(release.to_info(false).values.is_none());
-        let revision = release.to_revision();
-        assert_eq!(revision.chart, "my-web-app-1.2.3-rc.1");
+        let summary = release.summary();
+        assert_eq!(summary.version, 3);
+        assert_eq!(summary.status(), ReleaseStatus::Deployed);
+        assert_eq!(
+            (
+                &*summary.chart,
+                &*summary.chart_version,
+                &*summary.app_version
+            ),
+            ("my-web-app", "1.2.3-rc.1", "2.0")
+        );
+        assert_eq!(&*summary.updated, "2026-11-02T08:00:00.5Z");
+        assert_eq!(&*summary.description, "Upgrade complete");
+        assert_eq!(release.config.unwrap()["password"], "s3cret");
     }
 
     fn gzip(json: &[u8]) -> Vec<u8> {
@@ -711,8 +676,6 @@ mod tests {
             (summary.clone(), "")
         );
         assert_eq!(bare.updated_at(), release.updated_at());
-        assert_eq!(summary.to_info(), release.to_info(false));
-        assert_eq!(summary.to_revision(), release.to_revision());
         // Fields it does not read may be anything (even not what Helm
         // writes); a missing manifest is an empty one.
         let json = serde_json::json!({"name": "a", "version": 3, "info": {"status": "superseded"},
@@ -723,7 +686,7 @@ mod tests {
             decode_summary("r", &encode(json.to_string().as_bytes()), |m| m.len()).unwrap();
         assert_eq!((summary.version, &*summary.chart), (3, "web"));
         assert_eq!(seen, 0);
-        assert_eq!(summary.to_revision().status, ReleaseStatus::Superseded);
+        assert_eq!(summary.status(), ReleaseStatus::Superseded);
         // name and version are what makes a record genuine: both required.
         let nameless = encode(br#"{"version": 1, "manifest": "x"}"#);
         assert!(matches!(
@@ -867,11 +830,10 @@ mod tests {
             r#"{"name": "x", "version": 1, "info": {"status": "pending-install"}}"#,
         )
         .unwrap();
-        let info = release.to_info(true);
-        assert_eq!(info.status, ReleaseStatus::PendingInstall);
-        assert_eq!(info.updated, "");
-        assert_eq!(info.values, Some(Map::new()));
-        assert_eq!(info.description, None);
+        let summary = release.summary();
+        assert_eq!(summary.status(), ReleaseStatus::PendingInstall);
+        assert_eq!((&*summary.updated, &*summary.description), ("", ""));
+        assert_eq!(release.config, None);
         let nulls = encode(
             br#"{"name": "x", "version": 1, "info": null, "chart": null, "manifest": null}"#,
         );

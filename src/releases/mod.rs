@@ -32,6 +32,7 @@ mod read;
 pub mod recovery;
 pub mod state;
 pub mod store;
+pub mod wire;
 mod write;
 
 use std::collections::HashSet;

@@ -611,7 +611,7 @@ mod tests {
         });
         let cached = decode_cached(&record).unwrap().unwrap();
         assert_eq!(&*cached.selectors, [Selector::labels([("app", "w")])]);
-        assert_eq!(cached.summary.to_info().chart, "web");
+        assert_eq!(&*cached.summary.chart, "web");
         assert_eq!(
             cached.summary,
             decode_genuine(&record).unwrap().unwrap().summary()
