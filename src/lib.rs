@@ -41,21 +41,21 @@
 
 pub mod api;
 pub mod auth;
-pub mod bounded;
-pub mod charts;
+pub(crate) mod bounded;
+pub(crate) mod charts;
 pub mod config;
-pub mod egress;
+pub(crate) mod egress;
 pub mod error;
 pub mod exposure;
 pub mod helm;
-pub mod kube;
+pub(crate) mod kube;
 pub mod metrics;
 pub mod migrate;
 pub mod model;
 pub mod n8n;
-pub mod names;
+pub(crate) mod names;
 pub mod releases;
-pub mod render;
+pub(crate) mod render;
 pub mod startup;
 pub mod tenants;
 

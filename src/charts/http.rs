@@ -100,11 +100,6 @@ impl Http {
         })
     }
 
-    /// The hosts requests may reach.
-    pub fn allowed(&self) -> &AllowedHosts {
-        &self.allowed
-    }
-
     /// GETs `url` (redirects followed and checked); with `registry`, a
     /// `401` Bearer challenge is answered with an anonymous token once.
     /// Returns the final answer when it is a success.

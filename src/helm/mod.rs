@@ -12,17 +12,17 @@
 //! live in a private [`home`]. Nothing here talks to the Kubernetes API; the
 //! release service (`crate::releases`) decides what to run and when.
 
-pub mod cli_reads;
-pub mod command;
-pub mod error;
-pub mod home;
+pub(crate) mod cli_reads;
+pub(crate) mod command;
+pub(crate) mod error;
+pub(crate) mod home;
 pub mod limits;
 pub mod postrender;
 pub mod procs;
-pub mod release;
+pub(crate) mod release;
 pub mod runner;
-pub mod slots;
-pub mod wrapper;
+pub(crate) mod slots;
+pub(crate) mod wrapper;
 
 use std::sync::Arc;
 
