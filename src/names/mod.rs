@@ -178,15 +178,6 @@ impl ChartPolicy {
             }
         }
     }
-
-    pub fn from_config(config: &crate::config::ChartConfig) -> Self {
-        Self {
-            allowed_sources: config.allowed_chart_sources.items().to_vec(),
-            plain_http_registries: config.plain_http_registries.items().to_vec(),
-            allow_http: config.allow_http_charts,
-            fetch_hosts: config.chart_fetch_hosts.items().to_vec(),
-        }
-    }
 }
 
 /// Which `host:port` an outbound request may reach: the listed entries (an
