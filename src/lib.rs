@@ -17,23 +17,27 @@
 //!              exposure/    public routes (route records, shared Cloudflare
 //!                 │          Tunnel or Ingress, reconciliation), dedicated tunnels
 //!                 │
+//!                 │          error.rs: the one error type, and what the
+//!                 │          lower layers' errors mean to clients
 //!      ┌──────────┼──────────────┐
 //!      ▼          ▼              ▼
 //!    charts/    helm/          kube/ (Kubernetes primitives)
 //!  (fetch and   (the helm CLI,
-//!   inspect,    given local
+//!   inspect,    given local     egress.rs (helm's only way out)
 //!   for helm)   archives only)
 //!      └──────────┼──────────────┘
 //!                 ▼
-//!   config/ · error.rs · names.rs · model.rs · auth.rs · metrics.rs · bounded.rs
+//!   render/ (parse, confinement rules, additions: pure)
+//!   config/ · names/ · model/ · auth.rs · metrics.rs · bounded.rs
 //! ```
 //! - [`config`]: every option, in clap groups; nothing else reads the environment.
-//! - [`error`]: the one error type clients see and the one list of error codes.
-//! - [`names`]: validated input types; nothing unvalidated reaches helm.
+//! - [`error`]: the one error type clients see, the one list of error codes,
+//!   and the HTTP meaning of helm, chart, kube and validation errors.
+//! - `names`: validated input types; nothing unvalidated reaches helm.
 //! - [`model`]: the wire types of the contract with the platform.
 //! - [`auth`]: API keys, checked in constant time.
 //! - [`metrics`]: the Prometheus recorder behind `GET /metrics`.
-//! - [`bounded`]: every outside answer read capped in size and time.
+//! - `bounded`: every outside answer read capped in size and time.
 //!
 //! The binary is also Helm 4's confinement post-renderer: helm runs it as
 //! `paas-operator confine-check …` ([`helm::postrender`]), inside each

@@ -412,10 +412,10 @@ async fn confine_plugin(checker: &std::path::Path) -> anyhow::Result<Option<Conf
 
 /// The Kubernetes clients, from one configuration.
 pub struct KubeClients {
-    /// For requests: every call bounded ([`crate::kube::for_requests`]).
+    /// For requests: every call bounded (`crate::kube::for_requests`).
     pub requests: ::kube::Client,
     /// For watches (the read cache, the route index): no read timeout
-    /// ([`crate::kube::for_watches`]).
+    /// (`crate::kube::for_watches`).
     pub watches: ::kube::Client,
     /// The configuration both came from (helm gets the same kubeconfig).
     pub config: ::kube::Config,

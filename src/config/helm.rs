@@ -240,24 +240,4 @@ impl HelmConfig {
     pub fn stale_after(&self) -> Duration {
         self.timeout + self.deadline_margin
     }
-
-    /// How release Leases are kept: `LEASE_TTL`, and helm's SIGTERM grace
-    /// as the time a holder needs to stop before its Lease could lapse.
-    /// Independent of HELM_TIMEOUT: a Lease is renewed while helm runs.
-    pub fn lease_timing(&self) -> crate::kube::lease::LeaseTiming {
-        crate::kube::lease::LeaseTiming {
-            ttl: self.lease_ttl,
-            stop_margin: self.kill_grace,
-        }
-    }
-
-    /// What each helm process may use (HELM_MEMORY_LIMIT, HELM_CPU_LIMIT).
-    pub fn process_limits(&self) -> crate::helm::limits::Limits {
-        crate::helm::limits::Limits {
-            data: self.memory_limit_mib.saturating_mul(1 << 20),
-            cpu: self.cpu_limit.max(1),
-            nofile: crate::helm::limits::HELM_NOFILE,
-            fsize: crate::helm::limits::HELM_FSIZE,
-        }
-    }
 }

@@ -1,16 +1,19 @@
-//! The helm CLI, and nothing else: every command line ([`command`]), the
-//! process runner ([`runner`]: argv only, bounded parallelism, deadlines),
-//! what its failures mean ([`error`]), the release record it prints and
-//! stores ([`release`]), reads through the CLI for storage the operator does
-//! not read itself ([`cli_reads`]), and confinement: the rules
-//! ([`confine`]), the checked documents they yield ([`documents`]), what the
-//! operator adds to them ([`additions`]), Helm 4's post-renderer that does
-//! both inside the run ([`postrender`]) and, for Helm 3, the chart that
-//! installs exactly those documents ([`wrapper`]). helm is only ever given
-//! local chart archives (`crate::charts` fetches them); its own outbound
-//! traffic goes through [`egress`], which admits nothing, and its caches
-//! live in a private [`home`]. Nothing here talks to the Kubernetes API; the
-//! release service (`crate::releases`) decides what to run and when.
+//! The helm CLI, and nothing else: every command line (`command`, built
+//! from one table), the process runner ([`runner`]: argv only, bounded
+//! parallelism, deadlines, limits, a memory watchdog), what its failures
+//! mean (`error`), the release record it prints and stores
+//! (`release`), reads through the CLI for storage the operator does not
+//! read itself (`cli_reads`), and the glue that runs the confinement
+//! check inside helm: Helm 4's post-renderer ([`postrender`]) and, for
+//! Helm 3, the chart that installs exactly the checked documents
+//! (`wrapper`). The rendered documents themselves (strict parse, rules,
+//! additions) are `crate::render`'s, which this module imports and which
+//! imports nothing from here. helm is only ever given local chart archives
+//! (`crate::charts` fetches them); its outbound traffic goes through
+//! `crate::egress`, which admits nothing, and its caches live in a private
+//! `home`. Nothing here talks to the Kubernetes API or knows HTTP: the
+//! release service (`crate::releases`) decides what to run and when, and
+//! `crate::error` says what a [`HelmError`] means to a client.
 
 pub(crate) mod cli_reads;
 pub(crate) mod command;
@@ -302,7 +305,7 @@ impl Helm {
     }
 
     /// Installs or upgrades to exactly `checked` (a chart written for it,
-    /// [`wrapper`]), storing `values` as the release's values. A rollback is
+    /// `wrapper`), storing `values` as the release's values. A rollback is
     /// such an upgrade to a stored revision's documents.
     #[expect(
         clippy::too_many_arguments,

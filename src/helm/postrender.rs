@@ -312,7 +312,7 @@ pub enum Verdict {
 
 /// The checker's pure logic: the checked documents with the operator's
 /// additions, or the refusal. What it hands on is at most
-/// [`MAX_RENDERING`] bytes.
+/// `MAX_RENDERING` bytes.
 pub fn post_render(rules: &Rules, rendered: &str) -> Verdict {
     match rules.apply(rendered) {
         Ok(mut checked) => {

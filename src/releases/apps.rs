@@ -1,6 +1,6 @@
 //! The app features, as part of the release: the MCP sidecar and the n8n
 //! bootstrap. Both are kept with the release ([`super::state`]) and added to
-//! every rendering of it ([`crate::render::additions`]), so an upgrade, a
+//! every rendering of it (`crate::render::additions`), so an upgrade, a
 //! rollback or a re-created Deployment keeps them; setting them applies the
 //! release's current documents again with them (a new revision).
 //!

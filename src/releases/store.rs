@@ -1,7 +1,7 @@
 //! Helm's release records read straight from the Kubernetes API, so reads
-//! never spawn helm (the record format: [`crate::helm::release`]). Drivers
+//! never spawn helm (the record format: `crate::helm::release`). Drivers
 //! we do not read (sql) are read through the helm CLI instead
-//! ([`crate::helm::cli_reads`]).
+//! (`crate::helm::cli_reads`).
 
 use std::sync::Arc;
 

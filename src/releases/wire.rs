@@ -3,8 +3,8 @@
 //! or a [`Revision`], a pod's summary a [`PodInfo`]. The lower layers know
 //! nothing of the wire format; this is the one place that maps to it.
 //!
-//! Reads stay allocation-light: the read cache keeps [`ReleaseSummary`]
-//! and [`PodSummary`] (boxed strings), and the strings of the answer are
+//! Reads stay allocation-light: the read cache keeps `ReleaseSummary`
+//! and `PodSummary` (boxed strings), and the strings of the answer are
 //! made here, once per answer.
 
 use crate::helm::HelmRelease;

@@ -1,6 +1,6 @@
 //! Runs the helm binary as a child process without blocking the runtime.
 //!
-//! - argv only, built by [`crate::helm::command`]; the environment is cleared and
+//! - argv only, built by `crate::helm::command`; the environment is cleared and
 //!   only what helm needs is passed on (never our API keys), plus, with
 //!   Helm 4 and confinement, `HELM_PLUGINS` for the operator's own
 //!   post-renderer plugin (`crate::helm::postrender`);
@@ -11,7 +11,7 @@
 //!   helm runs. After helm ends, for any reason, whatever is left of the
 //!   group is killed and its orphans reaped ([`crate::helm::procs`]);
 //! - slots are shared fairly between tenant namespaces
-//!   ([`crate::helm::slots`]); a caller waits a bounded time for one, then gets
+//!   (`crate::helm::slots`); a caller waits a bounded time for one, then gets
 //!   [`HelmError::Busy`];
 //! - **deadlines**: helm gets its own `--timeout`; our deadline sits above
 //!   it and covers the whole run (pull, render, check, apply). On the
@@ -29,8 +29,8 @@
 //!   `release`: `target` would collide with the log line's own target in
 //!   JSON) and never returned.
 //!
-//! Inside: what a run is ([`invocation`]), the supervisor of one run
-//! ([`supervise`]) and the watchdog over all of them ([`watchdog`]).
+//! Inside: what a run is (`invocation`), the supervisor of one run
+//! (`supervise`) and the watchdog over all of them (`watchdog`).
 
 mod invocation;
 mod supervise;

@@ -111,6 +111,19 @@ impl LeaseTiming {
     }
 }
 
+/// How release Leases are kept, from the settings: `LEASE_TTL`, and
+/// helm's SIGTERM grace as the time a holder needs to stop before its Lease
+/// could lapse. Independent of HELM_TIMEOUT: a Lease is renewed while helm
+/// runs. (Here, not in `config`, so the settings import nothing above them.)
+impl crate::config::HelmConfig {
+    pub fn lease_timing(&self) -> LeaseTiming {
+        LeaseTiming {
+            ttl: self.lease_ttl,
+            stop_margin: self.kill_grace,
+        }
+    }
+}
+
 /// What a release's Lease says now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseState {
