@@ -17,7 +17,7 @@
 //!              exposure/    public routes (route records, shared Cloudflare
 //!                 │          Tunnel or Ingress, reconciliation), dedicated tunnels
 //!                 │
-//!                 │          error.rs: the one error type, and what the
+//!                 │          error/: the one error type, and what the
 //!                 │          lower layers' errors mean to clients
 //!      ┌──────────┼──────────────┐
 //!      ▼          ▼              ▼
