@@ -19,23 +19,27 @@
 //!                 │          Tunnel or Ingress, reconciliation), dedicated tunnels
 //!                 │          n8n/ (n8n's REST API, for the bootstrap)
 //!                 │
+//!                 │          error/: the one error type, and what the
+//!                 │          lower layers' errors mean to clients
 //!      ┌──────────┼──────────────┐
 //!      ▼          ▼              ▼
 //!    charts/    helm/          kube/ (Kubernetes primitives)
 //!  (fetch and   (the helm CLI,
-//!   inspect,    given local
+//!   inspect,    given local     egress.rs (helm's only way out)
 //!   for helm)   archives only)
 //!      └──────────┼──────────────┘
 //!                 ▼
-//!   config/ · error.rs · names.rs · model.rs · auth.rs · metrics.rs · bounded.rs
+//!   render/ (parse, confinement rules, additions: pure)
+//!   config/ · names/ · model/ · auth.rs · metrics.rs · bounded.rs
 //! ```
 //! - [`config`]: every option, in clap groups; nothing else reads the environment.
-//! - [`error`]: the one error type clients see and the one list of error codes.
-//! - [`names`]: validated input types; nothing unvalidated reaches helm.
+//! - [`error`]: the one error type clients see, the one list of error codes,
+//!   and the HTTP meaning of helm, chart, kube and validation errors.
+//! - `names`: validated input types; nothing unvalidated reaches helm.
 //! - [`model`]: the wire types of the contract with the platform.
 //! - [`auth`]: API keys, checked in constant time.
 //! - [`metrics`]: the Prometheus recorder behind `GET /metrics`.
-//! - [`bounded`]: every outside answer read capped in size and time.
+//! - `bounded`: every outside answer read capped in size and time.
 //!
 //! The binary is also Helm 4's confinement post-renderer: helm runs it as
 //! `paas-operator confine-check …` ([`helm::postrender`]), inside each
@@ -43,19 +47,21 @@
 
 pub(crate) mod api;
 pub mod auth;
-pub mod bounded;
-pub mod charts;
+pub(crate) mod bounded;
+pub(crate) mod charts;
 pub mod config;
+pub(crate) mod egress;
 pub mod error;
 pub mod exposure;
 pub mod helm;
-pub mod kube;
+pub(crate) mod kube;
 pub mod metrics;
 pub mod migrate;
 pub mod model;
 pub(crate) mod n8n;
-pub mod names;
+pub(crate) mod names;
 pub(crate) mod releases;
+pub(crate) mod render;
 pub(crate) mod startup;
 pub(crate) mod tenants;
 

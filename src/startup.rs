@@ -20,9 +20,8 @@ use crate::api::{App, AppState};
 use crate::auth::ApiKeys;
 use crate::charts::{ChartStore, StoreSettings};
 use crate::config::{Command, Config, LogFormat};
+use crate::egress::{AllowedHosts, EgressGuard};
 use crate::exposure::{ExposureService, spawn_reconciler};
-use crate::helm::confine::SchedulingRules;
-use crate::helm::egress::{AllowedHosts, EgressGuard};
 use crate::helm::home::HelmHome;
 use crate::helm::postrender::{ConfinePlugin, resolve_checker};
 use crate::helm::{Helm, HelmError, HelmRunner, RunnerConfig};
@@ -33,6 +32,7 @@ use crate::releases::cache::ReadCache;
 use crate::releases::locks::ReleaseLocks;
 use crate::releases::recovery::spawn_sweep;
 use crate::releases::{Parts, Reads, RecordKind, ReleaseService, ReleaseSettings, ReleaseStore};
+use crate::render::confine::SchedulingRules;
 use crate::tenants::TenantService;
 use crate::tenants::policy::{PolicyState, ensure_cluster_policy};
 
@@ -309,7 +309,8 @@ async fn helm(config: &Config, kube_config: &::kube::Config) -> anyhow::Result<H
         &config.tenant.tenant_service_account,
     )
     .with_egress_guard(Some(egress))
-    .with_home(home);
+    .with_home(home)
+    .with_helm3_openapi_validation(settings.helm3_openapi_validation);
     if let Some(plugin) = plugin {
         helm = helm.with_confine_plugin(plugin);
     }
@@ -442,10 +443,10 @@ async fn confine_plugin(checker: &std::path::Path) -> anyhow::Result<Option<Conf
 
 /// The Kubernetes clients, from one configuration.
 pub struct KubeClients {
-    /// For requests: every call bounded ([`crate::kube::for_requests`]).
+    /// For requests: every call bounded (`crate::kube::for_requests`).
     pub requests: ::kube::Client,
     /// For watches (the read cache, the route index): no read timeout
-    /// ([`crate::kube::for_watches`]).
+    /// (`crate::kube::for_watches`).
     pub watches: ::kube::Client,
     /// The configuration both came from (helm gets the same kubeconfig).
     pub config: ::kube::Config,

@@ -23,7 +23,7 @@ use crate::model::{
     RollbackRequest, UpgradeRequest,
 };
 use crate::releases::read::ServedFrom;
-use crate::releases::{Install, Upgrade};
+use crate::releases::{Install, Upgrade, wire};
 
 /// Install a chart as a new release.
 #[utoipa::path(post, path = "/api/releases", tag = "releases", request_body = InstallRequest,
@@ -42,7 +42,7 @@ pub async fn install_release(
 ) -> Result<(StatusCode, Json<ReleaseInfo>), ApiError> {
     let install = Install::parse(request, state.namespace_prefix(), &state.chart_policy)?;
     let installed = state.releases.install(&key, install).await?;
-    let mut info = installed.release.to_info(true);
+    let mut info = wire::release_info_with_values(&installed.release);
     info.route = installed.route;
     Ok((StatusCode::CREATED, Json(info)))
 }
@@ -63,7 +63,10 @@ pub async fn get_release(
     // may be stale, and no call that would wait for it: 503 at once.
     state.probe.require()?;
     let (from, latest) = state.releases.latest(&namespace, &name).await?;
-    let info = state.releases.with_route(latest.summary.to_info()).await;
+    let info = state
+        .releases
+        .with_route(wire::release_info(&latest.summary))
+        .await;
     Ok((Served(from), Json(info)))
 }
 
@@ -88,7 +91,12 @@ pub async fn upgrade_release(
         .releases
         .upgrade(&key, &namespace, &name, upgrade)
         .await?;
-    Ok(Json(state.releases.with_route(release.to_info(true)).await))
+    Ok(Json(
+        state
+            .releases
+            .with_route(wire::release_info_with_values(&release))
+            .await,
+    ))
 }
 
 /// Uninstall a release. Its routes (`{subdomain}-mcp` included) are
@@ -197,7 +205,7 @@ pub async fn release_status(
         Json(ReleaseStatusResponse {
             release: state
                 .releases
-                .with_route(status.release.summary.to_info())
+                .with_route(wire::release_info(&status.release.summary))
                 .await,
             pods: status.pods,
             pod_retrieval_error: None,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{List, seconds};
+use crate::names::ChartPolicy;
 
 /// The chart sources of the platform's app templates (its
 /// `cloud_app_templates.xml`): Bitnami's PostgreSQL, Redis and Odoo on
@@ -87,4 +88,17 @@ pub struct ChartConfig {
     /// recently used evicted; archives helm is reading are never evicted).
     #[arg(long, env = "CHART_CACHE_MB", default_value_t = 256)]
     pub chart_cache_mb: u64,
+}
+
+/// The policy the settings make. Here rather than in `names`, so that
+/// `names` (validation) does not import the configuration.
+impl ChartPolicy {
+    pub fn from_config(config: &ChartConfig) -> Self {
+        Self {
+            allowed_sources: config.allowed_chart_sources.items().to_vec(),
+            plain_http_registries: config.plain_http_registries.items().to_vec(),
+            allow_http: config.allow_http_charts,
+            fetch_hosts: config.chart_fetch_hosts.items().to_vec(),
+        }
+    }
 }

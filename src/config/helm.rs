@@ -25,6 +25,15 @@ pub struct HelmConfig {
     #[arg(long = "helm-deadline-margin", env = "HELM_DEADLINE_MARGIN", default_value = "15", value_parser = seconds)]
     pub deadline_margin: Duration,
 
+    /// Helm 3 only: helm validates the checked documents against the API
+    /// server's OpenAPI schema before it creates anything (about 90 ms of
+    /// helm CPU per write). Off: the API server validates each object as
+    /// it is created (types and required fields refused, unknown fields
+    /// dropped with a warning), so a document it refuses stops the write
+    /// part-way (release failed) instead of before it starts.
+    #[arg(long = "helm3-openapi-validation", env = "HELM3_OPENAPI_VALIDATION", default_value_t = false, action = clap::ArgAction::Set)]
+    pub helm3_openapi_validation: bool,
+
     /// Seconds between SIGTERM and SIGKILL when helm must be stopped.
     #[arg(long = "helm-kill-grace", env = "HELM_KILL_GRACE", default_value = "5", value_parser = seconds)]
     pub kill_grace: Duration,
@@ -239,25 +248,5 @@ impl HelmConfig {
     /// no helm of ours runs longer than its timeout plus our deadline margin.
     pub fn stale_after(&self) -> Duration {
         self.timeout + self.deadline_margin
-    }
-
-    /// How release Leases are kept: `LEASE_TTL`, and helm's SIGTERM grace
-    /// as the time a holder needs to stop before its Lease could lapse.
-    /// Independent of HELM_TIMEOUT: a Lease is renewed while helm runs.
-    pub fn lease_timing(&self) -> crate::kube::lease::LeaseTiming {
-        crate::kube::lease::LeaseTiming {
-            ttl: self.lease_ttl,
-            stop_margin: self.kill_grace,
-        }
-    }
-
-    /// What each helm process may use (HELM_MEMORY_LIMIT, HELM_CPU_LIMIT).
-    pub fn process_limits(&self) -> crate::helm::limits::Limits {
-        crate::helm::limits::Limits {
-            data: self.memory_limit_mib.saturating_mul(1 << 20),
-            cpu: self.cpu_limit.max(1),
-            nofile: crate::helm::limits::HELM_NOFILE,
-            fsize: crate::helm::limits::HELM_FSIZE,
-        }
     }
 }

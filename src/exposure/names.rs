@@ -76,7 +76,7 @@ fn shown(value: &str) -> String {
 }
 
 /// The first label of a route's hostname: a DNS label of at most
-/// [`MAX_SUBDOMAIN`] characters, lower-cased.
+/// `MAX_SUBDOMAIN` characters, lower-cased.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Subdomain(String);
 

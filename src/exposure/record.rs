@@ -12,8 +12,8 @@ use kube::api::ObjectMeta;
 
 use super::names::Subdomain;
 use crate::config::ExposureBackend;
-use crate::helm::confine::OPERATOR_LABEL;
 use crate::model::RouteInfo;
+use crate::render::confine::OPERATOR_LABEL;
 
 /// Marks a ConfigMap as a route record.
 pub const ROUTE_LABEL: &str = "paas-operator/route";

@@ -1,10 +1,10 @@
 //! Route ownership, recorded on our side: one ConfigMap per route in the
-//! operator's namespace ([`super::record`]), made with `create`, so a
+//! operator's namespace (`record.rs`), made with `create`, so a
 //! second claimant of a hostname gets AlreadyExists and is refused. Every
 //! write is checked against the resourceVersion read, and every change of
-//! a record is an event of the lifecycle ([`RouteStore::advance`]).
+//! a record is an event of the lifecycle (`RouteStore::advance`).
 //!
-//! [`RouteIndex`] keeps the records in memory from a watch, so a release's
+//! `RouteIndex` keeps the records in memory from a watch, so a release's
 //! `route` is answered without an API call.
 
 use std::collections::HashMap;

@@ -507,8 +507,8 @@ mod captured {
         let stored = decode_record("r", captured.record.trim_ascii()).unwrap();
         assert_eq!(cli.name, captured.name);
         assert_eq!(cli.namespace, NAMESPACE);
-        assert_eq!(cli.to_info(true), stored.to_info(true));
-        assert_eq!(cli.to_revision(), stored.to_revision());
+        assert_eq!(cli.summary(), stored.summary());
+        assert_eq!(cli.config, stored.config);
         assert_eq!(cli.info.first_deployed, stored.info.first_deployed);
         assert_eq!(cli.info.last_deployed, stored.info.last_deployed);
         assert_eq!(cli.chart.metadata.version, stored.chart.metadata.version);
@@ -547,9 +547,14 @@ mod captured {
         assert_eq!(history[0].status(), ReleaseStatus::Superseded);
         assert_eq!(history[0].info.description, "Install complete");
         let latest = cli_release(captured);
-        assert_eq!(history[1].to_revision(), latest.to_revision());
-        assert_eq!(history[1].to_info(false), latest.to_info(false));
-        assert_eq!(history[1].to_revision().chart, "hooks-0.1.0");
+        assert_eq!(history[1].summary(), latest.summary());
+        assert_eq!(
+            (
+                &*history[1].summary().chart,
+                &*history[1].summary().chart_version
+            ),
+            ("hooks", "0.1.0")
+        );
     }
 
     #[test]

@@ -27,23 +27,78 @@ pub enum ValuesMode {
     Reset,
 }
 
-fn timeout_arg(timeout: Duration) -> String {
-    format!("{}s", timeout.as_secs().max(1))
+/// One helm command: the words that name it, whether it takes the
+/// operation's `--timeout`, and the flags it always passes, in argv order.
+/// Every command line starts from one line of the table below
+/// ([`start`]), adds what varies (post-renderer, values mode, revision…)
+/// and ends its options with `--` before any positional ([`end`]).
+struct Cmd {
+    words: &'static [&'static str],
+    timeout: bool,
+    flags: &'static [&'static str],
 }
 
-fn release_target(args: &mut Vec<String>, namespace: &TenantNamespace, timeout: Duration) {
+/// A write: bounded by the operation's `--timeout`.
+const fn write(words: &'static [&'static str], flags: &'static [&'static str]) -> Cmd {
+    Cmd {
+        words,
+        timeout: true,
+        flags,
+    }
+}
+
+/// A read of storage: no `--timeout` (the runner's deadline bounds it).
+const fn read(words: &'static [&'static str], flags: &'static [&'static str]) -> Cmd {
+    Cmd {
+        words,
+        timeout: false,
+        flags,
+    }
+}
+
+// The table: one line per operation. Writes print the release as JSON
+// and take values on stdin (never `--set`).
+#[rustfmt::skip]
+mod table {
+    use super::{Cmd, read, write};
+    pub(super) const INSTALL: Cmd = write(&["install"], &["--output", "json", "--values", "-", "--skip-crds"]);
+    pub(super) const UPGRADE: Cmd = write(&["upgrade"], &["--output", "json", "--values", "-"]);
+    pub(super) const INSTALL_LOCAL: Cmd = write(&["install"], &["--output", "json", "--values", "-"]);
+    pub(super) const UPGRADE_LOCAL: Cmd = write(&["upgrade"], &["--output", "json", "--values", "-", "--reset-values"]);
+    pub(super) const UNINSTALL: Cmd = write(&["uninstall"], &[]);
+    pub(super) const GET_ALL: Cmd = read(&["get", "all"], &[]);
+    pub(super) const GET_VALUES: Cmd = read(&["get", "values"], &["--output", "json"]);
+    pub(super) const HISTORY: Cmd = read(&["history"], &["--output", "json"]);
+    /// Helm 3 needs `--all` to list every status (it hides pending,
+    /// superseded and uninstalled releases otherwise); Helm 4 lists them
+    /// all and has no `--all`.
+    pub(super) const LIST_HELM3: Cmd = read(&["list"], &["--all"]);
+    pub(super) const LIST_HELM4: Cmd = read(&["list"], &[]);
+}
+use table::*;
+
+/// The command's words, `--namespace`, `--timeout` when it takes one, and
+/// its fixed flags.
+fn start(cmd: &Cmd, namespace: &TenantNamespace, timeout: Duration) -> Vec<String> {
+    let mut args: Vec<String> = cmd.words.iter().map(|w| (*w).to_owned()).collect();
     args.extend(["--namespace".into(), namespace.as_str().into()]);
-    args.extend(["--timeout".into(), timeout_arg(timeout)]);
+    if cmd.timeout {
+        let seconds = timeout.as_secs().max(1);
+        args.extend(["--timeout".into(), format!("{seconds}s")]);
+    }
+    args.extend(cmd.flags.iter().map(|f| (*f).to_owned()));
+    args
 }
 
-/// Ends the options (`--`), then the release name and the archive.
-fn chart_tail(args: &mut Vec<String>, name: &ReleaseName, chart: ChartArgs<'_>) {
-    args.extend([
-        "--".into(),
-        name.as_str().into(),
-        chart.archive.display().to_string(),
-    ]);
+/// Ends the options (`--`), then the positionals (release name, chart).
+fn end(mut args: Vec<String>, positionals: &[&str]) -> Vec<String> {
+    args.push("--".into());
+    args.extend(positionals.iter().map(|p| (*p).to_owned()));
+    args
 }
+
+/// What reads pass as their timeout: [`start`] leaves it out.
+const NO_TIMEOUT: Duration = Duration::ZERO;
 
 /// Helm 4's `--post-renderer PLUGIN --post-renderer-args A …` (the
 /// confinement check inside the run).
@@ -74,18 +129,9 @@ pub fn install(
     post_render: Option<&PostRenderArgs>,
     timeout: Duration,
 ) -> Vec<String> {
-    let mut args = vec!["install".to_owned()];
-    release_target(&mut args, namespace, timeout);
-    args.extend([
-        "--output".into(),
-        "json".into(),
-        "--values".into(),
-        "-".into(),
-        "--skip-crds".into(),
-    ]);
+    let mut args = start(&INSTALL, namespace, timeout);
     post_renderer(&mut args, post_render);
-    chart_tail(&mut args, name, chart);
-    args
+    end(args, &[name.as_str(), &chart.archive.display().to_string()])
 }
 
 /// `helm upgrade`, values on stdin, JSON release on stdout.
@@ -97,21 +143,13 @@ pub fn upgrade(
     post_render: Option<&PostRenderArgs>,
     timeout: Duration,
 ) -> Vec<String> {
-    let mut args = vec!["upgrade".to_owned()];
-    release_target(&mut args, namespace, timeout);
-    args.extend([
-        "--output".into(),
-        "json".into(),
-        "--values".into(),
-        "-".into(),
-    ]);
+    let mut args = start(&UPGRADE, namespace, timeout);
     args.push(match mode {
         ValuesMode::Reuse => "--reuse-values".into(),
         ValuesMode::Reset => "--reset-values".into(),
     });
     post_renderer(&mut args, post_render);
-    chart_tail(&mut args, name, chart);
-    args
+    end(args, &[name.as_str(), &chart.archive.display().to_string()])
 }
 
 /// The same install or upgrade as a server-side dry run (Helm 3): the
@@ -139,22 +177,20 @@ pub fn install_local(
     namespace: &TenantNamespace,
     name: &ReleaseName,
     chart: &Path,
+    validate: bool,
     timeout: Duration,
 ) -> Vec<String> {
-    let mut args = vec!["install".to_owned()];
-    release_target(&mut args, namespace, timeout);
-    args.extend([
-        "--output".into(),
-        "json".into(),
-        "--values".into(),
-        "-".into(),
-    ]);
-    args.extend([
-        "--".into(),
-        name.as_str().into(),
-        chart.display().to_string(),
-    ]);
-    args
+    let mut args = start(&INSTALL_LOCAL, namespace, timeout);
+    openapi_validation(&mut args, validate);
+    end(args, &[name.as_str(), &chart.display().to_string()])
+}
+
+/// `--disable-openapi-validation` unless `validate`: helm then leaves the
+/// validation of each object to the API server as it creates it.
+fn openapi_validation(args: &mut Vec<String>, validate: bool) {
+    if !validate {
+        args.push("--disable-openapi-validation".into());
+    }
 }
 
 /// `helm upgrade` to a chart the operator wrote itself, with exactly the
@@ -164,26 +200,15 @@ pub fn upgrade_local(
     name: &ReleaseName,
     chart: &Path,
     description: Option<&str>,
+    validate: bool,
     timeout: Duration,
 ) -> Vec<String> {
-    let mut args = vec!["upgrade".to_owned()];
-    release_target(&mut args, namespace, timeout);
-    args.extend([
-        "--output".into(),
-        "json".into(),
-        "--values".into(),
-        "-".into(),
-        "--reset-values".into(),
-    ]);
+    let mut args = start(&UPGRADE_LOCAL, namespace, timeout);
+    openapi_validation(&mut args, validate);
     if let Some(description) = description {
         args.extend(["--description".into(), description.into()]);
     }
-    args.extend([
-        "--".into(),
-        name.as_str().into(),
-        chart.display().to_string(),
-    ]);
-    args
+    end(args, &[name.as_str(), &chart.display().to_string()])
 }
 
 /// `helm uninstall`.
@@ -192,10 +217,7 @@ pub fn uninstall(
     name: &ReleaseName,
     timeout: Duration,
 ) -> Vec<String> {
-    let mut args = vec!["uninstall".to_owned()];
-    release_target(&mut args, namespace, timeout);
-    args.extend(["--".into(), name.as_str().into()]);
-    args
+    end(start(&UNINSTALL, namespace, timeout), &[name.as_str()])
 }
 
 /// What `helm get all --template` prints for a release: one `key value` line
@@ -235,66 +257,39 @@ pub fn get_release(
     name: &ReleaseName,
     revision: Option<u32>,
 ) -> Vec<String> {
-    let mut args = vec![
-        "get".into(),
-        "all".into(),
-        "--namespace".into(),
-        namespace.as_str().into(),
-        "--template".into(),
-        RELEASE_TEMPLATE.into(),
-    ];
+    let mut args = start(&GET_ALL, namespace, NO_TIMEOUT);
+    args.extend(["--template".into(), RELEASE_TEMPLATE.into()]);
     if let Some(revision) = revision {
         args.extend(["--revision".into(), revision.to_string()]);
     }
-    args.extend(["--".into(), name.as_str().into()]);
-    args
+    end(args, &[name.as_str()])
 }
 
 /// `helm get values` of one revision: the user-supplied values as JSON
 /// (`null` when there are none).
 pub fn get_values(namespace: &TenantNamespace, name: &ReleaseName, revision: u32) -> Vec<String> {
-    vec![
-        "get".into(),
-        "values".into(),
-        "--namespace".into(),
-        namespace.as_str().into(),
-        "--output".into(),
-        "json".into(),
-        "--revision".into(),
-        revision.to_string(),
-        "--".into(),
-        name.as_str().into(),
-    ]
+    let mut args = start(&GET_VALUES, namespace, NO_TIMEOUT);
+    args.extend(["--revision".into(), revision.to_string()]);
+    end(args, &[name.as_str()])
 }
 
 /// `helm history` as JSON, oldest first: revision, updated, status,
 /// `name-version` chart, app version and description of each revision.
 pub fn history(namespace: &TenantNamespace, name: &ReleaseName) -> Vec<String> {
-    vec![
-        "history".into(),
-        "--namespace".into(),
-        namespace.as_str().into(),
-        "--output".into(),
-        "json".into(),
-        "--max".into(),
-        HISTORY_MAX.to_string(),
-        "--".into(),
-        name.as_str().into(),
-    ]
+    let mut args = start(&HISTORY, namespace, NO_TIMEOUT);
+    args.extend(["--max".into(), HISTORY_MAX.to_string()]);
+    end(args, &[name.as_str()])
 }
 
-/// `helm list` of a namespace as JSON, every status included: Helm 3 needs
-/// `--all` for that (it hides pending, superseded and uninstalled releases
-/// otherwise); Helm 4 lists every status by default and has no `--all`.
+/// `helm list` of a namespace as JSON, every status included, on either
+/// major (`LIST_HELM3`, `LIST_HELM4`).
 pub fn list(namespace: &TenantNamespace, helm_major: u8) -> Vec<String> {
-    let mut args = vec![
-        "list".to_owned(),
-        "--namespace".into(),
-        namespace.as_str().into(),
-    ];
-    if helm_major < 4 {
-        args.push("--all".into());
-    }
+    let cmd = if helm_major < 4 {
+        &LIST_HELM3
+    } else {
+        &LIST_HELM4
+    };
+    let mut args = start(cmd, namespace, NO_TIMEOUT);
     args.extend([
         "--max".into(),
         LIST_MAX.to_string(),
@@ -413,7 +408,7 @@ mod tests {
     fn local_charts_are_installed_with_exactly_the_given_values() {
         let dir = Path::new("/tmp/paas-operator-1-chart-x");
         assert_eq!(
-            install_local(&ns(), &name(), dir, Duration::from_secs(60)).join(" "),
+            install_local(&ns(), &name(), dir, true, Duration::from_secs(60)).join(" "),
             "install --namespace paas-ws-3f9a0c1d --timeout 60s --output json --values - -- svc-1a2b3c4d /tmp/paas-operator-1-chart-x"
         );
         assert_eq!(
@@ -422,6 +417,7 @@ mod tests {
                 &name(),
                 dir,
                 Some("Rollback to 2"),
+                true,
                 Duration::from_secs(60)
             )
             .join(" "),
@@ -464,5 +460,117 @@ mod tests {
             super::uninstall(&ns(), &name(), t).join(" "),
             "uninstall --namespace paas-ws-3f9a0c1d --timeout 300s -- svc-1a2b3c4d"
         );
+    }
+
+    /// Every operation's exact command line, as each major runs it: Helm 4
+    /// checks inside the run (post-renderer); Helm 3 dry-runs, then
+    /// installs the checked documents as a local chart; both list every
+    /// status. All act as the tenant.
+    #[test]
+    fn every_operation_argv_on_helm3_and_helm4() {
+        let t = Duration::from_secs(120);
+        let local = Path::new("/tmp/paas-operator-1-chart-x");
+        let post_render = PostRenderArgs {
+            plugin: "paas-confine",
+            args: vec!["/tmp/p/r.rules.json".into()],
+        };
+        let user = "system:serviceaccount:paas-ws-3f9a0c1d:paas-tenant";
+        let as_tenant = |mut args: Vec<String>| {
+            act_as(&mut args, user);
+            args.join(" ")
+        };
+        let (ns, name) = (ns(), name());
+        let pr = "--post-renderer paas-confine --post-renderer-args /tmp/p/r.rules.json";
+        let me = format!("--kube-as-user {user}");
+        let head = "--namespace paas-ws-3f9a0c1d";
+        let cases: Vec<(&str, Vec<String>, String)> = vec![
+            (
+                "helm4 install",
+                install(&ns, &name, chart(), Some(&post_render), t),
+                format!(
+                    "install {head} --timeout 120s --output json --values - --skip-crds {pr} {me} -- svc-1a2b3c4d {ARCHIVE}"
+                ),
+            ),
+            (
+                "helm4 upgrade",
+                upgrade(
+                    &ns,
+                    &name,
+                    chart(),
+                    ValuesMode::Reuse,
+                    Some(&post_render),
+                    t,
+                ),
+                format!(
+                    "upgrade {head} --timeout 120s --output json --values - --reuse-values {pr} {me} -- svc-1a2b3c4d {ARCHIVE}"
+                ),
+            ),
+            (
+                "helm3 install dry run",
+                dry_run(install(&ns, &name, chart(), None, t)),
+                format!(
+                    "install {head} --timeout 120s --output json --values - --skip-crds --dry-run=server --disable-openapi-validation {me} -- svc-1a2b3c4d {ARCHIVE}"
+                ),
+            ),
+            (
+                "helm3 upgrade dry run",
+                dry_run(upgrade(&ns, &name, chart(), ValuesMode::Reset, None, t)),
+                format!(
+                    "upgrade {head} --timeout 120s --output json --values - --reset-values --dry-run=server --disable-openapi-validation {me} -- svc-1a2b3c4d {ARCHIVE}"
+                ),
+            ),
+            (
+                "helm3 install checked",
+                install_local(&ns, &name, local, false, t),
+                format!(
+                    "install {head} --timeout 120s --output json --values - --disable-openapi-validation {me} -- svc-1a2b3c4d {}",
+                    local.display()
+                ),
+            ),
+            (
+                "rollback and reapply (both)",
+                upgrade_local(&ns, &name, local, Some("Rollback to 1"), true, t),
+                format!(
+                    "upgrade {head} --timeout 120s --output json --values - --reset-values --description Rollback to 1 {me} -- svc-1a2b3c4d {}",
+                    local.display()
+                ),
+            ),
+            (
+                "uninstall (both)",
+                super::uninstall(&ns, &name, t),
+                format!("uninstall {head} --timeout 120s {me} -- svc-1a2b3c4d"),
+            ),
+            (
+                "get all (both)",
+                get_release(&ns, &name, Some(2)),
+                format!(
+                    "get all {head} --template {RELEASE_TEMPLATE} --revision 2 {me} -- svc-1a2b3c4d"
+                ),
+            ),
+            (
+                "get values (both)",
+                get_values(&ns, &name, 2),
+                format!("get values {head} --output json --revision 2 {me} -- svc-1a2b3c4d"),
+            ),
+            (
+                "history (both)",
+                history(&ns, &name),
+                format!("history {head} --output json --max 10000 {me} -- svc-1a2b3c4d"),
+            ),
+            (
+                "helm3 list",
+                list(&ns, 3),
+                format!("list {head} --all --max 10000 --output json {me}"),
+            ),
+            (
+                "helm4 list",
+                list(&ns, 4),
+                format!("list {head} --max 10000 --output json {me}"),
+            ),
+        ];
+        for (operation, args, expected) in cases {
+            assert_eq!(as_tenant(args), expected, "{operation}");
+        }
+        assert_eq!(version().join(" "), "version --template {{.Version}}");
     }
 }

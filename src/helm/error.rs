@@ -1,8 +1,7 @@
 //! Helm failures, classified from helm's stderr so the API can answer with
 //! the right status. The stderr text itself is only logged.
 
-use super::confine::Violation;
-use crate::error::{ApiError, Code};
+use crate::render::confine::Violation;
 
 /// Why a helm command failed, as far as its stderr tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,19 +68,6 @@ impl Limit {
             Self::Expansion => "expansion",
             Self::Size => "size",
             Self::Crashed => "crashed",
-        }
-    }
-
-    /// What went over, for people.
-    fn phrase(self) -> &'static str {
-        match self {
-            Self::RenderTime => "rendering took too long",
-            Self::Memory => "rendering needed too much memory",
-            Self::Cpu => "rendering needed too much CPU time",
-            Self::MemoryBudget => "rendering needed too much memory while the operator was busy",
-            Self::Expansion => "the rendering expands to too many objects (YAML aliases)",
-            Self::Size => "the rendering is too large",
-            Self::Crashed => "helm could not render it within its limits",
         }
     }
 }
@@ -251,94 +237,6 @@ pub fn classify(stderr: &str) -> FailureKind {
     }
 }
 
-/// How helm failures reach clients: a fixed sentence per kind; helm's
-/// stderr stays in the log.
-impl From<HelmError> for ApiError {
-    fn from(error: HelmError) -> Self {
-        match error {
-            HelmError::Busy => ApiError::new(
-                Code::OperatorBusy,
-                "Too many helm operations are running; try again shortly",
-            ),
-            HelmError::Spawn { .. } => {
-                tracing::error!(%error, "helm could not be started");
-                ApiError::new(
-                    Code::HelmUnavailable,
-                    "The helm binary could not be started",
-                )
-            }
-            HelmError::DeadlineExceeded { ref target, .. } => ApiError::new(
-                Code::HelmTimeout,
-                format!("The helm operation on {target} did not finish in time and was stopped"),
-            ),
-            HelmError::Cancelled => ApiError::new(Code::Cancelled, "The operation was cancelled"),
-            HelmError::Output { .. } | HelmError::OutputTooLarge { .. } => {
-                tracing::error!(%error, "unexpected helm output");
-                ApiError::new(
-                    Code::HelmOutputUnreadable,
-                    "helm's output could not be read",
-                )
-            }
-            HelmError::Failed {
-                operation,
-                ref target,
-                kind,
-            } => failed(operation, target, kind),
-            HelmError::NotConfined {
-                ref namespace,
-                ref violations,
-            } if too_complex(violations).is_none() => ApiError::new(
-                Code::ChartNotConfined,
-                crate::helm::confine::refusal(namespace, violations),
-            ),
-            HelmError::NotConfined {
-                namespace,
-                violations,
-            } => {
-                let limit = too_complex(&violations).unwrap_or(Limit::Size);
-                HelmError::TooComplex {
-                    operation: "check",
-                    target: namespace,
-                    limit,
-                }
-                .into()
-            }
-            HelmError::TooComplex {
-                ref target, limit, ..
-            } => {
-                tracing::warn!(release = %target, limit = limit.label(), "refused: the chart went over a limit");
-                ApiError::new(
-                    Code::ChartTooComplex,
-                    format!(
-                        "The chart needs more memory, CPU or time to render than the operator allows ({}); nothing was created",
-                        limit.phrase()
-                    ),
-                )
-            }
-            HelmError::Died {
-                operation,
-                ref target,
-                death,
-            } => {
-                tracing::error!(operation, release = %target, ?death, "helm died abnormally");
-                // Retrying is safe: the release service re-reads the release
-                // and repairs a pending revision before this is answered.
-                ApiError::new(
-                    Code::HelmInterrupted,
-                    format!("helm {operation} for {target} stopped abnormally; retrying is safe"),
-                )
-            }
-            HelmError::ConfineSetup(_) => {
-                tracing::error!(%error, "confinement check not prepared");
-                ApiError::new(
-                    Code::ConfinementUnavailable,
-                    "The confinement check could not be prepared",
-                )
-            }
-        }
-    }
-}
-
 /// The limit a refusal means when the checker refused the rendering as too
 /// large or too complex (then it checked nothing else).
 pub fn too_complex(violations: &[Violation]) -> Option<Limit> {
@@ -347,65 +245,6 @@ pub fn too_complex(violations: &[Violation]) -> Option<Limit> {
         Violation::TooComplex => Some(Limit::Expansion),
         _ => None,
     })
-}
-
-fn failed(operation: &str, target: &str, kind: FailureKind) -> ApiError {
-    let (code, detail) = match kind {
-        FailureKind::NameInUse => (
-            Code::ReleaseExists,
-            format!("Release {target} already exists"),
-        ),
-        FailureKind::OperationInProgress => return ApiError::operation_in_progress(target),
-        FailureKind::ReleaseNotFound => {
-            (Code::ReleaseNotFound, format!("Release {target} not found"))
-        }
-        FailureKind::RevisionNotFound => (
-            Code::RevisionNotFound,
-            format!("Release {target} has no such revision"),
-        ),
-        FailureKind::NoDeployedRelease => (
-            Code::NoDeployedRelease,
-            format!(
-                "Release {target} has no deployed revision to upgrade; roll back or reinstall it"
-            ),
-        ),
-        FailureKind::ChartNotFound => (
-            Code::ChartNotFound,
-            "The chart (or the requested version) was not found at its source".into(),
-        ),
-        FailureKind::ChartSourceUnreachable => (
-            Code::ChartSourceUnreachable,
-            "The chart source could not be reached".into(),
-        ),
-        FailureKind::RenderFailed => (
-            Code::ChartRenderFailed,
-            "The chart failed to render with the given values".into(),
-        ),
-        FailureKind::ValuesInvalid => (
-            Code::InvalidValues,
-            "The values do not match the chart's values schema".into(),
-        ),
-        FailureKind::RejectedByCluster => (
-            Code::RejectedByCluster,
-            "The cluster refused the chart's objects (quota, admission policy or permissions)"
-                .into(),
-        ),
-        FailureKind::ClusterUnreachable => (
-            Code::KubernetesUnavailable,
-            "The Kubernetes API is unreachable; try again shortly".into(),
-        ),
-        FailureKind::TimedOut => (
-            Code::HelmTimeout,
-            format!(
-                "The helm operation on {target} did not finish within its timeout; the release is marked failed"
-            ),
-        ),
-        FailureKind::Other => (
-            Code::HelmFailed,
-            format!("helm {operation} failed for {target}"),
-        ),
-    };
-    ApiError::new(code, detail)
 }
 
 #[cfg(test)]

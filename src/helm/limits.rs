@@ -178,6 +178,20 @@ pub fn launcher_main(args: &[OsString]) -> ExitCode {
     ExitCode::from(EXIT_CANNOT_RUN)
 }
 
+/// What each helm process may use, from the settings (HELM_MEMORY_LIMIT,
+/// HELM_CPU_LIMIT). Here, not in `config`, so the settings import nothing
+/// above them.
+impl crate::config::HelmConfig {
+    pub fn process_limits(&self) -> Limits {
+        Limits {
+            data: self.memory_limit_mib.saturating_mul(1 << 20),
+            cpu: self.cpu_limit.max(1),
+            nofile: HELM_NOFILE,
+            fsize: HELM_FSIZE,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,33 +1,31 @@
-//! The helm CLI, and nothing else: every command line ([`command`]), the
-//! process runner ([`runner`]: argv only, bounded parallelism, deadlines),
-//! what its failures mean ([`error`]), the release record it prints and
-//! stores ([`release`]), reads through the CLI for storage the operator does
-//! not read itself ([`cli_reads`]), and confinement: the rules
-//! ([`confine`]), the checked documents they yield ([`documents`]), what the
-//! operator adds to them ([`additions`]), Helm 4's post-renderer that does
-//! both inside the run ([`postrender`]) and, for Helm 3, the chart that
-//! installs exactly those documents ([`wrapper`]). helm is only ever given
-//! local chart archives (`crate::charts` fetches them); its own outbound
-//! traffic goes through [`egress`], which admits nothing, and its caches
-//! live in a private [`home`]. Nothing here talks to the Kubernetes API; the
-//! release service (`crate::releases`) decides what to run and when.
+//! The helm CLI, and nothing else: every command line (`command`, built
+//! from one table), the process runner ([`runner`]: argv only, bounded
+//! parallelism, deadlines, limits, a memory watchdog), what its failures
+//! mean (`error`), the release record it prints and stores
+//! (`release`), reads through the CLI for storage the operator does not
+//! read itself (`cli_reads`), and the glue that runs the confinement
+//! check inside helm: Helm 4's post-renderer ([`postrender`]) and, for
+//! Helm 3, the chart that installs exactly the checked documents
+//! (`wrapper`). The rendered documents themselves (strict parse, rules,
+//! additions) are `crate::render`'s, which this module imports and which
+//! imports nothing from here. helm is only ever given local chart archives
+//! (`crate::charts` fetches them); its outbound traffic goes through
+//! `crate::egress`, which admits nothing, and its caches live in a private
+//! `home`. Nothing here talks to the Kubernetes API or knows HTTP: the
+//! release service (`crate::releases`) decides what to run and when, and
+//! `crate::error` says what a [`HelmError`] means to a client.
 
-pub mod additions;
-pub mod cli_reads;
-pub mod command;
-pub mod confine;
-pub mod documents;
-pub mod egress;
-pub mod error;
-pub mod home;
+pub(crate) mod cli_reads;
+pub(crate) mod command;
+pub(crate) mod error;
+pub(crate) mod home;
 pub mod limits;
-pub mod parse;
 pub mod postrender;
 pub mod procs;
-pub mod release;
+pub(crate) mod release;
 pub mod runner;
-pub mod slots;
-pub mod wrapper;
+pub(crate) mod slots;
+pub(crate) mod wrapper;
 
 use std::sync::Arc;
 
@@ -39,8 +37,8 @@ pub use release::HelmRelease;
 pub use runner::{HelmRunner, Invocation, RenderWatch, RunnerConfig};
 
 use crate::names::{ReleaseName, TenantNamespace};
-use confine::Rules;
-use documents::Checked;
+use crate::render::confine::{self, Rules};
+use crate::render::documents::Checked;
 use postrender::{CheckerOutcome, ConfinePlugin, ConfineRun};
 use wrapper::{ChartIdentity, WrapperChart};
 
@@ -76,9 +74,12 @@ pub struct Helm {
     /// Set with Helm 4 when charts are confined: the post-renderer plugin.
     confine_plugin: Option<Arc<ConfinePlugin>>,
     /// The proxy helm's outbound traffic goes through (kept alive with helm).
-    egress: Option<Arc<egress::EgressGuard>>,
+    egress: Option<Arc<crate::egress::EgressGuard>>,
     /// helm's private cache and config directories (kept with helm).
     home: Option<Arc<home::HelmHome>>,
+    /// Helm 3: whether helm validates checked documents against the
+    /// OpenAPI schema (`HELM3_OPENAPI_VALIDATION`).
+    helm3_openapi_validation: bool,
 }
 
 /// What a server-side dry run (Helm 3) says helm would apply.
@@ -111,12 +112,20 @@ impl Helm {
             confine_plugin: None,
             egress: None,
             home: None,
+            helm3_openapi_validation: true,
         }
+    }
+
+    /// Helm 3: whether helm validates the checked documents against the
+    /// API server's OpenAPI schema before creating anything.
+    pub fn with_helm3_openapi_validation(mut self, validate: bool) -> Self {
+        self.helm3_openapi_validation = validate;
+        self
     }
 
     /// Keeps `guard` (the runner's environment points helm at it) alive as
     /// long as helm runs.
-    pub fn with_egress_guard(mut self, guard: Option<egress::EgressGuard>) -> Self {
+    pub fn with_egress_guard(mut self, guard: Option<crate::egress::EgressGuard>) -> Self {
         self.egress = guard.map(Arc::new);
         self
     }
@@ -307,7 +316,7 @@ impl Helm {
     }
 
     /// Installs or upgrades to exactly `checked` (a chart written for it,
-    /// [`wrapper`]), storing `values` as the release's values. A rollback is
+    /// `wrapper`), storing `values` as the release's values. A rollback is
     /// such an upgrade to a stored revision's documents.
     #[expect(
         clippy::too_many_arguments,
@@ -327,14 +336,22 @@ impl Helm {
             .await
             .map_err(HelmError::ConfineSetup)?;
         let timeout = self.runner.helm_timeout();
+        let validate = self.version.major >= 4 || self.helm3_openapi_validation;
         let (operation, args) = match kind {
             WriteKind::Install => (
                 "install",
-                command::install_local(namespace, name, wrapper.path(), timeout),
+                command::install_local(namespace, name, wrapper.path(), validate, timeout),
             ),
             WriteKind::Upgrade(_) => (
                 "upgrade",
-                command::upgrade_local(namespace, name, wrapper.path(), description, timeout),
+                command::upgrade_local(
+                    namespace,
+                    name,
+                    wrapper.path(),
+                    description,
+                    validate,
+                    timeout,
+                ),
             ),
         };
         let output = self
@@ -559,19 +576,21 @@ mod captured {
     use crate::model::ReleaseStatus;
 
     fn check(release: &HelmRelease, name: &str) {
-        let info = release.to_info(true);
-        assert_eq!(info.name, name);
-        assert_eq!(info.revision, 1);
-        assert_eq!(info.status, ReleaseStatus::Deployed);
-        assert_eq!(info.chart, "web");
+        let info = release.summary();
+        assert_eq!(&*info.name, name);
+        assert_eq!(info.version, 1);
+        assert_eq!(info.status(), ReleaseStatus::Deployed);
+        assert_eq!((&*info.chart, &*info.chart_version), ("web", "0.1.0"));
         assert!(!info.app_version.is_empty());
         assert!(
             info.updated.parse::<jiff::Timestamp>().is_ok(),
             "{}",
             info.updated
         );
-        assert_eq!(info.values.unwrap()["auth"]["password"], "s3cret");
-        assert_eq!(release.to_revision().chart, "web-0.1.0");
+        assert_eq!(
+            release.config.as_ref().unwrap()["auth"]["password"],
+            "s3cret"
+        );
         assert!(release.manifest.contains("kind: Deployment"));
     }
 

@@ -30,9 +30,9 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::confine::{MAX_RENDERING, Rules, Violation};
 use super::limits::Limits;
-use super::parse::MAX_INPUT;
+use crate::render::confine::{MAX_RENDERING, Rules, Violation};
+use crate::render::parse::MAX_INPUT;
 
 /// The hidden subcommand helm runs (`paas-operator confine-check RULES REPORT`).
 pub const CHECKER_SUBCOMMAND: &str = "confine-check";
@@ -312,7 +312,7 @@ pub enum Verdict {
 
 /// The checker's pure logic: the checked documents with the operator's
 /// additions, or the refusal. What it hands on is at most
-/// [`MAX_RENDERING`] bytes.
+/// `MAX_RENDERING` bytes.
 pub fn post_render(rules: &Rules, rendered: &str) -> Verdict {
     match rules.apply(rendered) {
         Ok(mut checked) => {

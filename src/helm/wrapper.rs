@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::documents::Checked;
+use crate::render::documents::Checked;
 
 /// Name, version, app version and default values of the chart a release
 /// was made from. The defaults matter to a later `--reuse-values` upgrade,

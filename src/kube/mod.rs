@@ -17,8 +17,6 @@ use std::time::{Duration, Instant};
 
 use kube::Client;
 
-use crate::error::{ApiError, Code};
-
 /// A failure talking to the Kubernetes API.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
@@ -41,6 +39,9 @@ pub enum KubeError {
     /// ClusterRole is missing?).
     #[error("the tenant identity of namespace {0} is not authorized")]
     IdentityNotReady(String),
+    /// The reachability probe has had no answer recently.
+    #[error("the kubernetes API is not answering")]
+    NotAnswering,
 }
 
 impl KubeError {
@@ -53,64 +54,6 @@ impl KubeError {
         match self {
             Self::Api { source, .. } => is_unreachable(source),
             _ => false,
-        }
-    }
-}
-
-/// API failures reach clients as a fixed sentence naming the action;
-/// the API server's own message is logged.
-impl From<KubeError> for ApiError {
-    fn from(error: KubeError) -> Self {
-        if let KubeError::Api { source, .. } = &error {
-            crate::metrics::kube_api_error(source);
-        }
-        match &error {
-            KubeError::NotManaged(name) => ApiError::new(
-                Code::NamespaceNotManaged,
-                format!("Namespace {name} exists and is not managed by this operator"),
-            ),
-            KubeError::PolicyUnreadable => ApiError::new(
-                Code::TenantIdentityUnavailable,
-                "The operator's built-in tenant policy cannot be read",
-            ),
-            KubeError::IdentityNotReady(name) => ApiError::new(
-                Code::TenantIdentityUnavailable,
-                format!(
-                    "The tenant identity of namespace {name} is not usable; the operator's cluster policy may be missing"
-                ),
-            ),
-            KubeError::Terminating(name) => ApiError::new(
-                Code::NamespaceTerminating,
-                format!("Namespace {name} is being deleted; try again when it is gone"),
-            ),
-            KubeError::Api { action, source } if crate::kube::is_unreachable(source) => {
-                tracing::error!(%error, "kubernetes API unreachable");
-                ApiError::new(
-                    Code::KubernetesUnavailable,
-                    format!("The Kubernetes API is unreachable ({action}); try again shortly"),
-                )
-            }
-            KubeError::Api { action, source } => {
-                tracing::error!(%error, "kubernetes API error");
-                let status = match source {
-                    kube::Error::Api(status) => status.code,
-                    _ => 500,
-                };
-                match status {
-                    409 => ApiError::new(
-                        Code::KubernetesConflict,
-                        format!("Conflict while {action}; try again"),
-                    ),
-                    403 => ApiError::new(
-                        Code::OperatorForbidden,
-                        format!("The operator is not allowed {action}"),
-                    ),
-                    _ => ApiError::new(
-                        Code::KubernetesError,
-                        format!("The Kubernetes API failed {action}"),
-                    ),
-                }
-            }
         }
     }
 }
@@ -276,14 +219,11 @@ impl ApiProbe {
     /// The answer for a read while the API is known to be unreachable:
     /// `Err` (503 `kubernetes_unavailable`) rather than an answer from
     /// memory that may be stale, or a call that would hang.
-    pub fn require(&self) -> Result<(), ApiError> {
+    pub fn require(&self) -> Result<(), KubeError> {
         if self.reachable() {
             return Ok(());
         }
-        Err(ApiError::new(
-            Code::KubernetesUnavailable,
-            "The Kubernetes API is not answering; try again shortly",
-        ))
+        Err(KubeError::NotAnswering)
     }
 }
 
@@ -310,10 +250,7 @@ mod tests {
         // Last answered 10 s ago, longer than UNREACHABLE_AFTER: a hang.
         probe.state.answered.store(0, Ordering::Relaxed);
         assert!(!probe.reachable());
-        assert_eq!(
-            probe.require().unwrap_err().code,
-            Code::KubernetesUnavailable
-        );
+        assert!(matches!(probe.require(), Err(KubeError::NotAnswering)));
         assert!(ApiProbe::fixed(true).reachable());
     }
 

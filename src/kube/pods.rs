@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::KubeError;
 use super::compact::{core_v1_resource, count, identity};
-use crate::model::{PodInfo, PodPhase};
+use crate::model::PodPhase;
 
 /// Labels as a sorted list of pairs: small to keep, quick to search.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -342,65 +342,33 @@ pub async fn release_pods(
     namespace: &str,
     release: &str,
     selectors: &[Selector],
-) -> Result<Vec<PodInfo>, KubeError> {
+) -> Result<Vec<PodSummary>, KubeError> {
     let api: Api<PodObject> = Api::namespaced(client.clone(), namespace);
     let pods = api
         .list(&ListParams::default())
         .await
         .map_err(KubeError::api("listing pods"))?;
-    let summaries: Vec<PodSummary> = pods.items.iter().map(PodObject::summary).collect();
-    Ok(select_pods(
-        summaries.iter(),
-        release,
-        selectors,
-        jiff::Timestamp::now(),
-    ))
+    Ok(pods
+        .items
+        .iter()
+        .map(PodObject::summary)
+        .filter(|pod| belongs_to(pod, release, selectors))
+        .collect())
 }
 
-/// The pods among `pods` that belong to the release, sorted by name.
+/// The pods among `pods` that belong to the release: labelled as its
+/// instance, or selected by one of its workloads.
 pub fn select_pods<'a>(
     pods: impl Iterator<Item = &'a PodSummary>,
-    release: &str,
-    selectors: &[Selector],
-    now: jiff::Timestamp,
-) -> Vec<PodInfo> {
-    let mut infos: Vec<PodInfo> = pods
-        .filter(|pod| belongs_to(pod, release, selectors))
-        .map(|pod| pod_info(pod, now))
-        .collect();
-    infos.sort_by(|a, b| a.name.cmp(&b.name));
-    infos
+    release: &'a str,
+    selectors: &'a [Selector],
+) -> impl Iterator<Item = &'a PodSummary> {
+    pods.filter(move |pod| belongs_to(pod, release, selectors))
 }
 
 fn belongs_to(pod: &PodSummary, release: &str, selectors: &[Selector]) -> bool {
     pod.labels.get("app.kubernetes.io/instance") == Some(release)
         || selectors.iter().any(|s| s.matches(&pod.labels))
-}
-
-/// The contract's view of one pod.
-pub fn pod_info(pod: &PodSummary, now: jiff::Timestamp) -> PodInfo {
-    let age = pod
-        .created
-        .map(|t| format_age(now.duration_since(t).as_secs()))
-        .unwrap_or_default();
-    PodInfo {
-        name: pod.name.to_string(),
-        phase: pod.phase,
-        ready: format!("{}/{}", pod.ready, pod.containers),
-        restarts: pod.restarts,
-        age,
-    }
-}
-
-/// `12d`, `5h`, `3m` or `40s`: the largest whole unit, like kubectl.
-pub fn format_age(seconds: i64) -> String {
-    let seconds = seconds.max(0);
-    match seconds {
-        s if s >= 86_400 => format!("{}d", s / 86_400),
-        s if s >= 3_600 => format!("{}h", s / 3_600),
-        s if s >= 60 => format!("{}m", s / 60),
-        s => format!("{s}s"),
-    }
 }
 
 #[cfg(test)]
@@ -512,15 +480,6 @@ spec: {}
         assert!(!req("Bogus", None).matches(&with));
     }
 
-    #[test]
-    fn ages() {
-        assert_eq!(format_age(40), "40s");
-        assert_eq!(format_age(3 * 60 + 5), "3m");
-        assert_eq!(format_age(5 * 3600 + 59), "5h");
-        assert_eq!(format_age(12 * 86_400 + 1), "12d");
-        assert_eq!(format_age(-5), "0s");
-    }
-
     fn pod(name: &str, pod_labels: &[(&str, &str)]) -> PodSummary {
         let labels: std::collections::BTreeMap<&str, &str> = pod_labels.iter().copied().collect();
         let object: PodObject = serde_json::from_value(serde_json::json!({
@@ -539,16 +498,22 @@ spec: {}
 
     #[test]
     fn pods_are_summarised_and_selected() {
-        let now: jiff::Timestamp = "2026-11-26T00:03:10Z".parse().unwrap();
-        let info = pod_info(&pod("p", &[]), now);
+        let summary = pod("p", &[]);
         assert_eq!(
             (
-                info.phase,
-                info.ready.as_str(),
-                info.restarts,
-                info.age.as_str()
+                summary.phase,
+                summary.ready,
+                summary.containers,
+                summary.restarts,
+                summary.created
             ),
-            (PodPhase::Running, "1/2", 5, "3m")
+            (
+                PodPhase::Running,
+                1,
+                2,
+                5,
+                Some("2026-11-26T00:00:00Z".parse().unwrap())
+            )
         );
         let pods = [
             pod("w-1", &[("app", "w")]),
@@ -556,17 +521,16 @@ spec: {}
             pod("other", &[("app", "x")]),
         ];
         let selectors = [Selector::labels([("app", "w")])];
-        let names: Vec<String> = select_pods(pods.iter(), "a", &selectors, now)
-            .into_iter()
-            .map(|p| p.name)
+        let names: Vec<&str> = select_pods(pods.iter(), "a", &selectors)
+            .map(|p| &*p.name)
             .collect();
-        assert_eq!(names, ["a-1", "w-1"]);
-        assert!(select_pods(pods.iter(), "b", &[], now).is_empty());
+        assert_eq!(names, ["w-1", "a-1"]);
+        assert_eq!(select_pods(pods.iter(), "b", &[]).count(), 0);
         // Status without a spec (never in practice): count the statuses.
         let bare: PodObject = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "b"}, "status": {"containerStatuses": [{"ready": true}]}
         }))
         .unwrap();
-        assert_eq!(pod_info(&bare.summary(), now).ready, "1/1");
+        assert_eq!((bare.summary().ready, bare.summary().containers), (1, 1));
     }
 }

@@ -33,7 +33,7 @@ impl<T: Audited> Audited for (u32, T) {
 impl Audited
     for (
         crate::helm::HelmRelease,
-        crate::helm::additions::Applied,
+        crate::render::additions::Applied,
         Option<String>,
     )
 {

@@ -1,5 +1,5 @@
 //! Confinement (unless `CONFINE_CHARTS=false`): the rules a rendering must
-//! keep ([`crate::helm::confine`]), checked on exactly the documents helm
+//! keep ([`crate::render::confine`]), checked on exactly the documents helm
 //! applies, before anything is created:
 //!
 //! - Helm 4 install and upgrade: inside the one helm run (a post-renderer);
@@ -12,15 +12,15 @@
 //! - Rollback: the target revision's stored manifest and hooks are checked
 //!   and applied the same way. Uninstall: the latest revision's, before
 //!   helm deletes what they list. Stored revisions are parsed here, under
-//!   the same budget (`crate::helm::parse`).
+//!   the same budget (`crate::render::parse`).
 
 use super::ReleaseService;
 use crate::error::{ApiError, Code};
 use crate::helm::HelmError;
-use crate::helm::additions::{Additions, Applied};
-use crate::helm::confine::{ClusterScoped, Rules, Violation};
-use crate::helm::documents::Checked;
 use crate::names::{ReleaseName, TenantNamespace};
+use crate::render::additions::{Additions, Applied};
+use crate::render::confine::{ClusterScoped, Rules, Violation};
+use crate::render::documents::Checked;
 
 impl ReleaseService {
     /// True when installs and upgrades that need a plan are dry run,

@@ -25,11 +25,11 @@ use super::sidecar_spec::AttachSidecar;
 use crate::auth::KeyId;
 use crate::error::{ApiError, Code};
 use crate::helm::HelmRelease;
-use crate::helm::additions::{SIDECAR_LABEL, Sidecar, deployments};
-use crate::helm::confine::Rules;
 use crate::kube::KubeError;
 use crate::model::apps::SidecarRequest;
 use crate::names::{ReleaseName, TenantNamespace};
+use crate::render::additions::{SIDECAR_LABEL, Sidecar, deployments};
+use crate::render::confine::Rules;
 
 /// The label the earlier operator put on its `{release}-mcp` Services.
 pub const COMPONENT_LABEL: (&str, &str) = ("app.kubernetes.io/component", "mcp-sidecar");

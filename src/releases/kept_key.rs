@@ -11,9 +11,9 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
 use super::state::{N8N_API_KEY, N8nKey};
-use crate::helm::additions::{VALUE_DIGEST_ANNOTATION, deployments, hex_digest};
-use crate::helm::confine::Rules;
 use crate::kube::pods::Selector;
+use crate::render::additions::{VALUE_DIGEST_ANNOTATION, deployments, hex_digest};
+use crate::render::confine::Rules;
 
 /// A revision that carries the key: the pod selectors of the Deployments
 /// whose pods restart to read it, and the digest their pods carry.

@@ -46,6 +46,7 @@ mod sidecar;
 mod sidecar_spec;
 pub mod state;
 pub mod store;
+pub mod wire;
 mod write;
 
 use std::collections::HashSet;
@@ -87,7 +88,7 @@ pub struct ReleaseSettings {
     /// The tenant namespace prefix (a release's generated subdomain drops it).
     pub namespace_prefix: String,
     /// What tenant pods may name (`ALLOWED_*`), checked before helm runs.
-    pub scheduling: crate::helm::confine::SchedulingRules,
+    pub scheduling: crate::render::confine::SchedulingRules,
 }
 
 /// Where reads come from when the cache cannot answer.

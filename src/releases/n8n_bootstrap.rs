@@ -23,10 +23,10 @@ use crate::auth::KeyId;
 use crate::config::AppAccess;
 use crate::error::ApiError;
 use crate::helm::HelmRelease;
-use crate::helm::confine::Rules;
 use crate::model::apps::{N8nInitRequest, N8nInitResponse};
 use crate::n8n::{Endpoint, N8n, Step, StepError, Transport};
 use crate::names::{ReleaseName, TenantNamespace};
+use crate::render::confine::Rules;
 
 /// How long a repeated bootstrap waits for a rollout under way to bring up
 /// pods with the kept key (within the platform's 120 s, after waiting for

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::store::CachedRevision;
-use super::{Reads, ReleaseService};
+use super::{Reads, ReleaseService, wire};
 use crate::error::{ApiError, Code};
 use crate::helm::HelmRelease;
 use crate::helm::release::ReleaseSummary;
@@ -70,7 +70,7 @@ impl ReleaseService {
         let (from, revisions) = match self.cache.history(namespace.as_str(), name.as_str()).await {
             Some(cached) => {
                 let history = cached?;
-                let revisions = history.iter().map(|r| r.summary.to_revision()).collect();
+                let revisions = history.iter().map(|r| wire::revision(&r.summary)).collect();
                 (ServedFrom::Cache, revisions)
             }
             None => {
@@ -78,7 +78,7 @@ impl ReleaseService {
                 if !history.is_empty() {
                     self.cache.warm(namespace.as_str());
                 }
-                let revisions: Vec<_> = history.iter().map(ReleaseSummary::to_revision).collect();
+                let revisions: Vec<_> = history.iter().map(wire::revision).collect();
                 (ServedFrom::Api, revisions)
             }
         };
@@ -119,7 +119,10 @@ impl ReleaseService {
                                 ),
                             )
                         })?;
-                (ServedFrom::Api, listed)
+                (
+                    ServedFrom::Api,
+                    wire::pod_infos(listed.iter(), jiff::Timestamp::now()),
+                )
             }
         };
         Ok((
@@ -137,7 +140,7 @@ impl ReleaseService {
         let mut releases = Vec::new();
         for name in self.release_names(namespace).await? {
             match self.latest(namespace, &name).await {
-                Ok((_, release)) => releases.push(release.summary.to_info()),
+                Ok((_, release)) => releases.push(wire::release_info(&release.summary)),
                 // Uninstalled between the listing and the read.
                 Err(error) if error.code == Code::ReleaseNotFound => {}
                 Err(error) => return Err(error),

@@ -39,11 +39,11 @@ use super::ReleaseService;
 use super::locks::{Ending, LockError};
 use super::store::{RecordKind, ReleaseStore, StorageError};
 use crate::error::{ApiError, Code};
-use crate::helm::additions::Additions;
 use crate::helm::release::{HelmRelease, RecordError, ReleaseSummary, decode_payload};
 use crate::kube::lease::LeaseState;
 use crate::model::ReleaseStatus;
 use crate::names::{ReleaseName, TenantNamespace};
+use crate::render::additions::Additions;
 
 /// Why a pending revision was marked failed (the metric's `trigger`).
 #[derive(Debug, Clone, Copy)]

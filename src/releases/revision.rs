@@ -8,11 +8,11 @@
 use super::ReleaseService;
 use super::state::{self, ReleaseState};
 use crate::error::{ApiError, Code};
-use crate::helm::additions::{self, Applied};
-use crate::helm::confine::Rules;
-use crate::helm::documents::Checked;
 use crate::helm::{HelmRelease, ValuesMode, WriteKind};
 use crate::names::{ReleaseName, TenantNamespace};
+use crate::render::additions::{self, Applied};
+use crate::render::confine::Rules;
+use crate::render::documents::Checked;
 
 impl ReleaseService {
     /// Applies `documents` (checked) as a new revision of the release,

@@ -1,6 +1,6 @@
 //! The MCP sidecar, as part of the release: attached (or replaced) and
 //! taken off. It is kept with the release ([`super::state`]) and added to
-//! every rendering of it ([`crate::helm::additions`]), so an upgrade, a
+//! every rendering of it ([`crate::render::additions`]), so an upgrade, a
 //! rollback or a re-created Deployment keeps it; attaching or detaching
 //! applies the release's current documents again (a new revision,
 //! [`super::revision`]). Its route `{subdomain}-mcp` follows it, under the
@@ -12,8 +12,8 @@ use super::audit::audit;
 use super::sidecar_spec::AttachSidecar;
 use crate::auth::KeyId;
 use crate::error::{ApiError, Code};
-use crate::helm::additions::{Sidecar, SidecarService};
 use crate::names::{ReleaseName, TenantNamespace};
+use crate::render::additions::{Sidecar, SidecarService};
 
 /// What attaching a sidecar did.
 #[derive(Debug, Clone)]

@@ -7,9 +7,9 @@
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, Code};
-use crate::helm::additions::{Sidecar, SidecarService};
 use crate::model::apps::{SidecarContainer, SidecarEnv, SidecarPort, SidecarRequest};
 use crate::names::{Quantity, ReleaseName, is_dns1123_label};
+use crate::render::additions::{Sidecar, SidecarService};
 
 /// A sidecar to attach, checked: what the release service applies.
 #[derive(Debug, Clone)]

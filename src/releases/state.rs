@@ -24,11 +24,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, Code};
-use crate::helm::additions::{Additions, KeptValue, Sidecar};
-use crate::helm::confine::OPERATOR_LABEL;
 use crate::kube::KubeError;
 use crate::kube::apply::FIELD_MANAGER;
 use crate::names::{ReleaseName, TenantNamespace};
+use crate::render::additions::{Additions, KeptValue, Sidecar};
+use crate::render::confine::OPERATOR_LABEL;
 
 /// The label naming the release a kept-state Secret belongs to.
 const RELEASE_LABEL: &str = "paas-operator/release";

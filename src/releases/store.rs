@@ -1,7 +1,7 @@
 //! Helm's release records read straight from the Kubernetes API, so reads
-//! never spawn helm (the record format: [`crate::helm::release`]). Drivers
+//! never spawn helm (the record format: `crate::helm::release`). Drivers
 //! we do not read (sql) are read through the helm CLI instead
-//! ([`crate::helm::cli_reads`]).
+//! (`crate::helm::cli_reads`).
 
 use std::sync::Arc;
 
@@ -611,7 +611,7 @@ mod tests {
         });
         let cached = decode_cached(&record).unwrap().unwrap();
         assert_eq!(&*cached.selectors, [Selector::labels([("app", "w")])]);
-        assert_eq!(cached.summary.to_info().chart, "web");
+        assert_eq!(&*cached.summary.chart, "web");
         assert_eq!(
             cached.summary,
             decode_genuine(&record).unwrap().unwrap().summary()

@@ -23,10 +23,10 @@ use super::locks::{Ending, LockError, ReleaseGuard};
 use crate::auth::KeyId;
 use crate::error::{ApiError, Code};
 use crate::exposure::names::Subdomain;
-use crate::helm::additions::Additions;
 use crate::helm::{ChartArgs, HelmRelease, WriteKind};
 use crate::model::RouteInfo;
 use crate::names::{ReleaseName, TenantNamespace};
+use crate::render::additions::Additions;
 use serde_json::{Map, Value};
 
 /// What an install produced.

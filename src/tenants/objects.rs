@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::quota::TenantQuota;
 use crate::config::TenantConfig;
-use crate::helm::confine::OPERATOR_LABEL;
+use crate::render::confine::OPERATOR_LABEL;
 
 /// Label marking namespaces this operator manages.
 pub const MANAGED_LABEL: &str = "paas-managed";

@@ -11,7 +11,7 @@
 //! The scheduling policy's allowed lists (priority classes, taint keys,
 //! runtime classes) are put in from the operator's settings before it is
 //! applied, so admission and the operator's own early check
-//! ([`crate::helm::confine`]) allow the same.
+//! (`crate::render::confine`) allow the same.
 
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::{Api, Client};

@@ -19,10 +19,10 @@ use crate::exposure::names::{InputError, parse_cluster_service_url};
 use crate::exposure::store::{
     NAMESPACE_LABEL, RELEASE_LABEL, ROUTE_LABEL, RouteRecord, RouteState, RouteStore,
 };
-use crate::helm::confine::OPERATOR_LABEL;
 use crate::kube::KubeError;
 use crate::kube::apply::apply;
 use crate::model::exposure::RouteRule;
+use crate::render::confine::OPERATOR_LABEL;
 
 /// How the Ingresses are made.
 #[derive(Debug, Clone, Default)]

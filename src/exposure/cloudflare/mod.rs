@@ -3,7 +3,7 @@
 //!
 //! Every call is bounded by `CLOUDFLARE_TIMEOUT` (its answer read in full
 //! included) and reads at most [`MAX_ANSWER`] bytes of answer
-//! ([`crate::bounded`]; a larger one is `Unreadable`), retried (at most
+//! (`crate::bounded`; a larger one is `Unreadable`), retried (at most
 //! [`MAX_ATTEMPTS`] attempts) on 429 and 5xx — after `Retry-After` when
 //! Cloudflare sends one (at most [`MAX_RETRY_AFTER`]), else with a growing,
 //! jittered backoff — and on transport failures of idempotent calls. Each

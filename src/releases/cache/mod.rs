@@ -55,6 +55,7 @@ use super::store::{CachedRevision, RecordKind, StorageError};
 use crate::config::{CacheConfig, CacheMode};
 use crate::kube::pods::{Selector, select_pods};
 use crate::model::PodInfo;
+use crate::releases::wire;
 
 /// A failed index is not rebuilt more often than this (namespaces mode).
 pub const RETRY_FAILED: Duration = Duration::from_secs(5);
@@ -291,10 +292,8 @@ impl ReadCache {
         if !state.covers(Part::Pods) {
             return None;
         }
-        Some(select_pods(
-            state.pods(namespace).iter(),
-            release,
-            selectors,
+        Some(wire::pod_infos(
+            select_pods(state.pods(namespace).iter(), release, selectors),
             jiff::Timestamp::now(),
         ))
     }

@@ -127,6 +127,7 @@ impl Budget {
 
     /// True once the budget refused something (the rest of the rendering
     /// is not worth reading).
+    #[cfg(test)]
     pub fn exhausted(&self) -> bool {
         self.nodes.get() == 0 || self.mappings.get() == 0 || self.bytes.get() == 0
     }

@@ -1,5 +1,6 @@
 //! Helm's release record (the JSON Helm 3 and Helm 4 store per revision and
-//! print with `-o json`), and its mapping to the contract's types.
+//! print with `-o json`). The contract's types are made from it by the
+//! release service (`crate::releases::wire`).
 //!
 //! Only the fields we use are declared; unknown fields are ignored, so both
 //! majors' records decode. Chart name and version come from the chart's
@@ -34,7 +35,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-use crate::model::{ReleaseInfo, ReleaseStatus, Revision};
+use crate::model::ReleaseStatus;
 
 /// One revision of a release as Helm records it.
 #[derive(Debug, Clone, Deserialize)]
@@ -152,33 +153,6 @@ impl ReleaseSummary {
         ReleaseStatus::from_helm(&self.status)
     }
 
-    /// The contract's view of this revision, without values.
-    pub fn to_info(&self) -> ReleaseInfo {
-        ReleaseInfo {
-            name: self.name.to_string(),
-            namespace: self.namespace.to_string(),
-            revision: self.version,
-            status: self.status(),
-            chart: self.chart.to_string(),
-            app_version: self.app_version.to_string(),
-            updated: self.updated.to_string(),
-            description: Some(self.description.to_string()).filter(|d| !d.is_empty()),
-            values: None,
-            route: None,
-        }
-    }
-
-    pub fn to_revision(&self) -> Revision {
-        Revision {
-            revision: self.version,
-            updated: self.updated.to_string(),
-            status: self.status(),
-            chart: format!("{}-{}", self.chart, self.chart_version),
-            app_version: self.app_version.to_string(),
-            description: self.description.to_string(),
-        }
-    }
-
     /// `pending-*` and last touched longer than `limit` ago: the helm that
     /// set it is gone.
     pub fn is_stale_pending(&self, limit: Duration) -> bool {
@@ -245,18 +219,6 @@ impl HelmRelease {
             &self.info,
             &self.chart.metadata,
         )
-    }
-
-    /// The contract's view of this revision. `with_values` adds the
-    /// user-supplied values (install and upgrade responses only).
-    pub fn to_info(&self, with_values: bool) -> ReleaseInfo {
-        let mut info = self.summary().to_info();
-        info.values = with_values.then(|| self.config.clone().unwrap_or_default());
-        info
-    }
-
-    pub fn to_revision(&self) -> Revision {
-        self.summary().to_revision()
     }
 
     /// The manifest and every hook as one multi-document rendering: all
@@ -629,256 +591,4 @@ fn to_rfc3339(raw: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const RECORD: &str = r#"{
-        "name": "svc-1a2b3c4d", "namespace": "paas-ws-3f9a0c1d", "version": 3,
-        "info": {"first_deployed": "2026-11-01T10:00:00.123456789+02:00",
-                 "last_deployed": "2026-11-02T10:00:00.5+02:00", "deleted": "",
-                 "description": "Upgrade complete", "status": "deployed", "notes": "hi"},
-        "chart": {"metadata": {"name": "my-web-app", "version": "1.2.3-rc.1", "appVersion": "2.0"},
-                  "templates": [], "values": {"a": 1}},
-        "config": {"password": "s3cret", "nested": {"n": 1}},
-        "manifest": "---\n", "hooks": null, "labels": null, "apply_method": "ssa"
-    }"#;
-
-    #[test]
-    fn maps_to_contract_types() {
-        let release: HelmRelease = serde_json::from_str(RECORD).unwrap();
-        let info = release.to_info(true);
-        assert_eq!(info.revision, 3);
-        assert_eq!(info.status, ReleaseStatus::Deployed);
-        assert_eq!(info.chart, "my-web-app");
-        assert_eq!(info.app_version, "2.0");
-        assert_eq!(info.updated, "2026-11-02T08:00:00.5Z");
-        assert_eq!(info.description.as_deref(), Some("Upgrade complete"));
-        assert_eq!(info.values.unwrap()["password"], "s3cret");
-        assert!(release.to_info(false).values.is_none());
-        let revision = release.to_revision();
-        assert_eq!(revision.chart, "my-web-app-1.2.3-rc.1");
-    }
-
-    fn gzip(json: &[u8]) -> Vec<u8> {
-        use std::io::Write;
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(json).unwrap();
-        gz.finish().unwrap()
-    }
-
-    fn encode(json: &[u8]) -> Vec<u8> {
-        base64::engine::general_purpose::STANDARD
-            .encode(gzip(json))
-            .into_bytes()
-    }
-
-    #[test]
-    fn decodes_gzipped_and_plain_records() {
-        let json = br#"{"name":"a","version":2,"info":{"status":"superseded"}}"#;
-        assert_eq!(decode_record("r", &encode(json)).unwrap().version, 2);
-        let plain = base64::engine::general_purpose::STANDARD
-            .encode(json)
-            .into_bytes();
-        assert_eq!(decode_record("r", &plain).unwrap().name, "a");
-        let (summary, ()) = decode_summary("r", &plain, |_| ()).unwrap();
-        assert_eq!((&*summary.name, summary.version), ("a", 2));
-        // Go's reader reads every gzip member: so do we.
-        let (first, second) = r#"{"name":"a","version":2,"#.split_at(10);
-        let mut members = gzip(first.as_bytes());
-        members.extend(gzip(
-            format!(r#"{second}"info":{{"status":"deployed"}}}}"#).as_bytes(),
-        ));
-        let two = base64::engine::general_purpose::STANDARD
-            .encode(members)
-            .into_bytes();
-        assert_eq!(
-            decode_record("r", &two).unwrap().status(),
-            ReleaseStatus::Deployed
-        );
-    }
-
-    #[test]
-    fn summaries_keep_only_what_reads_show() {
-        let release: HelmRelease = serde_json::from_str(RECORD).unwrap();
-        let (summary, manifest) =
-            decode_summary("r", &encode(RECORD.as_bytes()), str::to_owned).unwrap();
-        assert_eq!(summary, release.summary());
-        assert_eq!(manifest, "---\n");
-        // A summary made whole again (a history for writes) says the same.
-        let bare = HelmRelease::from(summary.clone());
-        assert_eq!(
-            (bare.summary(), bare.manifest.as_str()),
-            (summary.clone(), "")
-        );
-        assert_eq!(bare.updated_at(), release.updated_at());
-        assert_eq!(summary.to_info(), release.to_info(false));
-        assert_eq!(summary.to_revision(), release.to_revision());
-        // Fields it does not read may be anything (even not what Helm
-        // writes); a missing manifest is an empty one.
-        let json = serde_json::json!({"name": "a", "version": 3, "info": {"status": "superseded"},
-            "chart": {"metadata": {"name": "web", "version": "0.1.0"}, "values": {"big": "x"},
-                      "templates": [{"name": "t", "data": "AAAA"}], "files": null},
-            "config": {"password": "s3cret"}, "hooks": [{"manifest": "x"}], "labels": 7});
-        let (summary, seen) =
-            decode_summary("r", &encode(json.to_string().as_bytes()), |m| m.len()).unwrap();
-        assert_eq!((summary.version, &*summary.chart), (3, "web"));
-        assert_eq!(seen, 0);
-        assert_eq!(summary.to_revision().status, ReleaseStatus::Superseded);
-        // name and version are what makes a record genuine: both required.
-        let nameless = encode(br#"{"version": 1, "manifest": "x"}"#);
-        assert!(matches!(
-            decode_summary("r", &nameless, |_| ()),
-            Err(RecordError::Corrupt { .. })
-        ));
-        assert!(matches!(
-            decode_record("r", &nameless),
-            Err(RecordError::Corrupt { .. })
-        ));
-    }
-
-    /// A record like Helm's with this much chart payload (files, which
-    /// neither decoder keeps) and this manifest.
-    fn record_with(files: usize, manifest: usize) -> Vec<u8> {
-        let json = serde_json::json!({
-            "name": "a", "version": 1, "info": {"status": "deployed"},
-            "chart": {"metadata": {"name": "web"}, "files": [{"name": "f", "data": "x".repeat(files)}]},
-            "manifest": "m".repeat(manifest), "hooks": [],
-        });
-        encode(json.to_string().as_bytes())
-    }
-
-    #[test]
-    fn caps_bound_inflation_and_kept_manifests_not_chart_payloads() {
-        // Chart payload is skipped as it streams: a record whose JSON is
-        // larger than any manifest we keep still decodes, whole and as a
-        // summary.
-        let big_chart = record_with(MAX_MANIFEST + (MAX_MANIFEST / 2), 1000);
-        assert_eq!(decode_record("r", &big_chart).unwrap().manifest.len(), 1000);
-        assert_eq!(
-            decode_summary("r", &big_chart, |m| m.len()).unwrap().1,
-            1000
-        );
-        // A manifest over the cap is refused by both decoders.
-        let big_manifest = record_with(0, MAX_MANIFEST + 1);
-        for result in [
-            decode_record("r", &big_manifest).map(drop),
-            decode_summary("r", &big_manifest, |_| ()).map(drop),
-        ] {
-            assert!(
-                matches!(result, Err(RecordError::TooLarge { .. })),
-                "{result:?}"
-            );
-        }
-        // A record larger than helm would load whole is still summarised
-        // (reads answer), but not decoded whole (writes refuse it).
-        let beyond_whole = record_with(MAX_RECORD as usize + 1, 10);
-        assert_eq!(
-            decode_summary("r", &beyond_whole, |m| m.len()).unwrap().1,
-            10
-        );
-        for result in [
-            decode_record("r", &beyond_whole).map(drop),
-            decode_payload("r", &beyond_whole).map(drop),
-            decode_loadable_summary("r", &beyond_whole).map(drop),
-        ] {
-            assert!(
-                matches!(result, Err(RecordError::TooLarge { .. })),
-                "{result:?}"
-            );
-        }
-        // A small gzip that inflates past the limit (a bomb): refused
-        // wherever the excess is, without holding it.
-        let bomb = record_with(MAX_INFLATED as usize, 0);
-        assert!(bomb.len() < MAX_ENCODED);
-        assert!(matches!(
-            decode_summary("r", &bomb, |_| ()),
-            Err(RecordError::TooLarge { .. })
-        ));
-        let spaces = encode(&vec![b' '; MAX_INFLATED as usize + 10]);
-        assert!(matches!(
-            decode_summary("r", &spaces, |_| ()),
-            Err(RecordError::TooLarge { .. })
-        ));
-        assert!(matches!(
-            decode_record("r", &spaces),
-            Err(RecordError::TooLarge { .. })
-        ));
-    }
-
-    #[test]
-    fn rejects_corrupt_and_oversized_records() {
-        assert!(matches!(
-            decode_record("r", b"%%%"),
-            Err(RecordError::Corrupt { .. })
-        ));
-        assert!(matches!(
-            decode_record("r", &encode(b"not json")),
-            Err(RecordError::Corrupt { .. })
-        ));
-        assert!(matches!(
-            decode_summary(
-                "r",
-                &encode(br#"{"name":"a","version":1} trailing"#),
-                |_| ()
-            ),
-            Err(RecordError::Corrupt { .. })
-        ));
-        let mut truncated = gzip(RECORD.as_bytes());
-        truncated.truncate(truncated.len() / 2);
-        let truncated = base64::engine::general_purpose::STANDARD
-            .encode(truncated)
-            .into_bytes();
-        assert!(matches!(
-            decode_summary("r", &truncated, |_| ()),
-            Err(RecordError::Corrupt { .. })
-        ));
-        let huge = vec![b'A'; MAX_ENCODED + 4];
-        assert!(matches!(
-            decode_record("r", &huge),
-            Err(RecordError::TooLarge { .. })
-        ));
-    }
-
-    #[test]
-    fn only_old_pending_revisions_are_stale() {
-        let record = |status: &str, at: &str| -> HelmRelease {
-            serde_json::from_value(serde_json::json!({
-                "name": "a", "version": 2, "info": {"status": status, "last_deployed": at}
-            }))
-            .unwrap()
-        };
-        let old = "2020-01-01T00:00:00Z";
-        let now = jiff::Timestamp::now().to_string();
-        let limit = Duration::from_secs(60);
-        for (release, stale) in [
-            (record("pending-upgrade", old), true),
-            (record("pending-rollback", old), true),
-            (record("pending-upgrade", &now), false),
-            (record("deployed", old), false),
-        ] {
-            assert_eq!(release.is_stale_pending(limit), stale);
-            assert_eq!(release.summary().is_stale_pending(limit), stale);
-        }
-    }
-
-    #[test]
-    fn sparse_records_decode() {
-        let release: HelmRelease = serde_json::from_str(
-            r#"{"name": "x", "version": 1, "info": {"status": "pending-install"}}"#,
-        )
-        .unwrap();
-        let info = release.to_info(true);
-        assert_eq!(info.status, ReleaseStatus::PendingInstall);
-        assert_eq!(info.updated, "");
-        assert_eq!(info.values, Some(Map::new()));
-        assert_eq!(info.description, None);
-        let nulls = encode(
-            br#"{"name": "x", "version": 1, "info": null, "chart": null, "manifest": null}"#,
-        );
-        let (summary, seen) = decode_summary("r", &nulls, |m| m.to_owned()).unwrap();
-        assert_eq!(
-            (&*summary.status, &*summary.chart, seen.as_str()),
-            ("", "", "")
-        );
-    }
-}
+mod tests;

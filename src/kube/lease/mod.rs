@@ -46,6 +46,9 @@ use tokio::task::JoinHandle;
 
 use super::KubeError;
 
+mod identity;
+pub use identity::Identity;
+
 /// Prefix of every release Lease's name.
 pub const LEASE_PREFIX: &str = "paas-operator.";
 /// The label every release Lease carries (the sweep lists by it).
@@ -108,161 +111,17 @@ impl LeaseTiming {
     }
 }
 
-/// Who holds a Lease: unique per process, and telling enough for another
-/// process to see, in some cases, that the holder is dead.
-///
-/// Written as `paas-operator-<uuid>`, then `;pod=<POD_NAME>` when the pod's
-/// name is known, and `;proc=<host>/<pid namespace>/<pid>/<start time>`
-/// when /proc tells them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    text: String,
-    pod: Option<String>,
-    process: Option<ProcessId>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct ProcessId {
-    host: String,
-    pid_namespace: String,
-    pid: u32,
-    /// Clock ticks after boot (field 22 of /proc/<pid>/stat): with the pid,
-    /// unique on a host even when pids are reused.
-    start: u64,
-}
-
-impl Identity {
-    /// This process's identity: a fresh id, the pod's name if known, and
-    /// what /proc says about this process.
-    pub fn of_this_process(pod: Option<&str>) -> Self {
-        Self::new(
-            &uuid::Uuid::new_v4().to_string(),
-            pod.filter(|p| !p.is_empty()),
-            this_process(),
-        )
-    }
-
-    /// An identity that is only a name (nothing tells whether it is dead):
-    /// for Leases that guard other things than helm runs.
-    pub fn named(text: &str) -> Self {
-        Self {
-            text: text.to_owned(),
-            pod: None,
-            process: None,
+/// How release Leases are kept, from the settings: `LEASE_TTL`, and
+/// helm's SIGTERM grace as the time a holder needs to stop before its Lease
+/// could lapse. Independent of HELM_TIMEOUT: a Lease is renewed while helm
+/// runs. (Here, not in `config`, so the settings import nothing above them.)
+impl crate::config::HelmConfig {
+    pub fn lease_timing(&self) -> LeaseTiming {
+        LeaseTiming {
+            ttl: self.lease_ttl,
+            stop_margin: self.kill_grace,
         }
     }
-
-    fn new(id: &str, pod: Option<&str>, process: Option<ProcessId>) -> Self {
-        let mut text = format!("paas-operator-{id}");
-        if let Some(pod) = pod {
-            text.push_str(&format!(";pod={pod}"));
-        }
-        if let Some(p) = &process {
-            text.push_str(&format!(
-                ";proc={}/{}/{}/{}",
-                p.host, p.pid_namespace, p.pid, p.start
-            ));
-        }
-        Self {
-            text,
-            pod: pod.map(str::to_owned),
-            process,
-        }
-    }
-
-    /// Reads a holder identity written by any replica (unknown parts are
-    /// ignored, so older replicas' plain ids parse too).
-    fn parse(text: &str) -> Self {
-        let mut parts = text.split(';');
-        let _id = parts.next();
-        let mut pod = None;
-        let mut process = None;
-        for part in parts {
-            if let Some(name) = part.strip_prefix("pod=") {
-                pod = Some(name.to_owned());
-            } else if let Some(fields) = part.strip_prefix("proc=") {
-                let fields: Vec<&str> = fields.split('/').collect();
-                if let [host, pid_namespace, pid, start] = fields[..]
-                    && let (Ok(pid), Ok(start)) = (pid.parse(), start.parse())
-                {
-                    process = Some(ProcessId {
-                        host: host.to_owned(),
-                        pid_namespace: pid_namespace.to_owned(),
-                        pid,
-                        start,
-                    });
-                }
-            }
-        }
-        Self {
-            text: text.to_owned(),
-            pod,
-            process,
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// True when `holder` is certainly not running: an earlier container
-    /// of this pod, or a process in this pid namespace that is gone (or
-    /// whose pid now belongs to another process). Anything else may be
-    /// alive, and holds its Lease until it expires.
-    async fn knows_dead(&self, holder: &str) -> bool {
-        if holder == self.text {
-            return false;
-        }
-        let other = Self::parse(holder);
-        if self.pod.is_some() && other.pod == self.pod {
-            // One pod runs one operator: a different id under our pod's
-            // name is a container that ran before this one.
-            return true;
-        }
-        let (Some(mine), Some(theirs)) = (&self.process, &other.process) else {
-            return false;
-        };
-        if mine.host != theirs.host || mine.pid_namespace != theirs.pid_namespace {
-            return false;
-        }
-        if theirs.pid == mine.pid {
-            return theirs.start != mine.start;
-        }
-        process_start(theirs.pid).await != Some(theirs.start)
-    }
-}
-
-/// This process as /proc shows it; `None` where /proc is not readable.
-fn this_process() -> Option<ProcessId> {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
-    let namespace = std::fs::read_link("/proc/self/ns/pid").ok()?;
-    let namespace: String = namespace
-        .to_string_lossy()
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect();
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    Some(ProcessId {
-        host: host.trim().replace(['/', ';'], "_"),
-        pid_namespace: namespace,
-        pid: std::process::id(),
-        start: start_time(&stat)?,
-    })
-}
-
-/// When process `pid` started, or `None` when there is no such process.
-async fn process_start(pid: u32) -> Option<u64> {
-    let stat = tokio::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .await
-        .ok()?;
-    start_time(&stat)
-}
-
-/// Field 22 (`starttime`) of a /proc/<pid>/stat line; the command name
-/// (field 2, in parentheses) may hold spaces, so fields count after it.
-fn start_time(stat: &str) -> Option<u64> {
-    let (_, after_name) = stat.rsplit_once(')')?;
-    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// What a release's Lease says now.
@@ -758,126 +617,4 @@ async fn read_if_ours(api: &Api<Lease>, name: &str, identity: &Identity) -> Opti
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lease(holder: Option<&str>, renewed: &str, seconds: i32) -> Lease {
-        Lease {
-            metadata: ObjectMeta::default(),
-            spec: Some(LeaseSpec {
-                holder_identity: holder.map(str::to_owned),
-                lease_duration_seconds: Some(seconds),
-                renew_time: Some(MicroTime(renewed.parse().unwrap())),
-                ..LeaseSpec::default()
-            }),
-        }
-    }
-
-    #[test]
-    fn holder_only_until_expiry() {
-        let now: jiff::Timestamp = "2026-11-26T10:00:00Z".parse().unwrap();
-        let held = lease(Some("a"), "2026-11-26T09:59:50Z", 15);
-        assert_eq!(unexpired_holder(&held, now), Some("a"));
-        let expired = lease(Some("a"), "2026-11-26T09:59:44Z", 15);
-        assert_eq!(unexpired_holder(&expired, now), None);
-        let freed = lease(Some(""), "2026-11-26T09:59:59Z", 15);
-        assert_eq!(unexpired_holder(&freed, now), None);
-        let none = lease(None, "2026-11-26T09:59:59Z", 15);
-        assert_eq!(unexpired_holder(&none, now), None);
-        assert_eq!(lease_name("svc-1a2b3c4d"), "paas-operator.svc-1a2b3c4d");
-    }
-
-    #[test]
-    fn default_timing_renews_before_giving_up_and_stops_helm_before_expiry() {
-        let timing = LeaseTiming {
-            ttl: Duration::from_secs(15),
-            stop_margin: Duration::from_secs(5),
-        };
-        assert_eq!(timing.renew_every(), Duration::from_secs(5));
-        assert_eq!(timing.give_up_after(), Duration::from_secs(9));
-        assert_eq!(timing.retry_every(), Duration::from_secs(1));
-        assert_eq!(timing.attempt_limit(), Duration::from_secs(2));
-        // Given up, helm gets SIGTERM, and SIGKILL within the margin:
-        // all before the Lease could lapse for anyone else.
-        assert!(timing.give_up_after() + timing.stop_margin < timing.ttl);
-        assert!(timing.check().is_ok());
-        let short = LeaseTiming {
-            ttl: Duration::from_secs(6),
-            stop_margin: Duration::from_secs(5),
-        };
-        assert!(short.check().unwrap_err().contains("LEASE_TTL"));
-    }
-
-    #[test]
-    fn stat_start_time_skips_a_command_name_with_spaces() {
-        let stat = "4242 (my (odd) cmd) S 1 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654 1000 10";
-        assert_eq!(start_time(stat), Some(987_654));
-        assert_eq!(start_time("garbage"), None);
-    }
-
-    #[test]
-    fn identities_round_trip() {
-        let process = ProcessId {
-            host: "node-a".into(),
-            pid_namespace: "4026531836".into(),
-            pid: 17,
-            start: 99,
-        };
-        let identity = Identity::new("u1", Some("op-7f9"), Some(process.clone()));
-        assert_eq!(
-            identity.as_str(),
-            "paas-operator-u1;pod=op-7f9;proc=node-a/4026531836/17/99"
-        );
-        let parsed = Identity::parse(identity.as_str());
-        assert_eq!(parsed, identity);
-        // An older replica's plain id: nothing known about it.
-        let plain = Identity::parse("paas-operator-0b1c");
-        assert_eq!((plain.pod, plain.process), (None, None));
-    }
-
-    #[tokio::test]
-    async fn only_holders_certainly_gone_are_dead() {
-        let me = this_process().expect("/proc is readable here");
-        let identity = Identity::new("me", Some("op-1"), Some(me.clone()));
-        // An earlier container of the same pod.
-        assert!(identity.knows_dead("paas-operator-old;pod=op-1").await);
-        // Another pod: alive until its Lease expires.
-        assert!(!identity.knows_dead("paas-operator-x;pod=op-2").await);
-        // Ourselves.
-        assert!(!identity.knows_dead(identity.as_str()).await);
-        let with_process = |pid: u32, start: u64| {
-            Identity::new(
-                "other",
-                None,
-                Some(ProcessId {
-                    pid,
-                    start,
-                    ..me.clone()
-                }),
-            )
-            .as_str()
-            .to_owned()
-        };
-        // A live process of this host: pid 1 with its real start time.
-        let init_start = process_start(1).await.expect("pid 1");
-        assert!(!identity.knows_dead(&with_process(1, init_start)).await);
-        // The same pid with another start time: the pid was reused.
-        assert!(identity.knows_dead(&with_process(1, init_start + 1)).await);
-        // Our own pid, started at another time: a process that ran before us.
-        assert!(
-            identity
-                .knows_dead(&with_process(me.pid, me.start + 1))
-                .await
-        );
-        // Another host, or another pid namespace: cannot tell.
-        let elsewhere = Identity::new(
-            "far",
-            None,
-            Some(ProcessId {
-                host: "node-b".into(),
-                ..me.clone()
-            }),
-        );
-        assert!(!identity.knows_dead(elsewhere.as_str()).await);
-    }
-}
+mod tests;

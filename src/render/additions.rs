@@ -31,7 +31,7 @@ pub struct Additions {
 }
 
 /// A container added to a Deployment of the release (validated before it
-/// gets here: see `releases::apps`).
+/// gets here: see `releases::sidecar`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sidecar {
     /// The Deployment; `None`: the release's first Deployment.
