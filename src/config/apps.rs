@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use super::seconds;
+use super::list::seconds;
 
 /// How the operator reaches an app's HTTP API in a tenant namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::List;
+use super::list::List;
 
 /// The API keys callers send in `X-API-Key`.
 #[derive(Debug, Clone, Args)]

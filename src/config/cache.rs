@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use super::seconds;
+use super::list::seconds;
 
 /// What the read cache watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

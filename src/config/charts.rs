@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{List, seconds};
+use super::list::{List, seconds};
 use crate::names::ChartPolicy;
 
 /// The chart sources of the platform's app templates (its

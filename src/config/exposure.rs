@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::{Args, ValueEnum};
 
-use super::{List, SecretString, TenantConfig, seconds};
+use super::list::{List, seconds};
+use super::secret::SecretString;
+use super::tenant::TenantConfig;
 
 /// Where `{subdomain}.{domain}` is routed from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

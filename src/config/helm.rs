@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::{Args, ValueEnum};
 
-use super::{SecretString, seconds};
+use super::list::seconds;
+use super::secret::SecretString;
 
 /// How helm runs, and where its release records live.
 #[derive(Debug, Clone, Args)]

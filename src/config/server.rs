@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use super::{List, seconds};
+use super::list::{List, seconds};
 
 /// Where and how the service listens.
 #[derive(Debug, Clone, Args)]

@@ -3,7 +3,7 @@
 
 use clap::{Args, ValueEnum};
 
-use super::List;
+use super::list::List;
 
 /// Tenant namespaces.
 #[derive(Debug, Clone, Args)]

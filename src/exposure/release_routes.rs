@@ -3,10 +3,10 @@
 //! `route`, and every route of a release (or namespace) removed when it
 //! goes. Routing failures are logged, never an install's failure.
 
-use super::ExposureService;
 use super::discovery;
 use super::error::RouteError;
 use super::names::{self, ServiceName, Subdomain, cluster_service_url};
+use super::service::ExposureService;
 use super::store::{ReleaseRef, RouteKind};
 use crate::error::ApiError;
 use crate::model::{ExposeRequest, RouteInfo};

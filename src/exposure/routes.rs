@@ -6,8 +6,8 @@
 use super::error::RouteError;
 use super::lifecycle::Event;
 use super::names::{self, Origins, Subdomain};
+use super::service::{ExposureService, Routes};
 use super::store::{Advanced, ReleaseRef, RouteKind, RouteRecord, RouteState};
-use super::{ExposureService, Routes};
 use crate::error::ApiError;
 use crate::model::exposure::{CreateRouteRequest, RouteCreated, RouteList};
 

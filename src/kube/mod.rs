@@ -106,8 +106,12 @@ const FIRST_PROBE: Duration = Duration::from_secs(2);
 /// How often the API server is probed (`GET /version`: no etcd read).
 pub const PROBE_EVERY: Duration = Duration::from_millis(500);
 /// The API counts as unreachable when no probe has been answered for this
-/// long: a refused connection or a hang (a probe waits at most this long).
-pub const UNREACHABLE_AFTER: Duration = Duration::from_secs(2);
+/// long: a refused connection or a hang. Twice [`PROBE_TIMEOUT`], so that
+/// one slow answer from a busy API server (or a probe task that waited for
+/// a core) is not an outage.
+pub const UNREACHABLE_AFTER: Duration = Duration::from_secs(4);
+/// How long one probe waits for `/version`.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 async fn probe(client: &Client, limit: Duration) -> bool {
     tokio::time::timeout(limit, client.apiserver_version())
@@ -153,7 +157,7 @@ impl ApiProbe {
     /// Probes `/version` once before returning (bounded, so an unreachable
     /// cluster delays the start by at most `FIRST_PROBE`: `/health` is
     /// right from the first request), then every [`PROBE_EVERY`] in the
-    /// background, each probe bounded by [`UNREACHABLE_AFTER`].
+    /// background, each probe bounded by [`PROBE_TIMEOUT`].
     pub async fn start(client: Client) -> Self {
         let probe_state = Arc::new(ProbeState {
             epoch: Instant::now(),
@@ -169,7 +173,7 @@ impl ApiProbe {
             let mut was = None;
             loop {
                 tokio::time::sleep(PROBE_EVERY).await;
-                let ok = probe(&client, UNREACHABLE_AFTER).await;
+                let ok = probe(&client, PROBE_TIMEOUT).await;
                 let Some(state) = state.upgrade() else {
                     return;
                 };

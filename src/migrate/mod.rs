@@ -20,14 +20,13 @@
 //! operator's ClusterRole, ClusterRoleBinding and ServiceAccount (report
 //! only, with the command an admin runs).
 
+mod migration;
 pub mod report;
 mod scan;
 
 use crate::auth::KeyId;
 use crate::config::{Config, MigrateArgs, ReportFormat};
-use crate::exposure::ExposureService;
-use crate::releases::ReleaseService;
-use crate::tenants::TenantService;
+pub use migration::{Migration, Services};
 use report::Report;
 use scan::Plan;
 
@@ -37,29 +36,6 @@ const LEASE_SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The services the migration works through, side by side, built from the
 /// service's settings.
-#[derive(Clone, Copy)]
-pub struct Services<'a> {
-    pub releases: &'a ReleaseService,
-    pub tenants: &'a TenantService,
-    pub exposure: &'a ExposureService,
-    /// The operator's Kubernetes client (the earlier operator's cluster
-    /// objects, the kept state of releases).
-    pub client: &'a kube::Client,
-}
-
-/// The migration's view of the cluster.
-pub struct Migration<'a> {
-    releases: &'a ReleaseService,
-    tenants: &'a TenantService,
-    exposure: &'a ExposureService,
-    client: &'a kube::Client,
-    prefix: String,
-    /// `namespace/name` of this operator's ServiceAccount.
-    operator_account: String,
-    /// Only these tenant namespaces (empty: all).
-    only: Vec<String>,
-}
-
 /// Runs the subcommand: prints the report; with `--apply`, adopts first.
 pub async fn run(
     services: Services<'_>,
@@ -85,25 +61,7 @@ pub async fn run(
     Ok(())
 }
 
-impl<'a> Migration<'a> {
-    /// `only`: the tenant namespaces to look at (empty: all).
-    pub fn new(services: Services<'a>, config: &Config, only: &[String]) -> Self {
-        Self {
-            releases: services.releases,
-            tenants: services.tenants,
-            exposure: services.exposure,
-            client: services.client,
-            prefix: config.tenant.namespace_prefix.clone(),
-            operator_account: config.tenant.operator_service_account.clone(),
-            only: only.to_vec(),
-        }
-    }
-
-    /// Whether `namespace` is one to look at.
-    fn includes(&self, namespace: &str) -> bool {
-        self.only.is_empty() || self.only.iter().any(|n| n == namespace)
-    }
-
+impl Migration<'_> {
     /// Adopts everything the scan says to, in order: namespaces first (the
     /// operator has no rights in the earlier operator's until then), then
     /// routes, then sidecars (their MCP route is then the adopted one).

@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::Api;
 
-use super::Migration;
+use super::migration::Migration;
 use super::report::{
     Action, ClusterFinding, NamespaceFinding, Report, RouteFinding, ServiceFinding, SidecarFinding,
 };

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{CfError, Cloudflare, MAX_ANSWER, MAX_ATTEMPTS, MAX_RETRY_AFTER};
+use super::client::{CfError, Cloudflare, MAX_ANSWER, MAX_ATTEMPTS, MAX_RETRY_AFTER};
 use crate::bounded::{ReadError, read_body};
 
 /// First backoff without `Retry-After`; doubled per attempt, ±25 %.

@@ -13,75 +13,20 @@
 //! sensitive header, never logged.
 
 mod call;
+mod client;
 pub(crate) mod document;
 
 use call::parse;
-
-use std::time::Duration;
+pub(crate) use client::{CfError, Cloudflare, MAX_ATTEMPTS, MAX_RETRY_AFTER};
 
 use reqwest::Method;
-use reqwest::header::HeaderValue;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::config::SecretString;
 use crate::error::{ApiError, Code};
 
-/// Attempts per call (the first and two retries).
-pub(crate) const MAX_ATTEMPTS: u32 = 3;
-/// The longest `Retry-After` honoured; a longer one is cut to this.
-pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 /// Most records asked for per page of a DNS listing.
 const DNS_PAGE: usize = 500;
-/// Largest answer read: a DNS page of 500 records is about
-/// 250 KiB, the shared tunnel's configuration about 200 bytes per route
-/// (8 MiB: some 40,000 routes).
-pub(crate) const MAX_ANSWER: usize = 8 << 20;
-
-/// Why a Cloudflare call failed. Cheap to clone: the outcome of one shared
-/// configuration edit is handed to every request that waited for it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum CfError {
-    /// Cloudflare answered with an error status (after the retries, for 429
-    /// and 5xx); its message was logged.
-    #[error("Cloudflare answered {operation} with HTTP {status} (error code {code:?})")]
-    Status {
-        operation: &'static str,
-        status: u16,
-        code: Option<i64>,
-    },
-    /// No answer within CLOUDFLARE_TIMEOUT.
-    #[error("Cloudflare did not answer {operation} in time")]
-    Timeout { operation: &'static str },
-    /// The connection failed.
-    #[error("Cloudflare could not be reached for {operation}")]
-    Unreachable { operation: &'static str },
-    /// The answer was not Cloudflare's envelope.
-    #[error("Cloudflare's answer to {operation} was unreadable")]
-    Unreadable { operation: &'static str },
-}
-
-impl CfError {
-    pub(crate) fn status(&self) -> Option<u16> {
-        match self {
-            Self::Status { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn is_not_found(&self) -> bool {
-        self.status() == Some(404)
-    }
-
-    /// Worth trying again later (as opposed to a refusal).
-    pub(crate) fn is_unavailable(&self) -> bool {
-        match self {
-            Self::Status { status, .. } => *status == 429 || *status >= 500,
-            Self::Timeout { .. } | Self::Unreachable { .. } => true,
-            Self::Unreadable { .. } => false,
-        }
-    }
-}
 
 /// A fixed sentence for people; what Cloudflare said is in the log.
 impl From<CfError> for ApiError {
@@ -173,53 +118,7 @@ pub(crate) fn tunnel_target(tunnel: &str) -> String {
     format!("{tunnel}.cfargotunnel.com")
 }
 
-/// A client for one Cloudflare account.
-#[derive(Clone)]
-pub(crate) struct Cloudflare {
-    http: reqwest::Client,
-    base: String,
-    authorization: HeaderValue,
-    account: String,
-    /// CLOUDFLARE_TIMEOUT: one attempt, answer read in full included.
-    timeout: Duration,
-}
-
-impl std::fmt::Debug for Cloudflare {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cloudflare")
-            .field("base", &self.base)
-            .field("account", &self.account)
-            .finish_non_exhaustive()
-    }
-}
-
 impl Cloudflare {
-    pub(crate) fn new(
-        base: &str,
-        token: &SecretString,
-        account: &str,
-        timeout: Duration,
-    ) -> anyhow::Result<Self> {
-        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-            .map_err(|_| {
-                anyhow::anyhow!("CLOUDFLARE_API_TOKEN has characters a header cannot hold")
-            })?;
-        authorization.set_sensitive(true);
-        // No client-wide timeout: each call's own deadline covers sending
-        // and reading the answer, so a timeout is always told as one.
-        let http = reqwest::Client::builder()
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("paas-operator/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self {
-            http,
-            base: base.trim_end_matches('/').to_owned(),
-            authorization,
-            account: account.to_owned(),
-            timeout,
-        })
-    }
-
     fn tunnel_path(&self, tunnel: &str) -> String {
         format!("/accounts/{}/cfd_tunnel/{tunnel}", self.account)
     }
@@ -380,7 +279,10 @@ impl Cloudflare {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::config::SecretString;
 
     #[test]
     fn errors_become_fixed_sentences() {

@@ -17,8 +17,8 @@ use crate::exposure::backend::{Claim, RouteBackend};
 use crate::exposure::error::RouteError;
 use crate::exposure::lifecycle::Event;
 use crate::exposure::routes::mark_applied;
+use crate::exposure::service::{ExposureService, Routes};
 use crate::exposure::store::{Advanced, RouteRecord, RouteState};
-use crate::exposure::{ExposureService, Routes};
 use crate::model::exposure::ReconcileReport;
 
 /// One reconciliation pass under way.

@@ -33,8 +33,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::names::Subdomain;
+use super::service::{ExposureService, Routes};
 use super::store::{ReleaseRef, RouteRecord, RouteState};
-use super::{ExposureService, Routes};
 use crate::error::ApiError;
 use crate::kube::KubeError;
 use crate::model::exposure::ReconcileReport;

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use tokio::task::AbortHandle;
 
 use super::index::{Item, Part};
-use super::{EXPECT_WITHIN, Index, Inner, RETRY_FAILED, SWEEP_EVERY, Scope};
+use super::shared::{EXPECT_WITHIN, Index, Inner, RETRY_FAILED, SWEEP_EVERY, Scope};
 use crate::kube::pods::PodObject;
 use crate::releases::store::{
     RECORD_LABELS, RECORD_TYPE, RecordConfigMap, RecordKind, RecordObject, RecordSecret,
