@@ -457,7 +457,7 @@ impl TenantService {
         let defaults = TenantQuota::default_quota(self.default_counts());
         let count = |key: &str, default: u32| {
             hard.get(key)
-                .and_then(|q| q.0.parse::<i64>().ok())
+                .and_then(|q| whole_quantity(&q.0))
                 .and_then(|n| crate::names::object_count("count", n).ok())
                 .unwrap_or(default)
         };
@@ -475,6 +475,39 @@ impl TenantService {
             },
         })
     }
+}
+
+/// A count as the API server writes it back: a whole number, normalised
+/// with a suffix when it can be (10000 is stored as `10k`), or with an
+/// exponent. `None` for anything that is not a whole number.
+fn whole_quantity(text: &str) -> Option<i64> {
+    const SUFFIXES: [(&str, i64); 10] = [
+        ("Ki", 1 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("Ti", 1 << 40),
+        ("Pi", 1 << 50),
+        ("k", 1_000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+        ("T", 1_000_000_000_000),
+        ("P", 1_000_000_000_000_000),
+    ];
+    let text = text.trim();
+    if let Some((number, unit)) = SUFFIXES
+        .iter()
+        .find_map(|(suffix, unit)| text.strip_suffix(suffix).map(|n| (n, *unit)))
+    {
+        return number.parse::<i64>().ok()?.checked_mul(unit);
+    }
+    if let Some((mantissa, exponent)) = text.split_once(['e', 'E']) {
+        let exponent = u32::try_from(exponent.parse::<i64>().ok()?).ok()?;
+        return mantissa
+            .parse::<i64>()
+            .ok()?
+            .checked_mul(10_i64.checked_pow(exponent)?);
+    }
+    text.parse().ok()
 }
 
 fn quantities(
@@ -503,4 +536,29 @@ fn is_managed(namespace: &Namespace) -> bool {
         .as_ref()
         .and_then(|l| l.get(MANAGED_LABEL))
         .is_some_and(|v| v == "true")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole_quantity;
+
+    /// The API server stores `services: 10000` as `10k`: an adopted or
+    /// re-checked quota must read it back as 10000, not fall back to the
+    /// default (which would shrink the tenant's quota on its next install).
+    #[test]
+    fn counts_read_back_as_the_api_server_writes_them() {
+        for (text, count) in [
+            ("20", Some(20)),
+            ("10k", Some(10_000)),
+            ("1M", Some(1_000_000)),
+            ("2Ki", Some(2_048)),
+            ("1e4", Some(10_000)),
+            (" 7 ", Some(7)),
+            ("1500m", None),
+            ("x", None),
+            ("9999999P", None),
+        ] {
+            assert_eq!(whole_quantity(text), count, "{text}");
+        }
+    }
 }

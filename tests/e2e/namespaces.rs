@@ -312,3 +312,37 @@ async fn namespace_read_and_delete() {
     let (status, body) = op.call(Method::DELETE, &path, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 }
+
+/// A namespace's quota set through one replica is kept when another (or
+/// this one restarted) first writes to it: the API server stores counts as
+/// `10k`, and reading that back as anything but 10,000 shrank the quota to
+/// the defaults on the next install.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_set_through_one_replica_is_kept_by_another() {
+    crate::require_env!();
+    let mut first = Operator::start(Major::Helm4, &[]).await;
+    let ns = random_namespace();
+    first.forget_later(&ns);
+    let body = json!({"name": ns, "cpu_limit": "8", "pods_limit": 10000, "services_limit": 5000});
+    let (status, answer) = first
+        .call(Method::POST, "/api/namespaces", Some(body))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+
+    let second = Operator::start(Major::Helm4, &[]).await;
+    let install = json!({"namespace": ns, "name": crate::harness::random_release(),
+        "chart": crate::harness::oci_chart("web"), "version": "0.1.0"});
+    let (status, answer) = second
+        .call(Method::POST, "/api/releases", Some(install))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+
+    let quota = Api::<ResourceQuota>::namespaced(second.kube.clone(), &ns)
+        .get(&format!("{ns}-quota"))
+        .await
+        .expect("quota");
+    let hard = quota.spec.expect("spec").hard.expect("hard");
+    assert_eq!(hard["pods"].0, "10k");
+    assert_eq!(hard["services"].0, "5k");
+    assert_eq!(hard["limits.cpu"].0, "8");
+}
