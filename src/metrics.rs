@@ -136,6 +136,7 @@ fn buckets(builder: PrometheusBuilder) -> PrometheusBuilder {
     with(builder, LOCK_WAIT_DURATION, LOCK_BUCKETS)
 }
 
+/// The HTTP and helm-operation metrics, then [`describe_cluster`].
 fn describe() {
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered");
     describe_histogram!(
@@ -162,6 +163,12 @@ fn describe() {
         metrics::Unit::Seconds,
         "time spent waiting for a release's lock"
     );
+    describe_cluster();
+}
+
+/// The metrics of the cluster side: Kubernetes, the read cache, helm's
+/// slots and limits, Cloudflare, chart fetches.
+fn describe_cluster() {
     describe_counter!(KUBE_ERRORS, "failed Kubernetes API calls, by kind");
     describe_counter!(
         RECOVERED,
