@@ -573,6 +573,13 @@ impl From<KubeError> for ApiError {
                     format!("The Kubernetes API is unreachable ({action}); try again shortly"),
                 )
             }
+            KubeError::Api { action, source } if crate::kube::is_namespace_terminating(source) => {
+                tracing::info!(%error, "the namespace is being deleted");
+                ApiError::new(
+                    Code::NamespaceTerminating,
+                    format!("The namespace is being deleted ({action}); try again when it is gone"),
+                )
+            }
             KubeError::Api { action, source } => {
                 tracing::error!(%error, "kubernetes API error");
                 let status = match source {

@@ -109,3 +109,29 @@ fn an_api_server_not_answering_is_503_kubernetes_unavailable() {
         "The Kubernetes API is not answering; try again shortly"
     );
 }
+
+/// A write refused because its namespace is being deleted is 409
+/// `namespace_terminating`, not a missing permission of the operator; any
+/// other 403 stays `operator_forbidden`.
+#[test]
+fn a_namespace_being_deleted_is_not_a_missing_permission() {
+    // The API server's answer, as it sends it.
+    let refused = |reason: &str| {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403,
+            "reason": "Forbidden",
+            "message": "leases.coordination.k8s.io \"x\" is forbidden: unable to create new content in namespace paas-ws-x because it is being terminated",
+            "details": {"name": "x", "group": "coordination.k8s.io", "kind": "leases",
+                "causes": [{"reason": reason, "message": "namespace paas-ws-x is being terminated",
+                    "field": "metadata.namespace"}]}
+        }))
+        .expect("status");
+        ApiError::from(KubeError::api("creating a lease")(kube::Error::Api(
+            Box::new(status),
+        )))
+    };
+    let terminating = refused("NamespaceTerminating");
+    assert_eq!(terminating.code, Code::NamespaceTerminating);
+    assert_eq!(terminating.code.status(), StatusCode::CONFLICT);
+    assert_eq!(refused("SomethingElse").code, Code::OperatorForbidden);
+}

@@ -67,6 +67,24 @@ pub fn is_unreachable(error: &kube::Error) -> bool {
     }
 }
 
+/// True when the API server refused because the namespace is being deleted
+/// (403 with the cause `NamespaceTerminating`): nothing new may be made in
+/// it, which says nothing about the operator's rights.
+pub fn is_namespace_terminating(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => {
+            status.code == 403
+                && status.details.as_ref().is_some_and(|details| {
+                    details
+                        .causes
+                        .iter()
+                        .any(|cause| cause.reason == "NamespaceTerminating")
+                })
+        }
+        _ => false,
+    }
+}
+
 /// Connecting to the API server gives up after this long.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 /// A request gives up when no byte of its answer arrived for this long

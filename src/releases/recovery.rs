@@ -335,6 +335,10 @@ impl ReleaseService {
             match self.recover_unheld(&namespace, &name).await {
                 Ok(true) => recovered += 1,
                 Ok(false) => {}
+                // Its namespace is going, and everything in it.
+                Err(error) if error.code == Code::NamespaceTerminating => {
+                    tracing::debug!(%namespace, release = %name, "recovery sweep: the release's namespace is being deleted");
+                }
                 Err(error) => {
                     tracing::warn!(%namespace, release = %name, %error, "recovery sweep: cannot check the release");
                 }
