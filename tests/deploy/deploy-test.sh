@@ -97,8 +97,8 @@ echo "    rendered: $KINDS"
 for want in Deployment Service ServiceAccount Secret ClusterRoleBinding ValidatingAdmissionPolicy Namespace; do
   check "k8s/ holds a $want" grep -qx "kind: $want" <<<"$RENDERED"
 done
-check "k8s/ holds ClusterRoles paas-operator, paas-operator-tenant and paas-tenant" \
-  bash -c 'grep -c "^kind: ClusterRole$" <<<"$1" | grep -qx 3' _ "$RENDERED"
+check "k8s/ holds ClusterRoles paas-operator, paas-operator-reads, paas-operator-tenant and paas-tenant" \
+  bash -c 'grep -c "^kind: ClusterRole$" <<<"$1" | grep -qx 4' _ "$RENDERED"
 TENANT_POLICIES=(paas-tenant-protected-objects paas-tenant-helm-records paas-tenant-workloads paas-tenant-services paas-tenant-rolebinding-subjects paas-tenant-ingresses paas-tenant-scheduling paas-tenant-reserved-names)
 check "k8s/ holds 9 ValidatingAdmissionPolicies and 9 bindings (operator scope + ${#TENANT_POLICIES[@]} tenant policies)" \
   bash -c '[[ "$(grep -c "^kind: ValidatingAdmissionPolicy$" <<<"$1") $(grep -c "^kind: ValidatingAdmissionPolicyBinding$" <<<"$1")" == "9 9" ]]' _ "$RENDERED"
