@@ -47,6 +47,7 @@ const HELM_IN_FLIGHT: &str = "helm_processes_in_flight";
 const LOCK_WAITS: &str = "release_lock_waits_total";
 const LOCK_WAIT_DURATION: &str = "release_lock_wait_seconds";
 const KUBE_ERRORS: &str = "kubernetes_api_errors_total";
+const KUBE_THROTTLED: &str = "kubernetes_api_throttled_total";
 const RECOVERED: &str = "releases_recovered_total";
 const CACHE_LOOKUPS: &str = "read_cache_lookups_total";
 const CACHE_NAMESPACES: &str = "read_cache_namespaces";
@@ -170,6 +171,10 @@ fn describe() {
 /// slots and limits, Cloudflare, chart fetches.
 fn describe_cluster() {
     describe_counter!(KUBE_ERRORS, "failed Kubernetes API calls, by kind");
+    describe_counter!(
+        KUBE_THROTTLED,
+        "Kubernetes API requests resent after a 429 (the API server at its limit)"
+    );
     describe_counter!(
         RECOVERED,
         "pending-* revisions whose helm was gone, marked failed, by trigger"
@@ -389,6 +394,11 @@ pub fn api_error(code: &'static str) {
 /// Records a failed Kubernetes API call.
 pub fn kube_api_error(error: &kube::Error) {
     counter!(KUBE_ERRORS, "kind" => kube_error_kind(error)).increment(1);
+}
+
+/// Records a Kubernetes API request resent after a 429.
+pub fn kube_throttled() {
+    counter!(KUBE_THROTTLED).increment(1);
 }
 
 /// A bounded label for a Kubernetes API failure.

@@ -443,7 +443,8 @@ async fn confine_plugin(checker: &std::path::Path) -> anyhow::Result<Option<Conf
 
 /// The Kubernetes clients, from one configuration.
 pub struct KubeClients {
-    /// For requests: every call bounded (`crate::kube::for_requests`).
+    /// For requests: every call bounded (`crate::kube::for_requests`), a
+    /// 429 resent a few times (`crate::kube::throttle`).
     pub requests: ::kube::Client,
     /// For watches (the read cache, the route index): no read timeout
     /// (`crate::kube::for_watches`).
@@ -456,7 +457,7 @@ pub struct KubeClients {
 /// ~/.kube/config or the in-cluster ServiceAccount.
 pub async fn kube_clients(config: &Config) -> anyhow::Result<KubeClients> {
     let kube_config = kube_config(config).await?;
-    let requests = ::kube::Client::try_from(crate::kube::for_requests(kube_config.clone()))
+    let requests = crate::kube::throttle::client(crate::kube::for_requests(kube_config.clone()))
         .context("cannot build the Kubernetes client")?;
     let watches = ::kube::Client::try_from(crate::kube::for_watches(kube_config.clone()))
         .context("cannot build the Kubernetes client for watches")?;

@@ -471,6 +471,12 @@ fn helm_failed(operation: &str, target: &str, kind: FailureKind) -> ApiError {
             "The cluster refused the chart's objects (quota, admission policy or permissions)"
                 .into(),
         ),
+        FailureKind::Conflict => (
+            Code::KubernetesConflict,
+            format!(
+                "A write of release {target} lost a race inside the Kubernetes API (another change to the same object, such as the namespace's quota); try again"
+            ),
+        ),
         FailureKind::ClusterUnreachable => (
             Code::KubernetesUnavailable,
             "The Kubernetes API is unreachable; try again shortly".into(),

@@ -28,6 +28,11 @@ pub enum FailureKind {
     RejectedByCluster,
     /// The Kubernetes API could not be reached.
     ClusterUnreachable,
+    /// A write lost an optimistic-concurrency race inside the API server
+    /// ("the object has been modified"), typically the ResourceQuota
+    /// admission when many objects are created in one namespace at once:
+    /// nothing is wrong with the chart, and the same write again may pass.
+    Conflict,
     /// helm's own `--timeout` ran out (waiting for hooks or resources);
     /// helm marked the release failed itself.
     TimedOut,
@@ -201,6 +206,8 @@ pub fn classify(stderr: &str) -> FailureKind {
         FailureKind::NameInUse
     } else if has("another operation (install/upgrade/rollback) is in progress") {
         FailureKind::OperationInProgress
+    } else if has("the object has been modified; please apply your changes") {
+        FailureKind::Conflict
     } else if has("has no deployed releases") {
         FailureKind::NoDeployedRelease
     } else if has("release: not found") || has("release not loaded") {
@@ -294,6 +301,14 @@ mod tests {
             (
                 "Error: INSTALLATION FAILED: Kubernetes cluster unreachable: Get \"https://127.0.0.1:6443/version\": dial tcp 127.0.0.1:6443: connect: connection refused",
                 FailureKind::ClusterUnreachable,
+            ),
+            (
+                "Error: UPGRADE FAILED: create: failed to create: Operation cannot be fulfilled on resourcequotas \"paas-ws-4e9e0adc-quota\": the object has been modified; please apply your changes to the latest version and try again",
+                FailureKind::Conflict,
+            ),
+            (
+                "Error: INSTALLATION FAILED: failed pre-install: warning: Hook pre-install x/templates/job.yaml failed: 1 error occurred:\n\t* Operation cannot be fulfilled on resourcequotas \"q\": the object has been modified; please apply your changes to the latest version and try again",
+                FailureKind::Conflict,
             ),
             (
                 "Error: kubernetes cluster unreachable: dial tcp",

@@ -1,8 +1,9 @@
 //! Kubernetes primitives through kube-rs (never a kubectl subprocess):
 //! server-side apply ([`apply`]), Leases ([`lease`]), API discovery
 //! ([`discovery`]), the pods of a release ([`pods`]), compact object types
-//! for lists and watches of many objects ([`compact`]), the error type and a
-//! reachability probe. What to do with them is decided by the services
+//! for lists and watches of many objects ([`compact`]), clients that resend
+//! what a throttling API server turned away ([`throttle`]), the error type
+//! and a reachability probe. What to do with them is decided by the services
 //! (`crate::releases`, `crate::tenants`).
 
 pub mod apply;
@@ -10,6 +11,7 @@ pub mod compact;
 pub mod discovery;
 pub mod lease;
 pub mod pods;
+pub mod throttle;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -97,8 +99,10 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(6);
 
 /// The client configuration for requests: every call bounded in time
 /// ([`CONNECT_TIMEOUT`], [`READ_TIMEOUT`], [`WRITE_TIMEOUT`]), and no
-/// client-side retries (kube's default retries 429/503/504 with backoff
-/// for minutes; the caller gets 503 with `Retry-After` instead).
+/// client-side retries of failures (kube's default retries 429/503/504
+/// with backoff for minutes; the caller gets 503 with `Retry-After`
+/// instead). Build the client with [`throttle::client`]: it resends a 429
+/// a few times, within seconds.
 pub fn for_requests(mut config: kube::Config) -> kube::Config {
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     config.read_timeout = Some(READ_TIMEOUT);

@@ -227,8 +227,10 @@ impl ReleaseService {
     /// helm refuses an upgrade of a release that is missing, or whose latest
     /// revision is `pending-*`, before it changes anything; only then is the
     /// release read: 404 when it is missing, and a pending revision whose
-    /// helm is gone is recovered and the operation tried once more.
-    /// Anything else is `refused`.
+    /// helm is gone is recovered and the operation tried once more. An
+    /// upgrade that lost a race inside the API server (409
+    /// `kubernetes_conflict`: its revision is `failed`) is tried once more
+    /// too. Anything else is `refused`.
     pub(super) async fn retry_if_recovered<Retry, Fut>(
         &self,
         namespace: &TenantNamespace,
@@ -240,6 +242,10 @@ impl ReleaseService {
         Retry: FnOnce() -> Fut,
         Fut: Future<Output = Result<HelmRelease, ApiError>>,
     {
+        if refused.code == Code::KubernetesConflict {
+            lost_race(namespace, name, &refused);
+            return retry().await;
+        }
         if !matches!(
             refused.code,
             Code::NoDeployedRelease | Code::ReleaseNotFound | Code::OperationInProgress
@@ -537,6 +543,13 @@ fn rewrite_failed(record: &str, encoded: &[u8]) -> Result<Option<Vec<u8>>, Recor
             .encode(compressed)
             .into_bytes(),
     ))
+}
+
+/// Logs a write tried once more because it lost a race inside the API
+/// server (409 `kubernetes_conflict`, such as the quota admission's).
+pub(super) fn lost_race(namespace: &TenantNamespace, name: &ReleaseName, refused: &ApiError) {
+    tracing::info!(%namespace, release = %name, %refused,
+        "the write lost a race inside the Kubernetes API; trying it once more");
 }
 
 #[cfg(test)]

@@ -83,11 +83,19 @@ impl ReleaseService {
                         self.write(namespace, name, chart, WriteKind::Install, values),
                     )
                 };
+                // A name in use that never deployed, or a write that lost a
+                // race inside the API server (its failed revision is
+                // removed first): installed once more.
                 let release = match install().await {
-                    Err(exists)
-                        if exists.code == Code::ReleaseExists
-                            && self.clear_undeployed(namespace, name).await? =>
+                    Err(refused)
+                        if matches!(
+                            refused.code,
+                            Code::ReleaseExists | Code::KubernetesConflict
+                        ) && self.clear_undeployed(namespace, name).await? =>
                     {
+                        if refused.code == Code::KubernetesConflict {
+                            super::recovery::lost_race(namespace, name, &refused);
+                        }
                         install().await?
                     }
                     outcome => outcome?,

@@ -122,7 +122,8 @@ impl TenantService {
     pub fn as_tenant(&self, namespace: &TenantNamespace) -> Result<Client, KubeError> {
         let mut config = self.client_config.clone();
         config.auth_info.impersonate = Some(self.helm_user(namespace));
-        Client::try_from(config).map_err(KubeError::api("impersonating the tenant"))
+        crate::kube::throttle::client(crate::kube::for_requests(config))
+            .map_err(KubeError::api("impersonating the tenant"))
     }
 }
 

@@ -388,11 +388,7 @@ impl TenantService {
     /// be), whether it may create Secrets there. Needs no permission beyond
     /// the impersonation helm needs anyway.
     async fn wait_identity_usable(&self, namespace: &TenantNamespace) -> Result<(), KubeError> {
-        let mut config = self.client_config.clone();
-        config.auth_info.impersonate = Some(self.helm_user(namespace));
-        let client =
-            Client::try_from(config).map_err(KubeError::api("impersonating the tenant"))?;
-        let api: Api<SelfSubjectAccessReview> = Api::all(client);
+        let api: Api<SelfSubjectAccessReview> = Api::all(self.as_tenant(namespace)?);
         let review = SelfSubjectAccessReview {
             spec: SelfSubjectAccessReviewSpec {
                 resource_attributes: Some(ResourceAttributes {
