@@ -226,8 +226,10 @@ async fn outside_installs_and_uninstalls_arrive_through_the_watch() {
     let body = from_cache(
         &op,
         &format!("/api/releases/{ns}/{second}"),
-        "the outside install",
-        |_| true,
+        "the outside install, deployed",
+        // helm writes `pending-install`, then `deployed`: the watch may
+        // deliver the first before the second.
+        |body| body["status"] == "deployed",
     )
     .await;
     assert_eq!(
