@@ -43,7 +43,11 @@ where
         Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
             Err(ReadError::TooLarge { limit })
         }
-        Ok(Err(_)) => Err(ReadError::Failed),
+        Ok(Err(error)) => {
+            // The peer's words are not logged, only what went wrong.
+            tracing::warn!(%error, "an outside answer broke off while being read");
+            Err(ReadError::Failed)
+        }
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
     }
 }

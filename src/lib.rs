@@ -67,6 +67,11 @@ pub(crate) mod tenants;
 
 pub use startup::{build_state, run, serve};
 
+/// A Kubernetes client that, like the operator's own, sends a request
+/// again when the API server answers 429 (for tools and tests that share
+/// its API server).
+pub use crate::kube::throttle::client as kube_client;
+
 /// The OpenAPI document as pretty JSON.
 pub fn openapi_json() -> String {
     api::openapi_json()

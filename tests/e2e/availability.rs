@@ -431,11 +431,9 @@ async fn endless_n8n(listener: tokio::net::TcpListener, sent: Arc<AtomicU64>) {
         };
         let sent = sent.clone();
         tokio::spawn(async move {
-            let mut buffer = vec![0u8; 16 * 1024];
-            let Ok(read) = socket.read(&mut buffer).await else {
+            let Some(request) = read_request(&mut socket).await else {
                 return;
             };
-            let request = String::from_utf8_lossy(&buffer[..read]).into_owned();
             if request.contains("/rest/settings") {
                 let body = r#"{"data":{"userManagement":{"showSetupOnFirstLoad":true}}}"#;
                 let answer = format!(
@@ -457,6 +455,28 @@ async fn endless_n8n(listener: tokio::net::TcpListener, sent: Arc<AtomicU64>) {
                 sent.fetch_add(block.len() as u64, Ordering::Relaxed);
             }
         });
+    }
+}
+
+/// One whole request (head and declared body), as a server reads it
+/// before answering; `None` when the peer went away first.
+async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut request = Vec::new();
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|value| value.trim().parse().ok())
+                .unwrap_or(0);
+            if request.len() >= end + 4 + length {
+                return Some(String::from_utf8_lossy(&request).into_owned());
+            }
+        }
+        let read = socket.read(&mut buffer).await.ok().filter(|n| *n > 0)?;
+        request.extend_from_slice(&buffer[..read]);
     }
 }
 

@@ -38,7 +38,9 @@ async fn slowhooks() -> String {
 }
 
 async fn admin() -> kube::Client {
-    kube::Client::try_default().await.expect("admin kubeconfig")
+    crate::harness::admin_client()
+        .await
+        .expect("admin kubeconfig")
 }
 
 /// The newest revision and its status, as Helm's records say (read as

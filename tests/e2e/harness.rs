@@ -395,7 +395,7 @@ impl Drop for Operator {
                 return;
             };
             runtime.block_on(async move {
-                let Ok(kube) = kube::Client::try_default().await else {
+                let Ok(kube) = admin_client().await else {
                     return;
                 };
                 let api: Api<Namespace> = Api::all(kube);
@@ -593,7 +593,7 @@ pub async fn create_tenant(http: &reqwest::Client, base: &str) -> String {
 
 /// Deletes a namespace (best effort), for tests that made one without [`Operator`].
 pub async fn delete_namespace(namespace: &str) {
-    if let Ok(kube) = kube::Client::try_default().await {
+    if let Ok(kube) = admin_client().await {
         let api: Api<Namespace> = Api::all(kube);
         let _ = api.delete(namespace, &Default::default()).await;
     }
@@ -605,7 +605,7 @@ pub fn helm_pids_with(needles: &[&str]) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    entries
+    let found: Vec<(i32, i32)> = entries
         .filter_map(|entry| {
             let entry = entry.ok()?;
             let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
@@ -616,9 +616,26 @@ pub fn helm_pids_with(needles: &[&str]) -> Vec<i32> {
                 .collect();
             let exe = std::fs::read_link(entry.path().join("exe")).ok()?;
             let is_helm = exe.file_name().is_some_and(|n| n == "helm");
-            (is_helm && needles.iter().all(|n| args.iter().any(|a| a == n))).then_some(pid)
+            let matches = is_helm && needles.iter().all(|n| args.iter().any(|a| a == n));
+            matches.then(|| Some((pid, parent_pid(pid)?))).flatten()
         })
+        .collect();
+    // A helm starting its post-renderer forks first: until the child has
+    // exec'd, it is a second "helm" with the same command line. It is
+    // the same run, so children of a listed helm are not counted.
+    found
+        .iter()
+        .filter(|(_, parent)| !found.iter().any(|(pid, _)| pid == parent))
+        .map(|(pid, _)| *pid)
         .collect()
+}
+
+/// The parent of process `pid` (from /proc/PID/stat; the command name in
+/// parentheses may hold spaces, so fields are counted after its end).
+fn parent_pid(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Asserts the contract's error body: a string `detail` and this `error_type`.
@@ -721,7 +738,7 @@ impl Operator {
             .await
             .expect("operator state");
         // Tests check and arrange the cluster as admin (KUBECONFIG).
-        let kube = kube::Client::try_default().await.expect("admin kubeconfig");
+        let kube = admin_client().await.expect("admin kubeconfig");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -749,13 +766,24 @@ impl Operator {
     }
 }
 
+/// The admin client (KUBECONFIG) the tests arrange and check the cluster
+/// with. Like kubectl, it sends a request again when the API server
+/// answers 429 (at its in-flight limit while other tests' charts create
+/// objects): a test's own setup is not what it tests.
+pub async fn admin_client() -> Result<kube::Client, kube::Error> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(kube::Error::InferConfig)?;
+    paas_operator::kube_client(config)
+}
+
 /// A kube client acting as `user` (and `groups`) through impersonation by
 /// the admin kubeconfig: what a pod holding that identity's token could do.
 pub async fn impersonating(user: &str, groups: &[String]) -> kube::Client {
     let mut config = kube::Config::infer().await.expect("admin kubeconfig");
     config.auth_info.impersonate = Some(user.to_owned());
     config.auth_info.impersonate_groups = Some(groups.to_vec());
-    kube::Client::try_from(config).expect("impersonating client")
+    paas_operator::kube_client(config).expect("impersonating client")
 }
 
 impl OperatorProcess {

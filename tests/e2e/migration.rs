@@ -600,7 +600,7 @@ async fn assert_adopted(op: &Operator, double: &Double, earlier: &Earlier) {
 
 /// The release's revisions, counted from Helm's records (admin).
 async fn history_len(namespace: &str, release: &str) -> usize {
-    let kube = kube::Client::try_default().await.expect("admin");
+    let kube = crate::harness::admin_client().await.expect("admin");
     let records = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(kube, namespace)
         .list(&kube::api::ListParams::default().labels(&format!("owner=helm,name={release}")))
         .await

@@ -119,7 +119,7 @@ impl Drop for Child {
                 return;
             };
             runtime.block_on(async move {
-                if let Ok(kube) = kube::Client::try_default().await {
+                if let Ok(kube) = crate::harness::admin_client().await {
                     let api: Api<Namespace> = Api::all(kube);
                     let _ = api.delete(&namespace, &Default::default()).await;
                 }

@@ -188,7 +188,8 @@ async fn stuck_release_recovery(major: Major) {
     by_hand.start_kill().expect("SIGKILL");
     let _ = by_hand.wait().await;
     let killed_at = Instant::now();
-    let leases: Api<Lease> = Api::namespaced(kube::Client::try_default().await.expect("kube"), &ns);
+    let leases: Api<Lease> =
+        Api::namespaced(crate::harness::admin_client().await.expect("kube"), &ns);
     let lease_name = format!("paas-operator.{name}");
     assert!(
         leases.get_opt(&lease_name).await.expect("get").is_none(),
@@ -834,7 +835,8 @@ async fn a_foreign_lease_blocks_until_it_expires() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let leases: Api<Lease> = Api::namespaced(kube::Client::try_default().await.expect("kube"), &ns);
+    let leases: Api<Lease> =
+        Api::namespaced(crate::harness::admin_client().await.expect("kube"), &ns);
     let lease_name = format!("paas-operator.{name}");
     wait_lease_given_back(&leases, &lease_name).await;
     let now = jiff::Timestamp::now();
