@@ -206,6 +206,12 @@ pub fn classify(stderr: &str) -> FailureKind {
         FailureKind::NameInUse
     } else if has("another operation (install/upgrade/rollback) is in progress") {
         FailureKind::OperationInProgress
+    } else if has(" is forbidden: ") || has("exceeded quota") || has("admission webhook") {
+        // The cluster refused an object: final, so it goes before a race
+        // that retrying would win (several errors may come together), and
+        // before the chart source's "not found" (a refusal may quote
+        // lookups that failed: RBAC's "resolution errors: [… not found]").
+        FailureKind::RejectedByCluster
     } else if has("the object has been modified; please apply your changes") {
         FailureKind::Conflict
     } else if has("has no deployed releases") {
@@ -332,6 +338,18 @@ mod tests {
             ),
             (
                 "Error: INSTALLATION FAILED: pods \"x\" is forbidden: exceeded quota: q",
+                FailureKind::RejectedByCluster,
+            ),
+            (
+                "Error: INSTALLATION FAILED: server-side apply failed for object paas-ws-x/svc-x-paas-operator-tenant rbac.authorization.k8s.io/v1, Kind=RoleBinding: rolebindings.rbac.authorization.k8s.io \"svc-x-paas-operator-tenant\" is forbidden: user \"system:serviceaccount:paas-ws-x:paas-tenant\" (groups=[\"system:serviceaccounts\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"list\"]}; resolution errors: [clusterroles.rbac.authorization.k8s.io \"gone\" not found]",
+                FailureKind::RejectedByCluster,
+            ),
+            (
+                "Error: INSTALLATION FAILED: 2 errors occurred:\n\t* configmaps \"c-61\" is forbidden: exceeded quota: q, requested: configmaps=1, used: configmaps=50, limited: configmaps=50\n\t* Operation cannot be fulfilled on resourcequotas \"q\": the object has been modified; please apply your changes to the latest version and try again",
+                FailureKind::RejectedByCluster,
+            ),
+            (
+                "Error: INSTALLATION FAILED: 1 error occurred:\n\t* admission webhook \"fence.example\" denied the request: image \"x\" not found",
                 FailureKind::RejectedByCluster,
             ),
             (
