@@ -10,7 +10,10 @@
 //! process waits for that, and shutdown waits for it too
 //! ([`ReleaseLocks::settle`]). An operation that ended cleanly deletes its
 //! Lease; one that ended in doubt frees it (no holder), so whoever takes
-//! it next, or the recovery sweep, checks the release first.
+//! it next, or the recovery sweep, checks the release first. Waiting for
+//! that bookkeeping (one API call, slow when the API server is throttling)
+//! does not count against the next operation's wait: the release is free,
+//! only this process's note of it is not written yet.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
@@ -64,6 +67,7 @@ pub struct ReleaseGuard {
     lease: Option<HeldLease>,
     key: Key,
     abandoned: Arc<Mutex<HashSet<Key>>>,
+    finishing: Arc<Mutex<HashSet<Key>>>,
     releasing: TaskTracker,
     stop_margin: Duration,
 }
@@ -99,6 +103,10 @@ impl ReleaseGuard {
             }
             (None, _) => {}
         }
+        self.finishing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.key);
         drop(guard);
     }
 
@@ -143,9 +151,17 @@ pub struct ReleaseLocks {
     /// Releases whose Lease was taken over from an operation that ended in
     /// doubt, while their lock is held (see [`ReleaseLocks::took_over`]).
     abandoned: Arc<Mutex<HashSet<Key>>>,
+    /// Releases whose operation has ended and whose Lease is being given
+    /// back (see [`FINISH_WAIT`]).
+    finishing: Arc<Mutex<HashSet<Key>>>,
     /// Guards being given back after their request was answered.
     releasing: TaskTracker,
 }
+
+/// How long an operation may wait, beyond its own wait, for the operation
+/// before it to give its Lease back: one or two API calls, each bounded by
+/// the request timeouts and the 429 resends.
+pub const FINISH_WAIT: Duration = Duration::from_secs(15);
 
 impl ReleaseLocks {
     /// Local locks plus a Lease per release in the cluster.
@@ -167,6 +183,14 @@ impl ReleaseLocks {
     /// Gives `guard` back without waiting (in the background); the local
     /// lock is held until the Lease is written.
     pub fn finish_in_background(&self, guard: ReleaseGuard, ending: Ending) {
+        if ending != Ending::LeaseLost {
+            // Its helm has ended: what is left is bookkeeping. (A lost
+            // Lease keeps the lock while helm is being stopped.)
+            self.finishing
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(guard.key.clone());
+        }
         self.releasing.spawn(guard.finish(ending).in_current_span());
     }
 
@@ -195,10 +219,16 @@ impl ReleaseLocks {
     ) -> Result<ReleaseGuard, LockError> {
         let started = tokio::time::Instant::now();
         let lock = self.entry(namespace, name);
-        let guard = tokio::time::timeout(wait, lock.lock_owned())
-            .await
-            .map_err(|_| LockError::Busy)?;
         let key = (namespace.to_owned(), name.to_owned());
+        let guard = match tokio::time::timeout(wait, lock.clone().lock_owned()).await {
+            Ok(guard) => guard,
+            Err(_) if self.is_finishing(&key) => {
+                tokio::time::timeout(FINISH_WAIT, lock.lock_owned())
+                    .await
+                    .map_err(|_| LockError::Busy)?
+            }
+            Err(_) => return Err(LockError::Busy),
+        };
         // The guard exists only once everything is held: a failed attempt
         // gives the local lock back at once.
         let held = |lease: Option<HeldLease>| ReleaseGuard {
@@ -206,6 +236,7 @@ impl ReleaseLocks {
             lease,
             key: key.clone(),
             abandoned: self.abandoned.clone(),
+            finishing: self.finishing.clone(),
             releasing: self.releasing.clone(),
             stop_margin: self.stop_margin(),
         };
@@ -247,6 +278,15 @@ impl ReleaseLocks {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .contains(&(namespace.to_owned(), name.to_owned()))
+    }
+
+    /// True while the operation holding the release has ended and gives
+    /// its Lease back.
+    fn is_finishing(&self, key: &Key) -> bool {
+        self.finishing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(key)
     }
 
     /// True while an operation of this process holds the release.
@@ -301,6 +341,38 @@ impl ReleaseLocks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The operation before gives its Lease back for longer than the next
+    /// one's wait: the next one still gets the release (the wait counts
+    /// operations, not bookkeeping); one still running makes it Busy.
+    #[tokio::test]
+    async fn giving_a_lease_back_does_not_count_against_the_next_wait() {
+        let locks = ReleaseLocks::default();
+        let wait = Duration::from_millis(50);
+        let bookkeeping = Duration::from_millis(300);
+        let key = ("ns".to_owned(), "a".to_owned());
+
+        let first = locks.acquire("ns", "a", wait).await.unwrap();
+        locks.finishing.lock().unwrap().insert(key.clone());
+        let finishing = locks.finishing.clone();
+        let (k, started) = (key.clone(), tokio::time::Instant::now());
+        tokio::spawn(async move {
+            tokio::time::sleep(bookkeeping).await;
+            finishing.lock().unwrap().remove(&k);
+            drop(first);
+        });
+        let second = locks.acquire("ns", "a", wait).await;
+        assert!(second.is_ok(), "waited for the bookkeeping");
+        assert!(started.elapsed() >= bookkeeping);
+        drop(second);
+
+        let running = locks.acquire("ns", "a", wait).await.unwrap();
+        assert!(matches!(
+            locks.acquire("ns", "a", wait).await,
+            Err(LockError::Busy)
+        ));
+        drop(running);
+    }
 
     #[tokio::test]
     async fn second_operation_waits_then_gives_up() {
