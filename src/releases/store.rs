@@ -120,17 +120,16 @@ impl ReleaseStore {
         namespace: &str,
         name: &str,
     ) -> Result<Option<HelmRelease>, StorageError> {
+        let name = name.to_owned();
         Ok(match self.kind {
-            RecordKind::Secret => newest_of(
-                &self.records::<RecordSecret>(namespace, name).await?,
-                name,
-                decode_genuine,
-            )?,
-            RecordKind::ConfigMap => newest_of(
-                &self.records::<RecordConfigMap>(namespace, name).await?,
-                name,
-                decode_genuine,
-            )?,
+            RecordKind::Secret => {
+                let records = self.records::<RecordSecret>(namespace, &name).await?;
+                off_runtime(records, move |r| newest_of(r, &name, decode_genuine)).await?
+            }
+            RecordKind::ConfigMap => {
+                let records = self.records::<RecordConfigMap>(namespace, &name).await?;
+                off_runtime(records, move |r| newest_of(r, &name, decode_genuine)).await?
+            }
         })
     }
 
@@ -140,17 +139,16 @@ impl ReleaseStore {
         namespace: &str,
         name: &str,
     ) -> Result<Option<CachedRevision>, StorageError> {
+        let name = name.to_owned();
         Ok(match self.kind {
-            RecordKind::Secret => newest_of(
-                &self.records::<RecordSecret>(namespace, name).await?,
-                name,
-                decode_cached,
-            )?,
-            RecordKind::ConfigMap => newest_of(
-                &self.records::<RecordConfigMap>(namespace, name).await?,
-                name,
-                decode_cached,
-            )?,
+            RecordKind::Secret => {
+                let records = self.records::<RecordSecret>(namespace, &name).await?;
+                off_runtime(records, move |r| newest_of(r, &name, decode_cached)).await?
+            }
+            RecordKind::ConfigMap => {
+                let records = self.records::<RecordConfigMap>(namespace, &name).await?;
+                off_runtime(records, move |r| newest_of(r, &name, decode_cached)).await?
+            }
         })
     }
 
@@ -163,15 +161,23 @@ impl ReleaseStore {
     ) -> Result<Option<HelmRelease>, StorageError> {
         let record = record_name(name, revision);
         let found = match self.kind {
-            RecordKind::Secret => Api::<RecordSecret>::namespaced(self.client.clone(), namespace)
-                .get_opt(&record)
-                .await?
-                .and_then(|s| decode_genuine(&s)),
-            RecordKind::ConfigMap => {
-                Api::<RecordConfigMap>::namespaced(self.client.clone(), namespace)
+            RecordKind::Secret => {
+                let found = Api::<RecordSecret>::namespaced(self.client.clone(), namespace)
                     .get_opt(&record)
-                    .await?
-                    .and_then(|m| decode_genuine(&m))
+                    .await?;
+                off_runtime(Vec::from_iter(found), |r| {
+                    r.first().and_then(decode_genuine)
+                })
+                .await
+            }
+            RecordKind::ConfigMap => {
+                let found = Api::<RecordConfigMap>::namespaced(self.client.clone(), namespace)
+                    .get_opt(&record)
+                    .await?;
+                off_runtime(Vec::from_iter(found), |r| {
+                    r.first().and_then(decode_genuine)
+                })
+                .await
             }
         };
         Ok(found.transpose()?)
@@ -202,17 +208,16 @@ impl ReleaseStore {
         name: &str,
         inflate: Inflate,
     ) -> Result<Vec<ReleaseSummary>, StorageError> {
+        let name = name.to_owned();
         Ok(match self.kind {
-            RecordKind::Secret => history_of(
-                &self.records::<RecordSecret>(namespace, name).await?,
-                name,
-                inflate,
-            )?,
-            RecordKind::ConfigMap => history_of(
-                &self.records::<RecordConfigMap>(namespace, name).await?,
-                name,
-                inflate,
-            )?,
+            RecordKind::Secret => {
+                let records = self.records::<RecordSecret>(namespace, &name).await?;
+                off_runtime(records, move |r| history_of(r, &name, inflate)).await?
+            }
+            RecordKind::ConfigMap => {
+                let records = self.records::<RecordConfigMap>(namespace, &name).await?;
+                off_runtime(records, move |r| history_of(r, &name, inflate)).await?
+            }
         })
     }
 
@@ -428,6 +433,40 @@ fn genuine<T>(
             None
         }
         Err(error) => Some(Err(error)),
+    }
+}
+
+/// Encoded payloads up to this size (together) are decoded in place. It
+/// is the encoded size that is known, and gzip inflates up to ~1,000×: 4 KiB
+/// stays within a few MiB of work; nearly every real record is larger.
+pub const DECODE_IN_PLACE: usize = 4 << 10;
+
+/// Runs `decode` on a release's records without holding up the async
+/// runtime: in place when their payloads are small (most are), else on the
+/// blocking pool. A record may inflate to hundreds of MiB; gunzip and JSON
+/// then take seconds, and a runtime thread held that long delays Lease
+/// renewals (a Lease lost mid-uninstall, seen under load) and every other
+/// request queued on it.
+pub async fn off_runtime<K, T>(
+    objects: Vec<K>,
+    decode: impl FnOnce(&[K]) -> T + Send + 'static,
+) -> T
+where
+    K: RecordObject + Send + 'static,
+    T: Send + 'static,
+{
+    let encoded: usize = objects
+        .iter()
+        .filter_map(RecordObject::payload)
+        .map(<[u8]>::len)
+        .sum();
+    if encoded <= DECODE_IN_PLACE {
+        return decode(&objects);
+    }
+    match tokio::task::spawn_blocking(move || decode(&objects)).await {
+        Ok(decoded) => decoded,
+        // A panic in `decode` is the caller's (as if run in place).
+        Err(error) => std::panic::resume_unwind(error.into_panic()),
     }
 }
 

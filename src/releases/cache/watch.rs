@@ -21,8 +21,8 @@ use super::index::{Item, Part};
 use super::shared::{EXPECT_WITHIN, Index, Inner, RETRY_FAILED, SWEEP_EVERY, Scope};
 use crate::kube::pods::PodObject;
 use crate::releases::store::{
-    RECORD_LABELS, RECORD_TYPE, RecordConfigMap, RecordKind, RecordObject, RecordSecret,
-    decode_cached,
+    DECODE_IN_PLACE, RECORD_LABELS, RECORD_TYPE, RecordConfigMap, RecordKind, RecordObject,
+    RecordSecret, decode_cached,
 };
 
 /// Records per page of a listing: a record may be up to ~1 MiB, and a
@@ -137,7 +137,27 @@ fn records_config(kind: RecordKind) -> watcher::Config {
 
 /// A watched object, converted: its namespace and, when that is a tenant
 /// namespace, what the index keeps of it.
-type Convert<K> = Box<dyn Fn(&K) -> (String, Option<Item>) + Send + Sync>;
+type ConvertFn<K> = dyn Fn(&K) -> (String, Option<Item>) + Send + Sync;
+
+/// `heavy` objects are converted on the blocking pool (a record may
+/// inflate to hundreds of MiB; see `store::off_runtime`).
+pub(super) struct Convert<K> {
+    run: Arc<ConvertFn<K>>,
+    heavy: fn(&K) -> bool,
+}
+
+impl<K: Send + 'static> Convert<K> {
+    async fn apply(&self, object: K) -> (String, Option<Item>) {
+        if !(self.heavy)(&object) {
+            return (self.run)(&object);
+        }
+        let run = Arc::clone(&self.run);
+        match tokio::task::spawn_blocking(move || run(&object)).await {
+            Ok(converted) => converted,
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        }
+    }
+}
 
 /// Starts one watch feeding `part` of `index`. The task ends with the
 /// index (or the cache).
@@ -209,7 +229,7 @@ where
                 index.write().begin_listing(part);
             }
             Event::InitApply(object) => {
-                if let (namespace, Some(item)) = convert(&object) {
+                if let (namespace, Some(item)) = convert.apply(object).await {
                     index.write().listed(&namespace, item);
                 }
                 converted += 1;
@@ -240,7 +260,7 @@ where
                 }
             }
             Event::Apply(object) => {
-                let (namespace, item) = convert(&object);
+                let (namespace, item) = convert.apply(object).await;
                 if let Some(item) = item {
                     index.write().apply(&namespace, item);
                 }
@@ -257,7 +277,8 @@ where
 
 /// A release record, decoded if it is a genuine one in a tenant namespace.
 fn record_item<K: Resource + RecordObject + 'static>(prefix: Arc<str>) -> Convert<K> {
-    Box::new(move |object: &K| {
+    let heavy = |object: &K| object.payload().is_some_and(|p| p.len() > DECODE_IN_PLACE);
+    let run = Arc::new(move |object: &K| {
         let namespace = object.meta().namespace.clone().unwrap_or_default();
         if !namespace.starts_with(&*prefix) {
             return (namespace, None);
@@ -270,18 +291,23 @@ fn record_item<K: Resource + RecordObject + 'static>(prefix: Arc<str>) -> Conver
             record,
         };
         (namespace, Some(item))
-    })
+    });
+    Convert { run, heavy }
 }
 
 /// A pod of a tenant namespace, as the status endpoint shows it.
 fn pod_item(prefix: Arc<str>) -> Convert<PodObject> {
-    Box::new(move |pod: &PodObject| {
+    let run = Arc::new(move |pod: &PodObject| {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let item = namespace
             .starts_with(&*prefix)
             .then(|| Item::Pod(pod.summary()));
         (namespace, item)
-    })
+    });
+    Convert {
+        run,
+        heavy: |_| false,
+    }
 }
 
 /// Drops idle and long-failed indexes (namespaces mode), forgets old
