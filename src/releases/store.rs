@@ -583,6 +583,45 @@ mod tests {
         )
     }
 
+    /// Small records are decoded where the caller runs; one whose encoded
+    /// payload passes [`DECODE_IN_PLACE`] on another (blocking-pool) thread,
+    /// to the same result.
+    #[tokio::test]
+    async fn large_records_are_decoded_off_the_runtime_thread() {
+        let caller = std::thread::current().id();
+        let on_thread = |records: Vec<RecordSecret>| async move {
+            off_runtime(records, |r| {
+                let decoded = newest_of(r, "a", decode_genuine).unwrap().unwrap();
+                (
+                    std::thread::current().id(),
+                    decoded.version,
+                    decoded.info.description,
+                )
+            })
+            .await
+        };
+        let (thread, version, _) = on_thread(vec![genuine("a", 1)]).await;
+        assert_eq!((thread, version), (caller, 1));
+
+        // A description that does not compress away: ~12 KiB encoded.
+        let notes: String = (0..4000u32)
+            .map(|i| format!("{:x}", i.wrapping_mul(2_654_435_761)))
+            .collect();
+        let json = serde_json::json!({"name": "a", "version": 2,
+            "info": {"status": "deployed", "description": notes}});
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(json.to_string().as_bytes()).unwrap();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap());
+        assert!(encoded.len() > DECODE_IN_PLACE, "{}", encoded.len());
+        let mut large = genuine("a", 2);
+        large.data = Some(SecretPayload {
+            release: Some(ByteString(encoded.into_bytes())),
+        });
+        let (thread, version, decoded_notes) = on_thread(vec![genuine("a", 1), large]).await;
+        assert_ne!(thread, caller);
+        assert_eq!((version, decoded_notes), (2, notes));
+    }
+
     #[test]
     fn newest_is_the_highest_genuine_revision_not_the_list_order() {
         let records = [genuine("a", 9), genuine("a", 10), genuine("a", 2)];
