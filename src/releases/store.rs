@@ -463,9 +463,14 @@ where
     if encoded <= DECODE_IN_PLACE {
         return decode(&objects);
     }
-    match tokio::task::spawn_blocking(move || decode(&objects)).await {
-        Ok(decoded) => decoded,
-        // A panic in `decode` is the caller's (as if run in place).
+    on_blocking_pool(move || decode(&objects)).await
+}
+
+/// Runs `work` on the blocking pool and waits for it; a panic in `work` is
+/// the caller's, as if it had run in place.
+pub async fn on_blocking_pool<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(done) => done,
         Err(error) => std::panic::resume_unwind(error.into_panic()),
     }
 }

@@ -22,7 +22,7 @@ use super::shared::{EXPECT_WITHIN, Index, Inner, RETRY_FAILED, SWEEP_EVERY, Scop
 use crate::kube::pods::PodObject;
 use crate::releases::store::{
     DECODE_IN_PLACE, RECORD_LABELS, RECORD_TYPE, RecordConfigMap, RecordKind, RecordObject,
-    RecordSecret, decode_cached,
+    RecordSecret, decode_cached, on_blocking_pool,
 };
 
 /// Records per page of a listing: a record may be up to ~1 MiB, and a
@@ -152,10 +152,7 @@ impl<K: Send + 'static> Convert<K> {
             return (self.run)(&object);
         }
         let run = Arc::clone(&self.run);
-        match tokio::task::spawn_blocking(move || run(&object)).await {
-            Ok(converted) => converted,
-            Err(error) => std::panic::resume_unwind(error.into_panic()),
-        }
+        on_blocking_pool(move || run(&object)).await
     }
 }
 
